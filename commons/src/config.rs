@@ -1,0 +1,128 @@
+//! Configuration pieces both services share: reading a TOML file with
+//! unknown keys rejected, and the `[service]`/`[status]` listener sections.
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the expected shape (the message names
+    /// the key and line).
+    #[error("invalid configuration file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value is out of its allowed range.
+    #[error("invalid configuration: {key}: {message}")]
+    Invalid {
+        /// Dotted key, e.g. `upstream.refresh_secs`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Reads and parses a TOML configuration file.
+pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse_toml(&text, &path.display().to_string())
+}
+
+/// Parses TOML text; `origin` names it in errors.
+pub fn parse_toml<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: origin.to_string(),
+        message: e.to_string().trim_end().replace('\n', " "),
+    })
+}
+
+/// A `[service]` or `[status]` section as written in the file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerFile {
+    /// Address to listen on.
+    pub address: Option<IpAddr>,
+    /// Port to listen on.
+    pub port: Option<u16>,
+    /// Origins allowed by CORS (service section only).
+    pub origin_allowlist: Option<Vec<String>>,
+}
+
+impl ListenerFile {
+    /// The socket address, with `0.0.0.0` and `default_port` as defaults.
+    pub fn socket_addr(&self, default_port: u16) -> SocketAddr {
+        SocketAddr::new(
+            self.address.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            self.port.unwrap_or(default_port),
+        )
+    }
+
+    /// Rejects an `origin_allowlist` in a section that has no use for it.
+    pub fn reject_allowlist(&self, section: &str) -> Result<(), ConfigError> {
+        match self.origin_allowlist {
+            Some(_) => Err(ConfigError::Invalid {
+                key: format!("{section}.origin_allowlist"),
+                message: "only the [service] section takes an origin allowlist".to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A number of seconds that must be at least 1.
+pub fn positive_secs(
+    key: &str,
+    value: Option<u64>,
+    default: u64,
+) -> Result<std::time::Duration, ConfigError> {
+    match value.unwrap_or(default) {
+        0 => Err(ConfigError::Invalid {
+            key: key.to_string(),
+            message: "must be at least 1 second".to_string(),
+        }),
+        secs => Ok(std::time::Duration::from_secs(secs)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        #[allow(dead_code)]
+        service: Option<ListenerFile>,
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse_toml::<Sample>("[service]\nprot = 1\n", "x.toml").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("x.toml") && text.contains("prot"), "{text}");
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let listener = ListenerFile::default();
+        assert_eq!(listener.socket_addr(8080).to_string(), "0.0.0.0:8080");
+        assert!(positive_secs("a.b", Some(0), 3).is_err());
+    }
+}

@@ -1,0 +1,442 @@
+//! The Cincinnati update graph and how it is built from a stream's release
+//! index and updates metadata, for one architecture and payload scheme.
+
+use crate::metadata::{self, ReleaseIndex, UpdateMetadata, UpdatesMetadata};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+/// Payload scheme of a graph: which kind of payload its nodes carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scheme {
+    /// OSTree commit checksums (the default).
+    Checksum,
+    /// Container image pullspecs by digest (requested with `oci=true`).
+    Oci,
+}
+
+impl Scheme {
+    /// Both schemes, in the order graphs are built.
+    pub const ALL: [Scheme; 2] = [Scheme::Checksum, Scheme::Oci];
+
+    /// The scheme's name, as in node metadata and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Checksum => "checksum",
+            Scheme::Oci => "oci",
+        }
+    }
+
+    /// The scheme selected by the `oci` query flag.
+    pub fn from_oci_flag(oci: bool) -> Self {
+        if oci {
+            Scheme::Oci
+        } else {
+            Scheme::Checksum
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What one graph is valid for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GraphScope {
+    /// Update stream, e.g. `stable`.
+    pub stream: String,
+    /// Base architecture, e.g. `x86_64`.
+    pub basearch: String,
+    /// Payload scheme.
+    pub scheme: Scheme,
+}
+
+impl fmt::Display for GraphScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.stream, self.basearch, self.scheme)
+    }
+}
+
+/// One release in the graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    /// Release version.
+    pub version: String,
+    /// Release metadata (see the key constants in [`crate::metadata`]);
+    /// sorted so the same graph always serializes to the same bytes.
+    pub metadata: BTreeMap<String, String>,
+    /// OSTree checksum or container pullspec, according to the scheme.
+    pub payload: String,
+}
+
+impl Node {
+    fn flag(&self, key: &str) -> bool {
+        self.metadata.get(key).map(String::as_str) == Some("true")
+    }
+
+    /// Whether the release is a dead-end.
+    pub fn is_deadend(&self) -> bool {
+        self.flag(metadata::DEADEND)
+    }
+
+    /// Whether the release is a barrier.
+    pub fn is_barrier(&self) -> bool {
+        self.flag(metadata::BARRIER)
+    }
+
+    /// Whether the release is being rolled out.
+    pub fn is_rollout(&self) -> bool {
+        self.flag(metadata::ROLLOUT)
+    }
+}
+
+/// A Cincinnati update graph: releases and the updates between them, as
+/// pairs of positions in `nodes`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Graph {
+    /// Releases, in release-index order.
+    pub nodes: Vec<Node>,
+    /// Updates `(from, to)`, positions in `nodes`.
+    pub edges: Vec<(u64, u64)>,
+}
+
+/// A graph that breaks the rules every published graph must follow.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum InvalidGraph {
+    /// An edge points outside the node list.
+    #[error("edge ({0}, {1}) points outside the {2} nodes")]
+    EdgeOutOfRange(u64, u64, usize),
+    /// An edge does not point to a newer release.
+    #[error("edge ({0}, {1}) does not point forward")]
+    EdgeBackward(u64, u64),
+    /// An edge leaves a dead-end.
+    #[error("edge ({0}, {1}) leaves dead-end {2}")]
+    EdgeFromDeadend(u64, u64, String),
+    /// The same edge twice.
+    #[error("edge ({0}, {1}) is listed twice")]
+    DuplicateEdge(u64, u64),
+    /// The same version twice.
+    #[error("version '{0}' is listed twice")]
+    DuplicateVersion(String),
+}
+
+impl Graph {
+    /// Builds the graph of one architecture and scheme from a stream's
+    /// documents.
+    ///
+    /// `updates` is the merged per-version view of the updates metadata
+    /// (see [`UpdatesMetadata::by_version`]), computed once per stream so
+    /// that building every graph of the stream is linear in its size.
+    pub fn build(
+        index: &ReleaseIndex,
+        updates: &HashMap<&str, UpdateMetadata>,
+        basearch: &str,
+        scheme: Scheme,
+    ) -> Graph {
+        let mut nodes = Vec::new();
+        for (age_index, release) in index.releases.iter().enumerate() {
+            let payload = match scheme {
+                Scheme::Checksum => release
+                    .commits
+                    .iter()
+                    .flatten()
+                    .filter(|c| c.architecture == basearch && !c.checksum.is_empty())
+                    .map(|c| &c.checksum)
+                    .next_back(),
+                Scheme::Oci => release
+                    .oci_images
+                    .iter()
+                    .flatten()
+                    .filter(|i| i.architecture == basearch && !i.digest_ref.is_empty())
+                    .map(|i| &i.digest_ref)
+                    .next_back(),
+            };
+            let Some(payload) = payload else { continue };
+            let mut meta = BTreeMap::new();
+            meta.insert(metadata::AGE_INDEX.to_string(), age_index.to_string());
+            meta.insert(metadata::SCHEME.to_string(), scheme.as_str().to_string());
+            if let Some(update) = updates.get(release.version.as_str()) {
+                insert_update_metadata(&mut meta, update);
+            }
+            nodes.push(Node {
+                version: release.version.clone(),
+                metadata: meta,
+                payload: payload.clone(),
+            });
+        }
+        let edges = compute_edges(&nodes);
+        Graph { nodes, edges }
+    }
+
+    /// Convenience for one-off builds: merges `updates` and builds.
+    pub fn from_documents(
+        index: &ReleaseIndex,
+        updates: &UpdatesMetadata,
+        basearch: &str,
+        scheme: Scheme,
+    ) -> Graph {
+        Graph::build(index, &updates.by_version(), basearch, scheme)
+    }
+
+    /// Checks the rules every published graph follows: edges in range,
+    /// pointing forward, unique, none leaving a dead-end; versions unique.
+    pub fn validate(&self) -> Result<(), InvalidGraph> {
+        let mut versions = HashSet::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            if !versions.insert(node.version.as_str()) {
+                return Err(InvalidGraph::DuplicateVersion(node.version.clone()));
+            }
+        }
+        let mut seen = HashSet::with_capacity(self.edges.len());
+        for &(from, to) in &self.edges {
+            let len = self.nodes.len();
+            if from as usize >= len || to as usize >= len {
+                return Err(InvalidGraph::EdgeOutOfRange(from, to, len));
+            }
+            if from >= to {
+                return Err(InvalidGraph::EdgeBackward(from, to));
+            }
+            let source = &self.nodes[from as usize];
+            if source.is_deadend() {
+                return Err(InvalidGraph::EdgeFromDeadend(
+                    from,
+                    to,
+                    source.version.clone(),
+                ));
+            }
+            if !seen.insert((from, to)) {
+                return Err(InvalidGraph::DuplicateEdge(from, to));
+            }
+        }
+        Ok(())
+    }
+
+    /// Serializes the graph as compact JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a graph of strings and integers always serializes")
+    }
+}
+
+/// Adds the barrier, dead-end and rollout keys of one release.
+fn insert_update_metadata(meta: &mut BTreeMap<String, String>, update: &UpdateMetadata) {
+    fn reason_or_generic(reason: &str) -> String {
+        if reason.is_empty() {
+            "generic".to_string()
+        } else {
+            reason.to_string()
+        }
+    }
+    if let Some(deadend) = &update.deadend {
+        meta.insert(metadata::DEADEND.to_string(), "true".to_string());
+        meta.insert(
+            metadata::DEADEND_REASON.to_string(),
+            reason_or_generic(&deadend.reason),
+        );
+    }
+    if let Some(barrier) = &update.barrier {
+        meta.insert(metadata::BARRIER.to_string(), "true".to_string());
+        meta.insert(
+            metadata::BARRIER_REASON.to_string(),
+            reason_or_generic(&barrier.reason),
+        );
+    }
+    if let Some(rollout) = &update.rollout {
+        meta.insert(metadata::ROLLOUT.to_string(), "true".to_string());
+        if let Some(epoch) = rollout.start_epoch {
+            meta.insert(metadata::START_EPOCH.to_string(), epoch.to_string());
+        }
+        if let Some(value) = rollout.start_percentage {
+            // `Display` for f64 prints the shortest string that round-trips,
+            // never in exponent form, and integers without a dot.
+            meta.insert(metadata::START_VALUE.to_string(), value.to_string());
+        }
+        if let Some(minutes) = rollout.duration_minutes {
+            meta.insert(metadata::DURATION.to_string(), minutes.to_string());
+        }
+    }
+}
+
+/// Edges of a node list: into every rollout from every node since the
+/// closest barrier before it; into every other barrier from every node since
+/// the previous barrier; none out of a dead-end. Sorted by target, then
+/// source.
+fn compute_edges(nodes: &[Node]) -> Vec<(u64, u64)> {
+    let mut edges = Vec::new();
+    let mut previous_barrier = 0usize;
+    for (target, node) in nodes.iter().enumerate() {
+        let barrier = node.is_barrier();
+        if barrier || node.is_rollout() {
+            edges.extend(
+                (previous_barrier..target)
+                    .filter(|&source| !nodes[source].is_deadend())
+                    .map(|source| (source as u64, target as u64)),
+            );
+        }
+        if barrier {
+            previous_barrier = target;
+        }
+    }
+    edges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::UpdatesMetadata;
+
+    fn index(json: &str) -> ReleaseIndex {
+        ReleaseIndex::parse(json.as_bytes(), None).unwrap()
+    }
+
+    fn updates(json: &str) -> UpdatesMetadata {
+        UpdatesMetadata::parse(json.as_bytes(), None).unwrap()
+    }
+
+    /// A release index of `n` releases `v0..`, each with an x86_64 commit.
+    fn linear_index(n: usize) -> ReleaseIndex {
+        let releases: Vec<String> = (0..n)
+            .map(|i| {
+                format!(r#"{{"version":"v{i}","commits":[{{"architecture":"x86_64","checksum":"c{i}"}}]}}"#)
+            })
+            .collect();
+        index(&format!(r#"{{"releases":[{}]}}"#, releases.join(",")))
+    }
+
+    #[test]
+    fn barriers_and_rollouts_get_edges_back_to_previous_barrier() {
+        let idx = linear_index(6);
+        let upd = updates(
+            r#"{"stream":"s","releases":[
+                {"version":"v2","metadata":{"barrier":{"reason":""}}},
+                {"version":"v4","metadata":{"rollout":{}}},
+                {"version":"v5","metadata":{"barrier":{"reason":"r"}}}]}"#,
+        );
+        let graph = Graph::from_documents(&idx, &upd, "x86_64", Scheme::Checksum);
+        assert_eq!(
+            graph.edges,
+            vec![(0, 2), (1, 2), (2, 4), (3, 4), (2, 5), (3, 5), (4, 5)]
+        );
+        let barrier = &graph.nodes[2].metadata;
+        assert_eq!(barrier[metadata::BARRIER_REASON], "generic");
+        assert_eq!(barrier[metadata::AGE_INDEX], "2");
+        assert_eq!(barrier[metadata::SCHEME], "checksum");
+        graph.validate().unwrap();
+    }
+
+    #[test]
+    fn rollout_that_is_a_barrier_gets_rollout_edges_once() {
+        let idx = linear_index(4);
+        let upd = updates(
+            r#"{"stream":"s","releases":[
+                {"version":"v1","metadata":{"barrier":{}}},
+                {"version":"v3","metadata":{"barrier":{},"rollout":{"start_percentage":0.25}}}]}"#,
+        );
+        let graph = Graph::from_documents(&idx, &upd, "x86_64", Scheme::Checksum);
+        assert_eq!(graph.edges, vec![(0, 1), (1, 3), (2, 3)]);
+        assert_eq!(graph.nodes[3].metadata[metadata::START_VALUE], "0.25");
+        graph.validate().unwrap();
+    }
+
+    #[test]
+    fn deadends_have_no_outgoing_edges() {
+        let idx = linear_index(3);
+        let upd = updates(
+            r#"{"stream":"s","releases":[
+                {"version":"v0","metadata":{"deadend":{"reason":"bad"}}},
+                {"version":"v2","metadata":{"barrier":{}}}]}"#,
+        );
+        let graph = Graph::from_documents(&idx, &upd, "x86_64", Scheme::Checksum);
+        assert_eq!(graph.edges, vec![(1, 2)]);
+        assert_eq!(graph.nodes[0].metadata[metadata::DEADEND_REASON], "bad");
+    }
+
+    #[test]
+    fn age_index_counts_the_whole_index_and_schemes_select_nodes() {
+        let idx = index(
+            r#"{"releases":[
+              {"version":"a","commits":[{"architecture":"x86_64","checksum":"ca"}]},
+              {"version":"b","commits":[{"architecture":"aarch64","checksum":"cb"}],
+               "oci-images":[{"architecture":"x86_64","digest-ref":"q@sha256:b"}]},
+              {"version":"c","commits":[{"architecture":"x86_64","checksum":""}],
+               "oci-images":[{"architecture":"x86_64","digest-ref":"q@sha256:c1"},
+                             {"architecture":"x86_64","digest-ref":"q@sha256:c2"}]},
+              {"version":"d","commits":[],"oci-images":[]}]}"#,
+        );
+        let upd =
+            updates(r#"{"stream":"s","releases":[{"version":"zz","metadata":{"barrier":{}}}]}"#);
+        let checksum = Graph::from_documents(&idx, &upd, "x86_64", Scheme::Checksum);
+        assert_eq!(checksum.nodes.len(), 1);
+        assert_eq!(checksum.nodes[0].payload, "ca");
+        let oci = Graph::from_documents(&idx, &upd, "x86_64", Scheme::Oci);
+        let found: Vec<(&str, &str, &str)> = oci
+            .nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.version.as_str(),
+                    n.payload.as_str(),
+                    n.metadata[metadata::AGE_INDEX].as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            vec![("b", "q@sha256:b", "1"), ("c", "q@sha256:c2", "2")]
+        );
+        assert_eq!(oci.nodes[0].metadata[metadata::SCHEME], "oci");
+    }
+
+    #[test]
+    fn start_value_formatting() {
+        for (input, expected) in [
+            ("0.0", "0"),
+            ("1.0", "1"),
+            ("0.25", "0.25"),
+            ("1e-7", "0.0000001"),
+            ("0", "0"),
+        ] {
+            let idx = linear_index(1);
+            let upd = updates(&format!(
+                r#"{{"stream":"s","releases":[{{"version":"v0","metadata":{{"rollout":{{"start_percentage":{input},"start_epoch":17,"duration_minutes":5}}}}}}]}}"#
+            ));
+            let graph = Graph::from_documents(&idx, &upd, "x86_64", Scheme::Checksum);
+            let meta = &graph.nodes[0].metadata;
+            assert_eq!(meta[metadata::START_VALUE], expected, "{input}");
+            assert_eq!(meta[metadata::START_EPOCH], "17");
+            assert_eq!(meta[metadata::DURATION], "5");
+        }
+    }
+
+    #[test]
+    fn validate_catches_broken_graphs() {
+        let mut graph = Graph::from_documents(
+            &linear_index(3),
+            &updates(r#"{"stream":"s","releases":[{"version":"v2","metadata":{"barrier":{}}}]}"#),
+            "x86_64",
+            Scheme::Checksum,
+        );
+        graph.validate().unwrap();
+        let mut backward = graph.clone();
+        backward.edges.push((2, 1));
+        assert_eq!(backward.validate(), Err(InvalidGraph::EdgeBackward(2, 1)));
+        let mut out_of_range = graph.clone();
+        out_of_range.edges.push((1, 7));
+        assert!(matches!(
+            out_of_range.validate(),
+            Err(InvalidGraph::EdgeOutOfRange(1, 7, 3))
+        ));
+        let mut duplicate = graph.clone();
+        duplicate.edges.push((0, 2));
+        assert_eq!(duplicate.validate(), Err(InvalidGraph::DuplicateEdge(0, 2)));
+        graph.nodes[0]
+            .metadata
+            .insert(metadata::DEADEND.into(), "true".into());
+        assert!(matches!(
+            graph.validate(),
+            Err(InvalidGraph::EdgeFromDeadend(0, 2, _))
+        ));
+    }
+}

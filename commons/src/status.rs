@@ -1,0 +1,42 @@
+//! The status port both services expose: `/metrics`, `/livez`, `/readyz`.
+
+use crate::metrics;
+use actix_web::{web, HttpResponse};
+use prometheus::Registry;
+use std::sync::Arc;
+
+/// What the status port reports on.
+#[derive(Clone)]
+pub struct StatusState {
+    /// The service's metrics.
+    pub registry: Registry,
+    /// Whether the service is ready to serve clients.
+    pub ready: Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+/// Routes of the status port.
+pub fn configure(state: StatusState) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(web::Data::new(state))
+            .route("/metrics", web::get().to(serve_metrics))
+            .route(
+                "/livez",
+                web::get().to(|| async { HttpResponse::Ok().body("ok\n") }),
+            )
+            .route("/readyz", web::get().to(serve_readyz));
+    }
+}
+
+async fn serve_metrics(state: web::Data<StatusState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(metrics::render(&state.registry))
+}
+
+async fn serve_readyz(state: web::Data<StatusState>) -> HttpResponse {
+    if (state.ready)() {
+        HttpResponse::Ok().body("ready\n")
+    } else {
+        HttpResponse::ServiceUnavailable().body("not ready\n")
+    }
+}

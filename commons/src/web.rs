@@ -1,0 +1,470 @@
+//! The HTTP surface both services share: the `/v1/graph` query, the
+//! Cincinnati `{"kind","value"}` error type, content negotiation, CORS and
+//! the prepared graph body.
+
+use crate::graph::{GraphScope, Scheme};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use bytes::Bytes;
+use std::io::Write;
+
+/// Longest stream or basearch name accepted.
+const MAX_NAME_LEN: usize = 64;
+
+/// An error returned to a client as `{"kind": "…", "value": "…"}`.
+///
+/// `kind` is a stable machine word (also a metric label); `value` a sentence
+/// a person can act on. Nothing a client sends maps to a 500.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GraphError {
+    /// A required query parameter is absent or empty.
+    #[error("the query parameter '{0}' is required")]
+    MissingParameter(&'static str),
+    /// A query parameter has a value that cannot be used.
+    #[error("the query parameter '{name}' is invalid: {reason}")]
+    InvalidParameter {
+        /// Parameter name.
+        name: &'static str,
+        /// What is wrong with the value.
+        reason: String,
+    },
+    /// A query parameter was given more than once.
+    #[error("the query parameter '{0}' is given more than once")]
+    RepeatedParameter(&'static str),
+    /// A well-formed stream/basearch that is not served.
+    #[error("no update graph is served for stream '{stream}' and basearch '{basearch}'")]
+    UnknownScope {
+        /// Requested stream.
+        stream: String,
+        /// Requested basearch.
+        basearch: String,
+    },
+    /// The client does not accept JSON.
+    #[error("the update graph is only available as application/json")]
+    NotAcceptable,
+    /// The graph has not been built yet.
+    #[error("the update graph for {0} is not available yet, retry later")]
+    NotReady(String),
+    /// The upstream graph source cannot be reached and nothing is cached.
+    #[error("the update graph is temporarily unavailable, retry later")]
+    UpstreamUnavailable,
+    /// No such path.
+    #[error("no such endpoint: {0}")]
+    NotFound(String),
+    /// Wrong method for an existing path.
+    #[error("method {0} is not allowed here; use GET")]
+    MethodNotAllowed(String),
+}
+
+impl GraphError {
+    /// The stable machine word of this error.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GraphError::MissingParameter(_) => "missing_parameter",
+            GraphError::InvalidParameter { .. } => "invalid_parameter",
+            GraphError::RepeatedParameter(_) => "repeated_parameter",
+            GraphError::UnknownScope { .. } => "unknown_scope",
+            GraphError::NotAcceptable => "not_acceptable",
+            GraphError::NotReady(_) => "graph_not_ready",
+            GraphError::UpstreamUnavailable => "upstream_unavailable",
+            GraphError::NotFound(_) => "not_found",
+            GraphError::MethodNotAllowed(_) => "method_not_allowed",
+        }
+    }
+
+    /// The JSON body of this error.
+    pub fn body(&self) -> String {
+        serde_json::json!({"kind": self.kind(), "value": self.to_string()}).to_string()
+    }
+}
+
+impl ResponseError for GraphError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            GraphError::MissingParameter(_)
+            | GraphError::InvalidParameter { .. }
+            | GraphError::RepeatedParameter(_) => StatusCode::BAD_REQUEST,
+            GraphError::UnknownScope { .. } | GraphError::NotFound(_) => StatusCode::NOT_FOUND,
+            GraphError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            GraphError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            GraphError::NotReady(_) | GraphError::UpstreamUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.content_type("application/json");
+        if let GraphError::MethodNotAllowed(_) = self {
+            response.insert_header((header::ALLOW, "GET, HEAD"));
+        }
+        if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header((header::RETRY_AFTER, "10"));
+        }
+        response.body(self.body())
+    }
+}
+
+/// The parameters of a `GET /v1/graph` request that the services use.
+/// Unknown parameters are ignored.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GraphQuery {
+    /// Update stream.
+    pub stream: String,
+    /// Base architecture.
+    pub basearch: String,
+    /// Whether the client follows the OCI graph.
+    pub oci: bool,
+    /// Explicit rollout wariness, finite (not yet clamped).
+    pub rollout_wariness: Option<f64>,
+    /// The node's UUID.
+    pub node_uuid: Option<String>,
+    /// The node's current version.
+    pub os_version: Option<String>,
+    /// The node's current payload (checksum or pullspec).
+    pub os_checksum: Option<String>,
+}
+
+impl GraphQuery {
+    /// Parses a raw (still percent-encoded) query string.
+    pub fn parse(raw: &str) -> Result<Self, GraphError> {
+        let mut stream = None;
+        let mut basearch = None;
+        let mut oci = None;
+        let mut wariness = None;
+        let mut node_uuid = None;
+        let mut os_version = None;
+        let mut os_checksum = None;
+        for (key, value) in url::form_urlencoded::parse(raw.as_bytes()) {
+            let (name, slot): (&'static str, &mut Option<String>) = match key.as_ref() {
+                "stream" => ("stream", &mut stream),
+                "basearch" => ("basearch", &mut basearch),
+                "oci" => ("oci", &mut oci),
+                "rollout_wariness" => ("rollout_wariness", &mut wariness),
+                "node_uuid" => ("node_uuid", &mut node_uuid),
+                "os_version" => ("os_version", &mut os_version),
+                "os_checksum" => ("os_checksum", &mut os_checksum),
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(GraphError::RepeatedParameter(name));
+            }
+            if value.contains(char::REPLACEMENT_CHARACTER) {
+                return Err(GraphError::InvalidParameter {
+                    name,
+                    reason: "the value is not valid UTF-8".to_string(),
+                });
+            }
+            *slot = Some(value.into_owned());
+        }
+        let stream = required_name("stream", stream)?;
+        let basearch = required_name("basearch", basearch)?;
+        let oci = match oci.as_deref() {
+            None => false,
+            Some("true") | Some("1") => true,
+            Some("false") | Some("0") => false,
+            Some(other) => {
+                return Err(GraphError::InvalidParameter {
+                    name: "oci",
+                    reason: format!("expected true, false, 1 or 0, got '{}'", truncate(other)),
+                })
+            }
+        };
+        let rollout_wariness = match wariness {
+            None => None,
+            Some(text) => match text.trim().parse::<f64>() {
+                Ok(w) if w.is_finite() => Some(w),
+                _ => {
+                    return Err(GraphError::InvalidParameter {
+                        name: "rollout_wariness",
+                        reason: format!(
+                            "expected a finite number between 0 and 1, got '{}'",
+                            truncate(&text)
+                        ),
+                    })
+                }
+            },
+        };
+        Ok(GraphQuery {
+            stream,
+            basearch,
+            oci,
+            rollout_wariness,
+            node_uuid,
+            os_version,
+            os_checksum,
+        })
+    }
+
+    /// The payload scheme the client asked for.
+    pub fn scheme(&self) -> Scheme {
+        Scheme::from_oci_flag(self.oci)
+    }
+
+    /// The graph scope the client asked for.
+    pub fn scope(&self) -> GraphScope {
+        GraphScope {
+            stream: self.stream.clone(),
+            basearch: self.basearch.clone(),
+            scheme: self.scheme(),
+        }
+    }
+}
+
+/// Shortens a client-supplied value before echoing it in an error.
+fn truncate(value: &str) -> String {
+    const MAX: usize = 40;
+    if value.chars().count() <= MAX {
+        value.to_string()
+    } else {
+        let mut short: String = value.chars().take(MAX).collect();
+        short.push('…');
+        short
+    }
+}
+
+/// A required stream or basearch name: present, non-empty, short, and made
+/// of letters, digits, `.`, `_` and `-`.
+fn required_name(name: &'static str, value: Option<String>) -> Result<String, GraphError> {
+    let value = match value {
+        Some(v) if !v.is_empty() => v,
+        _ => return Err(GraphError::MissingParameter(name)),
+    };
+    let well_formed = value.len() <= MAX_NAME_LEN
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !well_formed {
+        return Err(GraphError::InvalidParameter {
+            name,
+            reason: format!(
+                "expected at most {MAX_NAME_LEN} letters, digits, '.', '_' or '-', got '{}'",
+                truncate(&value)
+            ),
+        });
+    }
+    Ok(value)
+}
+
+/// Checks that the request's `Accept` header (if any) admits JSON.
+pub fn check_accepts_json(req: &HttpRequest) -> Result<(), GraphError> {
+    let mut any_header = false;
+    for value in req.headers().get_all(header::ACCEPT) {
+        any_header = true;
+        let Ok(text) = value.to_str() else { continue };
+        if accepts_json(text) {
+            return Ok(());
+        }
+    }
+    if any_header {
+        Err(GraphError::NotAcceptable)
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether one `Accept` header value admits `application/json`.
+fn accepts_json(accept: &str) -> bool {
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let refused = parts.any(|p| {
+            let p = p.trim();
+            p.strip_prefix("q=")
+                .or_else(|| p.strip_prefix("Q="))
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        !refused && matches!(media.as_str(), "application/json" | "application/*" | "*/*")
+    })
+}
+
+/// Whether the request's `Accept-Encoding` admits gzip.
+fn accepts_gzip(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(header::ACCEPT_ENCODING)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            !refused && (name.eq_ignore_ascii_case("gzip") || name == "*")
+        })
+}
+
+/// A serialized graph ready to be sent: the JSON body and its gzip
+/// encoding, each computed once.
+#[derive(Debug, Clone)]
+pub struct GraphBody {
+    /// The JSON body.
+    pub json: Bytes,
+    /// The same body, gzip-compressed.
+    pub gzip: Bytes,
+}
+
+impl GraphBody {
+    /// Prepares a body from its JSON bytes.
+    pub fn new(json: Vec<u8>) -> Self {
+        let mut encoder =
+            flate2::write::GzEncoder::new(Vec::with_capacity(json.len() / 4), Default::default());
+        encoder
+            .write_all(&json)
+            .expect("writing to a Vec cannot fail");
+        let gzip = encoder.finish().expect("writing to a Vec cannot fail");
+        GraphBody {
+            json: Bytes::from(json),
+            gzip: Bytes::from(gzip),
+        }
+    }
+
+    /// The response for `req`: gzip when it accepts it, identity otherwise.
+    pub fn respond(&self, req: &HttpRequest) -> HttpResponse {
+        let mut response = HttpResponse::Ok();
+        response
+            .insert_header((
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ))
+            .insert_header((header::VARY, HeaderValue::from_static("Accept-Encoding")))
+            .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")));
+        if accepts_gzip(req) {
+            response.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
+            response.body(self.gzip.clone())
+        } else {
+            response.body(self.json.clone())
+        }
+    }
+}
+
+/// CORS for the service port: any origin when `allowlist` is `None`, else
+/// only the listed origins.
+pub fn cors(allowlist: Option<&[String]>) -> actix_cors::Cors {
+    let cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "HEAD"])
+        .allowed_header(header::ACCEPT)
+        .max_age(3600);
+    match allowlist {
+        None => cors.allow_any_origin().send_wildcard(),
+        Some(origins) => origins
+            .iter()
+            .fold(cors, |cors, origin| cors.allowed_origin(origin)),
+    }
+}
+
+/// Fallback for unknown paths and methods: a JSON 404 or 405.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, GraphError> {
+    Err(GraphError::NotFound(truncate(req.path())))
+}
+
+/// Fallback for a known path with the wrong method: a JSON 405.
+pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, GraphError> {
+    Err(GraphError::MethodNotAllowed(truncate(
+        req.method().as_str(),
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    #[test]
+    fn parses_zincati_query() {
+        let q = GraphQuery::parse(
+            "basearch=x86_64&stream=stable&os_version=41.1&os_checksum=quay.io%2Ffedora%2Ffedora-coreos%40sha256%3Aab&group=default&node_uuid=e0f3745b108f471cbd4883c6fbed8cdd&platform=metal&rollout_wariness=0.500000&oci=true",
+        )
+        .unwrap();
+        assert_eq!(q.stream, "stable");
+        assert_eq!(q.basearch, "x86_64");
+        assert!(q.oci);
+        assert_eq!(q.rollout_wariness, Some(0.5));
+        assert_eq!(
+            q.os_checksum.as_deref(),
+            Some("quay.io/fedora/fedora-coreos@sha256:ab")
+        );
+        assert_eq!(q.scheme(), Scheme::Oci);
+    }
+
+    #[test]
+    fn rejects_bad_parameters() {
+        let kind = |qs: &str| GraphQuery::parse(qs).unwrap_err().kind();
+        assert_eq!(kind("stream=stable"), "missing_parameter");
+        assert_eq!(kind("stream=&basearch=x86_64"), "missing_parameter");
+        assert_eq!(kind("stream=a/b&basearch=x86_64"), "invalid_parameter");
+        assert_eq!(kind("stream=s&basearch=x&oci=yes"), "invalid_parameter");
+        assert_eq!(kind("stream=s&basearch=x&oci="), "invalid_parameter");
+        for bad in ["NaN", "inf", "-inf", "abc", ""] {
+            assert_eq!(
+                kind(&format!("stream=s&basearch=x&rollout_wariness={bad}")),
+                "invalid_parameter"
+            );
+        }
+        assert_eq!(kind("stream=s&stream=t&basearch=x"), "repeated_parameter");
+        assert_eq!(kind("stream=%FF&basearch=x"), "invalid_parameter");
+        assert_eq!(
+            GraphQuery::parse("stream=s&basearch=x&oci=1&x=%FF")
+                .unwrap()
+                .oci,
+            true
+        );
+    }
+
+    #[test]
+    fn error_status_and_body() {
+        let err = GraphError::MissingParameter("stream");
+        let response = err.error_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body: serde_json::Value = serde_json::from_str(&err.body()).unwrap();
+        assert_eq!(body["kind"], "missing_parameter");
+        assert_eq!(body["value"], "the query parameter 'stream' is required");
+    }
+
+    #[test]
+    fn content_negotiation() {
+        for (accept, ok) in [
+            ("application/json", true),
+            ("text/html, application/json;q=0.9", true),
+            ("*/*", true),
+            ("application/*", true),
+            ("text/html", false),
+            ("application/json;q=0", false),
+        ] {
+            let req = TestRequest::default()
+                .insert_header((header::ACCEPT, accept))
+                .to_http_request();
+            assert_eq!(check_accepts_json(&req).is_ok(), ok, "{accept}");
+        }
+        assert!(check_accepts_json(&TestRequest::default().to_http_request()).is_ok());
+    }
+
+    #[test]
+    fn gzip_only_when_accepted() {
+        let body = GraphBody::new(br#"{"nodes":[],"edges":[]}"#.to_vec());
+        let plain = body.respond(&TestRequest::default().to_http_request());
+        assert!(plain.headers().get(header::CONTENT_ENCODING).is_none());
+        let req = TestRequest::default()
+            .insert_header((header::ACCEPT_ENCODING, "br, gzip"))
+            .to_http_request();
+        let zipped = body.respond(&req);
+        assert_eq!(
+            zipped.headers().get(header::CONTENT_ENCODING).unwrap(),
+            "gzip"
+        );
+        let refused = TestRequest::default()
+            .insert_header((header::ACCEPT_ENCODING, "gzip;q=0"))
+            .to_http_request();
+        assert!(body
+            .respond(&refused)
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .is_none());
+    }
+}

@@ -1,0 +1,31 @@
+//! The `fcos-graph-builder` binary: reads its configuration and runs the
+//! library until SIGTERM.
+
+use anyhow::Context;
+use clap::Parser;
+use std::path::PathBuf;
+
+/// Fedora CoreOS update graph builder.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (TOML); without one, production defaults apply.
+    #[arg(short = 'c', long = "config")]
+    config: Option<PathBuf>,
+    /// More verbose logging (repeat for more).
+    #[arg(short = 'v', action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    commons::logging::init(cli.verbose);
+    let settings = match &cli.config {
+        Some(path) => fcos_graph_builder::Settings::load(path)?,
+        None => fcos_graph_builder::Settings::default(),
+    };
+    let running = fcos_graph_builder::start(settings)?;
+    running.wait().await.context("server failed")?;
+    Ok(())
+}

@@ -1,0 +1,307 @@
+//! One scraper per stream: fetches the stream's release index and updates
+//! metadata together, builds and validates every graph of the stream, and
+//! publishes them all at once. A failed refresh keeps the last good graphs.
+
+use crate::config::StreamSettings;
+use crate::fetch::{Document, FetchError, Fetched, Fetcher};
+use crate::store::{GraphStore, StreamGraphs};
+use commons::graph::{Graph, InvalidGraph, Scheme};
+use commons::metadata::{MetadataError, ReleaseIndex, UpdatesMetadata};
+use commons::web::GraphBody;
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use std::time::Duration;
+
+/// Scraper metrics, shared by every stream's scraper.
+#[derive(Clone)]
+pub struct ScraperMetrics {
+    scrapes: IntCounterVec,
+    errors: IntCounterVec,
+    final_edges: IntGaugeVec,
+    final_releases: IntGaugeVec,
+    last_refresh: IntGaugeVec,
+    last_success: IntGaugeVec,
+    last_failed: IntGaugeVec,
+}
+
+impl ScraperMetrics {
+    /// Creates and registers the scraper metrics.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let scope = &["basearch", "stream", "type"];
+        let metrics = ScraperMetrics {
+            scrapes: IntCounterVec::new(
+                Opts::new(
+                    "fcos_cincinnati_gb_scraper_upstream_scrapes_total",
+                    "Refreshes of a stream's upstream documents, successful or not.",
+                ),
+                &["stream"],
+            )?,
+            errors: IntCounterVec::new(
+                Opts::new(
+                    "fcos_cincinnati_gb_scraper_upstream_errors_total",
+                    "Failed refreshes of a stream, by cause.",
+                ),
+                &["stream", "kind"],
+            )?,
+            final_edges: IntGaugeVec::new(
+                Opts::new(
+                    "fcos_cincinnati_gb_scraper_graph_final_edges",
+                    "Edges in the published graph.",
+                ),
+                scope,
+            )?,
+            final_releases: IntGaugeVec::new(
+                Opts::new(
+                    "fcos_cincinnati_gb_scraper_graph_final_releases",
+                    "Releases (nodes) in the published graph.",
+                ),
+                scope,
+            )?,
+            last_refresh: IntGaugeVec::new(
+                Opts::new(
+                    "fcos_cincinnati_gb_scraper_graph_last_refresh_timestamp",
+                    "When the published graph was built, seconds since the Unix epoch.",
+                ),
+                scope,
+            )?,
+            last_success: IntGaugeVec::new(
+                Opts::new(
+                    "fcos_cincinnati_gb_scraper_last_success_timestamp_seconds",
+                    "When a refresh of the stream last succeeded (changed or not), seconds since the Unix epoch.",
+                ),
+                &["stream"],
+            )?,
+            last_failed: IntGaugeVec::new(
+                Opts::new(
+                    "fcos_cincinnati_gb_scraper_last_refresh_failed",
+                    "1 when the stream's last refresh failed, else 0.",
+                ),
+                &["stream"],
+            )?,
+        };
+        registry.register(Box::new(metrics.scrapes.clone()))?;
+        registry.register(Box::new(metrics.errors.clone()))?;
+        registry.register(Box::new(metrics.final_edges.clone()))?;
+        registry.register(Box::new(metrics.final_releases.clone()))?;
+        registry.register(Box::new(metrics.last_refresh.clone()))?;
+        registry.register(Box::new(metrics.last_success.clone()))?;
+        registry.register(Box::new(metrics.last_failed.clone()))?;
+        Ok(metrics)
+    }
+}
+
+/// Why a refresh failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// A document could not be fetched.
+    #[error("fetching {url} failed: {source}")]
+    Fetch {
+        /// Where from.
+        url: String,
+        /// What happened.
+        source: FetchError,
+    },
+    /// A document was fetched but is not acceptable.
+    #[error("{url} was rejected: {source}")]
+    Metadata {
+        /// Where from.
+        url: String,
+        /// What is wrong with it.
+        source: MetadataError,
+    },
+    /// A built graph breaks the graph rules.
+    #[error("the {scope} graph is invalid: {source}")]
+    Graph {
+        /// Which graph.
+        scope: String,
+        /// Which rule.
+        source: InvalidGraph,
+    },
+}
+
+impl RefreshError {
+    /// A stable machine word for this error, used as a metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RefreshError::Fetch { source, .. } => source.kind(),
+            RefreshError::Metadata { source, .. } => source.kind(),
+            RefreshError::Graph { .. } => "invalid_graph",
+        }
+    }
+}
+
+/// What a successful refresh did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refreshed {
+    /// New graphs were built and published.
+    Published,
+    /// Both documents were unchanged; nothing was rebuilt.
+    Unchanged,
+}
+
+/// The scraper of one stream.
+pub struct StreamScraper {
+    stream: StreamSettings,
+    fetcher: Fetcher,
+    store: GraphStore,
+    metrics: ScraperMetrics,
+    /// The documents the published graphs were built from.
+    current: Option<(Document, Document)>,
+}
+
+impl StreamScraper {
+    /// A scraper that has published nothing yet.
+    pub fn new(
+        stream: StreamSettings,
+        fetcher: Fetcher,
+        store: GraphStore,
+        metrics: ScraperMetrics,
+    ) -> Self {
+        StreamScraper {
+            stream,
+            fetcher,
+            store,
+            metrics,
+            current: None,
+        }
+    }
+
+    /// Refreshes forever, every `interval`.
+    pub async fn run(mut self, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            // The outcome is logged and counted by `refresh_once`.
+            let _ = self.refresh_once().await;
+        }
+    }
+
+    /// One refresh, with its outcome logged and counted.
+    pub async fn refresh_once(&mut self) -> Result<Refreshed, RefreshError> {
+        let stream = self.stream.name.clone();
+        self.metrics.scrapes.with_label_values(&[&stream]).inc();
+        match self.refresh().await {
+            Ok(outcome) => {
+                tracing::debug!(stream, ?outcome, "refresh succeeded");
+                self.metrics
+                    .last_success
+                    .with_label_values(&[&stream])
+                    .set(commons::unix_now());
+                self.metrics
+                    .last_failed
+                    .with_label_values(&[&stream])
+                    .set(0);
+                Ok(outcome)
+            }
+            Err(error) => {
+                tracing::warn!(
+                    stream,
+                    kind = error.kind(),
+                    "refresh failed, keeping the last good graphs: {error}"
+                );
+                self.metrics
+                    .errors
+                    .with_label_values(&[&stream, error.kind()])
+                    .inc();
+                self.metrics
+                    .last_failed
+                    .with_label_values(&[&stream])
+                    .set(1);
+                Err(error)
+            }
+        }
+    }
+
+    async fn refresh(&mut self) -> Result<Refreshed, RefreshError> {
+        let previous = self.current.as_ref();
+        let (index, updates) = tokio::join!(
+            self.fetcher
+                .fetch(&self.stream.release_index, previous.map(|(i, _)| i)),
+            self.fetcher
+                .fetch(&self.stream.updates, previous.map(|(_, u)| u)),
+        );
+        let fetch_error = |url: &dyn ToString| {
+            let url = url.to_string();
+            move |source| RefreshError::Fetch { url, source }
+        };
+        let index = index.map_err(fetch_error(&self.stream.release_index))?;
+        let updates = updates.map_err(fetch_error(&self.stream.updates))?;
+        let resolve = |fetched: Fetched, previous: Option<&Document>| match fetched {
+            Fetched::Document(doc) => doc,
+            Fetched::NotModified => previous.expect("conditional only with a previous").clone(),
+        };
+        let index = resolve(index, previous.map(|(i, _)| i));
+        let updates = resolve(updates, previous.map(|(_, u)| u));
+        if let Some((old_index, old_updates)) = previous {
+            if old_index.body == index.body && old_updates.body == updates.body {
+                return Ok(Refreshed::Unchanged);
+            }
+        }
+
+        let stream = self.stream.clone();
+        let (index_body, updates_body) = (index.body.clone(), updates.body.clone());
+        let built =
+            tokio::task::spawn_blocking(move || build_stream(&stream, &index_body, &updates_body))
+                .await
+                .expect("graph building does not panic")?;
+        let now = commons::unix_now();
+        let mut graphs = StreamGraphs::default();
+        for (basearch, scheme, graph) in built {
+            let labels = [
+                basearch.as_str(),
+                self.stream.name.as_str(),
+                scheme.as_str(),
+            ];
+            self.metrics
+                .final_edges
+                .with_label_values(&labels)
+                .set(graph.edges.len() as i64);
+            self.metrics
+                .final_releases
+                .with_label_values(&labels)
+                .set(graph.nodes.len() as i64);
+            self.metrics
+                .last_refresh
+                .with_label_values(&labels)
+                .set(now);
+            graphs.insert(&basearch, scheme, GraphBody::new(graph.to_json()));
+        }
+        self.store.publish(&self.stream.name, graphs);
+        tracing::info!(stream = %self.stream.name, "published new graphs");
+        self.current = Some((index, updates));
+        Ok(Refreshed::Published)
+    }
+}
+
+/// Parses a stream's documents and builds and validates every graph of it.
+pub fn build_stream(
+    stream: &StreamSettings,
+    index: &[u8],
+    updates: &[u8],
+) -> Result<Vec<(String, Scheme, Graph)>, RefreshError> {
+    let index = ReleaseIndex::parse(index, Some(&stream.name)).map_err(|source| {
+        RefreshError::Metadata {
+            url: stream.release_index.to_string(),
+            source,
+        }
+    })?;
+    let updates = UpdatesMetadata::parse(updates, Some(&stream.name)).map_err(|source| {
+        RefreshError::Metadata {
+            url: stream.updates.to_string(),
+            source,
+        }
+    })?;
+    let merged = updates.by_version();
+    let mut graphs = Vec::with_capacity(stream.basearches.len() * 2);
+    for basearch in &stream.basearches {
+        for scheme in Scheme::ALL {
+            let graph = Graph::build(&index, &merged, basearch, scheme);
+            graph.validate().map_err(|source| RefreshError::Graph {
+                scope: format!("{}/{basearch}/{scheme}", stream.name),
+                source,
+            })?;
+            graphs.push((basearch.clone(), scheme, graph));
+        }
+    }
+    Ok(graphs)
+}

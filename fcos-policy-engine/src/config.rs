@@ -1,0 +1,119 @@
+//! Policy-engine configuration: the TOML file as written (every key
+//! optional, unknown keys rejected) and the validated [`Settings`].
+
+use commons::config::{positive_secs, ConfigError, ListenerFile};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// Default graph-builder endpoint (the graph-builder in the same pod).
+pub const DEFAULT_GRAPH_URL: &str = "http://127.0.0.1:8080/v1/graph";
+/// Default service port.
+pub const DEFAULT_SERVICE_PORT: u16 = 8081;
+/// Default status port.
+pub const DEFAULT_STATUS_PORT: u16 = 9081;
+
+/// The configuration file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `[service]`: the port nodes poll.
+    pub service: Option<ListenerFile>,
+    /// `[status]`: the metrics and health port.
+    pub status: Option<ListenerFile>,
+    /// `[upstream]`: the graph-builder.
+    pub upstream: Option<UpstreamFile>,
+}
+
+/// The `[upstream]` section as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamFile {
+    /// The graph-builder's `/v1/graph` URL.
+    pub graph_url: Option<String>,
+    /// Seconds before a fetch from the graph-builder is abandoned.
+    pub timeout_secs: Option<u64>,
+    /// Seconds a fetched graph is served before it is fetched again.
+    pub refresh_secs: Option<u64>,
+}
+
+/// Validated policy-engine settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Service port.
+    pub service_addr: SocketAddr,
+    /// CORS origins; `None` allows any.
+    pub origin_allowlist: Option<Vec<String>>,
+    /// Status port.
+    pub status_addr: SocketAddr,
+    /// The graph-builder's `/v1/graph`.
+    pub graph_url: url::Url,
+    /// Time before a fetch is abandoned.
+    pub timeout: Duration,
+    /// Time a fetched graph is served before it is fetched again.
+    pub refresh: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings::from_file(FileConfig::default()).expect("the defaults are valid")
+    }
+}
+
+impl Settings {
+    /// Reads, defaults and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        Settings::from_file(commons::config::read_toml(path)?)
+    }
+
+    /// Applies defaults and validates.
+    pub fn from_file(file: FileConfig) -> Result<Settings, ConfigError> {
+        let service = file.service.unwrap_or_default();
+        let status = file.status.unwrap_or_default();
+        status.reject_allowlist("status")?;
+        let upstream = file.upstream.unwrap_or_default();
+        let text = upstream.graph_url.as_deref().unwrap_or(DEFAULT_GRAPH_URL);
+        let graph_url = url::Url::parse(text)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| ConfigError::Invalid {
+                key: "upstream.graph_url".to_string(),
+                message: format!("'{text}' is not an http or https URL"),
+            })?;
+        Ok(Settings {
+            service_addr: service.socket_addr(DEFAULT_SERVICE_PORT),
+            origin_allowlist: service.origin_allowlist,
+            status_addr: status.socket_addr(DEFAULT_STATUS_PORT),
+            graph_url,
+            timeout: positive_secs("upstream.timeout_secs", upstream.timeout_secs, 10)?,
+            refresh: positive_secs("upstream.refresh_secs", upstream.refresh_secs, 10)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let settings = Settings::default();
+        assert_eq!(settings.service_addr.to_string(), "0.0.0.0:8081");
+        assert_eq!(settings.status_addr.to_string(), "0.0.0.0:9081");
+        assert_eq!(settings.graph_url.as_str(), DEFAULT_GRAPH_URL);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let parse = |text: &str| {
+            commons::config::parse_toml::<FileConfig>(text, "pe.toml")
+                .and_then(Settings::from_file)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(parse("[upstream]\ngraph_url = \"file:///x\"").contains("upstream.graph_url"));
+        assert!(parse("[upstream]\ntimeout_secs = 0").contains("upstream.timeout_secs"));
+        assert!(parse("[servic]\nport = 1").contains("servic"));
+    }
+}

@@ -1,0 +1,100 @@
+//! The policy-engine's service port: `GET /v1/graph` with Zincati's
+//! parameters returns the graph as that client should see it.
+
+use crate::population::Population;
+use crate::upstream::UpstreamGraphs;
+use actix_web::{web, HttpRequest, HttpResponse};
+use commons::policy;
+use commons::web::{check_accepts_json, GraphError, GraphQuery};
+use prometheus::{Histogram, HistogramOpts, IntCounter, Registry};
+use std::hash::Hasher;
+use std::sync::Arc;
+
+/// Seconds since the Unix epoch; injected so tests can pin time.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// State of the service port.
+#[derive(Clone)]
+pub struct ServiceState {
+    /// Graphs from the graph-builder.
+    pub upstream: Arc<UpstreamGraphs>,
+    /// The current time.
+    pub clock: Clock,
+    population: Arc<Population>,
+    incoming: IntCounter,
+    unique_uuids: IntCounter,
+    wariness: Histogram,
+}
+
+impl ServiceState {
+    /// Creates the state and registers its metrics.
+    pub fn new(
+        upstream: Arc<UpstreamGraphs>,
+        clock: Clock,
+        registry: &Registry,
+    ) -> prometheus::Result<Self> {
+        let incoming = IntCounter::new(
+            "fcos_cincinnati_pe_v1_graph_incoming_requests_total",
+            "Requests to /v1/graph, valid or not.",
+        )?;
+        let unique_uuids = IntCounter::new(
+            "fcos_cincinnati_pe_v1_graph_unique_uuids_total",
+            "Distinct node UUIDs seen since start (Bloom filter estimate).",
+        )?;
+        let wariness = Histogram::with_opts(
+            HistogramOpts::new(
+                "fcos_cincinnati_pe_v1_graph_rollout_wariness",
+                "Rollout wariness of answered requests.",
+            )
+            .buckets(prometheus::linear_buckets(0.0, 0.1, 11)?),
+        )?;
+        registry.register(Box::new(incoming.clone()))?;
+        registry.register(Box::new(unique_uuids.clone()))?;
+        registry.register(Box::new(wariness.clone()))?;
+        Ok(ServiceState {
+            upstream,
+            clock,
+            population: Arc::default(),
+            incoming,
+            unique_uuids,
+            wariness,
+        })
+    }
+
+    fn record_node(&self, node_uuid: &str) {
+        let mut hasher = siphasher::sip::SipHasher13::new_with_keys(0, 0);
+        hasher.write(node_uuid.as_bytes());
+        if self.population.insert(hasher.finish()) {
+            self.unique_uuids.inc();
+        }
+    }
+}
+
+/// `GET /v1/graph` with Zincati's parameters.
+pub async fn serve_graph(
+    req: HttpRequest,
+    state: web::Data<ServiceState>,
+) -> Result<HttpResponse, GraphError> {
+    state.incoming.inc();
+    check_accepts_json(&req)?;
+    let query = GraphQuery::parse(req.query_string())?;
+    if let Some(uuid) = query.node_uuid.as_deref().filter(|u| !u.is_empty()) {
+        state.record_node(uuid);
+    }
+    let graph = state.upstream.get(&query.scope()).await?;
+    let wariness = policy::client_wariness(query.rollout_wariness, query.node_uuid.as_deref());
+    state.wariness.observe(wariness);
+    let body = graph.view(wariness, (state.clock)());
+    Ok(body.respond(&req))
+}
+
+/// Routes of the service port.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/v1/graph")
+            .route(web::get().to(serve_graph))
+            .route(web::head().to(serve_graph))
+            .default_service(web::to(commons::web::method_not_allowed)),
+    )
+    .default_service(web::to(commons::web::not_found));
+}

@@ -1,0 +1,140 @@
+//! The `fcos-cincinnati` binary: `serve` (the default) runs both services,
+//! `graph` previews one graph from local files.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use commons::graph::Scheme;
+use fcos_cincinnati::preview::{self, Viewer};
+use fcos_cincinnati::serve;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Fedora CoreOS update service: graph-builder and policy-engine in one
+/// process, and an offline graph previewer.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// More verbose logging (repeat for more).
+    #[arg(short = 'v', action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run both services (the default). Without a configuration, serve the
+    /// embedded sample on the default ports.
+    Serve {
+        /// Combined configuration file with [graph-builder] and
+        /// [policy-engine] tables.
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+    },
+    /// Print one graph built from local files.
+    Graph(GraphArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct GraphArgs {
+    /// Release index (releases.json).
+    #[arg(long)]
+    releases: PathBuf,
+    /// Updates metadata (updates/<stream>.json).
+    #[arg(long)]
+    updates: PathBuf,
+    /// Base architecture.
+    #[arg(long)]
+    basearch: String,
+    /// The OCI graph (container pullspecs) instead of the OSTree one.
+    #[arg(long)]
+    oci: bool,
+    /// Show what a client of this wariness (0 to 1) sees.
+    #[arg(long, conflicts_with = "node_uuid")]
+    rollout_wariness: Option<f64>,
+    /// Show what the node with this UUID sees.
+    #[arg(long)]
+    node_uuid: Option<String>,
+    /// The time of the client view, seconds since the Unix epoch (default: now).
+    #[arg(long)]
+    at: Option<i64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Json,
+    Dot,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    commons::logging::init(cli.verbose.max(1));
+    match cli.command.unwrap_or(Command::Serve { config: None }) {
+        Command::Serve { config } => run_serve(config),
+        Command::Graph(args) => run_graph(args),
+    }
+}
+
+fn run_serve(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let settings = match &config {
+        Some(path) => serve::Settings::load(path)?,
+        None => serve::Settings::sample(),
+    };
+    actix_web::rt::System::new().block_on(async move {
+        let both = serve::start(settings, Arc::new(commons::unix_now))?;
+        tracing::info!(
+            graph_builder = %both.graph_builder.service_addr,
+            policy_engine = %both.policy_engine.service_addr,
+            "serving{}",
+            if config.is_none() { " the embedded sample" } else { "" }
+        );
+        let (gb, pe) = tokio::join!(both.graph_builder.wait(), both.policy_engine.wait());
+        gb.context("graph-builder failed")?;
+        pe.context("policy-engine failed")?;
+        Ok(())
+    })
+}
+
+fn run_graph(args: GraphArgs) -> anyhow::Result<()> {
+    let now = args.at.unwrap_or_else(commons::unix_now);
+    let viewer = match (args.rollout_wariness, &args.node_uuid) {
+        (Some(w), _) if !w.is_finite() => {
+            anyhow::bail!("--rollout-wariness must be a finite number")
+        }
+        (Some(w), _) => Viewer::Client {
+            wariness: commons::policy::client_wariness(Some(w), None),
+            now,
+        },
+        (None, Some(uuid)) => Viewer::Client {
+            wariness: commons::policy::wariness_from_uuid(uuid),
+            now,
+        },
+        (None, None) => Viewer::GraphBuilder,
+    };
+    let scheme = Scheme::from_oci_flag(args.oci);
+    let graph = preview::build(
+        &args.releases,
+        &args.updates,
+        &args.basearch,
+        scheme,
+        &viewer,
+    )?;
+    let output = match args.format {
+        Format::Json => {
+            let mut json = graph.to_json();
+            json.push(b'\n');
+            json
+        }
+        Format::Dot => {
+            preview::to_dot(&graph, &format!("{}/{scheme}", args.basearch), now).into_bytes()
+        }
+    };
+    std::io::stdout()
+        .lock()
+        .write_all(&output)
+        .context("cannot write to standard output")
+}

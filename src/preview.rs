@@ -1,0 +1,98 @@
+//! `fcos-cincinnati graph`: one graph from local files, as the
+//! graph-builder serves it or as one client of the policy-engine sees it,
+//! in JSON or Graphviz DOT.
+
+use anyhow::{bail, Context};
+use commons::graph::{Graph, Scheme};
+use commons::metadata::{ReleaseIndex, UpdatesMetadata};
+use commons::policy::{self, RolloutParams};
+use std::fmt::Write;
+use std::path::Path;
+
+/// Whose view of the graph to print.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Viewer {
+    /// The graph-builder's raw graph.
+    GraphBuilder,
+    /// A policy-engine client of this wariness, at this time.
+    Client {
+        /// Rollout wariness in [0, 1].
+        wariness: f64,
+        /// Seconds since the Unix epoch.
+        now: i64,
+    },
+}
+
+/// Reads and checks both documents, and builds the graph of `basearch` and
+/// `scheme` for `viewer`.
+pub fn build(
+    releases: &Path,
+    updates: &Path,
+    basearch: &str,
+    scheme: Scheme,
+    viewer: &Viewer,
+) -> anyhow::Result<Graph> {
+    let read = |path: &Path| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let updates_doc = UpdatesMetadata::parse(&read(updates)?, None)
+        .with_context(|| format!("{} is not usable", updates.display()))?;
+    let index = ReleaseIndex::parse(&read(releases)?, Some(&updates_doc.stream))
+        .with_context(|| format!("{} is not usable", releases.display()))?;
+    let graph = Graph::from_documents(&index, &updates_doc, basearch, scheme);
+    if graph.nodes.is_empty() {
+        let known = index.architectures();
+        if !known.contains(&basearch.to_string()) {
+            bail!(
+                "{} has no release for basearch '{basearch}' (it has: {})",
+                releases.display(),
+                known.join(", ")
+            );
+        }
+    }
+    graph
+        .validate()
+        .context("the built graph breaks the graph rules")?;
+    Ok(match viewer {
+        Viewer::GraphBuilder => graph,
+        Viewer::Client { wariness, now } => policy::client_view(graph, *wariness, *now),
+    })
+}
+
+/// The graph in Graphviz DOT, left to right: barriers as double boxes,
+/// dead-ends red, rollouts with their progress at `now`.
+pub fn to_dot(graph: &Graph, title: &str, now: i64) -> String {
+    let mut dot = String::new();
+    let _ = writeln!(dot, "digraph \"{}\" {{", escape(title));
+    dot.push_str("  rankdir=LR;\n  node [shape=box, fontname=\"sans-serif\"];\n");
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let mut label = node.version.clone();
+        let mut attrs = Vec::new();
+        if node.is_barrier() {
+            label.push_str("\\nbarrier");
+            attrs.push("peripheries=2".to_string());
+        }
+        if node.is_deadend() {
+            label.push_str("\\ndead-end");
+            attrs.push("color=red, fontcolor=red".to_string());
+        }
+        if let Some(rollout) = RolloutParams::of(node) {
+            let progress = rollout.progress(now);
+            let _ = write!(label, "\\nrollout {:.1}%", progress * 100.0);
+            if progress < 1.0 {
+                attrs.push("style=dashed".to_string());
+            }
+        }
+        attrs.insert(0, format!("label=\"{}\"", escape(&label)));
+        let _ = writeln!(dot, "  n{i} [{}];", attrs.join(", "));
+    }
+    for (from, to) in &graph.edges {
+        let _ = writeln!(dot, "  n{from} -> n{to};");
+    }
+    dot.push_str("}\n");
+    dot
+}
+
+fn escape(text: &str) -> String {
+    text.replace('"', "\\\"")
+}

@@ -8,6 +8,7 @@ use fcos_cincinnati::preview::{self, Viewer};
 use fcos_cincinnati::serve;
 use std::io::Write;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 /// Fedora CoreOS update service: graph-builder and policy-engine in one
@@ -70,12 +71,19 @@ enum Format {
     Dot,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     commons::logging::init(cli.verbose.max(1));
-    match cli.command.unwrap_or(Command::Serve { config: None }) {
+    let result = match cli.command.unwrap_or(Command::Serve { config: None }) {
         Command::Serve { config } => run_serve(config),
         Command::Graph(args) => run_graph(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

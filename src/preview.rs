@@ -2,7 +2,7 @@
 //! graph-builder serves it or as one client of the policy-engine sees it,
 //! in JSON or Graphviz DOT.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use commons::graph::{Graph, Scheme};
 use commons::metadata::{ReleaseIndex, UpdatesMetadata};
 use commons::policy::{self, RolloutParams};
@@ -43,7 +43,9 @@ pub fn build(
     if graph.nodes.is_empty() {
         let known = index.architectures();
         if !known.contains(&basearch.to_string()) {
-            bail!(
+            // An empty graph is the right answer (the graph-builder serves
+            // one too), but the likelier cause is a typo: say so.
+            tracing::warn!(
                 "{} has no release for basearch '{basearch}' (it has: {})",
                 releases.display(),
                 known.join(", ")

@@ -4,6 +4,7 @@
 use anyhow::Context;
 use clap::Parser;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// Fedora CoreOS update graph builder.
 #[derive(Debug, Parser)]
@@ -17,15 +18,24 @@ struct Cli {
     verbose: u8,
 }
 
-#[actix_web::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     commons::logging::init(cli.verbose);
+    let result = actix_web::rt::System::new().block_on(run(cli));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = match &cli.config {
         Some(path) => fcos_graph_builder::Settings::load(path)?,
         None => fcos_graph_builder::Settings::default(),
     };
     let running = fcos_graph_builder::start(settings)?;
-    running.wait().await.context("server failed")?;
-    Ok(())
+    running.wait().await.context("server failed")
 }

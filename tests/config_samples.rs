@@ -1,0 +1,55 @@
+//! The configuration samples shipped in `dist/` load, and say what the
+//! defaults are.
+
+use std::path::Path;
+
+fn dist(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("dist").join(name)
+}
+
+#[test]
+fn graph_builder_sample_is_the_defaults() {
+    let loaded = fcos_graph_builder::Settings::load(&dist("fcos-graph-builder.toml")).unwrap();
+    assert_eq!(loaded, fcos_graph_builder::Settings::default());
+}
+
+#[test]
+fn policy_engine_sample_is_the_defaults() {
+    let loaded = fcos_policy_engine::Settings::load(&dist("fcos-policy-engine.toml")).unwrap();
+    assert_eq!(loaded, fcos_policy_engine::Settings::default());
+}
+
+#[test]
+fn combined_sample_loads() {
+    let loaded = fcos_cincinnati::serve::Settings::load(&dist("fcos-cincinnati.toml")).unwrap();
+    assert_eq!(loaded.graph_builder, fcos_graph_builder::Settings::default());
+    assert!(!loaded.graph_url_given);
+}
+
+#[test]
+fn embedded_sample_builds_valid_graphs_with_every_feature() {
+    use commons::graph::{Graph, Scheme};
+    use commons::metadata::{ReleaseIndex, UpdatesMetadata};
+    let mut seen = (false, false, false, false);
+    for stream in fcos_cincinnati::sample::STREAMS {
+        let (releases, updates) = fcos_cincinnati::sample::documents(stream).unwrap();
+        let index = ReleaseIndex::parse(releases, Some(stream)).unwrap();
+        let updates = UpdatesMetadata::parse(updates, Some(stream)).unwrap();
+        for basearch in fcos_cincinnati::sample::BASEARCHES {
+            for scheme in Scheme::ALL {
+                let graph = Graph::from_documents(&index, &updates, basearch, scheme);
+                graph.validate().unwrap();
+                assert!(!graph.nodes.is_empty(), "{stream}/{basearch}/{scheme}");
+                seen.0 |= graph.nodes.iter().any(|n| n.is_barrier());
+                seen.1 |= graph.nodes.iter().any(|n| n.is_deadend());
+                seen.2 |= graph.nodes.iter().any(|n| {
+                    commons::policy::RolloutParams::of(n)
+                        .is_some_and(|r| (0.0..1.0).contains(&r.progress(commons::unix_now())))
+                });
+                seen.3 |= scheme == Scheme::Oci
+                    && index.releases.iter().any(|r| r.commits.is_none() && r.oci_images.is_some());
+            }
+        }
+    }
+    assert_eq!(seen, (true, true, true, true), "barrier, dead-end, rollout in progress, OCI-only");
+}

@@ -1,0 +1,263 @@
+//! End to end: every class of client error, on both services, is a 4xx or
+//! 503 with a `{"kind","value"}` body that names no internal address.
+
+mod support;
+
+use support::*;
+
+const STREAMS: &str = "stable = [\"x86_64\", \"aarch64\"]";
+
+/// Asserts `url` answers `status` with a Cincinnati error of `kind`.
+async fn expect_error(
+    method: reqwest::Method,
+    url: &str,
+    accept: Option<&str>,
+    status: u16,
+    kind: &str,
+) {
+    let mut request = client().request(method.clone(), url);
+    if let Some(accept) = accept {
+        request = request.header("Accept", accept);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status().as_u16(), status, "{method} {url}");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json",
+        "{url}"
+    );
+    let body: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(body["kind"], kind, "{url}: {body}");
+    let value = body["value"].as_str().unwrap();
+    assert!(!value.is_empty());
+    assert!(
+        !value.contains("127.0.0.1") && !value.contains("http"),
+        "leaks: {value}"
+    );
+}
+
+#[actix_web::test]
+async fn client_mistakes_are_4xx_with_json_bodies() {
+    let upstream = Upstream::start();
+    upstream.serve_fixture("stable");
+    let stack = Stack::start(&upstream, STREAMS, MIDWAY);
+    wait_ready(&stack.graph_builder).await;
+    let get = reqwest::Method::GET;
+    for base in [
+        format!("http://{}", stack.graph_builder.service_addr),
+        format!("http://{}", stack.policy_engine.service_addr),
+    ] {
+        let graph = |q: &str| format!("{base}/v1/graph?{q}");
+        expect_error(
+            get.clone(),
+            &graph("stream=stable"),
+            None,
+            400,
+            "missing_parameter",
+        )
+        .await;
+        expect_error(
+            get.clone(),
+            &graph("basearch=x86_64"),
+            None,
+            400,
+            "missing_parameter",
+        )
+        .await;
+        expect_error(
+            get.clone(),
+            &graph("basearch=&stream=stable"),
+            None,
+            400,
+            "missing_parameter",
+        )
+        .await;
+        expect_error(get.clone(), &graph(""), None, 400, "missing_parameter").await;
+        expect_error(
+            get.clone(),
+            &graph("basearch=x86_64&stream=stable&oci=yes"),
+            None,
+            400,
+            "invalid_parameter",
+        )
+        .await;
+        for bad in ["NaN", "inf", "-infinity", "0.5x", ""] {
+            expect_error(
+                get.clone(),
+                &graph(&format!(
+                    "basearch=x86_64&stream=stable&rollout_wariness={bad}"
+                )),
+                None,
+                400,
+                "invalid_parameter",
+            )
+            .await;
+        }
+        expect_error(
+            get.clone(),
+            &graph("basearch=x86_64&stream=st%2Fable"),
+            None,
+            400,
+            "invalid_parameter",
+        )
+        .await;
+        expect_error(
+            get.clone(),
+            &graph("basearch=x86_64&stream=%FF%FE"),
+            None,
+            400,
+            "invalid_parameter",
+        )
+        .await;
+        expect_error(
+            get.clone(),
+            &graph("basearch=x86_64&stream=stable&stream=next"),
+            None,
+            400,
+            "repeated_parameter",
+        )
+        .await;
+        // Well-formed but not served.
+        expect_error(
+            get.clone(),
+            &graph("basearch=x86_64&stream=rawhide"),
+            None,
+            404,
+            "unknown_scope",
+        )
+        .await;
+        expect_error(
+            get.clone(),
+            &graph("basearch=riscv64&stream=stable"),
+            None,
+            404,
+            "unknown_scope",
+        )
+        .await;
+        expect_error(
+            get.clone(),
+            &format!("{base}/v2/graph"),
+            None,
+            404,
+            "not_found",
+        )
+        .await;
+        expect_error(
+            reqwest::Method::POST,
+            &graph("basearch=x86_64&stream=stable"),
+            None,
+            405,
+            "method_not_allowed",
+        )
+        .await;
+        expect_error(
+            reqwest::Method::DELETE,
+            &graph("basearch=x86_64&stream=stable"),
+            None,
+            405,
+            "method_not_allowed",
+        )
+        .await;
+        expect_error(
+            get.clone(),
+            &graph("basearch=x86_64&stream=stable"),
+            Some("text/html"),
+            406,
+            "not_acceptable",
+        )
+        .await;
+        // Unknown parameters are ignored.
+        let (status, _) = support::get(&graph(
+            "basearch=x86_64&stream=stable&group=x&platform=qemu&future=1",
+        ))
+        .await;
+        assert_eq!(status, 200);
+    }
+    // Client mistakes are counted by code.
+    assert!(metric(
+        stack.policy_engine.status_addr,
+        r#"fcos_cincinnati_pe_http_responses_total{code="400",handler="graph"}"#
+    )
+    .await
+    .is_some_and(|n| n >= 10.0));
+    stack.stop().await;
+}
+
+#[actix_web::test]
+async fn no_graph_yet_is_503_on_both_services() {
+    let upstream = Upstream::start();
+    upstream.set("/stable/releases.json", Canned::Status(500));
+    upstream.set("/stable/updates.json", Canned::Status(500));
+    let stack = Stack::start(&upstream, STREAMS, MIDWAY);
+    // Give the scraper its first (failing) refresh.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while upstream.hits("/stable/releases.json") == 0 {
+        assert!(std::time::Instant::now() < deadline);
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let get = reqwest::Method::GET;
+    expect_error(
+        get.clone(),
+        &stack.gb("basearch=x86_64&stream=stable"),
+        None,
+        503,
+        "graph_not_ready",
+    )
+    .await;
+    expect_error(
+        get.clone(),
+        &stack.pe("basearch=x86_64&stream=stable"),
+        None,
+        503,
+        "graph_not_ready",
+    )
+    .await;
+    let (status, _) = support::get(&format!(
+        "http://{}/readyz",
+        stack.graph_builder.status_addr
+    ))
+    .await;
+    assert_eq!(status, 503);
+    let (status, _) =
+        support::get(&format!("http://{}/livez", stack.graph_builder.status_addr)).await;
+    assert_eq!(status, 200);
+
+    // Once upstream is fixed, both recover by themselves.
+    upstream.serve_fixture("stable");
+    wait_ready(&stack.graph_builder).await;
+    wait_for_status(&stack.pe("basearch=x86_64&stream=stable"), 200).await;
+    stack.stop().await;
+}
+
+#[actix_web::test]
+async fn unreachable_graph_builder_is_503_from_the_policy_engine() {
+    // A port that was just free: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let policy_engine =
+        fcos_policy_engine::start(policy_engine_settings(&format!("http://{closed}/v1/graph")))
+            .unwrap();
+    let url = format!(
+        "http://{}/v1/graph?basearch=x86_64&stream=stable",
+        policy_engine.service_addr
+    );
+    expect_error(
+        reqwest::Method::GET,
+        &url,
+        None,
+        503,
+        "upstream_unavailable",
+    )
+    .await;
+    assert_eq!(
+        metric(
+            policy_engine.status_addr,
+            r#"fcos_cincinnati_pe_upstream_errors_total{kind="connect"}"#
+        )
+        .await,
+        Some(1.0)
+    );
+    policy_engine.stop().await.unwrap();
+}

@@ -1,0 +1,274 @@
+//! Shared pieces of the end-to-end tests: a real HTTP upstream serving
+//! fixture documents (changeable, or failing on purpose), the services
+//! started on `127.0.0.1:0`, and an HTTP client.
+
+#![allow(dead_code)]
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use commons::server::Running;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// Time the rollout of the fixture's 32.2.0 is half-way: it starts at
+/// 1_800_000_000 at 0.2 and lasts 100 minutes, so 50 minutes in it is 0.6.
+pub const MIDWAY: i64 = 1_800_000_000 + 50 * 60;
+
+/// What the upstream answers for one path.
+#[derive(Clone)]
+pub enum Canned {
+    /// 200 with this body.
+    Body(Vec<u8>),
+    /// This status, empty body.
+    Status(u16),
+}
+
+/// A real HTTP server serving canned documents by path.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    routes: Arc<RwLock<HashMap<String, Canned>>>,
+    hits: Arc<RwLock<HashMap<String, usize>>>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Upstream {
+    /// Starts an upstream serving nothing yet (404 everywhere).
+    pub fn start() -> Upstream {
+        let routes: Arc<RwLock<HashMap<String, Canned>>> = Arc::default();
+        let hits: Arc<RwLock<HashMap<String, usize>>> = Arc::default();
+        let (r, h) = (Arc::clone(&routes), Arc::clone(&hits));
+        let server = HttpServer::new(move || {
+            let (routes, hits) = (Arc::clone(&r), Arc::clone(&h));
+            App::new().default_service(web::to(move |req: HttpRequest| {
+                let (routes, hits) = (Arc::clone(&routes), Arc::clone(&hits));
+                async move {
+                    *hits
+                        .write()
+                        .unwrap()
+                        .entry(req.path().to_string())
+                        .or_default() += 1;
+                    let canned = routes.read().unwrap().get(req.path()).cloned();
+                    match canned {
+                        Some(Canned::Body(body)) => HttpResponse::Ok()
+                            .content_type("application/json")
+                            .body(body),
+                        Some(Canned::Status(code)) => HttpResponse::build(
+                            actix_web::http::StatusCode::from_u16(code).unwrap(),
+                        )
+                        .finish(),
+                        None => HttpResponse::NotFound().finish(),
+                    }
+                }
+            }))
+        })
+        .workers(1)
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Upstream {
+            addr,
+            routes,
+            hits,
+            handle,
+        }
+    }
+
+    /// Serves `body` at `path`.
+    pub fn set(&self, path: &str, canned: Canned) {
+        self.routes
+            .write()
+            .unwrap()
+            .insert(path.to_string(), canned);
+    }
+
+    /// Serves the fixture documents of `stream` at `/<stream>/releases.json`
+    /// and `/<stream>/updates.json`.
+    pub fn serve_fixture(&self, stream: &str) {
+        for doc in ["releases.json", "updates.json"] {
+            self.set(
+                &format!("/{stream}/{doc}"),
+                Canned::Body(std::fs::read(fixture(stream, doc)).unwrap()),
+            );
+        }
+    }
+
+    /// Requests seen for `path`.
+    pub fn hits(&self, path: &str) -> usize {
+        self.hits.read().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    /// `[upstream]` lines pointing the graph-builder here.
+    pub fn upstream_toml(&self) -> String {
+        format!(
+            "release_index_url = \"http://{0}/${{stream}}/releases.json\"\nupdates_url = \"http://{0}/${{stream}}/updates.json\"\n",
+            self.addr
+        )
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+}
+
+/// Path of a fixture file.
+pub fn fixture(stream: &str, doc: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(stream)
+        .join(doc)
+}
+
+/// Graph-builder settings on loopback port 0 reading `upstream`, refreshing
+/// every second, for `streams` (TOML `[streams]` lines).
+pub fn graph_builder_settings(upstream: &Upstream, streams: &str) -> fcos_graph_builder::Settings {
+    let text = format!(
+        "[service]\naddress = \"127.0.0.1\"\nport = 0\n[status]\naddress = \"127.0.0.1\"\nport = 0\n[upstream]\n{}refresh_secs = 1\ntimeout_secs = 2\n[streams]\n{streams}\n",
+        upstream.upstream_toml()
+    );
+    let file = commons::config::parse_toml(&text, "test").unwrap();
+    fcos_graph_builder::Settings::from_file(file).unwrap()
+}
+
+/// Policy-engine settings on loopback port 0 reading `graph_url`,
+/// refreshing every second.
+pub fn policy_engine_settings(graph_url: &str) -> fcos_policy_engine::Settings {
+    let text = format!(
+        "[service]\naddress = \"127.0.0.1\"\nport = 0\n[status]\naddress = \"127.0.0.1\"\nport = 0\n[upstream]\ngraph_url = \"{graph_url}\"\nrefresh_secs = 1\ntimeout_secs = 2\n"
+    );
+    let file = commons::config::parse_toml(&text, "test").unwrap();
+    fcos_policy_engine::Settings::from_file(file).unwrap()
+}
+
+/// A graph-builder and a policy-engine reading it, time pinned at `now`.
+pub struct Stack {
+    pub graph_builder: Running,
+    pub policy_engine: Running,
+}
+
+impl Stack {
+    pub fn start(upstream: &Upstream, streams: &str, now: i64) -> Stack {
+        let graph_builder =
+            fcos_graph_builder::start(graph_builder_settings(upstream, streams)).unwrap();
+        let graph_url = format!("http://{}/v1/graph", graph_builder.service_addr);
+        let policy_engine = fcos_policy_engine::start_with_clock(
+            policy_engine_settings(&graph_url),
+            Arc::new(move || now),
+        )
+        .unwrap();
+        Stack {
+            graph_builder,
+            policy_engine,
+        }
+    }
+
+    pub fn gb(&self, query: &str) -> String {
+        format!(
+            "http://{}/v1/graph?{query}",
+            self.graph_builder.service_addr
+        )
+    }
+
+    pub fn pe(&self, query: &str) -> String {
+        format!(
+            "http://{}/v1/graph?{query}",
+            self.policy_engine.service_addr
+        )
+    }
+
+    pub async fn stop(self) {
+        self.graph_builder.stop().await.unwrap();
+        self.policy_engine.stop().await.unwrap();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// GETs `url` and returns status and body.
+pub async fn get(url: &str) -> (u16, String) {
+    let response = client().get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+/// GETs `url`, expects 200 and a graph.
+pub async fn get_graph(url: &str) -> serde_json::Value {
+    let (status, body) = get(url).await;
+    assert_eq!(status, 200, "{url}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Polls `url` until it answers `status`, for at most 15 seconds.
+pub async fn wait_for_status(url: &str, status: u16) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(response) = client().get(url).send().await {
+            if response.status().as_u16() == status {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{url} never answered {status}");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the status port of `running` says ready.
+pub async fn wait_ready(running: &Running) {
+    wait_for_status(&format!("http://{}/readyz", running.status_addr), 200).await;
+}
+
+/// The versions of a graph's nodes.
+pub fn versions(graph: &serde_json::Value) -> Vec<String> {
+    graph["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["version"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A graph's edges as `(from version, to version)`, sorted.
+pub fn edges(graph: &serde_json::Value) -> Vec<(String, String)> {
+    let names = versions(graph);
+    let mut edges: Vec<(String, String)> = graph["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let from = e[0].as_u64().unwrap() as usize;
+            let to = e[1].as_u64().unwrap() as usize;
+            (names[from].clone(), names[to].clone())
+        })
+        .collect();
+    edges.sort();
+    edges
+}
+
+/// `[(from, to)]` of string slices, sorted, for comparisons.
+pub fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = list
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Reads a metric's value from a Prometheus text page (first sample whose
+/// line starts with `series`).
+pub async fn metric(status_addr: SocketAddr, series: &str) -> Option<f64> {
+    let (_, text) = get(&format!("http://{status_addr}/metrics")).await;
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}

@@ -4,7 +4,9 @@
 use std::path::Path;
 
 fn dist(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("dist").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("dist")
+        .join(name)
 }
 
 #[test]
@@ -22,7 +24,10 @@ fn policy_engine_sample_is_the_defaults() {
 #[test]
 fn combined_sample_loads() {
     let loaded = fcos_cincinnati::serve::Settings::load(&dist("fcos-cincinnati.toml")).unwrap();
-    assert_eq!(loaded.graph_builder, fcos_graph_builder::Settings::default());
+    assert_eq!(
+        loaded.graph_builder,
+        fcos_graph_builder::Settings::default()
+    );
     assert!(!loaded.graph_url_given);
 }
 
@@ -47,9 +52,16 @@ fn embedded_sample_builds_valid_graphs_with_every_feature() {
                         .is_some_and(|r| (0.0..1.0).contains(&r.progress(commons::unix_now())))
                 });
                 seen.3 |= scheme == Scheme::Oci
-                    && index.releases.iter().any(|r| r.commits.is_none() && r.oci_images.is_some());
+                    && index
+                        .releases
+                        .iter()
+                        .any(|r| r.commits.is_none() && r.oci_images.is_some());
             }
         }
     }
-    assert_eq!(seen, (true, true, true, true), "barrier, dead-end, rollout in progress, OCI-only");
+    assert_eq!(
+        seen,
+        (true, true, true, true),
+        "barrier, dead-end, rollout in progress, OCI-only"
+    );
 }

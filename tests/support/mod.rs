@@ -6,6 +6,7 @@
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use commons::server::Running;
+use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,10 +20,23 @@ pub const MIDWAY: i64 = 1_800_000_000 + 50 * 60;
 /// What the upstream answers for one path.
 #[derive(Clone)]
 pub enum Canned {
-    /// 200 with this body.
+    /// 200 with this body, an `ETag` and a `Last-Modified`; 304 to a
+    /// matching `If-None-Match`.
     Body(Vec<u8>),
     /// This status, empty body.
     Status(u16),
+    /// Headers, then nothing for an hour.
+    Hang,
+    /// 200, then this body one byte every 100 ms.
+    Trickle(Vec<u8>),
+}
+
+/// The `ETag` the upstream gives a body: its length and a checksum.
+fn etag(body: &[u8]) -> String {
+    let sum = body.iter().fold(0u64, |acc, b| {
+        acc.wrapping_mul(31).wrapping_add(u64::from(*b))
+    });
+    format!("\"{}-{sum:x}\"", body.len())
 }
 
 /// A real HTTP server serving canned documents by path.
@@ -36,7 +50,17 @@ pub struct Upstream {
 impl Upstream {
     /// Starts an upstream serving nothing yet (404 everywhere).
     pub fn start() -> Upstream {
-        let routes: Arc<RwLock<HashMap<String, Canned>>> = Arc::default();
+        Upstream::start_on("127.0.0.1:0".parse().unwrap(), Arc::default())
+    }
+
+    /// Stops this upstream and starts another on the same address with the
+    /// same routes (after a period of "connection refused").
+    pub async fn restart(self) -> Upstream {
+        self.handle.stop(false).await;
+        Upstream::start_on(self.addr, self.routes)
+    }
+
+    fn start_on(addr: SocketAddr, routes: Arc<RwLock<HashMap<String, Canned>>>) -> Upstream {
         let hits: Arc<RwLock<HashMap<String, usize>>> = Arc::default();
         let (r, h) = (Arc::clone(&routes), Arc::clone(&hits));
         let server = HttpServer::new(move || {
@@ -51,9 +75,41 @@ impl Upstream {
                         .or_default() += 1;
                     let canned = routes.read().unwrap().get(req.path()).cloned();
                     match canned {
-                        Some(Canned::Body(body)) => HttpResponse::Ok()
-                            .content_type("application/json")
-                            .body(body),
+                        Some(Canned::Body(body)) => {
+                            let tag = etag(&body);
+                            let matches = req
+                                .headers()
+                                .get("if-none-match")
+                                .is_some_and(|v| v.to_str().ok() == Some(tag.as_str()));
+                            if matches {
+                                *hits
+                                    .write()
+                                    .unwrap()
+                                    .entry(format!("304 {}", req.path()))
+                                    .or_default() += 1;
+                                return HttpResponse::NotModified().finish();
+                            }
+                            HttpResponse::Ok()
+                                .content_type("application/json")
+                                .insert_header(("ETag", tag))
+                                .insert_header(("Last-Modified", "Thu, 01 Jan 2026 00:00:00 GMT"))
+                                .body(body)
+                        }
+                        Some(Canned::Hang) => {
+                            actix_web::rt::time::sleep(Duration::from_secs(3600)).await;
+                            HttpResponse::Ok().finish()
+                        }
+                        Some(Canned::Trickle(body)) => {
+                            let chunks = futures_util::stream::iter(body.into_iter()).then(
+                                |byte| async move {
+                                    actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+                                    Ok::<_, actix_web::Error>(web::Bytes::from(vec![byte]))
+                                },
+                            );
+                            HttpResponse::Ok()
+                                .content_type("application/json")
+                                .streaming(chunks)
+                        }
                         Some(Canned::Status(code)) => HttpResponse::build(
                             actix_web::http::StatusCode::from_u16(code).unwrap(),
                         )
@@ -64,7 +120,8 @@ impl Upstream {
             }))
         })
         .workers(1)
-        .bind("127.0.0.1:0")
+        .shutdown_timeout(0)
+        .bind(addr)
         .unwrap();
         let addr = server.addrs()[0];
         let server = server.run();
@@ -97,7 +154,19 @@ impl Upstream {
         }
     }
 
-    /// Requests seen for `path`.
+    /// Serves the fixture documents of `source` as those of `stream`.
+    pub fn serve_fixture_as(&self, source: &str, stream: &str) {
+        for doc in ["releases.json", "updates.json"] {
+            let text = std::fs::read_to_string(fixture(source, doc)).unwrap();
+            let text = text.replace(
+                &format!("\"stream\": \"{source}\""),
+                &format!("\"stream\": \"{stream}\""),
+            );
+            self.set(&format!("/{stream}/{doc}"), Canned::Body(text.into_bytes()));
+        }
+    }
+
+    /// Requests seen for `path`; `"304 <path>"` counts the 304 answers.
     pub fn hits(&self, path: &str) -> usize {
         self.hits.read().unwrap().get(path).copied().unwrap_or(0)
     }
@@ -271,4 +340,50 @@ pub async fn metric(status_addr: SocketAddr, series: &str) -> Option<f64> {
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+/// Polls a metric until `accept` holds, for at most 15 seconds; returns its
+/// value.
+pub async fn wait_metric(
+    status_addr: SocketAddr,
+    series: &str,
+    accept: impl Fn(f64) -> bool,
+) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(value) = metric(status_addr, series).await {
+            if accept(value) {
+                return value;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} never reached the expected value"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The fixture documents of `stream` with one more release, `33.1.0`, a
+/// barrier with an x86_64 commit: a visible, valid change.
+pub fn fixture_with_new_release(stream: &str) -> (Vec<u8>, Vec<u8>) {
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture(stream, "releases.json")).unwrap()).unwrap();
+    index["releases"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "version": "33.1.0",
+            "commits": [{"architecture": "x86_64", "checksum": "c33-1-x86"}]
+        }));
+    let mut updates: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture(stream, "updates.json")).unwrap()).unwrap();
+    updates["releases"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"version": "33.1.0", "metadata": {"barrier": {"reason": "new"}}}));
+    (
+        index.to_string().into_bytes(),
+        updates.to_string().into_bytes(),
+    )
 }

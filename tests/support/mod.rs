@@ -100,12 +100,10 @@ impl Upstream {
                             HttpResponse::Ok().finish()
                         }
                         Some(Canned::Trickle(body)) => {
-                            let chunks = futures_util::stream::iter(body.into_iter()).then(
-                                |byte| async move {
-                                    actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-                                    Ok::<_, actix_web::Error>(web::Bytes::from(vec![byte]))
-                                },
-                            );
+                            let chunks = futures_util::stream::iter(body).then(|byte| async move {
+                                actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+                                Ok::<_, actix_web::Error>(web::Bytes::from(vec![byte]))
+                            });
                             HttpResponse::Ok()
                                 .content_type("application/json")
                                 .streaming(chunks)

@@ -7,6 +7,7 @@ pub mod fetch;
 pub mod scraper;
 pub mod service;
 pub mod store;
+pub mod viewer;
 
 use actix_web::{middleware, web, App, HttpServer};
 use anyhow::Context;

@@ -57,5 +57,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::head().to(serve_graph))
             .default_service(web::to(commons::web::method_not_allowed)),
     )
+    .configure(crate::viewer::configure)
     .default_service(web::to(commons::web::not_found));
 }

@@ -49,6 +49,11 @@ impl GraphStore {
         }
     }
 
+    /// The configured streams, each with the basearches it is served for.
+    pub fn configured(&self) -> &BTreeMap<String, Vec<String>> {
+        &self.configured
+    }
+
     /// Replaces all the graphs of `stream` at once.
     pub fn publish(&self, stream: &str, graphs: StreamGraphs) {
         let mut map = self.graphs.write().unwrap_or_else(|e| e.into_inner());

@@ -1,0 +1,807 @@
+// Graph viewer of the Fedora CoreOS update service.
+//
+// Reads the configured streams from `v1/streams` and the graphs of one
+// stream and architecture from `v1/graph` (both payload schemes), and draws
+// them left to right as SVG: one column per release in release order (the
+// columns of the two schemes line up by age index), updates as arcs whose
+// height grows with the distance they jump. Barriers, dead-ends and rollouts
+// are marked, and a client wariness slider shows what such a client is
+// offered. The page state lives in the query string, so a view can be
+// linked to.
+//
+// Served under a Content-Security-Policy without 'unsafe-inline': this file
+// builds the page with DOM calls only (no HTML strings, no inline styles).
+
+'use strict';
+
+(() => {
+  const SVG_NS = 'http://www.w3.org/2000/svg';
+  const PREFIX = 'org.fedoraproject.coreos.';
+  const KEYS = {
+    ageIndex: PREFIX + 'releases.age_index',
+    barrier: PREFIX + 'updates.barrier',
+    barrierReason: PREFIX + 'updates.barrier_reason',
+    deadend: PREFIX + 'updates.deadend',
+    deadendReason: PREFIX + 'updates.deadend_reason',
+    rollout: PREFIX + 'updates.rollout',
+    startEpoch: PREFIX + 'updates.start_epoch',
+    startValue: PREFIX + 'updates.start_value',
+    duration: PREFIX + 'updates.duration_minutes',
+  };
+  const SCHEMES = [
+    { id: 'checksum', title: 'OSTree', oci: false, note: 'payloads are OSTree commit checksums' },
+    { id: 'oci', title: 'OCI', oci: true, note: 'payloads are container image pullspecs' },
+  ];
+
+  // Geometry, in pixels.
+  const COLUMN = 76; // distance between two releases
+  const RIGHT = 56;
+  const RADIUS = 9; // node
+  const RING = RADIUS + 4; // rollout progress ring
+  const LABEL_ANGLE = 40; // version labels rise to the right at this angle
+  const LABEL_TOP = RING + 30; // where a label ends, under its node
+
+  const RETRY_MS = 10000; // wait before asking again for a graph not built yet
+
+  const $ = (id) => document.getElementById(id);
+  const ui = {
+    stream: $('stream'),
+    basearch: $('basearch'),
+    wariness: $('wariness'),
+    warinessValue: $('wariness-value'),
+    at: $('at'),
+    now: $('now'),
+    reload: $('reload'),
+    status: $('status'),
+    panels: $('panels'),
+    detailsEmpty: $('details-empty'),
+    detailsList: $('details-list'),
+    detailsClose: $('details-close'),
+  };
+
+  const state = {
+    streams: {}, // stream -> [basearch]
+    stream: '',
+    basearch: '',
+    scheme: 'both', // 'both', 'checksum' or 'oci'
+    wariness: 0,
+    at: null, // seconds since the epoch, null for now
+    graphs: {}, // scheme id -> {model} or {error}
+    loaded: '', // 'stream/basearch' of the graphs
+    selected: null, // {scheme, version}
+    loading: 0, // sequence number of the latest load
+  };
+
+  // ---- helpers ---------------------------------------------------------
+
+  function svg(tag, attributes, parent) {
+    const element = document.createElementNS(SVG_NS, tag);
+    for (const [name, value] of Object.entries(attributes || {})) {
+      element.setAttribute(name, String(value));
+    }
+    if (parent) parent.appendChild(element);
+    return element;
+  }
+
+  function html(tag, attributes, children) {
+    const element = document.createElement(tag);
+    for (const [name, value] of Object.entries(attributes || {})) {
+      if (name === 'text') element.textContent = value;
+      else if (name === 'className') element.className = value;
+      else element.setAttribute(name, String(value));
+    }
+    for (const child of children || []) {
+      element.append(child);
+    }
+    return element;
+  }
+
+  function integer(text, fallback) {
+    const value = Number.parseInt(text, 10);
+    return Number.isFinite(value) ? value : fallback;
+  }
+
+  function number(text, fallback) {
+    const value = Number.parseFloat(text);
+    return Number.isFinite(value) ? value : fallback;
+  }
+
+  function now() {
+    return state.at !== null ? state.at : Math.floor(Date.now() / 1000);
+  }
+
+  function utc(epoch) {
+    const date = new Date(epoch * 1000);
+    if (Number.isNaN(date.getTime())) return String(epoch);
+    return date.toISOString().replace('T', ' ').replace(/:\d\d\.\d+Z$/, ' UTC');
+  }
+
+  // A share as a percentage with at most one decimal.
+  function percent(share) {
+    const value = Math.round(share * 1000) / 10;
+    return (Number.isInteger(value) ? String(value) : value.toFixed(1)) + '%';
+  }
+
+  function minutesText(minutes) {
+    const days = Math.floor(minutes / 1440);
+    const hours = Math.floor((minutes % 1440) / 60);
+    const rest = minutes % 60;
+    const parts = [];
+    if (days) parts.push(days + ' d');
+    if (hours) parts.push(hours + ' h');
+    if (rest || !parts.length) parts.push(rest + ' min');
+    return minutes + ' minutes (' + parts.join(' ') + ')';
+  }
+
+  // A reason as text, or as a link when it is a web address.
+  function reason(text) {
+    const value = text || 'generic';
+    if (/^https?:\/\//i.test(value)) {
+      try {
+        const url = new URL(value);
+        return html('a', { href: url.href, rel: 'noopener noreferrer', target: '_blank', text: value });
+      } catch (_) {
+        // not a valid URL: shown as text
+      }
+    }
+    return document.createTextNode(value);
+  }
+
+  // ---- model -----------------------------------------------------------
+
+  // Rollout parameters of a node's metadata, or null when it has none.
+  function rolloutOf(metadata) {
+    if (metadata[KEYS.rollout] !== 'true') return null;
+    const duration = metadata[KEYS.duration];
+    const minutes = duration === undefined ? null : integer(duration, null);
+    return {
+      startEpoch: integer(metadata[KEYS.startEpoch], 0),
+      startValue: number(metadata[KEYS.startValue], 0),
+      durationMinutes: minutes === null ? null : Math.max(minutes, 1),
+      given: {
+        startEpoch: metadata[KEYS.startEpoch] !== undefined,
+        startValue: metadata[KEYS.startValue] !== undefined,
+      },
+    };
+  }
+
+  // Share of the fleet offered a rollout at `at` (seconds since the epoch).
+  function progress(rollout, at) {
+    if (at < rollout.startEpoch) return 0;
+    if (rollout.durationMinutes === null) return rollout.startValue;
+    const seconds = rollout.durationMinutes * 60;
+    if (at > rollout.startEpoch + seconds) return 1;
+    return rollout.startValue + ((1 - rollout.startValue) * (at - rollout.startEpoch)) / seconds;
+  }
+
+  function buildModel(scheme, graph) {
+    const nodes = (graph.nodes || []).map((raw, index) => {
+      const metadata = raw.metadata || {};
+      return {
+        scheme,
+        index,
+        version: String(raw.version),
+        payload: String(raw.payload),
+        metadata,
+        ageIndex: integer(metadata[KEYS.ageIndex], index),
+        barrier: metadata[KEYS.barrier] === 'true',
+        barrierReason: metadata[KEYS.barrierReason] || '',
+        deadend: metadata[KEYS.deadend] === 'true',
+        deadendReason: metadata[KEYS.deadendReason] || '',
+        rollout: rolloutOf(metadata),
+        inEdges: [],
+        outEdges: [],
+      };
+    });
+    const edges = [];
+    for (const pair of graph.edges || []) {
+      const from = nodes[pair[0]];
+      const to = nodes[pair[1]];
+      if (!from || !to) continue;
+      const edge = { from, to };
+      edges.push(edge);
+      from.outEdges.push(edge);
+      to.inEdges.push(edge);
+    }
+    return { scheme, nodes, edges, byVersion: new Map(nodes.map((n) => [n.version, n])) };
+  }
+
+  // Per-render facts: each rollout's progress and which edges a client of
+  // the chosen wariness sees.
+  function evaluate(model) {
+    const at = now();
+    for (const node of model.nodes) {
+      node.progress = node.rollout ? progress(node.rollout, at) : null;
+      node.inProgress = node.rollout !== null && node.progress < 1;
+    }
+    for (const edge of model.edges) {
+      edge.hidden = edge.to.rollout !== null && state.wariness > edge.to.progress;
+    }
+    const visible = model.edges.filter((e) => !e.hidden);
+    return {
+      nodes: model.nodes.length,
+      edges: visible.length,
+      hidden: model.edges.length - visible.length,
+      barriers: model.nodes.filter((n) => n.barrier).length,
+      deadends: model.nodes.filter((n) => n.deadend).length,
+      rollouts: model.nodes.filter((n) => n.rollout).length,
+      inProgress: model.nodes.filter((n) => n.inProgress).length,
+    };
+  }
+
+  // The update a client on `node` takes: the visible out-edge target with
+  // the highest age index.
+  function nextUpdate(node) {
+    let best = null;
+    for (const edge of node.outEdges) {
+      if (!edge.hidden && (!best || edge.to.ageIndex > best.ageIndex)) best = edge.to;
+    }
+    return best;
+  }
+
+  // ---- loading -----------------------------------------------------------
+
+  async function fetchJson(url) {
+    const response = await fetch(url, { headers: { Accept: 'application/json' }, cache: 'no-cache' });
+    let body = null;
+    try {
+      body = await response.json();
+    } catch (_) {
+      body = null;
+    }
+    if (!response.ok) {
+      const detail = body && body.value ? body.value : response.statusText;
+      const error = new Error(detail + ' (HTTP ' + response.status + ')');
+      error.status = response.status;
+      throw error;
+    }
+    if (body === null) throw new Error('the answer is not JSON');
+    return body;
+  }
+
+  async function loadStreams() {
+    try {
+      state.streams = await fetchJson('v1/streams');
+    } catch (error) {
+      setStatus('Cannot read the list of streams: ' + error.message, true);
+      return;
+    }
+    const names = Object.keys(state.streams);
+    if (!names.length) {
+      setStatus('No stream is configured.', true);
+      return;
+    }
+    if (!names.includes(state.stream)) {
+      state.stream = names.includes('stable') ? 'stable' : names[0];
+    }
+    ui.stream.replaceChildren(...names.map((name) => html('option', { value: name, text: name })));
+    ui.stream.value = state.stream;
+    ui.stream.disabled = false;
+    fillArches();
+    await loadGraphs(true);
+  }
+
+  function fillArches() {
+    const arches = state.streams[state.stream] || [];
+    if (!arches.includes(state.basearch)) {
+      state.basearch = arches.includes('x86_64') ? 'x86_64' : arches[0] || '';
+    }
+    ui.basearch.replaceChildren(...arches.map((name) => html('option', { value: name, text: name })));
+    ui.basearch.value = state.basearch;
+    ui.basearch.disabled = arches.length === 0;
+  }
+
+  async function loadGraphs(keepSelection) {
+    const sequence = ++state.loading;
+    if (!keepSelection) state.selected = null;
+    setStatus('Loading ' + state.stream + ' ' + state.basearch + '…');
+    document.body.classList.add('loading');
+    const results = await Promise.all(
+      SCHEMES.map(async (scheme) => {
+        const query = new URLSearchParams({ basearch: state.basearch, stream: state.stream });
+        if (scheme.oci) query.set('oci', 'true');
+        try {
+          return { model: buildModel(scheme.id, await fetchJson('v1/graph?' + query)) };
+        } catch (error) {
+          return { error: error.message, retry: error.status === 503 };
+        }
+      }),
+    );
+    if (sequence !== state.loading) return; // a newer load is under way
+    document.body.classList.remove('loading');
+    state.graphs = {};
+    state.loaded = state.stream + '/' + state.basearch;
+    SCHEMES.forEach((scheme, i) => {
+      state.graphs[scheme.id] = results[i];
+    });
+    const selected = state.selected && state.graphs[state.selected.scheme];
+    if (!selected || !selected.model || !selected.model.byVersion.has(state.selected.version)) {
+      state.selected = null;
+    }
+    setStatus('');
+    render({ scrollToEnd: true });
+    // Not built yet (the server is starting): try again shortly.
+    if (results.some((r) => r.retry)) {
+      window.setTimeout(() => {
+        if (sequence === state.loading) loadGraphs(true);
+      }, RETRY_MS);
+    }
+  }
+
+  function setStatus(text, isError) {
+    ui.status.textContent = text;
+    ui.status.hidden = !text;
+    ui.status.classList.toggle('error', Boolean(isError));
+  }
+
+  // ---- drawing -----------------------------------------------------------
+
+  // Estimated width of a version label (12px digits and dots).
+  function labelWidth(text) {
+    let width = 0;
+    for (const c of text) width += c === '.' ? 4 : 7.8;
+    return width;
+  }
+
+  function arcHeight(span) {
+    return 14 + 26 * Math.sqrt(Math.max(span, 1));
+  }
+
+  function shownSchemes() {
+    return SCHEMES.filter((s) => state.scheme === 'both' || state.scheme === s.id);
+  }
+
+  function render(options) {
+    const scrollToEnd = options && options.scrollToEnd;
+    const focused = document.activeElement;
+    const refocus =
+      focused && focused.dataset && focused.dataset.version
+        ? { scheme: focused.dataset.scheme, version: focused.dataset.version }
+        : null;
+    const previousScroll = ui.panels.querySelector('.scroll');
+    const scrollLeft = previousScroll ? previousScroll.scrollLeft : 0;
+
+    const shown = shownSchemes();
+    // Columns: every age index of the graphs shown, in release order.
+    const ages = new Set();
+    for (const scheme of shown) {
+      const graph = state.graphs[scheme.id];
+      if (graph && graph.model) graph.model.nodes.forEach((n) => ages.add(n.ageIndex));
+    }
+    // Room for the rotated labels: left of the first node and under all.
+    let longest = 0;
+    for (const scheme of shown) {
+      const graph = state.graphs[scheme.id];
+      if (graph && graph.model) {
+        graph.model.nodes.forEach((n) => (longest = Math.max(longest, labelWidth(n.version))));
+      }
+    }
+    const radians = (LABEL_ANGLE * Math.PI) / 180;
+    const layout = {
+      columns: new Map([...ages].sort((a, b) => a - b).map((age, i) => [age, i])),
+      left: Math.ceil(Math.max(48, longest * Math.cos(radians) + 20)),
+      below: Math.ceil(LABEL_TOP + longest * Math.sin(radians) + 18),
+    };
+
+    const panels = shown.map((scheme) => renderPanel(scheme, layout));
+    ui.panels.replaceChildren(...panels);
+    ui.panels.classList.toggle('single', panels.length === 1);
+    ui.panels.dataset.scope = state.loaded;
+
+    const scrollers = [...ui.panels.querySelectorAll('.scroll')];
+    for (const scroller of scrollers) {
+      scroller.scrollLeft = scrollToEnd ? scroller.scrollWidth : scrollLeft;
+      scroller.addEventListener('scroll', () => {
+        for (const other of scrollers) {
+          if (other !== scroller && other.scrollLeft !== scroller.scrollLeft) {
+            other.scrollLeft = scroller.scrollLeft;
+          }
+        }
+      });
+    }
+    if (refocus) {
+      const again = ui.panels.querySelector(
+        '.node[data-scheme="' + refocus.scheme + '"][data-version="' + CSS.escape(refocus.version) + '"]',
+      );
+      if (again) again.focus({ preventScroll: true });
+    }
+    renderDetails();
+    saveState();
+  }
+
+  function renderPanel(scheme, layout) {
+    const graph = state.graphs[scheme.id];
+    const panel = html('section', { className: 'panel', id: 'panel-' + scheme.id, 'data-scheme': scheme.id });
+    const head = html('div', { className: 'panel-head' }, [
+      html('h2', {}, [
+        scheme.title + ' ',
+        html('span', { className: 'scope', text: state.stream + ' · ' + state.basearch }),
+      ]),
+      html('span', { className: 'note', text: scheme.note }),
+    ]);
+    panel.append(head);
+    if (!graph) return panel;
+    if (graph.error) {
+      const retry = graph.retry ? ' Trying again in ' + RETRY_MS / 1000 + ' s.' : '';
+      panel.append(html('p', { className: 'message error', text: 'Cannot load this graph: ' + graph.error + '.' + retry }));
+      return panel;
+    }
+    const model = graph.model;
+    const counts = evaluate(model);
+    panel.append(renderCounts(counts));
+    if (!model.nodes.length) {
+      panel.append(html('p', { className: 'message', text: 'No release of this stream has a payload of this kind for this architecture.' }));
+      return panel;
+    }
+    const scroller = html('div', { className: 'scroll' });
+    scroller.append(drawGraph(scheme, model, layout, counts));
+    panel.append(scroller);
+    return panel;
+  }
+
+  function renderCounts(counts) {
+    const item = (key, value, singular, plural) =>
+      html('li', {}, [
+        html('b', { 'data-count': key, text: String(value) }),
+        ' ' + (value === 1 ? singular : plural),
+      ]);
+    const list = html('ul', { className: 'counts' }, [
+      item('nodes', counts.nodes, 'node', 'nodes'),
+      item('edges', counts.edges, 'edge', 'edges'),
+      item('barriers', counts.barriers, 'barrier', 'barriers'),
+      item('deadends', counts.deadends, 'dead-end', 'dead-ends'),
+      item('rollouts', counts.rollouts, 'rollout', 'rollouts'),
+    ]);
+    if (counts.inProgress) {
+      list.append(html('li', { className: 'extra' }, [
+        html('b', { 'data-count': 'in-progress', text: String(counts.inProgress) }),
+        ' in progress',
+      ]));
+    }
+    if (counts.hidden) {
+      list.append(html('li', { className: 'extra' }, [
+        html('b', { 'data-count': 'hidden', text: String(counts.hidden) }),
+        ' hidden at wariness ' + state.wariness.toFixed(2),
+      ]));
+    }
+    return list;
+  }
+
+  function drawGraph(scheme, model, layout, counts) {
+    const columns = layout.columns;
+    const x = (node) => layout.left + columns.get(node.ageIndex) * COLUMN;
+    let maxSpan = 1;
+    for (const edge of model.edges) {
+      maxSpan = Math.max(maxSpan, Math.abs(columns.get(edge.to.ageIndex) - columns.get(edge.from.ageIndex)));
+    }
+    const base = Math.ceil(arcHeight(maxSpan)) + 28;
+    const width = layout.left + (columns.size - 1) * COLUMN + RIGHT;
+    const height = base + layout.below;
+    const root = svg('svg', {
+      class: 'graph',
+      width,
+      height,
+      viewBox: '0 0 ' + width + ' ' + height,
+      role: 'group',
+      'aria-label':
+        scheme.title + ' update graph of ' + state.stream + ' ' + state.basearch + ': ' +
+        counts.nodes + ' nodes, ' + counts.edges + ' edges',
+    });
+
+    const defs = svg('defs', {}, root);
+    const markers = {};
+    for (const kind of ['plain', 'throttled', 'in', 'out', 'dim']) {
+      const id = scheme.id + '-arrow-' + kind;
+      const marker = svg('marker', {
+        id,
+        viewBox: '0 0 10 10',
+        refX: 9,
+        refY: 5,
+        markerWidth: 8,
+        markerHeight: 8,
+        markerUnits: 'userSpaceOnUse',
+        orient: 'auto',
+      }, defs);
+      svg('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrow ' + kind }, marker);
+      markers[kind] = 'url(#' + id + ')';
+    }
+
+    const selected = state.selected;
+    const mine = selected && selected.scheme === scheme.id ? model.byVersion.get(selected.version) : null;
+    const peer = selected && selected.scheme !== scheme.id ? model.byVersion.get(selected.version) : null;
+    const next = mine ? nextUpdate(mine) : null;
+
+    // Barriers: a wall across the graph, which every update path crosses
+    // through the barrier node.
+    const walls = svg('g', { class: 'walls' }, root);
+    for (const node of model.nodes) {
+      if (node.barrier) {
+        svg('rect', { class: 'wall', x: x(node) - 12, y: 6, width: 24, height: base + RADIUS, rx: 5 }, walls);
+      }
+    }
+
+    // Edges: arcs above the nodes, leaving a node right of its centre and
+    // landing left of it; selected ones drawn last, on top.
+    const edgeLayer = svg('g', { class: 'edges' }, root);
+    const rank = (edge) => (mine && (edge.from === mine || edge.to === mine) ? 1 : 0);
+    const ordered = model.edges.filter((e) => !e.hidden).sort((a, b) => rank(a) - rank(b));
+    for (const edge of ordered) {
+      const x1 = x(edge.from) + 3;
+      const x2 = x(edge.to) - 3;
+      const span = Math.abs(columns.get(edge.to.ageIndex) - columns.get(edge.from.ageIndex));
+      const lift = arcHeight(span) * 4 / 3; // a cubic's peak is 3/4 of its control height
+      const y1 = base - RADIUS;
+      const y2 = base - RING - 1;
+      let kind = edge.to.inProgress ? 'throttled' : 'plain';
+      if (mine) {
+        if (edge.to === mine) kind = 'in';
+        else if (edge.from === mine) kind = 'out';
+        else kind = 'dim';
+      }
+      const classes = ['edge', kind];
+      if (mine && edge.from === mine && edge.to === next) classes.push('next');
+      if (kind === 'dim' && edge.to.inProgress) classes.push('throttled');
+      const path = svg('path', {
+        d: 'M' + x1 + ' ' + y1 + ' C' + x1 + ' ' + (y1 - lift) + ' ' + x2 + ' ' + (y2 - lift) + ' ' + x2 + ' ' + y2,
+        class: classes.join(' '),
+        'marker-end': markers[kind],
+        'data-from': edge.from.version,
+        'data-to': edge.to.version,
+      }, edgeLayer);
+      svg('title', {}, path).textContent = edge.from.version + ' → ' + edge.to.version;
+    }
+
+    const nodeLayer = svg('g', { class: 'nodes' }, root);
+    for (const node of model.nodes) {
+      drawNode(nodeLayer, scheme, node, x(node), base, node === mine, node === peer);
+    }
+    return root;
+  }
+
+  function describe(node) {
+    const kinds = [];
+    if (node.barrier) kinds.push('barrier');
+    if (node.deadend) kinds.push('dead-end');
+    if (node.rollout) {
+      kinds.push('rollout ' + (node.inProgress ? 'at ' + percent(node.progress) : 'complete'));
+    }
+    return kinds;
+  }
+
+  function drawNode(layer, scheme, node, cx, cy, isSelected, isPeer) {
+    const classes = ['node'];
+    if (node.barrier) classes.push('barrier');
+    if (node.deadend) classes.push('deadend');
+    if (node.rollout) classes.push('rollout');
+    if (node.inProgress) classes.push('in-progress');
+    if (isSelected) classes.push('selected');
+    if (isPeer) classes.push('peer');
+    const kinds = describe(node);
+    const group = svg('g', {
+      class: classes.join(' '),
+      transform: 'translate(' + cx + ' ' + cy + ')',
+      tabindex: 0,
+      role: 'button',
+      'aria-pressed': isSelected ? 'true' : 'false',
+      'aria-label': node.version + (kinds.length ? ', ' + kinds.join(', ') : ''),
+      'data-scheme': scheme.id,
+      'data-version': node.version,
+    }, layer);
+    svg('title', {}, group).textContent =
+      node.version + (kinds.length ? ' (' + kinds.join(', ') + ')' : '') + '\nage index ' + node.ageIndex;
+    svg('circle', { class: 'hit', r: RADIUS + 10 }, group);
+    if (isSelected || isPeer) svg('circle', { class: 'halo', r: RING + 4 }, group);
+    if (node.inProgress) {
+      const circumference = 2 * Math.PI * RING;
+      svg('circle', { class: 'ring-bg', r: RING }, group);
+      if (node.progress > 0) {
+        svg('circle', {
+          class: 'ring',
+          r: RING,
+          'stroke-dasharray': (node.progress * circumference).toFixed(2) + ' ' + circumference.toFixed(2),
+          transform: 'rotate(-90)',
+        }, group);
+      }
+    }
+    if (node.barrier) {
+      svg('rect', { class: 'shape', x: -RADIUS, y: -RADIUS, width: 2 * RADIUS, height: 2 * RADIUS, rx: 2 }, group);
+    } else {
+      svg('circle', { class: 'shape', r: RADIUS }, group);
+    }
+    if (node.deadend) svg('rect', { class: 'glyph', x: -5, y: -1.5, width: 10, height: 3 }, group);
+    if (node.inProgress) {
+      svg('text', { class: 'pct', y: RING + 13, 'text-anchor': 'middle' }, group).textContent =
+        Math.floor(node.progress * 100) + '%';
+    }
+    svg('text', {
+      class: 'version',
+      'text-anchor': 'end',
+      transform: 'translate(4 ' + LABEL_TOP + ') rotate(-' + LABEL_ANGLE + ')',
+    }, group).textContent = node.version;
+
+    const choose = () => select(scheme.id, node.version);
+    group.addEventListener('click', choose);
+    group.addEventListener('keydown', (event) => {
+      if (event.key === 'Enter' || event.key === ' ') {
+        event.preventDefault();
+        choose();
+      }
+    });
+  }
+
+  // ---- details -------------------------------------------------------------
+
+  function select(scheme, version) {
+    const same = state.selected && state.selected.scheme === scheme && state.selected.version === version;
+    state.selected = same ? null : { scheme, version };
+    render();
+  }
+
+  function renderDetails() {
+    const selected = state.selected;
+    const graph = selected && state.graphs[selected.scheme];
+    const node = graph && graph.model ? graph.model.byVersion.get(selected.version) : null;
+    ui.detailsEmpty.hidden = Boolean(node);
+    ui.detailsList.hidden = !node;
+    ui.detailsClose.hidden = !node;
+    if (!node) {
+      ui.detailsList.replaceChildren();
+      return;
+    }
+    const scheme = SCHEMES.find((s) => s.id === selected.scheme);
+    const other = SCHEMES.find((s) => s.id !== selected.scheme);
+    const rows = [];
+    const row = (key, label, ...content) => {
+      rows.push(html('dt', { text: label }));
+      rows.push(html('dd', { id: 'details-' + key }, content));
+    };
+
+    row('version', 'Version', node.version);
+    row('graph', 'Graph', scheme.title + ' · ' + state.stream + ' · ' + state.basearch);
+    row('payload', 'Payload', html('code', { text: node.payload }));
+    const otherGraph = state.graphs[other.id];
+    const twin = otherGraph && otherGraph.model ? otherGraph.model.byVersion.get(node.version) : null;
+    row(
+      'other-payload',
+      other.title + ' payload',
+      twin ? html('code', { text: twin.payload }) : html('span', { className: 'muted', text: 'not in the ' + other.title + ' graph' }),
+    );
+    row('age-index', 'Age index', String(node.ageIndex) + ' (node ' + (node.index + 1) + ' of ' + graph.model.nodes.length + ')');
+    row('barrier', 'Barrier', ...(node.barrier ? ['yes: ', reason(node.barrierReason)] : ['no']));
+    row('deadend', 'Dead-end', ...(node.deadend ? ['yes: ', reason(node.deadendReason)] : ['no']));
+
+    if (node.rollout) {
+      const r = node.rollout;
+      row('rollout-start', 'Rollout start', r.given.startEpoch ? utc(r.startEpoch) + ' (' + r.startEpoch + ')' : 'not given (0)');
+      row('rollout-start-value', 'Start value', r.given.startValue ? percent(r.startValue) : 'not given (0%)');
+      row('rollout-duration', 'Duration', r.durationMinutes === null ? 'none: stays at the start value' : minutesText(r.durationMinutes));
+      const phase = now() < r.startEpoch ? 'not started' : node.progress >= 1 ? 'complete' : 'in progress';
+      row('rollout-progress', 'Progress', html('b', { text: percent(node.progress) }), ' ' + phase + ', at ' + (state.at === null ? 'now, ' : '') + utc(now()));
+      row('rollout-clients', 'Offered to', 'clients of wariness up to ' + node.progress.toFixed(3));
+    } else {
+      row('rollout', 'Rollout', 'no');
+    }
+
+    const visibleIn = node.inEdges.filter((e) => !e.hidden);
+    const visibleOut = node.outEdges.filter((e) => !e.hidden);
+    row('from', 'Updates from', visibleIn.length ? versionList(visibleIn.map((e) => e.from), scheme.id) : 'none');
+    const next = nextUpdate(node);
+    row('to', 'Updates to', visibleOut.length ? versionList(visibleOut.map((e) => e.to), scheme.id, next) : node.deadend ? 'none (dead-end)' : 'none');
+    const hiddenOut = node.outEdges.length - visibleOut.length;
+    if (hiddenOut) {
+      row('hidden', 'Hidden', hiddenOut + ' update' + (hiddenOut === 1 ? '' : 's') + ' not offered at wariness ' + state.wariness.toFixed(2));
+    }
+    row('next', 'Next update', next ? next.version : 'none', html('span', { className: 'muted', text: next ? ' (the highest age index: what a client at this wariness takes)' : '' }));
+    ui.detailsList.replaceChildren(...rows);
+  }
+
+  function versionList(nodes, scheme, highlight) {
+    const sorted = [...nodes].sort((a, b) => a.ageIndex - b.ageIndex);
+    const list = html('span', { className: 'versions' });
+    for (const target of sorted) {
+      const button = html('button', { type: 'button', className: 'link' + (target === highlight ? ' next' : ''), text: target.version });
+      button.addEventListener('click', () => select(scheme, target.version));
+      list.append(button);
+    }
+    return list;
+  }
+
+  // ---- page state ------------------------------------------------------------
+
+  function readState() {
+    const query = new URLSearchParams(window.location.search);
+    state.stream = query.get('stream') || '';
+    state.basearch = query.get('basearch') || '';
+    const scheme = query.get('scheme');
+    if (scheme === 'checksum' || scheme === 'oci') state.scheme = scheme;
+    const wariness = number(query.get('wariness'), 0);
+    state.wariness = Math.min(Math.max(wariness, 0), 1);
+    const at = integer(query.get('at'), null);
+    state.at = at;
+    const release = query.get('release');
+    const graph = query.get('graph');
+    if (release && (graph === 'checksum' || graph === 'oci')) state.selected = { scheme: graph, version: release };
+  }
+
+  function saveState() {
+    const query = new URLSearchParams();
+    if (state.stream) query.set('stream', state.stream);
+    if (state.basearch) query.set('basearch', state.basearch);
+    if (state.scheme !== 'both') query.set('scheme', state.scheme);
+    if (state.wariness) query.set('wariness', state.wariness.toFixed(2));
+    if (state.at !== null) query.set('at', String(state.at));
+    if (state.selected) {
+      query.set('graph', state.selected.scheme);
+      query.set('release', state.selected.version);
+    }
+    const search = '?' + query;
+    if (search !== window.location.search) window.history.replaceState(null, '', search);
+  }
+
+  function showControls() {
+    ui.wariness.value = String(state.wariness);
+    ui.warinessValue.textContent = state.wariness.toFixed(2);
+    ui.at.value = state.at === null ? '' : new Date(state.at * 1000).toISOString().slice(0, 16);
+    for (const radio of document.querySelectorAll('input[name="scheme"]')) {
+      radio.checked = radio.value === state.scheme;
+    }
+  }
+
+  function start() {
+    readState();
+    showControls();
+    ui.stream.addEventListener('change', () => {
+      state.stream = ui.stream.value;
+      fillArches();
+      loadGraphs(false);
+    });
+    ui.basearch.addEventListener('change', () => {
+      state.basearch = ui.basearch.value;
+      loadGraphs(false);
+    });
+    for (const radio of document.querySelectorAll('input[name="scheme"]')) {
+      radio.addEventListener('change', () => {
+        if (!radio.checked) return;
+        state.scheme = radio.value;
+        // Keep the selection in view: the same release in the graph shown.
+        const selected = state.selected;
+        if (selected && state.scheme !== 'both' && selected.scheme !== state.scheme) {
+          const graph = state.graphs[state.scheme];
+          const twin = graph && graph.model && graph.model.byVersion.has(selected.version);
+          state.selected = twin ? { scheme: state.scheme, version: selected.version } : null;
+        }
+        render({ scrollToEnd: true });
+      });
+    }
+    ui.wariness.addEventListener('input', () => {
+      state.wariness = number(ui.wariness.value, 0);
+      ui.warinessValue.textContent = state.wariness.toFixed(2);
+      render();
+    });
+    ui.at.addEventListener('change', () => {
+      const parsed = Date.parse(ui.at.value + 'Z');
+      state.at = Number.isNaN(parsed) ? null : Math.floor(parsed / 1000);
+      render();
+    });
+    ui.now.addEventListener('click', () => {
+      state.at = null;
+      showControls();
+      render();
+    });
+    ui.reload.addEventListener('click', () => loadGraphs(true));
+    ui.detailsClose.addEventListener('click', () => {
+      state.selected = null;
+      render();
+    });
+    document.addEventListener('keydown', (event) => {
+      if (event.key === 'Escape' && state.selected) {
+        state.selected = null;
+        render();
+      }
+    });
+    document.getElementById('controls').addEventListener('submit', (event) => event.preventDefault());
+    loadStreams();
+  }
+
+  start();
+})();

@@ -261,3 +261,55 @@ async fn unreachable_graph_builder_is_503_from_the_policy_engine() {
     );
     policy_engine.stop().await.unwrap();
 }
+
+/// Sends raw bytes over HTTP/1.1 and returns the status code answered.
+async fn raw_status(addr: std::net::SocketAddr, request: Vec<u8>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The server may answer and close before reading everything.
+    let _ = stream.write_all(&request).await;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    let head = String::from_utf8_lossy(&response[..response.len().min(64)]).to_string();
+    head.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[actix_web::test]
+async fn oversized_requests_are_4xx_and_the_service_keeps_serving() {
+    let upstream = Upstream::start();
+    upstream.serve_fixture("stable");
+    let stack = Stack::start(&upstream, STREAMS, MIDWAY);
+    wait_ready(&stack.graph_builder).await;
+    for addr in [
+        stack.graph_builder.service_addr,
+        stack.policy_engine.service_addr,
+    ] {
+        let path = "/v1/graph?basearch=x86_64&stream=stable";
+        let huge_query = format!(
+            "GET {path}&node_uuid={} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            "a".repeat(200 * 1024)
+        );
+        let status = raw_status(addr, huge_query.into_bytes()).await;
+        assert!((400..500).contains(&status), "huge query: {status}");
+        let huge_header = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nX-Padding: {}\r\nConnection: close\r\n\r\n",
+            "b".repeat(200 * 1024)
+        );
+        let status = raw_status(addr, huge_header.into_bytes()).await;
+        assert!((400..500).contains(&status), "huge header: {status}");
+        let mut not_utf8 = format!("GET {path}&os_version=").into_bytes();
+        not_utf8.extend_from_slice(&[0xff, 0xfe]);
+        not_utf8.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let status = raw_status(addr, not_utf8).await;
+        assert!((200..500).contains(&status), "raw non-UTF-8: {status}");
+        // A long but sane query reaches the application, and the service
+        // keeps serving.
+        let long = format!("http://{addr}{path}&os_version={}", "1".repeat(4000));
+        let (status, body) = get(&long).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    stack.stop().await;
+}

@@ -29,6 +29,8 @@ async fn fault(kind: &str, break_it: impl FnOnce(&Upstream)) {
     break_it(&upstream);
     wait_metric(gb.status_addr, &errors, |n| n >= 1.0).await;
     assert_eq!(metric(gb.status_addr, failed).await, Some(1.0));
+    let since = r#"fcos_cincinnati_gb_scraper_seconds_since_last_success{stream="stable"}"#;
+    wait_metric(gb.status_addr, since, |n| n >= 2.0).await;
     // Nothing changed for clients, in any scope, nor in the other stream.
     assert_eq!(get(&url(QUERY)).await, good, "{kind}");
     assert_eq!(
@@ -55,6 +57,7 @@ async fn fault(kind: &str, break_it: impl FnOnce(&Upstream)) {
     upstream.set("/stable/releases.json", Canned::Body(index));
     upstream.set("/stable/updates.json", Canned::Body(updates));
     wait_metric(gb.status_addr, failed, |n| n == 0.0).await;
+    assert!(metric(gb.status_addr, since).await.unwrap() <= 1.0);
     let graph = get_graph(&url(QUERY)).await;
     assert_eq!(versions(&graph).last().unwrap(), "33.1.0");
     upstream.stop().await;

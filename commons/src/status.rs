@@ -12,6 +12,9 @@ pub struct StatusState {
     pub registry: Registry,
     /// Whether the service is ready to serve clients.
     pub ready: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// Brings gauges that depend on the current time up to date, just
+    /// before they are rendered.
+    pub before_render: Arc<dyn Fn() + Send + Sync>,
 }
 
 /// Routes of the status port.
@@ -28,6 +31,7 @@ pub fn configure(state: StatusState) -> impl FnOnce(&mut web::ServiceConfig) {
 }
 
 async fn serve_metrics(state: web::Data<StatusState>) -> HttpResponse {
+    (state.before_render)();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(metrics::render(&state.registry))

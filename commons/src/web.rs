@@ -359,6 +359,16 @@ pub fn cors(allowlist: Option<&[String]>) -> actix_cors::Cors {
     }
 }
 
+/// The OpenAPI 3 description of `/v1/graph`, served at `/v1/openapi`.
+pub const OPENAPI: &str = include_str!("../openapi.yaml");
+
+/// `GET /v1/openapi`.
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/yaml")
+        .body(OPENAPI)
+}
+
 /// Fallback for unknown paths and methods: a JSON 404 or 405.
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, GraphError> {
     Err(GraphError::NotFound(truncate(req.path())))

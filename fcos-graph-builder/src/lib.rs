@@ -54,9 +54,15 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
     let service_addr = service.addrs()[0];
 
     let ready_store = store.clone();
+    let stream_names: Vec<String> = settings.streams.iter().map(|s| s.name.clone()).collect();
+    let started = commons::unix_now();
+    let staleness = scraper_metrics.clone();
     let status_state = commons::status::StatusState {
         registry,
         ready: Arc::new(move || ready_store.all_ready()),
+        before_render: Arc::new(move || {
+            staleness.update_staleness(&stream_names, started, commons::unix_now())
+        }),
     };
     let status = HttpServer::new(move || {
         App::new().configure(commons::status::configure(status_state.clone()))

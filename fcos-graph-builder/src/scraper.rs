@@ -21,6 +21,7 @@ pub struct ScraperMetrics {
     last_refresh: IntGaugeVec,
     last_success: IntGaugeVec,
     last_failed: IntGaugeVec,
+    since_success: IntGaugeVec,
 }
 
 impl ScraperMetrics {
@@ -70,6 +71,13 @@ impl ScraperMetrics {
                 ),
                 &["stream"],
             )?,
+            since_success: IntGaugeVec::new(
+                Opts::new(
+                    "fcos_cincinnati_gb_scraper_seconds_since_last_success",
+                    "Seconds since a refresh of the stream last succeeded (since start when none has).",
+                ),
+                &["stream"],
+            )?,
             last_failed: IntGaugeVec::new(
                 Opts::new(
                     "fcos_cincinnati_gb_scraper_last_refresh_failed",
@@ -85,7 +93,20 @@ impl ScraperMetrics {
         registry.register(Box::new(metrics.last_refresh.clone()))?;
         registry.register(Box::new(metrics.last_success.clone()))?;
         registry.register(Box::new(metrics.last_failed.clone()))?;
+        registry.register(Box::new(metrics.since_success.clone()))?;
         Ok(metrics)
+    }
+
+    /// Sets the seconds since each stream's last successful refresh, as of
+    /// `now`; a stream that never had one counts from `started`.
+    pub fn update_staleness(&self, streams: &[String], started: i64, now: i64) {
+        for stream in streams {
+            let last = self.last_success.with_label_values(&[stream]).get();
+            let since = if last > 0 { last } else { started };
+            self.since_success
+                .with_label_values(&[stream])
+                .set((now - since).max(0));
+        }
     }
 }
 

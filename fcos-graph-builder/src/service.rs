@@ -57,6 +57,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::head().to(serve_graph))
             .default_service(web::to(commons::web::method_not_allowed)),
     )
+    .route("/v1/openapi", web::get().to(commons::web::openapi))
     .configure(crate::viewer::configure)
     .default_service(web::to(commons::web::not_found));
 }

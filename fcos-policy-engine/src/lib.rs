@@ -37,7 +37,7 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
         )
         .context("cannot create the HTTP client")?,
     );
-    let state = service::ServiceState::new(upstream, clock, &registry)?;
+    let state = service::ServiceState::new(Arc::clone(&upstream), clock, &registry)?;
 
     let allowlist = settings.origin_allowlist.clone();
     let service = HttpServer::new(move || {
@@ -61,6 +61,7 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
     let status_state = commons::status::StatusState {
         registry,
         ready: Arc::new(|| true),
+        before_render: Arc::new(move || upstream.update_age_metric()),
     };
     let status = HttpServer::new(move || {
         App::new().configure(commons::status::configure(status_state.clone()))

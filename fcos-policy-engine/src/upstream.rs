@@ -6,7 +6,7 @@
 use crate::view::PreparedGraph;
 use commons::graph::{Graph, GraphScope};
 use commons::web::GraphError;
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{GaugeVec, IntCounterVec, Opts, Registry};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -30,8 +30,9 @@ enum Outcome {
 
 #[derive(Clone)]
 struct SlotState {
-    /// The last good graph.
+    /// The last good graph, and when it was fetched.
     graph: Option<Arc<PreparedGraph>>,
+    fetched: Option<Instant>,
     /// When the last fetch finished, and how.
     last: Option<(Instant, Outcome)>,
 }
@@ -48,6 +49,7 @@ impl Slot {
         Slot {
             state: RwLock::new(SlotState {
                 graph: None,
+                fetched: None,
                 last: None,
             }),
             fetching: Arc::new(tokio::sync::Mutex::new(())),
@@ -66,6 +68,7 @@ pub struct UpstreamGraphs {
     refresh: Duration,
     slots: Mutex<HashMap<GraphScope, Arc<Slot>>>,
     errors: IntCounterVec,
+    age: GaugeVec,
 }
 
 impl UpstreamGraphs {
@@ -89,14 +92,43 @@ impl UpstreamGraphs {
             ),
             &["kind"],
         )?;
+        let age = GaugeVec::new(
+            Opts::new(
+                "fcos_cincinnati_pe_graph_age_seconds",
+                "Seconds since the graph being served was fetched from the graph-builder.",
+            ),
+            &["basearch", "stream", "type"],
+        )?;
         registry.register(Box::new(errors.clone()))?;
+        registry.register(Box::new(age.clone()))?;
         Ok(UpstreamGraphs {
             client,
             graph_url,
             refresh,
             slots: Mutex::default(),
             errors,
+            age,
         })
+    }
+
+    /// Sets the age of every graph being served. Only scopes the
+    /// graph-builder served have a graph, so the labels stay bounded.
+    pub fn update_age_metric(&self) {
+        let slots: Vec<(GraphScope, Arc<Slot>)> = self
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(scope, slot)| (scope.clone(), Arc::clone(slot)))
+            .collect();
+        self.age.reset();
+        for (scope, slot) in slots {
+            if let Some(fetched) = slot.snapshot().fetched {
+                self.age
+                    .with_label_values(&[&scope.basearch, &scope.stream, scope.scheme.as_str()])
+                    .set(fetched.elapsed().as_secs_f64());
+            }
+        }
     }
 
     /// The graph of `scope`: cached, refreshed in the background when
@@ -178,10 +210,12 @@ impl UpstreamGraphs {
         match outcome {
             Ok(graph) => {
                 state.graph = Some(Arc::new(PreparedGraph::new(graph)));
+                state.fetched = Some(now);
                 state.last = Some((now, Outcome::Graph));
             }
             Err(FetchFailure::Unknown) => {
                 state.graph = None;
+                state.fetched = None;
                 state.last = Some((now, Outcome::Unknown));
             }
             Err(FetchFailure::Failed {

@@ -72,7 +72,9 @@ fn handler_label(path: &str) -> &'static str {
     match path {
         "/v1/graph" => "graph",
         "/v1/openapi" => "openapi",
+        "/v1/streams" => "streams",
         "/" => "index",
+        p if p.starts_with("/assets/") => "assets",
         _ => "other",
     }
 }

@@ -300,29 +300,40 @@ fn accepts_gzip(req: &HttpRequest) -> bool {
         })
 }
 
-/// A serialized graph ready to be sent: the JSON body and its gzip
-/// encoding, each computed once.
-#[derive(Debug, Clone)]
+/// A serialized graph ready to be sent: the JSON body, and its gzip
+/// encoding computed once, on the first request that accepts it.
+#[derive(Debug)]
 pub struct GraphBody {
-    /// The JSON body.
-    pub json: Bytes,
-    /// The same body, gzip-compressed.
-    pub gzip: Bytes,
+    json: Bytes,
+    gzip: std::sync::OnceLock<Bytes>,
 }
 
 impl GraphBody {
     /// Prepares a body from its JSON bytes.
     pub fn new(json: Vec<u8>) -> Self {
-        let mut encoder =
-            flate2::write::GzEncoder::new(Vec::with_capacity(json.len() / 4), Default::default());
-        encoder
-            .write_all(&json)
-            .expect("writing to a Vec cannot fail");
-        let gzip = encoder.finish().expect("writing to a Vec cannot fail");
         GraphBody {
             json: Bytes::from(json),
-            gzip: Bytes::from(gzip),
+            gzip: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The JSON body.
+    pub fn json(&self) -> &Bytes {
+        &self.json
+    }
+
+    /// The gzip-compressed body.
+    pub fn gzip(&self) -> &Bytes {
+        self.gzip.get_or_init(|| {
+            let mut encoder = flate2::write::GzEncoder::new(
+                Vec::with_capacity(self.json.len() / 4),
+                flate2::Compression::default(),
+            );
+            encoder
+                .write_all(&self.json)
+                .expect("writing to a Vec cannot fail");
+            Bytes::from(encoder.finish().expect("writing to a Vec cannot fail"))
+        })
     }
 
     /// The response for `req`: gzip when it accepts it, identity otherwise.
@@ -337,7 +348,7 @@ impl GraphBody {
             .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")));
         if accepts_gzip(req) {
             response.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
-            response.body(self.gzip.clone())
+            response.body(self.gzip().clone())
         } else {
             response.body(self.json.clone())
         }

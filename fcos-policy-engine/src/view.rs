@@ -97,3 +97,101 @@ impl PreparedGraph {
         GraphBody::new(view.to_json())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use commons::graph::Scheme;
+    use commons::metadata::{Commit, Reason, Release, ReleaseIndex, Rollout, UpdateMetadata};
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// One release's update metadata: barrier, dead-end, and rollout
+    /// (start epoch, start value, duration), each optional.
+    type Flags = (bool, bool, Option<(Option<i64>, Option<f64>, Option<u64>)>);
+
+    fn flags() -> impl Strategy<Value = Flags> {
+        let rollout = (
+            proptest::option::of(0i64..2_000),
+            proptest::option::of(prop_oneof![Just(0.0), Just(1.0), 0.0f64..1.0]),
+            proptest::option::of(0u64..30),
+        );
+        (
+            proptest::bool::weighted(0.2),
+            proptest::bool::weighted(0.1),
+            proptest::option::weighted(0.4, rollout),
+        )
+    }
+
+    fn graph_of(releases: &[Flags]) -> Graph {
+        let index = ReleaseIndex {
+            stream: None,
+            releases: (0..releases.len())
+                .map(|i| Release {
+                    version: format!("v{i}"),
+                    commits: Some(vec![Commit {
+                        architecture: "x86_64".into(),
+                        checksum: format!("c{i}"),
+                    }]),
+                    oci_images: None,
+                })
+                .collect(),
+        };
+        let versions: Vec<String> = (0..releases.len()).map(|i| format!("v{i}")).collect();
+        let updates: HashMap<&str, UpdateMetadata> = releases
+            .iter()
+            .enumerate()
+            .map(|(i, (barrier, deadend, rollout))| {
+                let metadata = UpdateMetadata {
+                    barrier: barrier.then(Reason::default),
+                    deadend: deadend.then(Reason::default),
+                    rollout: rollout.map(|(start_epoch, start_percentage, duration_minutes)| {
+                        Rollout {
+                            start_epoch,
+                            start_percentage,
+                            duration_minutes,
+                        }
+                    }),
+                };
+                (versions[i].as_str(), metadata)
+            })
+            .collect();
+        Graph::build(&index, &updates, "x86_64", Scheme::Checksum)
+    }
+
+    proptest! {
+        /// The cached per-client views are byte for byte the plain
+        /// computation, for any graph, wariness and time, in any order of
+        /// requests (cache hits included).
+        #[test]
+        fn fast_path_matches_plain_computation(
+            releases in proptest::collection::vec(flags(), 1..24),
+            clients in proptest::collection::vec(
+                (prop_oneof![Just(0.0), Just(1.0), Just(0.000_001), 0.0f64..1.0], -100i64..4_000),
+                1..40,
+            ),
+        ) {
+            let graph = graph_of(&releases);
+            let prepared = PreparedGraph::new(graph.clone());
+            for (wariness, now) in clients {
+                let fast = prepared.view(wariness, now);
+                let plain = policy::client_view(graph.clone(), wariness, now).to_json();
+                prop_assert_eq!(fast.json().as_ref(), plain.as_slice());
+            }
+        }
+    }
+
+    #[test]
+    fn views_are_shared_between_clients_in_the_same_state() {
+        let graph = graph_of(&[
+            (false, false, None),
+            (false, false, Some((Some(0), Some(0.5), None))),
+        ]);
+        let prepared = PreparedGraph::new(graph);
+        let a = prepared.view(0.1, 10);
+        let b = prepared.view(0.2, 10);
+        let hidden = prepared.view(0.9, 10);
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &hidden));
+    }
+}

@@ -3,6 +3,7 @@
 
 use crate::metadata::{self, ReleaseIndex, UpdateMetadata, UpdatesMetadata};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
@@ -60,6 +61,10 @@ impl fmt::Display for GraphScope {
     }
 }
 
+/// Node metadata: key → value, both strings. Keys and most values are
+/// constants, borrowed rather than allocated for each node.
+pub type Metadata = BTreeMap<Cow<'static, str>, Cow<'static, str>>;
+
 /// One release in the graph.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Node {
@@ -67,14 +72,14 @@ pub struct Node {
     pub version: String,
     /// Release metadata (see the key constants in [`crate::metadata`]);
     /// sorted so the same graph always serializes to the same bytes.
-    pub metadata: BTreeMap<String, String>,
+    pub metadata: Metadata,
     /// OSTree checksum or container pullspec, according to the scheme.
     pub payload: String,
 }
 
 impl Node {
     fn flag(&self, key: &str) -> bool {
-        self.metadata.get(key).map(String::as_str) == Some("true")
+        self.metadata.get(key).map(|v| v.as_ref()) == Some("true")
     }
 
     /// Whether the release is a dead-end.
@@ -137,6 +142,7 @@ impl Graph {
         scheme: Scheme,
     ) -> Graph {
         let mut nodes = Vec::new();
+        let mut kinds = Vec::new();
         for (age_index, release) in index.releases.iter().enumerate() {
             let payload = match scheme {
                 Scheme::Checksum => release
@@ -156,18 +162,24 @@ impl Graph {
             };
             let Some(payload) = payload else { continue };
             let mut meta = BTreeMap::new();
-            meta.insert(metadata::AGE_INDEX.to_string(), age_index.to_string());
-            meta.insert(metadata::SCHEME.to_string(), scheme.as_str().to_string());
-            if let Some(update) = updates.get(release.version.as_str()) {
+            meta.insert(metadata::AGE_INDEX.into(), age_index.to_string().into());
+            meta.insert(metadata::SCHEME.into(), scheme.as_str().into());
+            let update = updates.get(release.version.as_str());
+            if let Some(update) = update {
                 insert_update_metadata(&mut meta, update);
             }
+            kinds.push(NodeKind {
+                barrier: update.is_some_and(|u| u.barrier.is_some()),
+                deadend: update.is_some_and(|u| u.deadend.is_some()),
+                rollout: update.is_some_and(|u| u.rollout.is_some()),
+            });
             nodes.push(Node {
                 version: release.version.clone(),
                 metadata: meta,
                 payload: payload.clone(),
             });
         }
-        let edges = compute_edges(&nodes);
+        let edges = compute_edges(&kinds);
         Graph { nodes, edges }
     }
 
@@ -190,26 +202,37 @@ impl Graph {
                 return Err(InvalidGraph::DuplicateVersion(node.version.clone()));
             }
         }
-        let mut seen = HashSet::with_capacity(self.edges.len());
+        let len = self.nodes.len();
+        let deadends: Vec<bool> = self.nodes.iter().map(Node::is_deadend).collect();
         for &(from, to) in &self.edges {
-            let len = self.nodes.len();
             if from as usize >= len || to as usize >= len {
                 return Err(InvalidGraph::EdgeOutOfRange(from, to, len));
             }
             if from >= to {
                 return Err(InvalidGraph::EdgeBackward(from, to));
             }
-            let source = &self.nodes[from as usize];
-            if source.is_deadend() {
+            if deadends[from as usize] {
                 return Err(InvalidGraph::EdgeFromDeadend(
                     from,
                     to,
-                    source.version.clone(),
+                    self.nodes[from as usize].version.clone(),
                 ));
             }
-            if !seen.insert((from, to)) {
-                return Err(InvalidGraph::DuplicateEdge(from, to));
-            }
+        }
+        // Duplicates are neighbours once sorted by (target, source), the
+        // order graphs are built in; sort a copy only when needed.
+        let key = |&(from, to): &(u64, u64)| (to, from);
+        let sorted_copy;
+        let sorted: &[(u64, u64)] = if self.edges.windows(2).all(|w| key(&w[0]) <= key(&w[1])) {
+            &self.edges
+        } else {
+            let mut copy = self.edges.clone();
+            copy.sort_unstable_by_key(key);
+            sorted_copy = copy;
+            &sorted_copy
+        };
+        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            return Err(InvalidGraph::DuplicateEdge(w[0].0, w[0].1));
         }
         Ok(())
     }
@@ -221,40 +244,40 @@ impl Graph {
 }
 
 /// Adds the barrier, dead-end and rollout keys of one release.
-fn insert_update_metadata(meta: &mut BTreeMap<String, String>, update: &UpdateMetadata) {
-    fn reason_or_generic(reason: &str) -> String {
+fn insert_update_metadata(meta: &mut Metadata, update: &UpdateMetadata) {
+    fn reason_or_generic(reason: &str) -> Cow<'static, str> {
         if reason.is_empty() {
-            "generic".to_string()
+            "generic".into()
         } else {
-            reason.to_string()
+            reason.to_string().into()
         }
     }
     if let Some(deadend) = &update.deadend {
-        meta.insert(metadata::DEADEND.to_string(), "true".to_string());
+        meta.insert(metadata::DEADEND.into(), "true".into());
         meta.insert(
-            metadata::DEADEND_REASON.to_string(),
+            metadata::DEADEND_REASON.into(),
             reason_or_generic(&deadend.reason),
         );
     }
     if let Some(barrier) = &update.barrier {
-        meta.insert(metadata::BARRIER.to_string(), "true".to_string());
+        meta.insert(metadata::BARRIER.into(), "true".into());
         meta.insert(
-            metadata::BARRIER_REASON.to_string(),
+            metadata::BARRIER_REASON.into(),
             reason_or_generic(&barrier.reason),
         );
     }
     if let Some(rollout) = &update.rollout {
-        meta.insert(metadata::ROLLOUT.to_string(), "true".to_string());
+        meta.insert(metadata::ROLLOUT.into(), "true".into());
         if let Some(epoch) = rollout.start_epoch {
-            meta.insert(metadata::START_EPOCH.to_string(), epoch.to_string());
+            meta.insert(metadata::START_EPOCH.into(), epoch.to_string().into());
         }
         if let Some(value) = rollout.start_percentage {
             // `Display` for f64 prints the shortest string that round-trips,
             // never in exponent form, and integers without a dot.
-            meta.insert(metadata::START_VALUE.to_string(), value.to_string());
+            meta.insert(metadata::START_VALUE.into(), value.to_string().into());
         }
         if let Some(minutes) = rollout.duration_minutes {
-            meta.insert(metadata::DURATION.to_string(), minutes.to_string());
+            meta.insert(metadata::DURATION.into(), minutes.to_string().into());
         }
     }
 }
@@ -263,23 +286,30 @@ fn insert_update_metadata(meta: &mut BTreeMap<String, String>, update: &UpdateMe
 /// closest barrier before it; into every other barrier from every node since
 /// the previous barrier; none out of a dead-end. Sorted by target, then
 /// source.
-fn compute_edges(nodes: &[Node]) -> Vec<(u64, u64)> {
+fn compute_edges(nodes: &[NodeKind]) -> Vec<(u64, u64)> {
     let mut edges = Vec::new();
     let mut previous_barrier = 0usize;
     for (target, node) in nodes.iter().enumerate() {
-        let barrier = node.is_barrier();
-        if barrier || node.is_rollout() {
+        if node.barrier || node.rollout {
             edges.extend(
                 (previous_barrier..target)
-                    .filter(|&source| !nodes[source].is_deadend())
+                    .filter(|&source| !nodes[source].deadend)
                     .map(|source| (source as u64, target as u64)),
             );
         }
-        if barrier {
+        if node.barrier {
             previous_barrier = target;
         }
     }
     edges
+}
+
+/// What decides a node's edges, read once from the updates metadata.
+#[derive(Clone, Copy)]
+struct NodeKind {
+    barrier: bool,
+    deadend: bool,
+    rollout: bool,
 }
 
 #[cfg(test)]
@@ -378,7 +408,7 @@ mod tests {
                 (
                     n.version.as_str(),
                     n.payload.as_str(),
-                    n.metadata[metadata::AGE_INDEX].as_str(),
+                    n.metadata[metadata::AGE_INDEX].as_ref(),
                 )
             })
             .collect();

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod policy;
 pub mod server;
 pub mod status;
+pub mod synthetic;
 pub mod web;
 
 /// Seconds since the Unix epoch, now.

@@ -53,7 +53,7 @@ impl RolloutParams {
         if !node.is_rollout() {
             return None;
         }
-        let get = |key: &str| node.metadata.get(key).map(String::as_str);
+        let get = |key: &str| node.metadata.get(key).map(|v| v.as_ref());
         Some(RolloutParams {
             start_epoch: get(metadata::START_EPOCH)
                 .and_then(|v| v.parse().ok())
@@ -122,7 +122,6 @@ pub fn client_view(mut graph: Graph, wariness: f64, now: i64) -> Graph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     /// Known node UUID → wariness pairs (computed independently of this
     /// crate, from the SipHash-1-3 reference algorithm). These values decide the rollout
@@ -165,16 +164,16 @@ mod tests {
     }
 
     fn rollout(start: Option<i64>, value: Option<&str>, minutes: Option<&str>) -> Node {
-        let mut metadata = BTreeMap::new();
-        metadata.insert(metadata::ROLLOUT.to_string(), "true".to_string());
+        let mut metadata = crate::graph::Metadata::new();
+        metadata.insert(metadata::ROLLOUT.into(), "true".to_string().into());
         if let Some(s) = start {
-            metadata.insert(metadata::START_EPOCH.to_string(), s.to_string());
+            metadata.insert(metadata::START_EPOCH.into(), s.to_string().into());
         }
         if let Some(v) = value {
-            metadata.insert(metadata::START_VALUE.to_string(), v.to_string());
+            metadata.insert(metadata::START_VALUE.into(), v.to_string().into());
         }
         if let Some(m) = minutes {
-            metadata.insert(metadata::DURATION.to_string(), m.to_string());
+            metadata.insert(metadata::DURATION.into(), m.to_string().into());
         }
         Node {
             version: "v".into(),

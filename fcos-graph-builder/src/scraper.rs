@@ -267,25 +267,25 @@ impl StreamScraper {
                 .expect("graph building does not panic")?;
         let now = commons::unix_now();
         let mut graphs = StreamGraphs::default();
-        for (basearch, scheme, graph) in built {
+        for graph in built {
             let labels = [
-                basearch.as_str(),
+                graph.basearch.as_str(),
                 self.stream.name.as_str(),
-                scheme.as_str(),
+                graph.scheme.as_str(),
             ];
             self.metrics
                 .final_edges
                 .with_label_values(&labels)
-                .set(graph.edges.len() as i64);
+                .set(graph.edges as i64);
             self.metrics
                 .final_releases
                 .with_label_values(&labels)
-                .set(graph.nodes.len() as i64);
+                .set(graph.nodes as i64);
             self.metrics
                 .last_refresh
                 .with_label_values(&labels)
                 .set(now);
-            graphs.insert(&basearch, scheme, GraphBody::new(graph.to_json()));
+            graphs.insert(&graph.basearch, graph.scheme, GraphBody::new(graph.json));
         }
         self.store.publish(&self.stream.name, graphs);
         tracing::info!(stream = %self.stream.name, "published new graphs");
@@ -294,12 +294,29 @@ impl StreamScraper {
     }
 }
 
-/// Parses a stream's documents and builds and validates every graph of it.
+/// One graph of a stream, built, validated and serialized.
+#[derive(Debug)]
+pub struct BuiltGraph {
+    /// Its basearch.
+    pub basearch: String,
+    /// Its scheme.
+    pub scheme: Scheme,
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Number of edges.
+    pub edges: usize,
+    /// The graph as served.
+    pub json: Vec<u8>,
+}
+
+/// Parses a stream's documents, and builds, validates and serializes every
+/// graph of it. Each graph is dropped once serialized, so memory holds the
+/// parsed documents, one graph and the serialized ones.
 pub fn build_stream(
     stream: &StreamSettings,
     index: &[u8],
     updates: &[u8],
-) -> Result<Vec<(String, Scheme, Graph)>, RefreshError> {
+) -> Result<Vec<BuiltGraph>, RefreshError> {
     let index = ReleaseIndex::parse(index, Some(&stream.name)).map_err(|source| {
         RefreshError::Metadata {
             url: stream.release_index.to_string(),
@@ -321,7 +338,13 @@ pub fn build_stream(
                 scope: format!("{}/{basearch}/{scheme}", stream.name),
                 source,
             })?;
-            graphs.push((basearch.clone(), scheme, graph));
+            graphs.push(BuiltGraph {
+                basearch: basearch.clone(),
+                scheme,
+                nodes: graph.nodes.len(),
+                edges: graph.edges.len(),
+                json: graph.to_json(),
+            });
         }
     }
     Ok(graphs)

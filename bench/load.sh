@@ -17,6 +17,7 @@ duration="${2:-15s}"
 connections=32
 threads=2
 work=$(mktemp -d)
+chmod 755 "$work"  # nginx workers run as another user
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -99,18 +100,41 @@ mkdir -p "$work/tmp"
 nginx -c "$work/nginx.conf"
 sleep 0.5
 
-echo "graph: stable/x86_64 checksum, $nodes nodes, $size bytes; wrk -t$threads -c$connections -d$duration"
+rounds="${ROUNDS:-3}"
+echo "graph: stable/x86_64 checksum, $nodes nodes, $size bytes; wrk -t$threads -c$connections -d$duration, $rounds rounds"
 run() { # name port path connection-header
   local out
   out=$(BENCH_PATH="$3" wrk -t$threads -c$connections -d"$duration" -s bench/zincati.lua ${4:+-H "Connection: close"} "http://127.0.0.1:$2" | grep RESULT)
-  printf '%-28s %s\n' "$1" "${out#RESULT }"
+  printf '%-28s %s\n' "$1" "${out#RESULT }" | tee -a "$work/results"
 }
-for mode in "" close; do
-  label=${mode:-keep-alive}
-  run "nginx ($label)" 18088 "" "$mode"
-  run "policy-engine ($label)" 18081 "$query" "$mode"
-  run "graph-builder ($label)" 18080 "/v1/graph?basearch=x86_64&stream=stable" "$mode"
+for round in $(seq "$rounds"); do
+  for mode in "" close; do
+    label=${mode:-keep-alive}
+    run "nginx ($label)" 18088 "" "$mode"
+    run "policy-engine ($label)" 18081 "$query" "$mode"
+    run "graph-builder ($label)" 18080 "/v1/graph?basearch=x86_64&stream=stable" "$mode"
+  done
 done
+python3 - "$work/results" <<'PY'
+import re, statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, rest = line[:28].strip(), line[28:]
+    fields = dict(kv.split("=") for kv in rest.split())
+    rows.setdefault(name, []).append(fields)
+print("\nmedians over rounds:")
+print(f"{'target':28} {'req/s':>8} {'p99 ms':>7} {'errors':>6}  vs nginx")
+for mode in ["keep-alive", "close"]:
+    base = rows[f"nginx ({mode})"]
+    base_rps = statistics.median(float(r["rps"]) for r in base)
+    base_p99 = statistics.median(float(r["p99_ms"]) for r in base)
+    for target in ["nginx", "policy-engine", "graph-builder"]:
+        rs = rows[f"{target} ({mode})"]
+        rps = statistics.median(float(r["rps"]) for r in rs)
+        p99 = statistics.median(float(r["p99_ms"]) for r in rs)
+        errors = sum(int(r["errors"]) + int(r["non2xx"]) for r in rs)
+        print(f"{target + ' (' + mode + ')':28} {rps:8.0f} {p99:7.2f} {errors:6d}  {rps / base_rps:.2f}x req/s, {p99 / base_p99:.2f}x p99")
+PY
 for name in graph-builder policy-engine; do
   pid=$(pgrep -f "target/release/fcos-$name -c $work" | head -1)
   echo "$name RSS after load: $(awk '/VmRSS/ {print $2 " " $3}' /proc/$pid/status)"

@@ -8,7 +8,7 @@ use commons::graph::{Graph, GraphScope};
 use commons::web::GraphError;
 use prometheus::{GaugeVec, IntCounterVec, Opts, Registry};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// Most scopes remembered; requests for further scopes are answered
@@ -66,7 +66,7 @@ pub struct UpstreamGraphs {
     client: reqwest::Client,
     graph_url: url::Url,
     refresh: Duration,
-    slots: Mutex<HashMap<GraphScope, Arc<Slot>>>,
+    slots: RwLock<HashMap<GraphScope, Arc<Slot>>>,
     errors: IntCounterVec,
     age: GaugeVec,
 }
@@ -105,7 +105,7 @@ impl UpstreamGraphs {
             client,
             graph_url,
             refresh,
-            slots: Mutex::default(),
+            slots: RwLock::default(),
             errors,
             age,
         })
@@ -116,7 +116,7 @@ impl UpstreamGraphs {
     pub fn update_age_metric(&self) {
         let slots: Vec<(GraphScope, Arc<Slot>)> = self
             .slots
-            .lock()
+            .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .map(|(scope, slot)| (scope.clone(), Arc::clone(slot)))
@@ -190,7 +190,15 @@ impl UpstreamGraphs {
     }
 
     fn slot(&self, scope: &GraphScope) -> Arc<Slot> {
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = self
+            .slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(scope)
+        {
+            return Arc::clone(slot);
+        }
+        let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
         if let Some(slot) = slots.get(scope) {
             return Arc::clone(slot);
         }
@@ -209,7 +217,14 @@ impl UpstreamGraphs {
         let now = Instant::now();
         match outcome {
             Ok(graph) => {
-                state.graph = Some(Arc::new(PreparedGraph::new(graph)));
+                // An unchanged graph keeps its prepared views.
+                let unchanged = state
+                    .graph
+                    .as_ref()
+                    .is_some_and(|current| current.is_prepared_from(&graph));
+                if !unchanged {
+                    state.graph = Some(Arc::new(PreparedGraph::new(graph)));
+                }
                 state.fetched = Some(now);
                 state.last = Some((now, Outcome::Graph));
             }

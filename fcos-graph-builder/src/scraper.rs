@@ -330,10 +330,11 @@ pub fn build_stream(
         }
     })?;
     let merged = updates.by_version();
+    let aligned = commons::graph::align_updates(&index, &merged);
     let mut graphs = Vec::with_capacity(stream.basearches.len() * 2);
     for basearch in &stream.basearches {
         for scheme in Scheme::ALL {
-            let graph = Graph::build(&index, &merged, basearch, scheme);
+            let graph = Graph::build(&index, &aligned, basearch, scheme);
             graph.validate().map_err(|source| RefreshError::Graph {
                 scope: format!("{}/{basearch}/{scheme}", stream.name),
                 source,

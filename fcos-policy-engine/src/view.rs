@@ -164,7 +164,9 @@ mod tests {
                 (versions[i].as_str(), metadata)
             })
             .collect();
-        Graph::build(&index, &updates, "x86_64", Scheme::Checksum)
+        let aligned: Vec<Option<&UpdateMetadata>> =
+            versions.iter().map(|v| updates.get(v.as_str())).collect();
+        Graph::build(&index, &aligned, "x86_64", Scheme::Checksum)
     }
 
     proptest! {

@@ -9,6 +9,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod policy;
 pub mod server;
+pub mod sketch;
 pub mod status;
 pub mod synthetic;
 pub mod web;

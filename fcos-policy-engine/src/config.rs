@@ -24,6 +24,16 @@ pub struct FileConfig {
     pub status: Option<ListenerFile>,
     /// `[upstream]`: the graph-builder.
     pub upstream: Option<UpstreamFile>,
+    /// `[oci]`: the move to OCI updates.
+    pub oci: Option<OciFile>,
+}
+
+/// The `[oci]` section as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OciFile {
+    /// Path of the digest alias table (JSON); absent: no aliases.
+    pub digest_aliases: Option<std::path::PathBuf>,
 }
 
 /// The `[upstream]` section as written.
@@ -53,6 +63,8 @@ pub struct Settings {
     pub timeout: Duration,
     /// Time a fetched graph is served before it is fetched again.
     pub refresh: Duration,
+    /// Known container digest aliases, when configured.
+    pub digest_aliases: Option<crate::aliases::DigestAliases>,
 }
 
 impl Default for Settings {
@@ -88,6 +100,10 @@ impl Settings {
             graph_url,
             timeout: positive_secs("upstream.timeout_secs", upstream.timeout_secs, 10)?,
             refresh: positive_secs("upstream.refresh_secs", upstream.refresh_secs, 10)?,
+            digest_aliases: match file.oci.and_then(|oci| oci.digest_aliases) {
+                Some(path) => Some(crate::aliases::DigestAliases::load(&path)?),
+                None => None,
+            },
         })
     }
 }
@@ -102,6 +118,25 @@ mod tests {
         assert_eq!(settings.service_addr.to_string(), "0.0.0.0:8081");
         assert_eq!(settings.status_addr.to_string(), "0.0.0.0:9081");
         assert_eq!(settings.graph_url.as_str(), DEFAULT_GRAPH_URL);
+    }
+
+    #[test]
+    fn digest_aliases_are_loaded_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = dir.path().join("aliases.json");
+        let parse = |text: String| {
+            commons::config::parse_toml::<FileConfig>(&text, "pe.toml")
+                .and_then(Settings::from_file)
+        };
+        let config = format!("[oci]\ndigest_aliases = \"{}\"\n", table.display());
+        let missing = parse(config.clone()).unwrap_err().to_string();
+        assert!(missing.contains("aliases.json"), "{missing}");
+        std::fs::write(&table, "{not json").unwrap();
+        let invalid = parse(config.clone()).unwrap_err().to_string();
+        assert!(invalid.contains("aliases.json"), "{invalid}");
+        std::fs::write(&table, "{}").unwrap();
+        assert_eq!(parse(config).unwrap().digest_aliases.unwrap().len(), 0);
+        assert_eq!(Settings::default().digest_aliases, None);
     }
 
     #[test]

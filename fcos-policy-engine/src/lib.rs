@@ -2,7 +2,9 @@
 //! graph-builder's graphs and shapes them per client: rollouts throttled by
 //! the client's wariness, dead-ends cut.
 
+pub mod aliases;
 pub mod config;
+pub mod fleet;
 pub mod population;
 pub mod service;
 pub mod upstream;
@@ -37,7 +39,13 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
         )
         .context("cannot create the HTTP client")?,
     );
-    let state = service::ServiceState::new(Arc::clone(&upstream), clock, &registry)?;
+    let state = service::ServiceState::new(
+        Arc::clone(&upstream),
+        Arc::clone(&clock),
+        settings.digest_aliases.clone(),
+        &registry,
+    )?;
+    let fleet = Arc::clone(&state.fleet);
 
     let allowlist = settings.origin_allowlist.clone();
     let service = HttpServer::new(move || {
@@ -61,7 +69,10 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
     let status_state = commons::status::StatusState {
         registry,
         ready: Arc::new(|| true),
-        before_render: Arc::new(move || upstream.update_age_metric()),
+        before_render: Arc::new(move || {
+            upstream.update_age_metric();
+            fleet.update_gauges(clock(), &upstream.versions_by_stream());
+        }),
     };
     let status = HttpServer::new(move || {
         App::new().configure(commons::status::configure(status_state.clone()))

@@ -1,6 +1,8 @@
 //! The policy-engine's service port: `GET /v1/graph` with Zincati's
 //! parameters returns the graph as that client should see it.
 
+use crate::aliases::DigestAliases;
+use crate::fleet::{FleetMetrics, Poll};
 use crate::population::Population;
 use crate::upstream::UpstreamGraphs;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -20,6 +22,10 @@ pub struct ServiceState {
     pub upstream: Arc<UpstreamGraphs>,
     /// The current time.
     pub clock: Clock,
+    /// Known digest aliases, when configured.
+    pub aliases: Option<Arc<DigestAliases>>,
+    /// Fleet metrics.
+    pub fleet: Arc<FleetMetrics>,
     population: Arc<Population>,
     incoming: IntCounter,
     unique_uuids: IntCounter,
@@ -31,6 +37,7 @@ impl ServiceState {
     pub fn new(
         upstream: Arc<UpstreamGraphs>,
         clock: Clock,
+        aliases: Option<DigestAliases>,
         registry: &Registry,
     ) -> prometheus::Result<Self> {
         let incoming = IntCounter::new(
@@ -54,6 +61,8 @@ impl ServiceState {
         Ok(ServiceState {
             upstream,
             clock,
+            aliases: aliases.map(Arc::new),
+            fleet: Arc::new(FleetMetrics::register(registry)?),
             population: Arc::default(),
             incoming,
             unique_uuids,
@@ -81,10 +90,49 @@ pub async fn serve_graph(
     if let Some(uuid) = query.node_uuid.as_deref().filter(|u| !u.is_empty()) {
         state.record_node(uuid);
     }
-    let graph = state.upstream.get(&query.scope()).await?;
+    let scope = query.scope();
+    let graph = state.upstream.get(&scope).await?;
     let wariness = policy::client_wariness(query.rollout_wariness, query.node_uuid.as_deref());
     state.wariness.observe(wariness);
-    let body = graph.view(wariness, (state.clock)());
+    let now = (state.clock)();
+    let own_node = query
+        .os_version
+        .as_deref()
+        .and_then(|v| graph.node_by_version(v));
+    let payload_known = query
+        .os_checksum
+        .as_deref()
+        .map(|c| graph.node_by_payload(c).is_some());
+    // A node booted from a known bad digest of its release is shown its own
+    // pullspec on that release's node.
+    let alias = match (&state.aliases, own_node, query.os_checksum.as_deref()) {
+        (Some(aliases), Some(node), Some(checksum))
+            if query.oci && payload_known == Some(false) =>
+        {
+            let published = &graph.graph().nodes[node].payload;
+            let version = query.os_version.as_deref().unwrap_or_default();
+            aliases
+                .is_bad_image(version, &query.basearch, published, checksum)
+                .then_some((node, checksum))
+        }
+        _ => None,
+    };
+    state.fleet.record(
+        &Poll {
+            scope: &scope,
+            node_uuid: query.node_uuid.as_deref(),
+            known_version: own_node.and(query.os_version.as_deref()),
+            unknown_payload: payload_known == Some(false) && alias.is_none(),
+        },
+        now,
+    );
+    let body = match alias {
+        Some((node, checksum)) => {
+            state.fleet.record_substitution(&scope);
+            graph.view_with_payload(wariness, now, node, checksum)
+        }
+        None => graph.view(wariness, now),
+    };
     Ok(body.respond(&req))
 }
 

@@ -7,7 +7,7 @@ use crate::view::PreparedGraph;
 use commons::graph::{Graph, GraphScope};
 use commons::web::GraphError;
 use prometheus::{GaugeVec, IntCounterVec, Opts, Registry};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -109,6 +109,27 @@ impl UpstreamGraphs {
             errors,
             age,
         })
+    }
+
+    /// The versions in the graphs being served, by stream.
+    pub fn versions_by_stream(&self) -> HashMap<String, HashSet<String>> {
+        let slots: Vec<(GraphScope, Arc<Slot>)> = self
+            .slots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(scope, slot)| (scope.clone(), Arc::clone(slot)))
+            .collect();
+        let mut versions: HashMap<String, HashSet<String>> = HashMap::new();
+        for (scope, slot) in slots {
+            if let Some(graph) = slot.snapshot().graph {
+                versions
+                    .entry(scope.stream)
+                    .or_default()
+                    .extend(graph.graph().nodes.iter().map(|n| n.version.clone()));
+            }
+        }
+        versions
     }
 
     /// Sets the age of every graph being served. Only scopes the

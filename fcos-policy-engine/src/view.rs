@@ -22,6 +22,13 @@ pub struct PreparedGraph {
     rollouts: Vec<(u64, RolloutParams)>,
     /// Hidden-rollouts bitmask → serialized view.
     views: RwLock<HashMap<u64, Arc<GraphBody>>>,
+    /// (bitmask, node) → view with that node's payload replaced by a digest
+    /// alias (see [`crate::aliases`]).
+    alias_views: RwLock<HashMap<(u64, usize), Arc<GraphBody>>>,
+    /// Payload → node.
+    by_payload: HashMap<String, usize>,
+    /// Version → node.
+    by_version: HashMap<String, usize>,
 }
 
 impl PreparedGraph {
@@ -34,10 +41,25 @@ impl PreparedGraph {
             .enumerate()
             .filter_map(|(i, node)| RolloutParams::of(node).map(|r| (i as u64, r)))
             .collect();
+        let by_payload = graph
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.payload.clone(), i))
+            .collect();
+        let by_version = graph
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.version.clone(), i))
+            .collect();
         PreparedGraph {
             graph,
             rollouts,
             views: RwLock::default(),
+            alias_views: RwLock::default(),
+            by_payload,
+            by_version,
         }
     }
 
@@ -54,37 +76,61 @@ impl PreparedGraph {
         &self.graph
     }
 
+    /// The node whose payload is `payload`.
+    pub fn node_by_payload(&self, payload: &str) -> Option<usize> {
+        self.by_payload.get(payload).copied()
+    }
+
+    /// The node of release `version`.
+    pub fn node_by_version(&self, version: &str) -> Option<usize> {
+        self.by_version.get(version).copied()
+    }
+
+    /// Bitmask of the rollouts hidden from a client of `wariness` at `now`.
+    fn hidden_mask(&self, wariness: f64, now: i64) -> u64 {
+        self.rollouts
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, params))| policy::is_hidden(wariness, params.progress(now)))
+            .fold(0u64, |mask, (bit, _)| mask | (1 << bit))
+    }
+
     /// The view of a client of `wariness` at `now`.
     pub fn view(&self, wariness: f64, now: i64) -> Arc<GraphBody> {
         if self.rollouts.len() > MAX_CACHED_ROLLOUTS {
             let view = policy::client_view(self.graph.clone(), wariness, now);
             return Arc::new(GraphBody::new(view.to_json()));
         }
-        let mask = self
-            .rollouts
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, params))| policy::is_hidden(wariness, params.progress(now)))
-            .fold(0u64, |mask, (bit, _)| mask | (1 << bit));
-        if let Some(body) = self
-            .views
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&mask)
-        {
-            return Arc::clone(body);
+        let mask = self.hidden_mask(wariness, now);
+        cached(&self.views, mask, || self.render(mask, None))
+    }
+
+    /// The view of a client of `wariness` at `now` in which node `node`
+    /// carries `payload` (the client's own pullspec, a known alias of the
+    /// published one); everything else is as in [`PreparedGraph::view`].
+    pub fn view_with_payload(
+        &self,
+        wariness: f64,
+        now: i64,
+        node: usize,
+        payload: &str,
+    ) -> Arc<GraphBody> {
+        if self.rollouts.len() > MAX_CACHED_ROLLOUTS {
+            let mut view = policy::client_view(self.graph.clone(), wariness, now);
+            view.nodes[node].payload = payload.to_string();
+            return Arc::new(GraphBody::new(view.to_json()));
         }
-        let body = Arc::new(self.render(mask));
-        let mut views = self.views.write().unwrap_or_else(|e| e.into_inner());
-        if views.len() >= MAX_CACHED_VIEWS {
-            views.clear();
-        }
-        Arc::clone(views.entry(mask).or_insert(body))
+        let mask = self.hidden_mask(wariness, now);
+        // A node has one alias per architecture, and a graph one
+        // architecture, so (mask, node) determines the payload.
+        cached(&self.alias_views, (mask, node), || {
+            self.render(mask, Some((node, payload)))
+        })
     }
 
     /// Serializes the graph with the edges into the rollouts of `mask`
-    /// removed.
-    fn render(&self, mask: u64) -> GraphBody {
+    /// removed, and optionally one node's payload replaced.
+    fn render(&self, mask: u64, replace: Option<(usize, &str)>) -> GraphBody {
         let hidden: Vec<u64> = self
             .rollouts
             .iter()
@@ -92,8 +138,12 @@ impl PreparedGraph {
             .filter(|(bit, _)| mask & (1 << bit) != 0)
             .map(|(_, (node, _))| *node)
             .collect();
+        let mut nodes = self.graph.nodes.clone();
+        if let Some((node, payload)) = replace {
+            nodes[node].payload = payload.to_string();
+        }
         let view = Graph {
-            nodes: self.graph.nodes.clone(),
+            nodes,
             edges: self
                 .graph
                 .edges
@@ -104,6 +154,24 @@ impl PreparedGraph {
         };
         GraphBody::new(view.to_json())
     }
+}
+
+/// The entry of `key` in `cache`, made by `make` when absent; the cache
+/// starts over when full.
+fn cached<K: std::hash::Hash + Eq + Copy>(
+    cache: &RwLock<HashMap<K, Arc<GraphBody>>>,
+    key: K,
+    make: impl FnOnce() -> GraphBody,
+) -> Arc<GraphBody> {
+    if let Some(body) = cache.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Arc::clone(body);
+    }
+    let body = Arc::new(make());
+    let mut entries = cache.write().unwrap_or_else(|e| e.into_inner());
+    if entries.len() >= MAX_CACHED_VIEWS {
+        entries.clear();
+    }
+    Arc::clone(entries.entry(key).or_insert(body))
 }
 
 #[cfg(test)]
@@ -183,10 +251,18 @@ mod tests {
         ) {
             let graph = graph_of(&releases);
             let prepared = PreparedGraph::new(graph.clone());
-            for (wariness, now) in clients {
+            for (i, (wariness, now)) in clients.into_iter().enumerate() {
                 let fast = prepared.view(wariness, now);
-                let plain = policy::client_view(graph.clone(), wariness, now).to_json();
-                prop_assert_eq!(fast.json().as_ref(), plain.as_slice());
+                let plain = policy::client_view(graph.clone(), wariness, now);
+                let plain_json = plain.to_json();
+                prop_assert_eq!(fast.json().as_ref(), plain_json.as_slice());
+                // A client with an aliased payload on some node.
+                let node = i % graph.nodes.len();
+                let aliased = prepared.view_with_payload(wariness, now, node, "alias");
+                let mut expected = plain;
+                expected.nodes[node].payload = "alias".to_string();
+                let expected_json = expected.to_json();
+                prop_assert_eq!(aliased.json().as_ref(), expected_json.as_slice());
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The Cincinnati update graph and how it is built from a stream's release
 //! index and updates metadata, for one architecture and payload scheme.
 
-use crate::metadata::{self, ReleaseIndex, UpdateMetadata, UpdatesMetadata};
+use crate::metadata::{self, Release, ReleaseIndex, UpdateMetadata, UpdatesMetadata};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -145,38 +145,20 @@ impl Graph {
         let mut nodes = Vec::new();
         let mut kinds = Vec::new();
         for ((age_index, release), &update) in index.releases.iter().enumerate().zip(updates) {
-            let payload = match scheme {
-                Scheme::Checksum => release
-                    .commits
-                    .iter()
-                    .flatten()
-                    .filter(|c| c.architecture == basearch && !c.checksum.is_empty())
-                    .map(|c| &c.checksum)
-                    .next_back(),
-                Scheme::Oci => release
-                    .oci_images
-                    .iter()
-                    .flatten()
-                    .filter(|i| i.architecture == basearch && !i.digest_ref.is_empty())
-                    .map(|i| &i.digest_ref)
-                    .next_back(),
+            let Some(payload) = payload_of(release, basearch, scheme) else {
+                continue;
             };
-            let Some(payload) = payload else { continue };
             let mut meta = BTreeMap::new();
             meta.insert(metadata::AGE_INDEX.into(), age_index.to_string().into());
             meta.insert(metadata::SCHEME.into(), scheme.as_str().into());
             if let Some(update) = update {
                 insert_update_metadata(&mut meta, update);
             }
-            kinds.push(NodeKind {
-                barrier: update.is_some_and(|u| u.barrier.is_some()),
-                deadend: update.is_some_and(|u| u.deadend.is_some()),
-                rollout: update.is_some_and(|u| u.rollout.is_some()),
-            });
+            kinds.push(NodeKind::of(update));
             nodes.push(Node {
                 version: release.version.clone(),
                 metadata: meta,
-                payload: payload.clone(),
+                payload: payload.to_string(),
             });
         }
         let edges = compute_edges(&kinds);
@@ -203,38 +185,13 @@ impl Graph {
                 return Err(InvalidGraph::DuplicateVersion(node.version.clone()));
             }
         }
-        let len = self.nodes.len();
         let deadends: Vec<bool> = self.nodes.iter().map(Node::is_deadend).collect();
-        for &(from, to) in &self.edges {
-            if from as usize >= len || to as usize >= len {
-                return Err(InvalidGraph::EdgeOutOfRange(from, to, len));
+        check_edges(&self.edges, &deadends).map_err(|error| match error {
+            InvalidGraph::EdgeFromDeadend(from, to, _) => {
+                InvalidGraph::EdgeFromDeadend(from, to, self.nodes[from as usize].version.clone())
             }
-            if from >= to {
-                return Err(InvalidGraph::EdgeBackward(from, to));
-            }
-            if deadends[from as usize] {
-                return Err(InvalidGraph::EdgeFromDeadend(
-                    from,
-                    to,
-                    self.nodes[from as usize].version.clone(),
-                ));
-            }
-        }
-        // Duplicates are neighbours once sorted by (target, source), the
-        // order graphs are built in; sort a copy only when needed.
-        let key = |&(from, to): &(u64, u64)| (to, from);
-        let sorted_copy;
-        let sorted: &[(u64, u64)] = if self.edges.windows(2).all(|w| key(&w[0]) <= key(&w[1])) {
-            &self.edges
-        } else {
-            let mut copy = self.edges.clone();
-            copy.sort_unstable_by_key(key);
-            sorted_copy = copy;
-            &sorted_copy
-        };
-        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
-            return Err(InvalidGraph::DuplicateEdge(w[0].0, w[0].1));
-        }
+            other => other,
+        })?;
         Ok(())
     }
 
@@ -329,6 +286,225 @@ struct NodeKind {
     barrier: bool,
     deadend: bool,
     rollout: bool,
+}
+
+impl NodeKind {
+    fn of(update: Option<&UpdateMetadata>) -> Self {
+        NodeKind {
+            barrier: update.is_some_and(|u| u.barrier.is_some()),
+            deadend: update.is_some_and(|u| u.deadend.is_some()),
+            rollout: update.is_some_and(|u| u.rollout.is_some()),
+        }
+    }
+}
+
+/// The payload of `release` for `basearch` under `scheme`: the last
+/// non-empty entry for the basearch.
+fn payload_of<'r>(release: &'r Release, basearch: &str, scheme: Scheme) -> Option<&'r str> {
+    match scheme {
+        Scheme::Checksum => release
+            .commits
+            .iter()
+            .flatten()
+            .filter(|c| c.architecture == basearch && !c.checksum.is_empty())
+            .map(|c| c.checksum.as_str())
+            .next_back(),
+        Scheme::Oci => release
+            .oci_images
+            .iter()
+            .flatten()
+            .filter(|i| i.architecture == basearch && !i.digest_ref.is_empty())
+            .map(|i| i.digest_ref.as_str())
+            .next_back(),
+    }
+}
+
+/// Checks edges against the graph rules: in range, forward, none leaving a
+/// dead-end (`deadends[i]` says whether node `i` is one), no duplicates.
+/// A dead-end violation carries an empty version; callers fill it in.
+fn check_edges(edges: &[(u64, u64)], deadends: &[bool]) -> Result<(), InvalidGraph> {
+    let len = deadends.len();
+    for &(from, to) in edges {
+        if from as usize >= len || to as usize >= len {
+            return Err(InvalidGraph::EdgeOutOfRange(from, to, len));
+        }
+        if from >= to {
+            return Err(InvalidGraph::EdgeBackward(from, to));
+        }
+        if deadends[from as usize] {
+            return Err(InvalidGraph::EdgeFromDeadend(from, to, String::new()));
+        }
+    }
+    // Duplicates are neighbours once sorted by (target, source), the order
+    // graphs are built in; sort a copy only when needed.
+    let key = |&(from, to): &(u64, u64)| (to, from);
+    let sorted_copy;
+    let sorted: &[(u64, u64)] = if edges.windows(2).all(|w| key(&w[0]) <= key(&w[1])) {
+        edges
+    } else {
+        let mut copy = edges.to_vec();
+        copy.sort_unstable_by_key(key);
+        sorted_copy = copy;
+        &sorted_copy
+    };
+    if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+        return Err(InvalidGraph::DuplicateEdge(w[0].0, w[0].1));
+    }
+    Ok(())
+}
+
+/// A graph serialized straight from the documents, without building it.
+#[derive(Debug)]
+pub struct SerializedGraph {
+    /// The JSON, byte for byte what [`Graph::to_json`] gives for the graph
+    /// [`Graph::build`] builds from the same input.
+    pub json: Vec<u8>,
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Number of edges.
+    pub edges: usize,
+}
+
+/// Builds, checks and serializes the graph of one basearch and scheme in
+/// one pass over the release index, borrowing every string from it: the
+/// graph-builder's fast path. Versions are unique in a parsed
+/// [`ReleaseIndex`]; edges are checked as in [`Graph::validate`].
+pub fn serialize_graph(
+    index: &ReleaseIndex,
+    updates: &[Option<&UpdateMetadata>],
+    basearch: &str,
+    scheme: Scheme,
+) -> Result<SerializedGraph, InvalidGraph> {
+    debug_assert_eq!(index.releases.len(), updates.len());
+    let mut selected: Vec<(usize, &str)> = Vec::new();
+    let mut kinds = Vec::new();
+    for ((age_index, release), &update) in index.releases.iter().enumerate().zip(updates) {
+        if let Some(payload) = payload_of(release, basearch, scheme) {
+            selected.push((age_index, payload));
+            kinds.push(NodeKind::of(update));
+        }
+    }
+    let edges = compute_edges(&kinds);
+    let deadends: Vec<bool> = kinds.iter().map(|k| k.deadend).collect();
+    check_edges(&edges, &deadends).map_err(|error| match error {
+        InvalidGraph::EdgeFromDeadend(from, to, _) => InvalidGraph::EdgeFromDeadend(
+            from,
+            to,
+            index.releases[selected[from as usize].0].version.clone(),
+        ),
+        other => other,
+    })?;
+
+    let mut out = Vec::with_capacity(selected.len() * 256 + edges.len() * 12 + 32);
+    out.extend_from_slice(br#"{"nodes":["#);
+    let mut number = itoa_buffer();
+    for (i, &(age_index, payload)) in selected.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"version":"#);
+        write_json_str(&mut out, &index.releases[age_index].version);
+        out.extend_from_slice(br#","metadata":{"#);
+        // Keys in sorted order, as a BTreeMap serializes them.
+        write_entry(
+            &mut out,
+            metadata::AGE_INDEX,
+            format_usize(&mut number, age_index),
+            true,
+        );
+        write_entry(&mut out, metadata::SCHEME, scheme.as_str(), false);
+        if let Some(update) = updates[age_index] {
+            if let Some(barrier) = &update.barrier {
+                write_entry(&mut out, metadata::BARRIER, "true", false);
+                write_entry(
+                    &mut out,
+                    metadata::BARRIER_REASON,
+                    reason_text(&barrier.reason),
+                    false,
+                );
+            }
+            if let Some(deadend) = &update.deadend {
+                write_entry(&mut out, metadata::DEADEND, "true", false);
+                write_entry(
+                    &mut out,
+                    metadata::DEADEND_REASON,
+                    reason_text(&deadend.reason),
+                    false,
+                );
+            }
+            if let Some(rollout) = &update.rollout {
+                if let Some(minutes) = rollout.duration_minutes {
+                    write_entry(&mut out, metadata::DURATION, &minutes.to_string(), false);
+                }
+                write_entry(&mut out, metadata::ROLLOUT, "true", false);
+                if let Some(epoch) = rollout.start_epoch {
+                    write_entry(&mut out, metadata::START_EPOCH, &epoch.to_string(), false);
+                }
+                if let Some(value) = rollout.start_percentage {
+                    write_entry(&mut out, metadata::START_VALUE, &value.to_string(), false);
+                }
+            }
+        }
+        out.extend_from_slice(br#"},"payload":"#);
+        write_json_str(&mut out, payload);
+        out.push(b'}');
+    }
+    out.extend_from_slice(br#"],"edges":["#);
+    for (i, &(from, to)) in edges.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'[');
+        out.extend_from_slice(format_usize(&mut number, from as usize).as_bytes());
+        out.push(b',');
+        out.extend_from_slice(format_usize(&mut number, to as usize).as_bytes());
+        out.push(b']');
+    }
+    out.extend_from_slice(b"]}");
+    Ok(SerializedGraph {
+        json: out,
+        nodes: selected.len(),
+        edges: edges.len(),
+    })
+}
+
+fn reason_text(reason: &str) -> &str {
+    if reason.is_empty() {
+        "generic"
+    } else {
+        reason
+    }
+}
+
+fn write_entry(out: &mut Vec<u8>, key: &str, value: &str, first: bool) {
+    if !first {
+        out.push(b',');
+    }
+    write_json_str(out, key);
+    out.push(b':');
+    write_json_str(out, value);
+}
+
+/// Writes `text` as a JSON string, escaped exactly as serde_json does.
+fn write_json_str(out: &mut Vec<u8>, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
+    }
+}
+
+fn itoa_buffer() -> String {
+    String::with_capacity(20)
+}
+
+fn format_usize(buffer: &mut String, value: usize) -> &str {
+    use std::fmt::Write as _;
+    buffer.clear();
+    let _ = write!(buffer, "{value}");
+    buffer.as_str()
 }
 
 #[cfg(test)]
@@ -487,5 +663,104 @@ mod tests {
             graph.validate(),
             Err(InvalidGraph::EdgeFromDeadend(0, 2, _))
         ));
+    }
+
+    mod fast_path {
+        use super::super::*;
+        use crate::metadata::{Commit, OciImage, Reason, Rollout};
+        use proptest::prelude::*;
+
+        /// Strings with what JSON must escape.
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof!["[a-z0-9.]{0,6}", "[\\PC\"\\\\\u{0}-\u{1f}é/]{0,6}",]
+        }
+
+        fn release() -> impl Strategy<Value = (Release, Option<UpdateMetadata>)> {
+            let arch = prop_oneof![Just("x86_64".to_string()), Just("aarch64".to_string())];
+            let payload = prop_oneof![Just(String::new()), text()];
+            let commits = proptest::option::of(proptest::collection::vec(
+                (arch.clone(), payload.clone()).prop_map(|(architecture, checksum)| Commit {
+                    architecture,
+                    checksum,
+                }),
+                0..3,
+            ));
+            let images = proptest::option::of(proptest::collection::vec(
+                (arch, payload).prop_map(|(architecture, digest_ref)| OciImage {
+                    architecture,
+                    digest_ref,
+                }),
+                0..3,
+            ));
+            let reason =
+                || proptest::option::weighted(0.3, text().prop_map(|reason| Reason { reason }));
+            let rollout = proptest::option::weighted(
+                0.3,
+                (
+                    proptest::option::of(-5i64..5_000_000_000),
+                    proptest::option::of(prop_oneof![
+                        Just(0.0),
+                        Just(1.0),
+                        Just(1e-7),
+                        0.0f64..1.0
+                    ]),
+                    proptest::option::of(0u64..100_000),
+                )
+                    .prop_map(
+                        |(start_epoch, start_percentage, duration_minutes)| Rollout {
+                            start_epoch,
+                            start_percentage,
+                            duration_minutes,
+                        },
+                    ),
+            );
+            let update = proptest::option::of((reason(), reason(), rollout).prop_map(
+                |(barrier, deadend, rollout)| UpdateMetadata {
+                    barrier,
+                    deadend,
+                    rollout,
+                },
+            ));
+            (text(), commits, images, update).prop_map(|(version, commits, oci_images, update)| {
+                (
+                    Release {
+                        version,
+                        commits,
+                        oci_images,
+                    },
+                    update,
+                )
+            })
+        }
+
+        proptest! {
+            /// The graph-builder's one-pass serializer gives byte for byte
+            /// the JSON of the graph built the plain way.
+            #[test]
+            fn serialize_graph_matches_build_then_to_json(
+                releases in proptest::collection::vec(release(), 0..30),
+            ) {
+                let index = ReleaseIndex {
+                    stream: None,
+                    releases: releases
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (r, _))| Release { version: format!("{i}{}", r.version), ..r.clone() })
+                        .collect(),
+                };
+                let updates: Vec<Option<&UpdateMetadata>> =
+                    releases.iter().map(|(_, u)| u.as_ref()).collect();
+                for basearch in ["x86_64", "aarch64"] {
+                    for scheme in Scheme::ALL {
+                        let plain = Graph::build(&index, &updates, basearch, scheme);
+                        plain.validate().unwrap();
+                        let fast = serialize_graph(&index, &updates, basearch, scheme).unwrap();
+                        prop_assert_eq!(fast.nodes, plain.nodes.len());
+                        prop_assert_eq!(fast.edges, plain.edges.len());
+                        prop_assert_eq!(String::from_utf8(fast.json).unwrap(), String::from_utf8(plain.to_json()).unwrap());
+                    }
+                }
+            }
+        }
     }
 }

@@ -375,97 +375,151 @@ pub fn serialize_graph(
     basearch: &str,
     scheme: Scheme,
 ) -> Result<SerializedGraph, InvalidGraph> {
-    debug_assert_eq!(index.releases.len(), updates.len());
-    let mut selected: Vec<(usize, &str)> = Vec::new();
-    let mut kinds = Vec::new();
-    for ((age_index, release), &update) in index.releases.iter().enumerate().zip(updates) {
-        if let Some(payload) = payload_of(release, basearch, scheme) {
-            selected.push((age_index, payload));
-            kinds.push(NodeKind::of(update));
-        }
-    }
-    let edges = compute_edges(&kinds);
-    let deadends: Vec<bool> = kinds.iter().map(|k| k.deadend).collect();
-    check_edges(&edges, &deadends).map_err(|error| match error {
-        InvalidGraph::EdgeFromDeadend(from, to, _) => InvalidGraph::EdgeFromDeadend(
-            from,
-            to,
-            index.releases[selected[from as usize].0].version.clone(),
-        ),
-        other => other,
-    })?;
+    serialize_graphs(index, updates, &[(basearch, scheme)])
+        .map(|mut graphs| graphs.pop().expect("one graph per scope"))
+        .map_err(|(_, error)| error)
+}
 
-    let mut out = Vec::with_capacity(selected.len() * 256 + edges.len() * 12 + 32);
-    out.extend_from_slice(br#"{"nodes":["#);
-    let mut number = itoa_buffer();
-    for (i, &(age_index, payload)) in selected.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(br#"{"version":"#);
-        write_json_str(&mut out, &index.releases[age_index].version);
-        out.extend_from_slice(br#","metadata":{"#);
-        // Keys in sorted order, as a BTreeMap serializes them.
-        write_entry(
-            &mut out,
-            metadata::AGE_INDEX,
-            format_usize(&mut number, age_index),
-            true,
-        );
-        write_entry(&mut out, metadata::SCHEME, scheme.as_str(), false);
-        if let Some(update) = updates[age_index] {
-            if let Some(barrier) = &update.barrier {
-                write_entry(&mut out, metadata::BARRIER, "true", false);
-                write_entry(
-                    &mut out,
-                    metadata::BARRIER_REASON,
-                    reason_text(&barrier.reason),
-                    false,
-                );
-            }
-            if let Some(deadend) = &update.deadend {
-                write_entry(&mut out, metadata::DEADEND, "true", false);
-                write_entry(
-                    &mut out,
-                    metadata::DEADEND_REASON,
-                    reason_text(&deadend.reason),
-                    false,
-                );
-            }
-            if let Some(rollout) = &update.rollout {
-                if let Some(minutes) = rollout.duration_minutes {
-                    write_entry(&mut out, metadata::DURATION, &minutes.to_string(), false);
-                }
-                write_entry(&mut out, metadata::ROLLOUT, "true", false);
-                if let Some(epoch) = rollout.start_epoch {
-                    write_entry(&mut out, metadata::START_EPOCH, &epoch.to_string(), false);
-                }
-                if let Some(value) = rollout.start_percentage {
-                    write_entry(&mut out, metadata::START_VALUE, &value.to_string(), false);
-                }
-            }
-        }
-        out.extend_from_slice(br#"},"payload":"#);
-        write_json_str(&mut out, payload);
-        out.push(b'}');
+/// [`serialize_graph`] for several scopes at once, in a single pass over
+/// the release index (which then stays in cache), in the order of `scopes`.
+/// An error comes with the position in `scopes` of the graph that broke a
+/// rule.
+pub fn serialize_graphs(
+    index: &ReleaseIndex,
+    updates: &[Option<&UpdateMetadata>],
+    scopes: &[(&str, Scheme)],
+) -> Result<Vec<SerializedGraph>, (usize, InvalidGraph)> {
+    debug_assert_eq!(index.releases.len(), updates.len());
+    struct Pending {
+        out: Vec<u8>,
+        /// Release position of each node.
+        selected: Vec<usize>,
+        kinds: Vec<NodeKind>,
     }
-    out.extend_from_slice(br#"],"edges":["#);
-    for (i, &(from, to)) in edges.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
+    let capacity = index.releases.len() * 256 + 64;
+    let mut pending: Vec<Pending> = scopes
+        .iter()
+        .map(|_| {
+            let mut out = Vec::with_capacity(capacity);
+            out.extend_from_slice(br#"{"nodes":["#);
+            Pending {
+                out,
+                selected: Vec::new(),
+                kinds: Vec::new(),
+            }
+        })
+        .collect();
+    for ((age_index, release), &update) in index.releases.iter().enumerate().zip(updates) {
+        for (graph, &(basearch, scheme)) in pending.iter_mut().zip(scopes) {
+            let Some(payload) = payload_of(release, basearch, scheme) else {
+                continue;
+            };
+            let out = &mut graph.out;
+            if !graph.selected.is_empty() {
+                out.push(b',');
+            }
+            graph.selected.push(age_index);
+            graph.kinds.push(NodeKind::of(update));
+            write_node(out, &release.version, age_index, scheme, update, payload);
         }
-        out.push(b'[');
-        out.extend_from_slice(format_usize(&mut number, from as usize).as_bytes());
-        out.push(b',');
-        out.extend_from_slice(format_usize(&mut number, to as usize).as_bytes());
-        out.push(b']');
     }
-    out.extend_from_slice(b"]}");
-    Ok(SerializedGraph {
-        json: out,
-        nodes: selected.len(),
-        edges: edges.len(),
-    })
+    let mut graphs = Vec::with_capacity(scopes.len());
+    for (position, graph) in pending.into_iter().enumerate() {
+        let Pending {
+            mut out,
+            selected,
+            kinds,
+        } = graph;
+        let edges = compute_edges(&kinds);
+        let deadends: Vec<bool> = kinds.iter().map(|k| k.deadend).collect();
+        check_edges(&edges, &deadends).map_err(|error| {
+            let error = match error {
+                InvalidGraph::EdgeFromDeadend(from, to, _) => InvalidGraph::EdgeFromDeadend(
+                    from,
+                    to,
+                    index.releases[selected[from as usize]].version.clone(),
+                ),
+                other => other,
+            };
+            (position, error)
+        })?;
+        out.extend_from_slice(br#"],"edges":["#);
+        for (i, &(from, to)) in edges.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'[');
+            write_u64(&mut out, from);
+            out.push(b',');
+            write_u64(&mut out, to);
+            out.push(b']');
+        }
+        out.extend_from_slice(b"]}");
+        graphs.push(SerializedGraph {
+            json: out,
+            nodes: selected.len(),
+            edges: edges.len(),
+        });
+    }
+    Ok(graphs)
+}
+
+/// Writes one node as [`Graph::to_json`] does: metadata keys in sorted
+/// order, as a `BTreeMap` serializes them.
+fn write_node(
+    out: &mut Vec<u8>,
+    version: &str,
+    age_index: usize,
+    scheme: Scheme,
+    update: Option<&UpdateMetadata>,
+    payload: &str,
+) {
+    out.extend_from_slice(br#"{"version":"#);
+    write_json_str(out, version);
+    out.extend_from_slice(br#","metadata":{"org.fedoraproject.coreos.releases.age_index":""#);
+    write_u64(out, age_index as u64);
+    out.extend_from_slice(br#"","org.fedoraproject.coreos.scheme":"#);
+    write_json_str(out, scheme.as_str());
+    if let Some(update) = update {
+        if let Some(barrier) = &update.barrier {
+            write_entry(out, metadata::BARRIER, "true");
+            write_entry(out, metadata::BARRIER_REASON, reason_text(&barrier.reason));
+        }
+        if let Some(deadend) = &update.deadend {
+            write_entry(out, metadata::DEADEND, "true");
+            write_entry(out, metadata::DEADEND_REASON, reason_text(&deadend.reason));
+        }
+        if let Some(rollout) = &update.rollout {
+            if let Some(minutes) = rollout.duration_minutes {
+                write_entry(out, metadata::DURATION, &minutes.to_string());
+            }
+            write_entry(out, metadata::ROLLOUT, "true");
+            if let Some(epoch) = rollout.start_epoch {
+                write_entry(out, metadata::START_EPOCH, &epoch.to_string());
+            }
+            if let Some(value) = rollout.start_percentage {
+                write_entry(out, metadata::START_VALUE, &value.to_string());
+            }
+        }
+    }
+    out.extend_from_slice(br#"},"payload":"#);
+    write_json_str(out, payload);
+    out.push(b'}');
+}
+
+/// Writes a decimal number.
+fn write_u64(out: &mut Vec<u8>, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
 }
 
 fn reason_text(reason: &str) -> &str {
@@ -476,10 +530,8 @@ fn reason_text(reason: &str) -> &str {
     }
 }
 
-fn write_entry(out: &mut Vec<u8>, key: &str, value: &str, first: bool) {
-    if !first {
-        out.push(b',');
-    }
+fn write_entry(out: &mut Vec<u8>, key: &str, value: &str) {
+    out.push(b',');
     write_json_str(out, key);
     out.push(b':');
     write_json_str(out, value);
@@ -494,17 +546,6 @@ fn write_json_str(out: &mut Vec<u8>, text: &str) {
     } else {
         serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
     }
-}
-
-fn itoa_buffer() -> String {
-    String::with_capacity(20)
-}
-
-fn format_usize(buffer: &mut String, value: usize) -> &str {
-    use std::fmt::Write as _;
-    buffer.clear();
-    let _ = write!(buffer, "{value}");
-    buffer.as_str()
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ cleanup() {
 trap cleanup EXIT
 
 cargo build --release --workspace --quiet
+bin="${CARGO_TARGET_DIR:-target}/release"
 
 # Upstream documents: the newest of each stream, stable with a live rollout.
 for stream in stable testing next; do
@@ -67,8 +68,8 @@ port = 18091
 [upstream]
 graph_url = "http://127.0.0.1:18080/v1/graph"
 TOML
-target/release/fcos-graph-builder -c "$work/gb.toml" 2>"$work/gb.log" & pids+=($!)
-target/release/fcos-policy-engine -c "$work/pe.toml" 2>"$work/pe.log" & pids+=($!)
+"$bin"/fcos-graph-builder -c "$work/gb.toml" 2>"$work/gb.log" & pids+=($!)
+"$bin"/fcos-policy-engine -c "$work/pe.toml" 2>"$work/pe.log" & pids+=($!)
 for _ in $(seq 100); do curl -sf http://127.0.0.1:18090/readyz >/dev/null && break; sleep 0.1; done
 
 os_checksum=$(python3 -c "import json;r=json.load(open('$work/up/stable/releases.json'))['releases'];print([c['checksum'] for c in r[-3]['commits'] if c['architecture']=='x86_64'][0])")
@@ -136,6 +137,6 @@ for mode in ["keep-alive", "close"]:
         print(f"{target + ' (' + mode + ')':28} {rps:8.0f} {p99:7.2f} {errors:6d}  {rps / base_rps:.2f}x req/s, {p99 / base_p99:.2f}x p99")
 PY
 for name in graph-builder policy-engine; do
-  pid=$(pgrep -f "target/release/fcos-$name -c $work" | head -1)
+  pid=$(pgrep -f "fcos-$name -c $work" | head -1)
   echo "$name RSS after load: $(awk '/VmRSS/ {print $2 " " $3}' /proc/$pid/status)"
 done

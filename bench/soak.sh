@@ -19,6 +19,7 @@ cleanup() {
 }
 trap cleanup EXIT
 cargo build --release --workspace --quiet
+bin="${CARGO_TARGET_DIR:-target}/release"
 
 # Two versions of the stable updates metadata, differing only in the
 # barrier and dead-end reasons: each response must be all A or all B.
@@ -56,8 +57,8 @@ port = 18191
 graph_url = "http://127.0.0.1:18180/v1/graph"
 refresh_secs = 1
 TOML
-target/release/fcos-graph-builder -v -c "$work/gb.toml" 2>"$work/gb.log" & pids+=($!); gb=$!
-target/release/fcos-policy-engine -c "$work/pe.toml" 2>"$work/pe.log" & pids+=($!); pe=$!
+"$bin"/fcos-graph-builder -v -c "$work/gb.toml" 2>"$work/gb.log" & pids+=($!); gb=$!
+"$bin"/fcos-policy-engine -c "$work/pe.toml" 2>"$work/pe.log" & pids+=($!); pe=$!
 for _ in $(seq 100); do curl -sf http://127.0.0.1:18190/readyz >/dev/null && break; sleep 0.1; done
 
 # Switch versions every second (an atomic rename, as a publisher would).

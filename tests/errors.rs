@@ -313,3 +313,79 @@ async fn oversized_requests_are_4xx_and_the_service_keeps_serving() {
     }
     stack.stop().await;
 }
+
+#[actix_web::test]
+async fn cors_never_answers_with_a_non_json_error() {
+    let upstream = Upstream::start();
+    upstream.serve_fixture("stable");
+    let stack = Stack::start(&upstream, STREAMS, MIDWAY);
+    wait_ready(&stack.graph_builder).await;
+    for url in [
+        stack.gb("basearch=x86_64&stream=stable"),
+        stack.pe("basearch=x86_64&stream=stable"),
+    ] {
+        // A preflight for another method succeeds; the request itself then
+        // gets the JSON 405.
+        let preflight = client()
+            .request(reqwest::Method::OPTIONS, &url)
+            .header("Origin", "https://example.org")
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "x-custom")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(preflight.status(), 200);
+        expect_error(reqwest::Method::POST, &url, None, 405, "method_not_allowed").await;
+    }
+    stack.stop().await;
+
+    // With an allowlist, another origin is served without CORS headers.
+    let upstream = Upstream::start();
+    upstream.serve_fixture("stable");
+    let mut settings = graph_builder_settings(&upstream, STREAMS);
+    settings.origin_allowlist = Some(vec!["https://builds.coreos.fedoraproject.org".to_string()]);
+    let gb = fcos_graph_builder::start(settings).unwrap();
+    wait_ready(&gb).await;
+    let url = format!(
+        "http://{}/v1/graph?basearch=x86_64&stream=stable",
+        gb.service_addr
+    );
+    for (origin, allowed) in [
+        ("https://builds.coreos.fedoraproject.org", true),
+        ("https://example.org", false),
+    ] {
+        let response = client()
+            .get(&url)
+            .header("Origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let header = response.headers().get("access-control-allow-origin");
+        assert_eq!(header.is_some(), allowed, "{origin}");
+    }
+    gb.stop().await.unwrap();
+}
+
+#[actix_web::test]
+async fn made_up_streams_do_not_crowd_out_real_scopes() {
+    let upstream = Upstream::start();
+    upstream.serve_fixture("stable");
+    let stack = Stack::start(&upstream, STREAMS, MIDWAY);
+    wait_ready(&stack.graph_builder).await;
+    for i in 0..300 {
+        let (status, _) = get(&stack.pe(&format!("basearch=x86_64&stream=junk{i}"))).await;
+        assert_eq!(status, 404);
+    }
+    // A real scope is fetched once and then served from the cache.
+    let series = r#"fcos_cincinnati_gb_cache_graph_requests_total{basearch="aarch64",stream="stable",type="oci"}"#;
+    for _ in 0..5 {
+        let (status, _) = get(&stack.pe("basearch=aarch64&stream=stable&oci=true")).await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(
+        metric(stack.graph_builder.status_addr, series).await,
+        Some(1.0)
+    );
+    stack.stop().await;
+}

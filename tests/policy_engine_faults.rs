@@ -90,3 +90,31 @@ async fn last_good_graph_is_served_through_graph_builder_faults() {
     fake_gb.stop().await;
     pe.stop().await.unwrap();
 }
+
+#[actix_web::test]
+async fn a_404_that_is_not_unknown_scope_is_a_fault() {
+    // A graph URL with a wrong path: the server answers a plain 404.
+    let fake_gb = Upstream::start();
+    let pe = fcos_policy_engine::start(policy_engine_settings(&format!(
+        "http://{}/wrong/path",
+        fake_gb.addr
+    )))
+    .unwrap();
+    let url = format!(
+        "http://{}/v1/graph?basearch=x86_64&stream=stable",
+        pe.service_addr
+    );
+    let (status, body) = get(&url).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("upstream_unavailable"), "{body}");
+    assert_eq!(
+        metric(
+            pe.status_addr,
+            r#"fcos_cincinnati_pe_upstream_errors_total{kind="http_status"}"#
+        )
+        .await,
+        Some(1.0)
+    );
+    fake_gb.stop().await;
+    pe.stop().await.unwrap();
+}

@@ -656,6 +656,19 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_arch_takes_the_last_non_empty_payload() {
+        let idx = index(
+            r#"{"releases":[{"version":"a","commits":[
+                {"architecture":"x86_64","checksum":"first"},
+                {"architecture":"x86_64","checksum":"second"},
+                {"architecture":"x86_64","checksum":""}]}]}"#,
+        );
+        let upd = updates(r#"{"stream":"s","releases":[]}"#);
+        let graph = Graph::from_documents(&idx, &upd, "x86_64", Scheme::Checksum);
+        assert_eq!(graph.nodes[0].payload, "second");
+    }
+
+    #[test]
     fn start_value_formatting() {
         for (input, expected) in [
             ("0.0", "0"),

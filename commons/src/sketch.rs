@@ -68,7 +68,9 @@ impl WindowedSketch {
         let seen = bucket.period.load(Ordering::Acquire);
         if seen != period {
             // First insert of a new period into this slot: it held a period
-            // that has left the window.
+            // that has left the window. An insert of the new period racing
+            // with this clear can be lost: a negligible undercount once per
+            // period, for lock-free inserts.
             if bucket
                 .period
                 .compare_exchange(seen, period, Ordering::AcqRel, Ordering::Acquire)

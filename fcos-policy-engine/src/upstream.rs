@@ -12,8 +12,12 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// Most scopes remembered; requests for further scopes are answered
-/// without being cached, so random stream names cannot grow memory.
+/// without being cached. Scopes the graph-builder does not serve never
+/// keep a slot (they go to the bounded negative cache), so made-up stream
+/// names can neither grow memory nor crowd out real scopes.
 const MAX_SLOTS: usize = 256;
+/// Most scopes remembered as not served by the graph-builder.
+const MAX_UNKNOWN: usize = 1024;
 /// How long a failed fetch is remembered before the next client retries.
 const ERROR_TTL: Duration = Duration::from_secs(1);
 
@@ -67,6 +71,8 @@ pub struct UpstreamGraphs {
     graph_url: url::Url,
     refresh: Duration,
     slots: RwLock<HashMap<GraphScope, Arc<Slot>>>,
+    /// Scopes the graph-builder said it does not serve, and when.
+    unknown: RwLock<HashMap<GraphScope, Instant>>,
     errors: IntCounterVec,
     age: GaugeVec,
 }
@@ -106,6 +112,7 @@ impl UpstreamGraphs {
             graph_url,
             refresh,
             slots: RwLock::default(),
+            unknown: RwLock::default(),
             errors,
             age,
         })
@@ -158,6 +165,18 @@ impl UpstreamGraphs {
         self: &Arc<Self>,
         scope: &GraphScope,
     ) -> Result<Arc<PreparedGraph>, GraphError> {
+        let known_unknown = self
+            .unknown
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(scope)
+            .is_some_and(|at| at.elapsed() < self.refresh);
+        if known_unknown {
+            return Err(GraphError::UnknownScope {
+                stream: scope.stream.clone(),
+                basearch: scope.basearch.clone(),
+            });
+        }
         let slot = self.slot(scope);
         let state = slot.snapshot();
         if let Some(answer) = self.answer_if_fresh(scope, &state) {
@@ -253,6 +272,18 @@ impl UpstreamGraphs {
                 state.graph = None;
                 state.fetched = None;
                 state.last = Some((now, Outcome::Unknown));
+                drop(state);
+                // Not served: remember it in the negative cache, not as a
+                // slot.
+                self.slots
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(scope);
+                let mut unknown = self.unknown.write().unwrap_or_else(|e| e.into_inner());
+                if unknown.len() >= MAX_UNKNOWN {
+                    unknown.clear();
+                }
+                unknown.insert(scope.clone(), now);
             }
             Err(FetchFailure::Failed {
                 kind,
@@ -301,7 +332,18 @@ impl UpstreamGraphs {
             })?;
         match response.status().as_u16() {
             200 => {}
-            404 => return Err(FetchFailure::Unknown),
+            404 => {
+                // Only the graph-builder's own "not served" means the scope
+                // is unknown; another 404 (a wrong URL, a proxy) is a fault.
+                let body = response.bytes().await.unwrap_or_default();
+                let kind = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["kind"].as_str().map(String::from));
+                return Err(match kind.as_deref() {
+                    Some("unknown_scope") => FetchFailure::Unknown,
+                    _ => unavailable("http_status", "HTTP status 404".to_string()),
+                });
+            }
             503 => {
                 return Err(FetchFailure::Failed {
                     kind: "not_ready",

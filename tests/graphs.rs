@@ -244,25 +244,13 @@ async fn policy_engine_follows_upstream_changes() {
     assert_eq!(versions(&before).len(), 5);
 
     // Release engineering publishes 33.1.0 as a barrier and marks 32.2.0 a dead-end.
-    let mut index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture("stable", "releases.json")).unwrap())
-            .unwrap();
-    index["releases"]
+    let (index, updates) = fixture_with_new_release("stable");
+    let mut updates: serde_json::Value = serde_json::from_slice(&updates).unwrap();
+    updates["releases"]
         .as_array_mut()
         .unwrap()
-        .push(serde_json::json!({
-            "version": "33.1.0",
-            "commits": [{"architecture": "x86_64", "checksum": "c33-1-x86"}]
-        }));
-    let mut updates: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture("stable", "updates.json")).unwrap()).unwrap();
-    let list = updates["releases"].as_array_mut().unwrap();
-    list.push(serde_json::json!({"version": "33.1.0", "metadata": {"barrier": {"reason": "new"}}}));
-    list.push(serde_json::json!({"version": "32.2.0", "metadata": {"deadend": {"reason": "bug"}}}));
-    upstream.set(
-        "/stable/releases.json",
-        Canned::Body(index.to_string().into_bytes()),
-    );
+        .push(serde_json::json!({"version": "32.2.0", "metadata": {"deadend": {"reason": "bug"}}}));
+    upstream.set("/stable/releases.json", Canned::Body(index));
     upstream.set(
         "/stable/updates.json",
         Canned::Body(updates.to_string().into_bytes()),

@@ -396,7 +396,9 @@ pub fn serialize_graphs(
         selected: Vec<usize>,
         kinds: Vec<NodeKind>,
     }
-    let capacity = index.releases.len() * 256 + 64;
+    // Nodes take about 230 bytes (OSTree) to 290 (OCI): room for 320 a
+    // release avoids regrowing; pages never written are never resident.
+    let capacity = index.releases.len() * 320 + 64;
     let mut pending: Vec<Pending> = scopes
         .iter()
         .map(|_| {

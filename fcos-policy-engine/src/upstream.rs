@@ -118,15 +118,19 @@ impl UpstreamGraphs {
         })
     }
 
-    /// The versions in the graphs being served, by stream.
-    pub fn versions_by_stream(&self) -> HashMap<String, HashSet<String>> {
-        let slots: Vec<(GraphScope, Arc<Slot>)> = self
-            .slots
+    /// The scopes and their slots, taken under the lock and used outside it.
+    fn slots_snapshot(&self) -> Vec<(GraphScope, Arc<Slot>)> {
+        self.slots
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .map(|(scope, slot)| (scope.clone(), Arc::clone(slot)))
-            .collect();
+            .collect()
+    }
+
+    /// The versions in the graphs being served, by stream.
+    pub fn versions_by_stream(&self) -> HashMap<String, HashSet<String>> {
+        let slots = self.slots_snapshot();
         let mut versions: HashMap<String, HashSet<String>> = HashMap::new();
         for (scope, slot) in slots {
             if let Some(graph) = slot.snapshot().graph {
@@ -142,13 +146,7 @@ impl UpstreamGraphs {
     /// Sets the age of every graph being served. Only scopes the
     /// graph-builder served have a graph, so the labels stay bounded.
     pub fn update_age_metric(&self) {
-        let slots: Vec<(GraphScope, Arc<Slot>)> = self
-            .slots
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(scope, slot)| (scope.clone(), Arc::clone(slot)))
-            .collect();
+        let slots = self.slots_snapshot();
         self.age.reset();
         for (scope, slot) in slots {
             if let Some(fetched) = slot.snapshot().fetched {

@@ -100,7 +100,7 @@ pub struct Poll<'a> {
 
 /// Fleet metrics of the policy-engine.
 pub struct FleetMetrics {
-    active: Sketches<(String, String, Scheme)>,
+    active: Sketches<GraphScope>,
     unknown_nodes: Sketches<(String, Scheme)>,
     by_version: Sketches<(String, String)>,
     unknown_requests: IntCounterVec,
@@ -179,11 +179,7 @@ impl FleetMetrics {
             return;
         };
         let hash = node_hash(uuid);
-        self.active.insert(
-            &(scope.stream.clone(), scope.basearch.clone(), scope.scheme),
-            hash,
-            now,
-        );
+        self.active.insert(scope, hash, now);
         if poll.unknown_payload {
             self.unknown_nodes
                 .insert(&(scope.stream.clone(), scope.scheme), hash, now);
@@ -205,9 +201,13 @@ impl FleetMetrics {
     /// versions currently in the graphs of each stream; sketches of other
     /// versions are dropped.
     pub fn update_gauges(&self, now: i64, versions: &HashMap<String, HashSet<String>>) {
-        for ((stream, basearch, scheme), sketch) in self.active.snapshot() {
+        for (scope, sketch) in self.active.snapshot() {
             self.active_gauge
-                .with_label_values(&[stream.as_str(), basearch.as_str(), scheme.as_str()])
+                .with_label_values(&[
+                    scope.stream.as_str(),
+                    scope.basearch.as_str(),
+                    scope.scheme.as_str(),
+                ])
                 .set(sketch.estimate(now).round());
         }
         for ((stream, scheme), sketch) in self.unknown_nodes.snapshot() {

@@ -16,6 +16,9 @@ struct Cli {
     /// More verbose logging (repeat for more).
     #[arg(short = 'v', action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Only check the configuration (and any file it names), then exit.
+    #[arg(long)]
+    check_config: bool,
 }
 
 fn main() -> ExitCode {
@@ -36,6 +39,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(path) => fcos_graph_builder::Settings::load(path)?,
         None => fcos_graph_builder::Settings::default(),
     };
+    if cli.check_config {
+        println!("configuration OK");
+        return Ok(());
+    }
     let running = fcos_graph_builder::start(settings)?;
     running.wait().await.context("server failed")
 }

@@ -118,3 +118,34 @@ async fn a_404_that_is_not_unknown_scope_is_a_fault() {
     fake_gb.stop().await;
     pe.stop().await.unwrap();
 }
+
+#[actix_web::test]
+async fn made_up_scopes_asked_during_an_outage_do_not_crowd_out_real_ones() {
+    let fake_gb = Upstream::start();
+    fake_gb.set("/v1/graph", Canned::Status(503));
+    let pe = fcos_policy_engine::start(policy_engine_settings(&format!(
+        "http://{}/v1/graph",
+        fake_gb.addr
+    )))
+    .unwrap();
+    let url = |q: &str| format!("http://{}/v1/graph?{q}", pe.service_addr);
+    // While the graph-builder has no graph, made-up streams are asked for.
+    for i in 0..300 {
+        let (status, _) = get(&url(&format!("basearch=x86_64&stream=made-up-{i}"))).await;
+        assert_eq!(status, 503);
+    }
+    // Then it serves; a real scope is fetched once and cached.
+    let read = |doc| std::fs::read(fixture("stable", doc)).unwrap();
+    fake_gb.set(
+        "/v1/graph",
+        Canned::Body(fixture_graph(&read("releases.json"), &read("updates.json"))),
+    );
+    let before = fake_gb.hits("/v1/graph");
+    for _ in 0..5 {
+        let (status, _) = get(&url("basearch=x86_64&stream=stable")).await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(fake_gb.hits("/v1/graph") - before, 1);
+    fake_gb.stop().await;
+    pe.stop().await.unwrap();
+}

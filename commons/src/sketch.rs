@@ -66,6 +66,11 @@ impl WindowedSketch {
     pub fn insert(&self, hash: u64, now: i64) {
         let (bucket, period) = self.bucket(now);
         let seen = bucket.period.load(Ordering::Acquire);
+        if seen > period {
+            // The slot already holds a later period (the clock went back):
+            // this insert belongs to a period that has left the window.
+            return;
+        }
         if seen != period {
             // First insert of a new period into this slot: it held a period
             // that has left the window. An insert of the new period racing
@@ -170,6 +175,10 @@ mod tests {
         // At 4 periods the first one has left the window.
         let later = sketch.estimate(4 * period);
         assert!((later - 500.0).abs() < 15.0, "{later}");
+        // An insert for a period that has left the window (a clock stepped
+        // back) does not wipe the newer data of its slot.
+        sketch.insert(hash(77_777), 3 * period - 4 * period);
+        assert!((sketch.estimate(3 * period) - 1_500.0).abs() < 45.0);
         // Inserting into its slot again starts it afresh.
         sketch.insert(hash(9_999), 4 * period);
         let fresh = sketch.estimate(4 * period);

@@ -50,7 +50,7 @@ impl DigestAliases {
                 for (name, digest) in [("good", &alias.good), ("bad", &alias.bad)] {
                     if !is_digest(digest) {
                         return Err(format!(
-                            "{version}.{arch}.{name}: '{digest}' is not a digest of the form sha256:<64 hex digits>"
+                            "{version}.{arch}.{name}: '{digest}' is not a digest of the form sha256:<64 lowercase hex digits>"
                         ));
                     }
                 }
@@ -99,9 +99,9 @@ impl DigestAliases {
 }
 
 fn is_digest(digest: &str) -> bool {
-    digest
-        .strip_prefix("sha256:")
-        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
 }
 
 #[cfg(test)]

@@ -102,6 +102,7 @@ pub async fn serve_graph(
     let payload_known = query
         .os_checksum
         .as_deref()
+        .filter(|c| !c.is_empty())
         .map(|c| graph.node_by_payload(c).is_some());
     // A node booted from a known bad digest of its release is shown its own
     // pullspec on that release's node.

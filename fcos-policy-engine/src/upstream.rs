@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 /// Most scopes remembered; requests for further scopes are answered
 /// without being cached. Scopes the graph-builder does not serve never
-/// keep a slot (they go to the bounded negative cache), so made-up stream
-/// names can neither grow memory nor crowd out real scopes.
+/// keep a slot (they go to the bounded negative cache), and slots that
+/// never got a graph are the first forgotten when the table is full, so
+/// made-up stream names can neither grow memory nor crowd out real scopes.
 const MAX_SLOTS: usize = 256;
 /// Most scopes remembered as not served by the graph-builder.
 const MAX_UNKNOWN: usize = 1024;
@@ -241,6 +242,12 @@ impl UpstreamGraphs {
             return Arc::clone(slot);
         }
         let slot = Arc::new(Slot::new());
+        if slots.len() >= MAX_SLOTS {
+            // Make room by forgetting scopes that never got a graph (made-up
+            // names asked while the graph-builder was failing); scopes with
+            // a graph are bounded by what the graph-builder serves.
+            slots.retain(|_, slot| slot.snapshot().graph.is_some());
+        }
         if slots.len() < MAX_SLOTS {
             slots.insert(scope.clone(), Arc::clone(&slot));
         }
@@ -265,23 +272,34 @@ impl UpstreamGraphs {
                 }
                 state.fetched = Some(now);
                 state.last = Some((now, Outcome::Graph));
+                drop(state);
+                self.unknown
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(scope);
             }
             Err(FetchFailure::Unknown) => {
                 state.graph = None;
                 state.fetched = None;
                 state.last = Some((now, Outcome::Unknown));
                 drop(state);
-                // Not served: remember it in the negative cache, not as a
-                // slot.
+                // Not served: remember it in the negative cache (first, so
+                // that no request in between sees neither), not as a slot.
+                {
+                    let mut unknown = self.unknown.write().unwrap_or_else(|e| e.into_inner());
+                    if unknown.len() >= MAX_UNKNOWN {
+                        let refresh = self.refresh;
+                        unknown.retain(|_, at| at.elapsed() < refresh);
+                        if unknown.len() >= MAX_UNKNOWN {
+                            unknown.clear();
+                        }
+                    }
+                    unknown.insert(scope.clone(), now);
+                }
                 self.slots
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(scope);
-                let mut unknown = self.unknown.write().unwrap_or_else(|e| e.into_inner());
-                if unknown.len() >= MAX_UNKNOWN {
-                    unknown.clear();
-                }
-                unknown.insert(scope.clone(), now);
             }
             Err(FetchFailure::Failed {
                 kind,

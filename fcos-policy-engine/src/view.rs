@@ -12,8 +12,10 @@ use std::sync::{Arc, RwLock};
 /// Most rollouts tracked by the per-client cache (one bit each); a graph
 /// with more is served by the plain computation.
 const MAX_CACHED_ROLLOUTS: usize = 64;
-/// Most cached views of one graph before the cache starts over.
-const MAX_CACHED_VIEWS: usize = 64;
+/// Most cached views of one graph before the cache starts over: more than
+/// the `MAX_CACHED_ROLLOUTS + 1` sets of hidden rollouts that can be in use
+/// at one time (they are prefixes in progress order).
+const MAX_CACHED_VIEWS: usize = 128;
 
 /// A graph from the graph-builder, ready for per-client views.
 pub struct PreparedGraph {

@@ -72,7 +72,8 @@ TOML
 "$bin"/fcos-policy-engine -c "$work/pe.toml" 2>"$work/pe.log" & pids+=($!)
 for _ in $(seq 100); do curl -sf http://127.0.0.1:18090/readyz >/dev/null && break; sleep 0.1; done
 
-os_checksum=$(python3 -c "import json;r=json.load(open('$work/up/stable/releases.json'))['releases'];print([c['checksum'] for c in r[-3]['commits'] if c['architecture']=='x86_64'][0])")
+# A node on an older release that has an x86_64 commit.
+os_checksum=$(python3 -c "import json;r=json.load(open('$work/up/stable/releases.json'))['releases'];print([c['checksum'] for x in r[-3::-1] for c in (x.get('commits') or []) if c['architecture']=='x86_64'][0])")
 query="/v1/graph?basearch=x86_64&stream=stable&os_version=x&os_checksum=$os_checksum&group=default&platform=metal"
 curl -sf "http://127.0.0.1:18081$query&node_uuid=0" -o "$work/graph.json"
 size=$(stat -c %s "$work/graph.json")

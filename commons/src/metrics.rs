@@ -7,7 +7,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::web;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 /// Registers `process_start_time_seconds`, set to now.
 pub fn register_process_start(registry: &Registry) -> prometheus::Result<()> {
@@ -15,11 +15,7 @@ pub fn register_process_start(registry: &Registry) -> prometheus::Result<()> {
         "process_start_time_seconds",
         "Start time of the process since the Unix epoch, in seconds.",
     ))?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    gauge.set(now);
+    gauge.set(crate::unix_now());
     registry.register(Box::new(gauge))
 }
 

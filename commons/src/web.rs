@@ -225,6 +225,16 @@ fn truncate(value: &str) -> String {
     }
 }
 
+/// Whether `name` can be a stream or basearch name: non-empty, at most
+/// 64 bytes, made of letters, digits, `.`, `_` and `-`.
+pub fn is_well_formed_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// A required stream or basearch name: present, non-empty, short, and made
 /// of letters, digits, `.`, `_` and `-`.
 fn required_name(name: &'static str, value: Option<String>) -> Result<String, GraphError> {
@@ -232,11 +242,7 @@ fn required_name(name: &'static str, value: Option<String>) -> Result<String, Gr
         Some(v) if !v.is_empty() => v,
         _ => return Err(GraphError::MissingParameter(name)),
     };
-    let well_formed = value.len() <= MAX_NAME_LEN
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if !well_formed {
+    if !is_well_formed_name(&value) {
         return Err(GraphError::InvalidParameter {
             name,
             reason: format!(
@@ -267,17 +273,9 @@ pub fn check_accepts_json(req: &HttpRequest) -> Result<(), GraphError> {
 
 /// Whether one `Accept` header value admits `application/json`.
 fn accepts_json(accept: &str) -> bool {
-    accept.split(',').any(|range| {
-        let mut parts = range.split(';');
-        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        let refused = parts.any(|p| {
-            let p = p.trim();
-            p.strip_prefix("q=")
-                .or_else(|| p.strip_prefix("Q="))
-                .and_then(|q| q.trim().parse::<f32>().ok())
-                .is_some_and(|q| q <= 0.0)
-        });
-        !refused && matches!(media.as_str(), "application/json" | "application/*" | "*/*")
+    admits(accept, |media| {
+        let media = media.to_ascii_lowercase();
+        matches!(media.as_str(), "application/json" | "application/*" | "*/*")
     })
 }
 
@@ -286,18 +284,29 @@ fn accepts_gzip(req: &HttpRequest) -> bool {
     req.headers()
         .get_all(header::ACCEPT_ENCODING)
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|coding| {
-            let mut parts = coding.split(';');
-            let name = parts.next().unwrap_or("").trim();
-            let refused = parts.any(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .and_then(|q| q.trim().parse::<f32>().ok())
-                    .is_some_and(|q| q <= 0.0)
-            });
-            !refused && (name.eq_ignore_ascii_case("gzip") || name == "*")
+        .any(|value| {
+            admits(value, |coding| {
+                coding.eq_ignore_ascii_case("gzip") || coding == "*"
+            })
         })
+}
+
+/// Whether a comma-separated header value (`Accept`, `Accept-Encoding`)
+/// lists an item that `wanted` recognizes and that is not refused with a
+/// zero quality (`;q=0`).
+fn admits(value: &str, wanted: impl Fn(&str) -> bool) -> bool {
+    value.split(',').any(|item| {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let refused = parts.any(|p| {
+            let p = p.trim();
+            p.strip_prefix("q=")
+                .or_else(|| p.strip_prefix("Q="))
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        !refused && wanted(name)
+    })
 }
 
 /// A serialized graph ready to be sent: the JSON body, and its gzip

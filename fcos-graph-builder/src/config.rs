@@ -142,7 +142,7 @@ impl Settings {
         let mut stream_settings = Vec::with_capacity(streams.len());
         for (name, basearches) in streams {
             let key = format!("streams.{name}");
-            if !is_name(&name) {
+            if !commons::web::is_well_formed_name(&name) {
                 return Err(invalid(
                     &key,
                     "a stream name is letters, digits, '.', '_' or '-'",
@@ -151,7 +151,10 @@ impl Settings {
             if basearches.is_empty() {
                 return Err(invalid(&key, "at least one basearch is required"));
             }
-            if let Some(bad) = basearches.iter().find(|a| !is_name(a)) {
+            if let Some(bad) = basearches
+                .iter()
+                .find(|a| !commons::web::is_well_formed_name(a))
+            {
                 return Err(invalid(&key, &format!("invalid basearch '{bad}'")));
             }
             let mut unique = basearches.clone();
@@ -196,14 +199,6 @@ fn invalid(key: &str, message: &str) -> ConfigError {
         key: key.to_string(),
         message: message.to_string(),
     }
-}
-
-fn is_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Substitutes `${stream}` and checks the result is an http, https or file

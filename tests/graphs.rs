@@ -13,7 +13,7 @@ async fn graph_builder_serves_both_schemes_for_every_arch() {
     let upstream = Upstream::start();
     upstream.serve_fixture("stable");
     let stack = Stack::start(&upstream, STREAMS, MIDWAY);
-    wait_ready(&stack.graph_builder).await;
+    stack.wait_ready().await;
 
     // OSTree graphs: releases with a commit for the arch; 32.1.0 is
     // OCI-only and absent.
@@ -85,13 +85,14 @@ async fn graph_builder_serves_both_schemes_for_every_arch() {
         .await,
         Some(4.0)
     );
+    // Three from this test, one from the policy-engine's replica.
     assert_eq!(
         metric(
             status,
             r#"fcos_cincinnati_gb_cache_graph_requests_total{basearch="x86_64",stream="stable",type="checksum"}"#
         )
         .await,
-        Some(3.0)
+        Some(4.0)
     );
     assert!(metric(
         status,
@@ -107,7 +108,7 @@ async fn barrier_and_deadend_metadata_reach_clients() {
     let upstream = Upstream::start();
     upstream.serve_fixture("stable");
     let stack = Stack::start(&upstream, STREAMS, MIDWAY);
-    wait_ready(&stack.graph_builder).await;
+    stack.wait_ready().await;
 
     let graph = get_graph(&stack.pe("basearch=x86_64&stream=stable&rollout_wariness=0")).await;
     let meta = |i: usize| graph["nodes"][i]["metadata"].clone();
@@ -137,7 +138,7 @@ async fn rollout_midway_is_offered_by_wariness() {
     let upstream = Upstream::start();
     upstream.serve_fixture("stable");
     let stack = Stack::start(&upstream, STREAMS, MIDWAY);
-    wait_ready(&stack.graph_builder).await;
+    stack.wait_ready().await;
     let to_rollout = ("31.2.0".to_string(), "32.2.0".to_string());
 
     // Progress is 0.6 at MIDWAY: wariness up to 0.6 sees the rollout.
@@ -213,7 +214,7 @@ async fn rollout_progress_follows_the_clock() {
         (1_800_000_000 + 100 * 60 + 1, true),
     ] {
         let stack = Stack::start(&upstream, STREAMS, now);
-        wait_ready(&stack.graph_builder).await;
+        stack.wait_ready().await;
         let to_rollout = ("31.2.0".to_string(), "32.2.0".to_string());
         let eager =
             get_graph(&stack.pe("basearch=x86_64&stream=stable&rollout_wariness=0.000001")).await;
@@ -238,7 +239,7 @@ async fn policy_engine_follows_upstream_changes() {
     let upstream = Upstream::start();
     upstream.serve_fixture("stable");
     let stack = Stack::start(&upstream, STREAMS, MIDWAY);
-    wait_ready(&stack.graph_builder).await;
+    stack.wait_ready().await;
     let query = "basearch=x86_64&stream=stable&rollout_wariness=0";
     let before = get_graph(&stack.pe(query)).await;
     assert_eq!(versions(&before).len(), 5);
@@ -285,7 +286,7 @@ async fn gzip_is_offered_and_cors_allows_the_graph_browser() {
     let upstream = Upstream::start();
     upstream.serve_fixture("stable");
     let stack = Stack::start(&upstream, STREAMS, MIDWAY);
-    wait_ready(&stack.graph_builder).await;
+    stack.wait_ready().await;
     let plain = reqwest::Client::builder().no_gzip().build().unwrap();
     for url in [
         stack.gb("basearch=x86_64&stream=stable&oci=true"),

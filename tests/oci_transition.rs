@@ -111,7 +111,7 @@ fn zincati_query(version: &str, checksum: &str, uuid: &str, oci: bool) -> String
 #[actix_web::test]
 async fn bad_digest_nodes_find_themselves_and_others_are_unchanged() {
     let t = Transition::start();
-    wait_ready(&t.stack.graph_builder).await;
+    t.stack.wait_ready().await;
     let pe = |q: &str| t.stack.pe(q);
     let plain = |q: &str| format!("http://{}/v1/graph?{q}", t.plain.service_addr);
 
@@ -230,7 +230,7 @@ fn uuid(i: usize) -> String {
 #[actix_web::test]
 async fn distinct_node_estimates_are_within_three_percent() {
     let t = Transition::start();
-    wait_ready(&t.stack.graph_builder).await;
+    t.stack.wait_ready().await;
     let base = format!("http://{}/v1/graph", t.stack.policy_engine.service_addr);
     let status = t.stack.policy_engine.status_addr;
     let versions = ["40.1.0", "41.1.0", "41.2.0", "42.1.0", "42.2.0"];

@@ -82,6 +82,30 @@ impl ListenerFile {
         )
     }
 
+    /// The `origin_allowlist`, each entry checked to be an origin
+    /// (`scheme://host[:port]`, as browsers send it).
+    pub fn checked_allowlist(&self, section: &str) -> Result<Option<Vec<String>>, ConfigError> {
+        let Some(origins) = &self.origin_allowlist else {
+            return Ok(None);
+        };
+        for (i, origin) in origins.iter().enumerate() {
+            let valid = url::Url::parse(origin).is_ok_and(|url| {
+                matches!(url.scheme(), "http" | "https")
+                    && url.host().is_some()
+                    && url.origin().ascii_serialization() == *origin
+            });
+            if !valid {
+                return Err(ConfigError::Invalid {
+                    key: format!("{section}.origin_allowlist[{i}]"),
+                    message: format!(
+                        "'{origin}' is not an origin: expected scheme://host[:port], with no path or trailing slash"
+                    ),
+                });
+            }
+        }
+        Ok(Some(origins.clone()))
+    }
+
     /// Rejects an `origin_allowlist` in a section that has no use for it.
     pub fn reject_allowlist(&self, section: &str) -> Result<(), ConfigError> {
         match self.origin_allowlist {
@@ -107,6 +131,26 @@ pub fn positive_secs(
         }),
         secs => Ok(std::time::Duration::from_secs(secs)),
     }
+}
+
+/// A directory the service can write to: it must exist (the service does
+/// not create it) and accept a new file.
+pub fn writable_dir(key: &str, dir: std::path::PathBuf) -> Result<std::path::PathBuf, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        key: key.to_string(),
+        message,
+    };
+    if !dir.is_dir() {
+        return Err(invalid(format!(
+            "{} does not exist or is not a directory",
+            dir.display()
+        )));
+    }
+    let probe = dir.join(format!(".write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| invalid(format!("cannot write in {}: {e}", dir.display())))?;
+    Ok(dir)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod graph;
+pub mod limits;
 pub mod logging;
 pub mod metadata;
 pub mod metrics;

@@ -2,10 +2,11 @@
 //! counts and latency of the service port. Each service owns its own
 //! [`prometheus::Registry`]; nothing here is global.
 
+use crate::web::GraphError;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::web;
+use actix_web::{web, ResponseError};
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 use std::time::Instant;
 
@@ -76,15 +77,30 @@ fn handler_label(path: &str) -> &'static str {
 }
 
 /// Middleware recording [`HttpMetrics`] (taken from app data) for every
-/// response, errors included.
-pub async fn record_http_metrics(
+/// response, errors included. It also answers the requests that stand in
+/// for heads over a limit (see [`crate::limits`]) with their JSON error.
+pub async fn record_http_metrics<B: MessageBody + 'static>(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<B>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
     let metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
     let handler = handler_label(req.path());
-    let response = next.call(req).await?;
+    let over_limit = req
+        .headers()
+        .get(crate::limits::LIMIT_HEADER)
+        .and_then(|value| crate::limits::Limit::from_header(value.as_bytes()));
+    let response = match over_limit {
+        Some(limit) => {
+            let error = match limit {
+                crate::limits::Limit::Uri => GraphError::UriTooLong,
+                crate::limits::Limit::Headers => GraphError::HeadersTooLarge,
+            };
+            req.into_response(error.error_response())
+                .map_into_right_body()
+        }
+        None => next.call(req).await?.map_into_left_body(),
+    };
     if let Some(metrics) = metrics {
         metrics.observe(
             handler,

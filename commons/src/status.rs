@@ -1,6 +1,7 @@
 //! The status port both services expose: `/metrics`, `/livez`, `/readyz`.
 
 use crate::metrics;
+use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use prometheus::Registry;
 use std::sync::Arc;
@@ -10,8 +11,9 @@ use std::sync::Arc;
 pub struct StatusState {
     /// The service's metrics.
     pub registry: Registry,
-    /// Whether the service is ready to serve clients.
-    pub ready: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// Whether the service is ready to serve clients, and the state behind
+    /// that answer (the JSON body of `/readyz`).
+    pub ready: Arc<dyn Fn() -> (bool, serde_json::Value) + Send + Sync>,
     /// Brings gauges that depend on the current time up to date, just
     /// before they are rendered.
     pub before_render: Arc<dyn Fn() + Send + Sync>,
@@ -38,9 +40,13 @@ async fn serve_metrics(state: web::Data<StatusState>) -> HttpResponse {
 }
 
 async fn serve_readyz(state: web::Data<StatusState>) -> HttpResponse {
-    if (state.ready)() {
-        HttpResponse::Ok().body("ready\n")
+    let (ready, details) = (state.ready)();
+    let mut response = if ready {
+        HttpResponse::Ok()
     } else {
-        HttpResponse::ServiceUnavailable().body("not ready\n")
-    }
+        HttpResponse::ServiceUnavailable()
+    };
+    response
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .json(serde_json::json!({"ready": ready, "details": details}))
 }

@@ -55,6 +55,18 @@ pub enum GraphError {
     /// Wrong method for an existing path.
     #[error("method {0} is not allowed here; use GET")]
     MethodNotAllowed(String),
+    /// The request target is longer than the service reads.
+    #[error(
+        "the request URI is longer than {} bytes",
+        crate::limits::MAX_URI_BYTES
+    )]
+    UriTooLong,
+    /// The request's header section is larger than the service reads.
+    #[error(
+        "the request headers are larger than {} bytes",
+        crate::limits::MAX_HEADER_BYTES
+    )]
+    HeadersTooLarge,
 }
 
 impl GraphError {
@@ -70,6 +82,8 @@ impl GraphError {
             GraphError::UpstreamUnavailable => "upstream_unavailable",
             GraphError::NotFound(_) => "not_found",
             GraphError::MethodNotAllowed(_) => "method_not_allowed",
+            GraphError::UriTooLong => "uri_too_long",
+            GraphError::HeadersTooLarge => "headers_too_large",
         }
     }
 
@@ -88,6 +102,8 @@ impl ResponseError for GraphError {
             GraphError::UnknownScope { .. } | GraphError::NotFound(_) => StatusCode::NOT_FOUND,
             GraphError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             GraphError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            GraphError::UriTooLong => StatusCode::URI_TOO_LONG,
+            GraphError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GraphError::NotReady(_) | GraphError::UpstreamUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -309,19 +325,34 @@ fn admits(value: &str, wanted: impl Fn(&str) -> bool) -> bool {
     })
 }
 
-/// A serialized graph ready to be sent: the JSON body, and its gzip
-/// encoding computed once, on the first request that accepts it.
+/// A serialized JSON document ready to be sent: the body, its `ETag`, and
+/// its gzip encoding computed once, on the first request that accepts it.
 #[derive(Debug)]
 pub struct GraphBody {
     json: Bytes,
+    /// Strong validator of the identity body: a hash of its bytes, so the
+    /// same document has the same tag in every process.
+    etag: String,
+    /// The `ETag` headers of the identity and gzip bodies, made once.
+    etag_headers: [HeaderValue; 2],
     gzip: std::sync::OnceLock<Bytes>,
 }
 
 impl GraphBody {
     /// Prepares a body from its JSON bytes.
     pub fn new(json: Vec<u8>) -> Self {
+        let mut hasher = siphasher::sip128::SipHasher13::new_with_keys(0, 0);
+        std::hash::Hasher::write(&mut hasher, &json);
+        let hash = siphasher::sip128::Hasher128::finish128(&hasher).as_u128();
+        let etag = format!("\"{hash:032x}\"");
+        let gzip_etag = format!("\"{hash:032x}-gzip\"");
+        let header = |tag: String| {
+            HeaderValue::from_maybe_shared(Bytes::from(tag)).expect("hex digits make a header")
+        };
         GraphBody {
             json: Bytes::from(json),
+            etag_headers: [header(etag.clone()), header(gzip_etag)],
+            etag,
             gzip: std::sync::OnceLock::new(),
         }
     }
@@ -329,6 +360,12 @@ impl GraphBody {
     /// The JSON body.
     pub fn json(&self) -> &Bytes {
         &self.json
+    }
+
+    /// The `ETag` of the identity body (quoted); the gzip body's is the
+    /// same with `-gzip` before the closing quote.
+    pub fn etag(&self) -> &str {
+        &self.etag
     }
 
     /// The gzip-compressed body.
@@ -345,17 +382,35 @@ impl GraphBody {
         })
     }
 
-    /// The response for `req`: gzip when it accepts it, identity otherwise.
+    /// The response for `req`: gzip when it accepts it, identity otherwise;
+    /// 304 when its `If-None-Match` names the representation's `ETag`.
     pub fn respond(&self, req: &HttpRequest) -> HttpResponse {
-        let mut response = HttpResponse::Ok();
+        let gzip = accepts_gzip(req);
+        let etag = &self.etag_headers[usize::from(gzip)];
+        let not_modified = req
+            .headers()
+            .get_all(header::IF_NONE_MATCH)
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|tag| tag.trim())
+            .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag);
+        let mut response = if not_modified {
+            HttpResponse::NotModified()
+        } else {
+            HttpResponse::Ok()
+        };
         response
-            .insert_header((
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ))
             .insert_header((header::VARY, HeaderValue::from_static("Accept-Encoding")))
-            .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")));
-        if accepts_gzip(req) {
+            .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
+            .insert_header((header::ETAG, etag.clone()));
+        if not_modified {
+            return response.finish();
+        }
+        response.insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ));
+        if gzip {
             response.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
             response.body(self.gzip().clone())
         } else {
@@ -385,6 +440,16 @@ pub fn cors(allowlist: Option<&[String]>) -> actix_cors::Cors {
 
 /// The OpenAPI 3 description of `/v1/graph`, served at `/v1/openapi`.
 pub const OPENAPI: &str = include_str!("../openapi.yaml");
+
+/// The OpenAPI description with further `paths` entries (YAML indented as
+/// under `paths:`) added after the shared ones.
+pub fn openapi_with_paths(paths: &str) -> String {
+    let at = OPENAPI
+        .find("\ncomponents:")
+        .expect("the OpenAPI description has components")
+        + 1;
+    format!("{}{paths}{}", &OPENAPI[..at], &OPENAPI[at..])
+}
 
 /// `GET /v1/openapi`.
 pub async fn openapi() -> HttpResponse {

@@ -184,7 +184,7 @@ impl Settings {
         }
         Ok(Settings {
             service_addr: service.socket_addr(DEFAULT_SERVICE_PORT),
-            origin_allowlist: service.origin_allowlist,
+            origin_allowlist: service.checked_allowlist("service")?,
             status_addr: status.socket_addr(DEFAULT_STATUS_PORT),
             refresh: positive_secs("upstream.refresh_secs", upstream.refresh_secs, 30)?,
             timeout: positive_secs("upstream.timeout_secs", upstream.timeout_secs, 60)?,

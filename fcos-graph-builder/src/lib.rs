@@ -9,7 +9,7 @@ pub mod service;
 pub mod store;
 pub mod viewer;
 
-use actix_web::{middleware, web, App, HttpServer};
+use actix_web::{middleware, web, App};
 use anyhow::Context;
 use commons::server::Running;
 pub use config::Settings;
@@ -35,7 +35,7 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
         .context("cannot create the HTTP client")?;
 
     let allowlist = settings.origin_allowlist.clone();
-    let service = HttpServer::new(move || {
+    let service = commons::server::bind("service", settings.service_addr, 0, move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
             .app_data(web::Data::new(http_metrics.clone()))
@@ -43,15 +43,12 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
             .wrap(middleware::from_fn(commons::metrics::record_http_metrics))
             .configure(service::configure)
     })
-    .shutdown_timeout(10)
-    .bind(settings.service_addr)
     .with_context(|| {
         format!(
             "cannot listen on {} (service.address/service.port)",
             settings.service_addr
         )
     })?;
-    let service_addr = service.addrs()[0];
 
     let ready_store = store.clone();
     let stream_names: Vec<String> = settings.streams.iter().map(|s| s.name.clone()).collect();
@@ -59,44 +56,38 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
     let staleness = scraper_metrics.clone();
     let status_state = commons::status::StatusState {
         registry,
-        ready: Arc::new(move || ready_store.all_ready()),
+        ready: Arc::new(move || {
+            let streams = serde_json::to_value(ready_store.states()).unwrap_or_default();
+            (
+                ready_store.ready(),
+                serde_json::json!({ "streams": streams }),
+            )
+        }),
         before_render: Arc::new(move || {
             staleness.update_staleness(&stream_names, started, commons::unix_now())
         }),
     };
-    let status = HttpServer::new(move || {
+    let status = commons::server::bind("status", settings.status_addr, 1, move || {
         App::new().configure(commons::status::configure(status_state.clone()))
     })
-    .workers(1)
-    .shutdown_timeout(10)
-    .bind(settings.status_addr)
     .with_context(|| {
         format!(
             "cannot listen on {} (status.address/status.port)",
             settings.status_addr
         )
     })?;
-    let status_addr = status.addrs()[0];
+    tracing::info!(service_addr = %service.addr, status_addr = %status.addr, "graph-builder listening");
 
-    let tasks = settings
-        .streams
-        .iter()
-        .map(|stream| {
-            let scraper = scraper::StreamScraper::new(
-                stream.clone(),
-                fetcher.clone(),
-                store.clone(),
-                scraper_metrics.clone(),
-            );
-            actix_web::rt::spawn(scraper.run(settings.refresh))
-        })
-        .collect();
-    tracing::info!(%service_addr, %status_addr, "graph-builder listening");
-    Ok(Running::spawn(
-        service_addr,
-        service.run(),
-        status_addr,
-        status.run(),
-        tasks,
-    ))
+    let closing = store.clone();
+    let mut running = Running::spawn(service, status).on_stop(move || closing.close());
+    for stream in &settings.streams {
+        let scraper = scraper::StreamScraper::new(
+            stream.clone(),
+            fetcher.clone(),
+            store.clone(),
+            scraper_metrics.clone(),
+        );
+        running = running.task("scraper", scraper.run(settings.refresh));
+    }
+    Ok(running)
 }

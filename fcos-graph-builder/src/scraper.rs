@@ -137,6 +137,10 @@ pub enum RefreshError {
         /// Which rule.
         source: InvalidGraph,
     },
+    /// Building the graphs panicked (a bug): the refresh is abandoned,
+    /// the last good graphs stay, and the next refresh tries again.
+    #[error("building the graphs panicked: {0}")]
+    Panic(String),
 }
 
 impl RefreshError {
@@ -146,6 +150,7 @@ impl RefreshError {
             RefreshError::Fetch { source, .. } => source.kind(),
             RefreshError::Metadata { source, .. } => source.kind(),
             RefreshError::Graph { .. } => "invalid_graph",
+            RefreshError::Panic(_) => "panic",
         }
     }
 }
@@ -159,12 +164,16 @@ pub enum Refreshed {
     Unchanged,
 }
 
+/// Builds every graph of a stream from its two documents.
+pub type BuildFn = fn(&StreamSettings, &[u8], &[u8]) -> Result<Vec<BuiltGraph>, RefreshError>;
+
 /// The scraper of one stream.
 pub struct StreamScraper {
     stream: StreamSettings,
     fetcher: Fetcher,
     store: GraphStore,
     metrics: ScraperMetrics,
+    build: BuildFn,
     /// The documents the published graphs were built from.
     current: Option<(Document, Document)>,
 }
@@ -182,8 +191,16 @@ impl StreamScraper {
             fetcher,
             store,
             metrics,
+            build: build_stream,
             current: None,
         }
+    }
+
+    /// Builds with `build` instead of [`build_stream`] (tests use it to
+    /// make a build fail in ways no input can).
+    pub fn with_builder(mut self, build: BuildFn) -> Self {
+        self.build = build;
+        self
     }
 
     /// Refreshes forever, every `interval`.
@@ -201,7 +218,9 @@ impl StreamScraper {
     pub async fn refresh_once(&mut self) -> Result<Refreshed, RefreshError> {
         let stream = self.stream.name.clone();
         self.metrics.scrapes.with_label_values(&[&stream]).inc();
-        match self.refresh().await {
+        let result = self.refresh().await;
+        self.store.record_refresh(&stream, result.is_ok());
+        match result {
             Ok(outcome) => {
                 tracing::debug!(stream, ?outcome, "refresh succeeded");
                 self.metrics
@@ -215,11 +234,19 @@ impl StreamScraper {
                 Ok(outcome)
             }
             Err(error) => {
-                tracing::warn!(
-                    stream,
-                    kind = error.kind(),
-                    "refresh failed, keeping the last good graphs: {error}"
-                );
+                if let RefreshError::Panic(_) = error {
+                    tracing::error!(
+                        stream,
+                        kind = error.kind(),
+                        "refresh failed, keeping the last good graphs: {error}"
+                    );
+                } else {
+                    tracing::warn!(
+                        stream,
+                        kind = error.kind(),
+                        "refresh failed, keeping the last good graphs: {error}"
+                    );
+                }
                 self.metrics
                     .errors
                     .with_label_values(&[&stream, error.kind()])
@@ -261,10 +288,20 @@ impl StreamScraper {
 
         let stream = self.stream.clone();
         let (index_body, updates_body) = (index.body.clone(), updates.body.clone());
-        let built =
-            tokio::task::spawn_blocking(move || build_stream(&stream, &index_body, &updates_body))
-                .await
-                .expect("graph building does not panic")?;
+        let build = self.build;
+        let built = tokio::task::spawn_blocking(move || build(&stream, &index_body, &updates_body))
+            .await
+            .map_err(|error| {
+                let message = match error.try_into_panic() {
+                    Ok(payload) => payload
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "no message".to_string()),
+                    Err(error) => error.to_string(),
+                };
+                RefreshError::Panic(message)
+            })??;
         let now = commons::unix_now();
         let mut graphs = StreamGraphs::default();
         for graph in built {

@@ -1,10 +1,15 @@
 //! The graphs being served: for every configured stream, the serialized
-//! graphs of each basearch and scheme, replaced all at once per stream.
+//! graphs of each basearch and scheme, replaced all at once per stream, and
+//! the state of the whole store as one versioned listing (`/v1/scopes`)
+//! that readers can wait on for a change.
 
 use commons::graph::Scheme;
 use commons::web::{GraphBody, GraphError};
+use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
 
 /// The graphs of one stream, from one refresh.
 #[derive(Debug, Default)]
@@ -32,20 +37,81 @@ impl StreamGraphs {
     }
 }
 
+/// Where a stream stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamState {
+    /// No refresh has finished yet.
+    Pending,
+    /// Graphs are served and the last refresh succeeded.
+    Ready,
+    /// Graphs are served, but the last refresh failed: they may be stale.
+    Stale,
+    /// Every refresh so far failed: nothing is served.
+    Failed,
+}
+
+#[derive(Debug)]
+struct Stream {
+    basearches: Vec<String>,
+    graphs: Option<Arc<StreamGraphs>>,
+    state: StreamState,
+}
+
+/// The listing of every scope served, with the `ETag` of its graph.
+#[derive(Serialize)]
+struct Listing<'a> {
+    scopes: Vec<ListedScope<'a>>,
+}
+
+#[derive(Serialize)]
+struct ListedScope<'a> {
+    stream: &'a str,
+    basearch: &'a str,
+    oci: bool,
+    /// `None` while the stream has no graph.
+    etag: Option<&'a str>,
+}
+
+/// What long-polling readers watch: the listing, and whether the store is
+/// closing (every wait then ends at once).
+#[derive(Clone)]
+struct Published {
+    listing: Arc<GraphBody>,
+    closing: bool,
+}
+
 /// Cheap, cloneable handle to the served graphs.
 #[derive(Clone)]
 pub struct GraphStore {
     /// stream → basearches it is configured with.
     configured: Arc<BTreeMap<String, Vec<String>>>,
-    graphs: Arc<RwLock<HashMap<String, Arc<StreamGraphs>>>>,
+    streams: Arc<RwLock<BTreeMap<String, Stream>>>,
+    published: Arc<watch::Sender<Published>>,
 }
 
 impl GraphStore {
     /// An empty store for the configured streams and basearches.
     pub fn new(configured: BTreeMap<String, Vec<String>>) -> Self {
+        let streams: BTreeMap<String, Stream> = configured
+            .iter()
+            .map(|(name, basearches)| {
+                let stream = Stream {
+                    basearches: basearches.clone(),
+                    graphs: None,
+                    state: StreamState::Pending,
+                };
+                (name.clone(), stream)
+            })
+            .collect();
+        let listing = Arc::new(listing(&streams));
         GraphStore {
             configured: Arc::new(configured),
-            graphs: Arc::default(),
+            streams: Arc::new(RwLock::new(streams)),
+            published: Arc::new(watch::Sender::new(Published {
+                listing,
+                closing: false,
+            })),
         }
     }
 
@@ -56,8 +122,32 @@ impl GraphStore {
 
     /// Replaces all the graphs of `stream` at once.
     pub fn publish(&self, stream: &str, graphs: StreamGraphs) {
-        let mut map = self.graphs.write().unwrap_or_else(|e| e.into_inner());
-        map.insert(stream.to_string(), Arc::new(graphs));
+        let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = streams.get_mut(stream) {
+            entry.graphs = Some(Arc::new(graphs));
+            entry.state = StreamState::Ready;
+        }
+        let listing = Arc::new(listing(&streams));
+        drop(streams);
+        self.published.send_if_modified(|published| {
+            let changed = published.listing.etag() != listing.etag();
+            if changed {
+                published.listing = listing;
+            }
+            changed
+        });
+    }
+
+    /// Records that a refresh of `stream` succeeded (`true`) or failed.
+    pub fn record_refresh(&self, stream: &str, succeeded: bool) {
+        let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = streams.get_mut(stream) {
+            entry.state = match (succeeded, entry.graphs.is_some()) {
+                (true, _) => StreamState::Ready,
+                (false, true) => StreamState::Stale,
+                (false, false) => StreamState::Failed,
+            };
+        }
     }
 
     /// The graph of one scope, or why there is none.
@@ -67,28 +157,179 @@ impl GraphStore {
         basearch: &str,
         scheme: Scheme,
     ) -> Result<Arc<GraphBody>, GraphError> {
-        let configured = self
-            .configured
+        let streams = self.streams.read().unwrap_or_else(|e| e.into_inner());
+        let entry = streams
             .get(stream)
-            .is_some_and(|arches| arches.iter().any(|a| a == basearch));
-        if !configured {
-            return Err(GraphError::UnknownScope {
+            .filter(|entry| entry.basearches.iter().any(|a| a == basearch))
+            .ok_or_else(|| GraphError::UnknownScope {
                 stream: stream.to_string(),
                 basearch: basearch.to_string(),
-            });
-        }
-        let map = self.graphs.read().unwrap_or_else(|e| e.into_inner());
-        map.get(stream)
+            })?;
+        entry
+            .graphs
+            .as_ref()
             .and_then(|graphs| graphs.by_arch.get(basearch))
             .map(|pair| Arc::clone(&pair[slot(scheme)]))
             .ok_or_else(|| GraphError::NotReady(format!("stream '{stream}'")))
     }
 
-    /// Whether every configured stream has graphs.
-    pub fn all_ready(&self) -> bool {
-        let map = self.graphs.read().unwrap_or_else(|e| e.into_inner());
-        self.configured
-            .keys()
-            .all(|stream| map.contains_key(stream))
+    /// The state of every configured stream.
+    pub fn states(&self) -> BTreeMap<String, StreamState> {
+        let streams = self.streams.read().unwrap_or_else(|e| e.into_inner());
+        streams
+            .iter()
+            .map(|(name, entry)| (name.clone(), entry.state))
+            .collect()
+    }
+
+    /// Whether the graph-builder is ready for clients: every stream has
+    /// finished a first refresh (with a graph or without), and at least one
+    /// has graphs. One broken stream does not hold back the others.
+    pub fn ready(&self) -> bool {
+        let states = self.states();
+        !states.values().any(|s| *s == StreamState::Pending)
+            && states
+                .values()
+                .any(|s| matches!(s, StreamState::Ready | StreamState::Stale))
+    }
+
+    /// The listing of every scope and its graph's `ETag`.
+    pub fn listing(&self) -> Arc<GraphBody> {
+        Arc::clone(&self.published.borrow().listing)
+    }
+
+    /// The listing, as soon as its `ETag` differs from `etag`, or after
+    /// `wait` (or at once when the store is closing), whichever comes
+    /// first.
+    pub async fn listing_changed_from(&self, etag: &str, wait: Duration) -> Arc<GraphBody> {
+        let mut receiver = self.published.subscribe();
+        let changed = receiver.wait_for(|p| p.closing || p.listing.etag() != etag);
+        let _ = tokio::time::timeout(wait, changed).await;
+        self.listing()
+    }
+
+    /// Ends every wait for a change now and from now on (on shutdown).
+    pub fn close(&self) {
+        self.published.send_modify(|p| p.closing = true);
+    }
+}
+
+/// The listing of `streams`, serialized.
+fn listing(streams: &BTreeMap<String, Stream>) -> GraphBody {
+    let scopes = streams
+        .iter()
+        .flat_map(|(name, entry)| {
+            entry.basearches.iter().flat_map(move |basearch| {
+                Scheme::ALL.map(|scheme| {
+                    let graph = entry
+                        .graphs
+                        .as_ref()
+                        .and_then(|graphs| graphs.by_arch.get(basearch));
+                    ListedScope {
+                        stream: name,
+                        basearch,
+                        oci: scheme == Scheme::Oci,
+                        etag: graph.map(|pair| pair[slot(scheme)].etag()),
+                    }
+                })
+            })
+        })
+        .collect();
+    let json = serde_json::to_vec(&Listing { scopes }).expect("a listing serializes");
+    GraphBody::new(json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> GraphStore {
+        GraphStore::new(BTreeMap::from([
+            ("next".to_string(), vec!["x86_64".to_string()]),
+            ("stable".to_string(), vec!["x86_64".to_string()]),
+        ]))
+    }
+
+    fn graphs(payload: &str) -> StreamGraphs {
+        let mut graphs = StreamGraphs::default();
+        let json = format!(
+            r#"{{"nodes":[{{"version":"1","metadata":{{}},"payload":"{payload}"}}],"edges":[]}}"#
+        );
+        graphs.insert(
+            "x86_64",
+            Scheme::Checksum,
+            GraphBody::new(json.into_bytes()),
+        );
+        graphs
+    }
+
+    #[test]
+    fn ready_once_every_stream_is_refreshed_and_one_has_graphs() {
+        let store = store();
+        assert!(!store.ready());
+        store.record_refresh("next", false);
+        assert!(!store.ready(), "stable has not been refreshed yet");
+        store.publish("stable", graphs("a"));
+        store.record_refresh("stable", true);
+        assert!(store.ready());
+        assert_eq!(store.states()["next"], StreamState::Failed);
+        store.record_refresh("stable", false);
+        assert_eq!(store.states()["stable"], StreamState::Stale);
+        assert!(store.ready());
+    }
+
+    #[test]
+    fn the_listing_changes_with_the_graphs_only() {
+        let store = store();
+        let empty = store.listing();
+        let text: serde_json::Value = serde_json::from_slice(empty.json()).unwrap();
+        assert_eq!(text["scopes"].as_array().unwrap().len(), 4);
+        assert!(text["scopes"][0]["etag"].is_null());
+        store.publish("stable", graphs("a"));
+        let first = store.listing();
+        assert_ne!(first.etag(), empty.etag());
+        store.publish("stable", graphs("a"));
+        assert_eq!(store.listing().etag(), first.etag());
+        store.publish("stable", graphs("b"));
+        assert_ne!(store.listing().etag(), first.etag());
+    }
+
+    #[tokio::test]
+    async fn waits_end_on_a_change_on_close_or_after_the_wait() {
+        let store = store();
+        let etag = store.listing().etag().to_string();
+        let started = std::time::Instant::now();
+        let same = store
+            .listing_changed_from(&etag, Duration::from_millis(50))
+            .await;
+        assert_eq!(same.etag(), etag);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+
+        let waiter = {
+            let store = store.clone();
+            let etag = etag.clone();
+            tokio::spawn(async move {
+                store
+                    .listing_changed_from(&etag, Duration::from_secs(60))
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        store.publish("next", graphs("n"));
+        let changed = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(changed.etag(), etag);
+
+        let etag = changed.etag().to_string();
+        store.close();
+        let closing = tokio::time::timeout(
+            Duration::from_secs(5),
+            store.listing_changed_from(&etag, Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(closing.etag(), etag);
     }
 }

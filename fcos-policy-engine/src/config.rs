@@ -44,8 +44,12 @@ pub struct UpstreamFile {
     pub graph_url: Option<String>,
     /// Seconds before a fetch from the graph-builder is abandoned.
     pub timeout_secs: Option<u64>,
-    /// Seconds a fetched graph is served before it is fetched again.
+    /// Longest time the graph-builder may hold a poll for changes, in
+    /// seconds (a change is followed at once; this bounds how long the
+    /// replica goes without confirmation).
     pub refresh_secs: Option<u64>,
+    /// Directory where the last good snapshot is kept across restarts.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// Validated policy-engine settings.
@@ -61,8 +65,10 @@ pub struct Settings {
     pub graph_url: url::Url,
     /// Time before a fetch is abandoned.
     pub timeout: Duration,
-    /// Time a fetched graph is served before it is fetched again.
+    /// Longest time the graph-builder may hold a poll for changes.
     pub refresh: Duration,
+    /// Where the last good snapshot is kept, when configured.
+    pub state_dir: Option<std::path::PathBuf>,
     /// Known container digest aliases, when configured.
     pub digest_aliases: Option<crate::aliases::DigestAliases>,
 }
@@ -95,11 +101,25 @@ impl Settings {
             })?;
         Ok(Settings {
             service_addr: service.socket_addr(DEFAULT_SERVICE_PORT),
-            origin_allowlist: service.origin_allowlist,
+            origin_allowlist: service.checked_allowlist("service")?,
             status_addr: status.socket_addr(DEFAULT_STATUS_PORT),
             graph_url,
             timeout: positive_secs("upstream.timeout_secs", upstream.timeout_secs, 10)?,
-            refresh: positive_secs("upstream.refresh_secs", upstream.refresh_secs, 10)?,
+            refresh: positive_secs("upstream.refresh_secs", upstream.refresh_secs, 10).and_then(
+                |refresh| match refresh.as_secs() {
+                    0..=60 => Ok(refresh),
+                    _ => Err(ConfigError::Invalid {
+                        key: "upstream.refresh_secs".to_string(),
+                        message:
+                            "must be at most 60 seconds (the longest poll the graph-builder holds)"
+                                .to_string(),
+                    }),
+                },
+            )?,
+            state_dir: match upstream.state_dir {
+                Some(dir) => Some(commons::config::writable_dir("upstream.state_dir", dir)?),
+                None => None,
+            },
             digest_aliases: match file.oci.and_then(|oci| oci.digest_aliases) {
                 Some(path) => Some(crate::aliases::DigestAliases::load(&path)?),
                 None => None,

@@ -6,11 +6,11 @@ pub mod aliases;
 pub mod config;
 pub mod fleet;
 pub mod population;
+pub mod replica;
 pub mod service;
-pub mod upstream;
 pub mod view;
 
-use actix_web::{middleware, web, App, HttpServer};
+use actix_web::{middleware, web, App};
 use anyhow::Context;
 use commons::server::Running;
 pub use config::Settings;
@@ -30,17 +30,20 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
     let registry = Registry::new();
     commons::metrics::register_process_start(&registry)?;
     let http_metrics = commons::metrics::HttpMetrics::register(&registry, "fcos_cincinnati_pe")?;
-    let upstream = Arc::new(
-        upstream::UpstreamGraphs::new(
-            settings.graph_url.clone(),
-            settings.timeout,
-            settings.refresh,
-            &registry,
-        )
-        .context("cannot create the HTTP client")?,
-    );
+    let replica = Arc::new(replica::Replica::new(&registry)?);
+    if let Some(dir) = &settings.state_dir {
+        replica.load_state(dir);
+    }
+    let sync = replica::Sync::new(
+        Arc::clone(&replica),
+        settings.graph_url.clone(),
+        settings.refresh,
+        settings.timeout,
+        settings.state_dir.clone(),
+    )
+    .context("cannot create the HTTP client")?;
     let state = service::ServiceState::new(
-        Arc::clone(&upstream),
+        Arc::clone(&replica),
         Arc::clone(&clock),
         settings.digest_aliases.clone(),
         &registry,
@@ -48,7 +51,7 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
     let fleet = Arc::clone(&state.fleet);
 
     let allowlist = settings.origin_allowlist.clone();
-    let service = HttpServer::new(move || {
+    let service = commons::server::bind("service", settings.service_addr, 0, move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
             .app_data(web::Data::new(http_metrics.clone()))
@@ -56,43 +59,37 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
             .wrap(middleware::from_fn(commons::metrics::record_http_metrics))
             .configure(service::configure)
     })
-    .shutdown_timeout(10)
-    .bind(settings.service_addr)
     .with_context(|| {
         format!(
             "cannot listen on {} (service.address/service.port)",
             settings.service_addr
         )
     })?;
-    let service_addr = service.addrs()[0];
 
+    let ready = Arc::clone(&replica);
+    let rendered = Arc::clone(&replica);
     let status_state = commons::status::StatusState {
         registry,
-        ready: Arc::new(|| true),
+        ready: Arc::new(move || (ready.ready(), ready.status())),
         before_render: Arc::new(move || {
-            upstream.update_age_metric();
-            fleet.update_gauges(clock(), &upstream.versions_by_stream());
+            rendered.update_age_metric();
+            fleet.update_gauges(clock(), &rendered.versions_by_stream());
         }),
     };
-    let status = HttpServer::new(move || {
+    let status = commons::server::bind("status", settings.status_addr, 1, move || {
         App::new().configure(commons::status::configure(status_state.clone()))
     })
-    .workers(1)
-    .shutdown_timeout(10)
-    .bind(settings.status_addr)
     .with_context(|| {
         format!(
             "cannot listen on {} (status.address/status.port)",
             settings.status_addr
         )
     })?;
-    let status_addr = status.addrs()[0];
-    tracing::info!(%service_addr, %status_addr, graph_url = %settings.graph_url, "policy-engine listening");
-    Ok(Running::spawn(
-        service_addr,
-        service.run(),
-        status_addr,
-        status.run(),
-        Vec::new(),
-    ))
+    tracing::info!(
+        service_addr = %service.addr,
+        status_addr = %status.addr,
+        graph_url = %settings.graph_url,
+        "policy-engine listening"
+    );
+    Ok(Running::spawn(service, status).task("graph-builder sync", sync.run()))
 }

@@ -4,7 +4,7 @@
 use crate::aliases::DigestAliases;
 use crate::fleet::{FleetMetrics, Poll};
 use crate::population::Population;
-use crate::upstream::UpstreamGraphs;
+use crate::replica::Replica;
 use actix_web::{web, HttpRequest, HttpResponse};
 use commons::policy;
 use commons::web::{check_accepts_json, GraphError, GraphQuery};
@@ -18,8 +18,8 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 /// State of the service port.
 #[derive(Clone)]
 pub struct ServiceState {
-    /// Graphs from the graph-builder.
-    pub upstream: Arc<UpstreamGraphs>,
+    /// The replica of the graph-builder's graphs.
+    pub replica: Arc<Replica>,
     /// The current time.
     pub clock: Clock,
     /// Known digest aliases, when configured.
@@ -35,7 +35,7 @@ pub struct ServiceState {
 impl ServiceState {
     /// Creates the state and registers its metrics.
     pub fn new(
-        upstream: Arc<UpstreamGraphs>,
+        replica: Arc<Replica>,
         clock: Clock,
         aliases: Option<DigestAliases>,
         registry: &Registry,
@@ -59,7 +59,7 @@ impl ServiceState {
         registry.register(Box::new(unique_uuids.clone()))?;
         registry.register(Box::new(wariness.clone()))?;
         Ok(ServiceState {
-            upstream,
+            replica,
             clock,
             aliases: aliases.map(Arc::new),
             fleet: Arc::new(FleetMetrics::register(registry)?),
@@ -91,7 +91,7 @@ pub async fn serve_graph(
         state.record_node(uuid);
     }
     let scope = query.scope();
-    let graph = state.upstream.get(&scope).await?;
+    let graph = state.replica.get(&scope)?;
     let wariness = policy::client_wariness(query.rollout_wariness, query.node_uuid.as_deref());
     state.wariness.observe(wariness);
     let now = (state.clock)();

@@ -65,14 +65,6 @@ impl PreparedGraph {
         }
     }
 
-    /// Whether this was prepared from `graph` (so preparing it again would
-    /// give the same views).
-    pub fn is_prepared_from(&self, graph: &Graph) -> bool {
-        let mut graph = graph.clone();
-        policy::filter_deadends(&mut graph);
-        graph == self.graph
-    }
-
     /// The graph as received, dead-end edges removed.
     pub fn graph(&self) -> &Graph {
         &self.graph

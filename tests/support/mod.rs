@@ -201,14 +201,57 @@ pub fn graph_builder_settings(upstream: &Upstream, streams: &str) -> fcos_graph_
     fcos_graph_builder::Settings::from_file(file).unwrap()
 }
 
-/// Policy-engine settings on loopback port 0 reading `graph_url`,
-/// refreshing every second.
+/// Policy-engine settings on loopback port 0 reading `graph_url`, with
+/// polls held at most a second.
 pub fn policy_engine_settings(graph_url: &str) -> fcos_policy_engine::Settings {
+    policy_engine_settings_with(graph_url, "")
+}
+
+/// [`policy_engine_settings`] with more `[upstream]` lines.
+pub fn policy_engine_settings_with(
+    graph_url: &str,
+    upstream: &str,
+) -> fcos_policy_engine::Settings {
     let text = format!(
-        "[service]\naddress = \"127.0.0.1\"\nport = 0\n[status]\naddress = \"127.0.0.1\"\nport = 0\n[upstream]\ngraph_url = \"{graph_url}\"\nrefresh_secs = 1\ntimeout_secs = 2\n"
+        "[service]\naddress = \"127.0.0.1\"\nport = 0\n[status]\naddress = \"127.0.0.1\"\nport = 0\n[upstream]\ngraph_url = \"{graph_url}\"\nrefresh_secs = 1\ntimeout_secs = 2\n{upstream}"
     );
     let file = commons::config::parse_toml(&text, "test").unwrap();
     fcos_policy_engine::Settings::from_file(file).unwrap()
+}
+
+/// The `ETag` of the graph-builder's current scope listing.
+pub async fn listing_etag(graph_builder: &Running) -> String {
+    let response = client()
+        .get(format!("http://{}/v1/scopes", graph_builder.service_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.headers()["etag"].to_str().unwrap().to_string()
+}
+
+/// The `/readyz` answer of a service: status and JSON body.
+pub async fn readyz(running: &Running) -> (u16, serde_json::Value) {
+    let (status, body) = get(&format!("http://{}/readyz", running.status_addr)).await;
+    (status, serde_json::from_str(&body).unwrap())
+}
+
+/// Waits until the policy-engine follows the graph-builder's current
+/// listing.
+pub async fn wait_following(policy_engine: &Running, graph_builder: &Running) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let etag = listing_etag(graph_builder).await;
+        let (_, body) = readyz(policy_engine).await;
+        if body["details"]["listing_etag"].as_str() == Some(etag.as_str()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the policy-engine never followed listing {etag}: {body}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A graph-builder and a policy-engine reading it, time pinned at `now`.
@@ -231,6 +274,13 @@ impl Stack {
             graph_builder,
             policy_engine,
         }
+    }
+
+    /// Waits until the graph-builder is ready and the policy-engine
+    /// follows it.
+    pub async fn wait_ready(&self) {
+        wait_ready(&self.graph_builder).await;
+        wait_following(&self.policy_engine, &self.graph_builder).await;
     }
 
     pub fn gb(&self, query: &str) -> String {

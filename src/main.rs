@@ -100,10 +100,12 @@ fn run_serve(config: Option<PathBuf>) -> anyhow::Result<()> {
             "serving{}",
             if config.is_none() { " the embedded sample" } else { "" }
         );
-        let (gb, pe) = tokio::join!(both.graph_builder.wait(), both.policy_engine.wait());
-        gb.context("graph-builder failed")?;
-        pe.context("policy-engine failed")?;
-        Ok(())
+        // One process: if either service fails, both stop.
+        both.graph_builder
+            .absorb(both.policy_engine)
+            .wait()
+            .await
+            .context("server failed")
     })
 }
 

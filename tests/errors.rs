@@ -262,53 +262,153 @@ async fn unreachable_graph_builder_is_503_from_the_policy_engine() {
     policy_engine.stop().await.unwrap();
 }
 
-/// Sends raw bytes over HTTP/1.1 and returns the status code answered.
-async fn raw_status(addr: std::net::SocketAddr, request: Vec<u8>) -> u16 {
+/// Sends raw bytes over HTTP/1.1 and returns what was answered.
+async fn raw_exchange(addr: std::net::SocketAddr, request: Vec<u8>) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    // The server may answer and close before reading everything.
+    // The server may answer before reading everything.
     let _ = stream.write_all(&request).await;
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response).await;
-    let head = String::from_utf8_lossy(&response[..response.len().min(64)]).to_string();
-    head.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
+    String::from_utf8_lossy(&response).to_string()
+}
+
+/// The status codes of the responses in `exchange`, in order.
+fn statuses(exchange: &str) -> Vec<u16> {
+    exchange
+        .match_indices("HTTP/1.1 ")
+        .filter_map(|(at, _)| exchange[at + 9..at + 12].parse().ok())
+        .collect()
+}
+
+/// Sends raw bytes over HTTP/1.1 and returns the status code answered.
+async fn raw_status(addr: std::net::SocketAddr, request: Vec<u8>) -> u16 {
+    statuses(&raw_exchange(addr, request).await)
+        .first()
+        .copied()
         .unwrap_or(0)
 }
 
 #[actix_web::test]
-async fn oversized_requests_are_4xx_and_the_service_keeps_serving() {
+async fn oversized_request_heads_get_json_errors_and_are_counted() {
     let upstream = Upstream::start();
     upstream.serve_fixture("stable");
     let stack = Stack::start(&upstream, STREAMS, MIDWAY);
     stack.wait_ready().await;
-    for addr in [
-        stack.graph_builder.service_addr,
-        stack.policy_engine.service_addr,
-    ] {
+    let services = [
+        (
+            stack.graph_builder.service_addr,
+            stack.graph_builder.status_addr,
+            "gb",
+        ),
+        (
+            stack.policy_engine.service_addr,
+            stack.policy_engine.status_addr,
+            "pe",
+        ),
+    ];
+    for (addr, status_addr, prefix) in services {
         let path = "/v1/graph?basearch=x86_64&stream=stable";
-        let huge_query = format!(
-            "GET {path}&node_uuid={} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            "a".repeat(200 * 1024)
-        );
-        let status = raw_status(addr, huge_query.into_bytes()).await;
-        assert!((400..500).contains(&status), "huge query: {status}");
-        let huge_header = format!(
-            "GET {path} HTTP/1.1\r\nHost: x\r\nX-Padding: {}\r\nConnection: close\r\n\r\n",
-            "b".repeat(200 * 1024)
-        );
-        let status = raw_status(addr, huge_header.into_bytes()).await;
-        assert!((400..500).contains(&status), "huge header: {status}");
+        let request = |target: &str, headers: &str| {
+            format!("GET {target} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n")
+                .into_bytes()
+        };
+        let counted = |code: &str| {
+            format!(
+                r#"fcos_cincinnati_{prefix}_http_responses_total{{code="{code}",handler="graph"}}"#
+            )
+        };
+        // (what, request, status, kind): over the limits (below and beyond
+        // what the HTTP parser itself reads), and just within them.
+        let cases = [
+            (
+                "70 KB URI",
+                request(&format!("{path}&node_uuid={}", "a".repeat(70_000)), ""),
+                414,
+                "uri_too_long",
+            ),
+            (
+                "200 KiB URI",
+                request(&format!("{path}&node_uuid={}", "a".repeat(200 * 1024)), ""),
+                414,
+                "uri_too_long",
+            ),
+            (
+                "9 KiB URI",
+                request(&format!("{path}&node_uuid={}", "a".repeat(9 * 1024)), ""),
+                414,
+                "uri_too_long",
+            ),
+            (
+                "64 KiB header",
+                request(path, &format!("X-Padding: {}\r\n", "b".repeat(64 * 1024))),
+                431,
+                "headers_too_large",
+            ),
+            (
+                "200 KiB header",
+                request(path, &format!("X-Padding: {}\r\n", "b".repeat(200 * 1024))),
+                431,
+                "headers_too_large",
+            ),
+            (
+                "17 KiB of headers",
+                request(
+                    path,
+                    &"X-Padding: 0123456789abcdef\r\n".repeat(17 * 1024 / 28),
+                ),
+                431,
+                "headers_too_large",
+            ),
+            (
+                "8000-byte URI",
+                request(
+                    &format!("{path}&os_version={}", "1".repeat(8000 - path.len() - 12)),
+                    "",
+                ),
+                200,
+                "",
+            ),
+            (
+                "15 KiB header",
+                request(path, &format!("X-Padding: {}\r\n", "b".repeat(15 * 1024))),
+                200,
+                "",
+            ),
+        ];
+        for (what, bytes, status, kind) in cases {
+            let before = metric(status_addr, &counted(&status.to_string()))
+                .await
+                .unwrap_or(0.0);
+            let answer = raw_exchange(addr, bytes).await;
+            assert_eq!(
+                statuses(&answer).first(),
+                Some(&status),
+                "{prefix} {what}: {answer:.300}"
+            );
+            if status != 200 {
+                let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+                let error: serde_json::Value = serde_json::from_str(body).unwrap();
+                assert_eq!(error["kind"], kind, "{prefix} {what}");
+                assert!(answer
+                    .to_ascii_lowercase()
+                    .contains("content-type: application/json"));
+            }
+            let after = metric(status_addr, &counted(&status.to_string())).await;
+            assert_eq!(after, Some(before + 1.0), "{prefix} {what} not counted");
+        }
+        // On a kept-alive connection, a good request and then an oversized
+        // one: each gets its own answer.
+        let mut two = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes();
+        two.extend(request(&format!("{path}&x={}", "a".repeat(10_000)), ""));
+        assert_eq!(statuses(&raw_exchange(addr, two).await), [200, 414]);
         let mut not_utf8 = format!("GET {path}&os_version=").into_bytes();
         not_utf8.extend_from_slice(&[0xff, 0xfe]);
         not_utf8.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         let status = raw_status(addr, not_utf8).await;
         assert!((200..500).contains(&status), "raw non-UTF-8: {status}");
-        // A long but sane query reaches the application, and the service
-        // keeps serving.
-        let long = format!("http://{addr}{path}&os_version={}", "1".repeat(4000));
-        let (status, body) = get(&long).await;
+        // And the service keeps serving.
+        let (status, body) = get(&format!("http://{addr}{path}")).await;
         assert_eq!(status, 200, "{body}");
     }
     stack.stop().await;

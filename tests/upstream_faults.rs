@@ -242,3 +242,55 @@ async fn unchanged_documents_are_not_downloaded_or_rebuilt() {
     upstream.stop().await;
     gb.stop().await.unwrap();
 }
+
+#[actix_web::test]
+async fn one_broken_stream_at_start_does_not_keep_the_graph_builder_unready() {
+    let upstream = Upstream::start();
+    upstream.serve_fixture("stable");
+    // `testing` is broken from the start.
+    upstream.set("/testing/releases.json", Canned::Status(500));
+    upstream.set("/testing/updates.json", Canned::Status(500));
+    let gb = fcos_graph_builder::start(graph_builder_settings(&upstream, STREAMS)).unwrap();
+    wait_ready(&gb).await;
+    let (status, ready) = readyz(&gb).await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["details"]["streams"]["stable"], "ready");
+    assert_eq!(ready["details"]["streams"]["testing"], "failed");
+    let url = |q: &str| format!("http://{}/v1/graph?{q}", gb.service_addr);
+    assert_eq!(get(&url(QUERY)).await.0, 200);
+    let (status, body) = get(&url("basearch=x86_64&stream=testing")).await;
+    assert_eq!(status, 503, "{body}");
+
+    // The broken stream recovers by itself; a stream that breaks after
+    // serving is stale, and the service stays ready.
+    upstream.serve_fixture_as("stable", "testing");
+    wait_for_status(&url("basearch=x86_64&stream=testing"), 200).await;
+    upstream.set("/stable/updates.json", Canned::Status(500));
+    wait_metric(
+        gb.status_addr,
+        r#"fcos_cincinnati_gb_scraper_last_refresh_failed{stream="stable"}"#,
+        |v| v == 1.0,
+    )
+    .await;
+    let (status, ready) = readyz(&gb).await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["details"]["streams"]["stable"], "stale");
+    assert_eq!(ready["details"]["streams"]["testing"], "ready");
+    gb.stop().await.unwrap();
+}
+
+#[actix_web::test]
+async fn no_stream_with_a_graph_is_not_ready() {
+    let upstream = Upstream::start();
+    let gb = fcos_graph_builder::start(graph_builder_settings(&upstream, STREAMS)).unwrap();
+    wait_metric(
+        gb.status_addr,
+        r#"fcos_cincinnati_gb_scraper_last_refresh_failed{stream="testing"}"#,
+        |v| v == 1.0,
+    )
+    .await;
+    let (status, ready) = readyz(&gb).await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["details"]["streams"]["stable"], "failed");
+    gb.stop().await.unwrap();
+}

@@ -19,7 +19,8 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::task::JoinSet;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// Seconds the requests in flight get to finish when the service stops.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
@@ -105,28 +106,40 @@ pub struct Running {
     /// Address of the status port, as bound.
     pub status_addr: SocketAddr,
     handles: Vec<ServerHandle>,
-    servers: JoinSet<(String, io::Result<()>)>,
-    tasks: JoinSet<&'static str>,
+    servers: Vec<JoinHandle<io::Result<()>>>,
+    tasks: Vec<JoinHandle<()>>,
+    /// What ended by itself, as a sentence.
+    ended_tx: mpsc::UnboundedSender<String>,
+    ended: mpsc::UnboundedReceiver<String>,
     on_stop: Vec<Box<dyn FnOnce()>>,
 }
 
 impl Running {
     /// Runs the service and status servers on the current actix runtime.
     pub fn spawn(service: Listening, status: Listening) -> Self {
+        let (ended_tx, ended) = mpsc::unbounded_channel();
         let mut running = Running {
             service_addr: service.addr,
             status_addr: status.addr,
             handles: Vec::new(),
-            servers: JoinSet::new(),
-            tasks: JoinSet::new(),
+            servers: Vec::new(),
+            tasks: Vec::new(),
+            ended_tx,
+            ended,
             on_stop: Vec::new(),
         };
         for listening in [service, status] {
             running.handles.push(listening.server.handle());
             let what = format!("the {} server on {}", listening.name, listening.addr);
-            running
-                .servers
-                .spawn_local(async move { (what, listening.server.await) });
+            let ended = running.ended_tx.clone();
+            running.servers.push(actix_web::rt::spawn(async move {
+                let result = listening.server.await;
+                let _ = ended.send(match &result {
+                    Ok(()) => format!("{what} stopped"),
+                    Err(error) => format!("{what} failed: {error}"),
+                });
+                result
+            }));
         }
         running
     }
@@ -134,10 +147,11 @@ impl Running {
     /// Runs a background task `name`, which must not end before the
     /// service stops.
     pub fn task(mut self, name: &'static str, task: impl Future<Output = ()> + 'static) -> Self {
-        self.tasks.spawn_local(async move {
+        let ended = self.ended_tx.clone();
+        self.tasks.push(actix_web::rt::spawn(async move {
             task.await;
-            name
-        });
+            let _ = ended.send(format!("the {name} task ended"));
+        }));
         self
     }
 
@@ -145,6 +159,25 @@ impl Running {
     /// requests, for example).
     pub fn on_stop(mut self, hook: impl FnOnce() + 'static) -> Self {
         self.on_stop.push(Box::new(hook));
+        self
+    }
+
+    /// Makes `other` part of this service: they stop together, and
+    /// whatever of either ends by itself stops both. The addresses stay
+    /// this one's.
+    pub fn absorb(mut self, mut other: Running) -> Self {
+        self.handles.append(&mut other.handles);
+        self.servers.append(&mut other.servers);
+        self.on_stop.append(&mut other.on_stop);
+        let tx = self.ended_tx.clone();
+        let mut rx = other.ended;
+        drop(other.ended_tx);
+        self.tasks.append(&mut other.tasks);
+        self.tasks.push(actix_web::rt::spawn(async move {
+            while let Some(what) = rx.recv().await {
+                let _ = tx.send(what);
+            }
+        }));
         self
     }
 
@@ -158,15 +191,7 @@ impl Running {
         let failure = tokio::select! {
             _ = terminate.recv() => None,
             _ = interrupt.recv() => None,
-            Some(ended) = self.servers.join_next() => Some(match ended {
-                Ok((what, Ok(()))) => format!("{what} stopped"),
-                Ok((what, Err(error))) => format!("{what} failed: {error}"),
-                Err(error) => format!("a server failed: {error}"),
-            }),
-            Some(ended) = self.tasks.join_next() => Some(match ended {
-                Ok(name) => format!("the {name} task ended"),
-                Err(error) => format!("a background task failed: {error}"),
-            }),
+            Some(why) = self.ended.recv() => Some(why),
         };
         match &failure {
             None => tracing::info!("stopping: finishing the requests in flight"),
@@ -185,23 +210,81 @@ impl Running {
         for hook in self.on_stop.drain(..) {
             hook();
         }
-        self.tasks.abort_all();
+        for task in &self.tasks {
+            task.abort();
+        }
         let stops: Vec<_> = self.handles.iter().map(|h| h.stop(true)).collect();
         for stop in stops {
             stop.await;
         }
         let mut result = Ok(());
-        while let Some(ended) = self.servers.join_next().await {
-            match ended {
-                Ok((_, Ok(()))) => {}
-                Ok((what, Err(error))) => {
-                    result = Err(io::Error::other(format!("{what} failed: {error}")))
-                }
+        for server in self.servers.drain(..) {
+            match server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => result = Err(error),
                 Err(error) => result = Err(io::Error::other(error)),
             }
         }
-        while self.tasks.join_next().await.is_some() {}
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
         tracing::info!("stopped");
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::{web, App, HttpResponse};
+
+    fn ok_app() -> App<
+        impl ServiceFactory<
+            actix_web::dev::ServiceRequest,
+            Config = (),
+            Response = actix_web::dev::ServiceResponse,
+            Error = actix_web::Error,
+            InitError = (),
+        >,
+    > {
+        App::new().route("/", web::get().to(|| async { HttpResponse::Ok().finish() }))
+    }
+
+    fn loopback() -> SocketAddr {
+        "127.0.0.1:0".parse().unwrap()
+    }
+
+    #[actix_web::test]
+    async fn a_server_that_cannot_start_stops_the_whole_service() {
+        // The service port's app fails to start on its worker.
+        let service = bind("service", loopback(), 1, || {
+            ok_app().data_factory(|| async { Err::<u32, _>(()) })
+        })
+        .unwrap();
+        let status = bind("status", loopback(), 1, ok_app).unwrap();
+        let running = Running::spawn(service, status);
+        let status_addr = running.status_addr;
+        let error = tokio::time::timeout(Duration::from_secs(10), running.wait())
+            .await
+            .expect("the service stops by itself")
+            .unwrap_err();
+        assert!(error.to_string().contains("the service server"), "{error}");
+        // The status port went with it.
+        assert!(std::net::TcpStream::connect(status_addr).is_err());
+    }
+
+    #[actix_web::test]
+    async fn a_task_that_ends_stops_the_whole_service() {
+        let service = bind("service", loopback(), 1, ok_app).unwrap();
+        let status = bind("status", loopback(), 1, ok_app).unwrap();
+        let running = Running::spawn(service, status).task("refresh", async {});
+        let error = tokio::time::timeout(Duration::from_secs(10), running.wait())
+            .await
+            .expect("the service stops by itself")
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("the refresh task ended"),
+            "{error}"
+        );
     }
 }

@@ -30,14 +30,56 @@ fn shipped_sample_is_accepted() {
 fn bad_configuration_is_rejected_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "[upstream]\ntimeout_secs = 0\n").unwrap();
-    let output = Command::new(BIN)
-        .arg("--check-config")
+    for (text, key) in [
+        ("[upstream]\nrefresh_secs = 0\n", "upstream.refresh_secs"),
+        (
+            "[service]\norigin_allowlist = [\"not an origin\"]\n",
+            "service.origin_allowlist[0]",
+        ),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let output = Command::new(BIN)
+            .arg("--check-config")
+            .arg("-c")
+            .arg(&bad)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{text}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(key), "{key}: {stderr}");
+    }
+}
+
+/// A configuration the service cannot start with never leaves a process
+/// half alive: it exits non-zero at once, naming the key.
+#[test]
+fn a_service_that_cannot_start_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[service]\naddress = \"127.0.0.1\"\nport = 0\norigin_allowlist = [\"https://ok.example\", \"https://bad.example/path\"]\n[status]\naddress = \"127.0.0.1\"\nport = 0\n",
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
         .arg("-c")
         .arg(&bad)
-        .output()
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("upstream.timeout_secs"), "{stderr}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running with a service it cannot start");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("service.origin_allowlist[1]"), "{stderr}");
 }

@@ -4,8 +4,9 @@
 //! packages are installed (`.ci/browser` installs both), runs
 //! `tests/browser/viewer.mjs` against the server in a real browser.
 //!
-//! The browser test's screenshot goes to `$VIEWER_SCREENSHOT` when set,
-//! else to a temporary directory.
+//! Without Chromium the browser test is skipped with a message, except
+//! under `CI=true`, where it fails. The browser test's screenshot goes to
+//! `$VIEWER_SCREENSHOT` when set, else to a temporary directory.
 
 mod support;
 
@@ -93,7 +94,25 @@ async fn graph_builder_serves_the_viewer() {
     upstream.stop().await;
 }
 
-/// Runs the browser test against `base`, or says why it is skipped.
+/// Whether the browser test must run: under CI (`CI=true`, as CI services
+/// set it) a missing browser fails the test instead of skipping it, so that
+/// a skipped browser test cannot pass unnoticed.
+fn browser_test_required(ci: Option<&str>) -> bool {
+    ci.is_some_and(|value| value.eq_ignore_ascii_case("true") || value == "1")
+}
+
+#[test]
+fn a_missing_browser_fails_under_ci_only() {
+    assert!(browser_test_required(Some("true")));
+    assert!(browser_test_required(Some("TRUE")));
+    assert!(browser_test_required(Some("1")));
+    assert!(!browser_test_required(None));
+    assert!(!browser_test_required(Some("")));
+    assert!(!browser_test_required(Some("false")));
+}
+
+/// Runs the browser test against `base`, or says why it is skipped (and
+/// fails instead under CI).
 async fn run_browser_test(base: &str) {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let missing: Vec<String> = [
@@ -105,10 +124,17 @@ async fn run_browser_test(base: &str) {
     .map(|p| p.display().to_string())
     .collect();
     if !missing.is_empty() {
-        eprintln!(
-            "SKIPPED the viewer's browser test: missing {}; `bash .ci/browser` installs what it needs",
+        let message = format!(
+            "the viewer's browser test cannot run: missing {}; `bash .ci/browser` installs what it needs",
             missing.join(" and ")
         );
+        let ci = std::env::var("CI").ok();
+        assert!(
+            !browser_test_required(ci.as_deref()),
+            "{message} (CI={})",
+            ci.unwrap_or_default()
+        );
+        eprintln!("SKIPPED {message}");
         return;
     }
 

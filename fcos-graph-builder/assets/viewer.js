@@ -32,6 +32,11 @@
     { id: 'checksum', title: 'OSTree', oci: false, note: 'payloads are OSTree commit checksums' },
     { id: 'oci', title: 'OCI', oci: true, note: 'payloads are container image pullspecs' },
   ];
+  // Fedora's streams, in the order Fedora lists them everywhere; other
+  // streams follow by name. Only these have a release notes page.
+  const FEDORA_STREAMS = ['stable', 'testing', 'next'];
+  const RELEASE_NOTES = 'https://fedoraproject.org/coreos/release-notes/';
+
 
   // Geometry, in pixels.
   const COLUMN = 76; // distance between two releases
@@ -47,6 +52,7 @@
   const ui = {
     stream: $('stream'),
     basearch: $('basearch'),
+    releaseNotes: $('release-notes'),
     wariness: $('wariness'),
     warinessValue: $('wariness-value'),
     at: $('at'),
@@ -106,6 +112,14 @@
     return Number.isFinite(value) ? value : fallback;
   }
 
+  function clamp(value, low, high) {
+    return Math.min(Math.max(value, low), high);
+  }
+
+  function plural(count, singular, many) {
+    return count + ' ' + (count === 1 ? singular : many || singular + 's');
+  }
+
   function now() {
     return state.at !== null ? state.at : Math.floor(Date.now() / 1000);
   }
@@ -131,6 +145,33 @@
     if (hours) parts.push(hours + ' h');
     if (rest || !parts.length) parts.push(rest + ' min');
     return minutes + ' minutes (' + parts.join(' ') + ')';
+  }
+
+  // The build date in a Fedora CoreOS version (`44.20260707.3.1` was built
+  // on 2026-07-07), as YYYY-MM-DD, or null when the version holds none.
+  function buildDate(version) {
+    const match = /^\d+\.(\d{4})(\d{2})(\d{2})\.\d+(\.\d+)*$/.exec(version);
+    if (!match) return null;
+    const [year, month, day] = match.slice(1, 4).map(Number);
+    const date = new Date(Date.UTC(year, month - 1, day));
+    if (date.getUTCFullYear() !== year || date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) {
+      return null;
+    }
+    return match[1] + '-' + match[2] + '-' + match[3];
+  }
+
+  // Fedora's streams first, in Fedora's order, then the others by name.
+  function streamOrder(names) {
+    const known = FEDORA_STREAMS.filter((name) => names.includes(name));
+    const others = names.filter((name) => !FEDORA_STREAMS.includes(name)).sort();
+    return known.concat(others);
+  }
+
+  // The release notes page of a stream and architecture, or null for a
+  // stream Fedora publishes no notes for.
+  function releaseNotesUrl(stream, basearch) {
+    if (!FEDORA_STREAMS.includes(stream) || !basearch) return null;
+    return RELEASE_NOTES + '?' + new URLSearchParams({ arch: basearch, stream });
   }
 
   // A reason as text, or as a link when it is a web address.
@@ -177,10 +218,12 @@
   function buildModel(scheme, graph) {
     const nodes = (graph.nodes || []).map((raw, index) => {
       const metadata = raw.metadata || {};
+      const version = String(raw.version);
       return {
         scheme,
         index,
-        version: String(raw.version),
+        version,
+        date: buildDate(version),
         payload: String(raw.payload),
         metadata,
         ageIndex: integer(metadata[KEYS.ageIndex], index),
@@ -266,14 +309,12 @@
       setStatus('Cannot read the list of streams: ' + error.message, true);
       return;
     }
-    const names = Object.keys(state.streams);
+    const names = streamOrder(Object.keys(state.streams));
     if (!names.length) {
       setStatus('No stream is configured.', true);
       return;
     }
-    if (!names.includes(state.stream)) {
-      state.stream = names.includes('stable') ? 'stable' : names[0];
-    }
+    if (!names.includes(state.stream)) state.stream = names[0];
     ui.stream.replaceChildren(...names.map((name) => html('option', { value: name, text: name })));
     ui.stream.value = state.stream;
     ui.stream.disabled = false;
@@ -289,6 +330,19 @@
     ui.basearch.replaceChildren(...arches.map((name) => html('option', { value: name, text: name })));
     ui.basearch.value = state.basearch;
     ui.basearch.disabled = arches.length === 0;
+    showReleaseNotes();
+  }
+
+  function showReleaseNotes() {
+    const url = releaseNotesUrl(state.stream, state.basearch);
+    ui.releaseNotes.hidden = !url;
+    if (url) {
+      ui.releaseNotes.href = url;
+      ui.releaseNotes.textContent = state.stream + ' release notes (' + state.basearch + ')';
+      ui.releaseNotes.title = 'The release notes of Fedora CoreOS ' + state.stream + ' for ' + state.basearch;
+    } else {
+      ui.releaseNotes.removeAttribute('href');
+    }
   }
 
   async function loadGraphs(keepSelection) {
@@ -588,7 +642,8 @@
       'data-version': node.version,
     }, layer);
     svg('title', {}, group).textContent =
-      node.version + (kinds.length ? ' (' + kinds.join(', ') + ')' : '') + '\nage index ' + node.ageIndex;
+      node.version + (kinds.length ? ' (' + kinds.join(', ') + ')' : '') +
+      (node.date ? '\nbuilt ' + node.date : '') + '\nage index ' + node.ageIndex;
     svg('circle', { class: 'hit', r: RADIUS + 10 }, group);
     if (isSelected || isPeer) svg('circle', { class: 'halo', r: RING + 4 }, group);
     if (node.inProgress) {
@@ -657,7 +712,17 @@
     };
 
     row('version', 'Version', node.version);
+    row('build-date', 'Build date', node.date || html('span', { className: 'muted', text: 'not in the version' }));
     row('graph', 'Graph', scheme.title + ' · ' + state.stream + ' · ' + state.basearch);
+    const notes = releaseNotesUrl(state.stream, state.basearch);
+    if (notes) {
+      row('release-notes', 'Release notes', html('a', {
+        href: notes,
+        rel: 'noopener noreferrer',
+        target: '_blank',
+        text: state.stream + ' · ' + state.basearch,
+      }));
+    }
     row('payload', 'Payload', html('code', { text: node.payload }));
     const otherGraph = state.graphs[other.id];
     const twin = otherGraph && otherGraph.model ? otherGraph.model.byVersion.get(node.version) : null;
@@ -682,14 +747,29 @@
       row('rollout', 'Rollout', 'no');
     }
 
+    const wariness = state.wariness.toFixed(2);
     const visibleIn = node.inEdges.filter((e) => !e.hidden);
-    const visibleOut = node.outEdges.filter((e) => !e.hidden);
-    row('from', 'Updates from', visibleIn.length ? versionList(visibleIn.map((e) => e.from), scheme.id) : 'none');
+    const hiddenIn = node.inEdges.length - visibleIn.length;
+    const from = [visibleIn.length ? versionList(visibleIn.map((e) => e.from), scheme.id) : hiddenIn ? 'none at wariness ' + wariness : 'none'];
+    if (hiddenIn) {
+      // Every update into a rollout is hidden together: the client is not
+      // offered the rollout yet.
+      from.push(html('span', {
+        className: 'hidden-note',
+        text:
+          plural(hiddenIn, 'update') + ' into it hidden: a client of wariness ' + wariness + ' is offered this rollout once it reaches ' +
+          percent(state.wariness) + ' (now at ' + percent(node.progress) + '). Set the client wariness to 0 to see them.',
+      }));
+    }
+    row('from', 'Updates from', ...from);
     const next = nextUpdate(node);
+    const visibleOut = node.outEdges.filter((e) => !e.hidden);
+    const hiddenOut = node.outEdges.filter((e) => e.hidden);
     row('to', 'Updates to', visibleOut.length ? versionList(visibleOut.map((e) => e.to), scheme.id, next) : node.deadend ? 'none (dead-end)' : 'none');
-    const hiddenOut = node.outEdges.length - visibleOut.length;
-    if (hiddenOut) {
-      row('hidden', 'Hidden', hiddenOut + ' update' + (hiddenOut === 1 ? '' : 's') + ' not offered at wariness ' + state.wariness.toFixed(2));
+    if (hiddenOut.length) {
+      const targets = hiddenOut.map((e) => e.to.version + ' at ' + percent(e.to.progress));
+      row('hidden', 'Hidden', plural(hiddenOut.length, 'update') + ' not offered at wariness ' + wariness +
+        ': into rollouts that have not reached it (' + targets.join(', ') + ')');
     }
     row('next', 'Next update', next ? next.version : 'none', html('span', { className: 'muted', text: next ? ' (the highest age index: what a client at this wariness takes)' : '' }));
     ui.detailsList.replaceChildren(...rows);
@@ -715,7 +795,7 @@
     const scheme = query.get('scheme');
     if (scheme === 'checksum' || scheme === 'oci') state.scheme = scheme;
     const wariness = number(query.get('wariness'), 0);
-    state.wariness = Math.min(Math.max(wariness, 0), 1);
+    state.wariness = clamp(wariness, 0, 1);
     const at = integer(query.get('at'), null);
     state.at = at;
     const release = query.get('release');
@@ -757,6 +837,7 @@
     });
     ui.basearch.addEventListener('change', () => {
       state.basearch = ui.basearch.value;
+      showReleaseNotes();
       loadGraphs(false);
     });
     for (const radio of document.querySelectorAll('input[name="scheme"]')) {

@@ -313,6 +313,27 @@
     return graph && graph.model ? graph.model : null;
   }
 
+  // Where the graph of `schemeId` has no release while the other graph has
+  // some: the releases of the other graph before its first release and
+  // after its last one. Null when it has no release at all.
+  function coverage(schemeId) {
+    const model = modelOf(schemeId);
+    if (!model || !model.nodes.length) return null;
+    const ages = model.nodes.map((n) => n.ageIndex);
+    const first = model.byAge.get(Math.min(...ages));
+    const last = model.byAge.get(Math.max(...ages));
+    const other = SCHEMES.find((s) => s.id !== schemeId);
+    const otherModel = modelOf(other.id);
+    const otherNodes = otherModel ? otherModel.nodes : [];
+    return {
+      first,
+      last,
+      before: otherNodes.filter((n) => n.ageIndex < first.ageIndex),
+      after: otherNodes.filter((n) => n.ageIndex > last.ageIndex),
+      other,
+    };
+  }
+
   // ---- loading -----------------------------------------------------------
 
   async function fetchJson(url) {
@@ -444,6 +465,11 @@
     let width = 0;
     for (const c of text) width += c === '.' ? 4 : 7.8;
     return width;
+  }
+
+  // Estimated width of a line of 12px text.
+  function textWidth(text) {
+    return text.length * 6.6;
   }
 
   function shownSchemes() {
@@ -639,10 +665,59 @@
       panel.append(html('p', { className: 'message', text: 'No release of this stream has a payload of this kind for this architecture.' }));
       return panel;
     }
+    // Why this graph starts later (or ends earlier) than the other: in a
+    // band over the stretch when both are drawn and it holds the text,
+    // else here.
+    const span = coverage(scheme.id);
+    const both = shownSchemes().length > 1;
+    for (const [edge, columns] of span ? [['start', span.before.length], ['end', span.after.length]] : []) {
+      const lines = columns ? gapText(scheme, span, edge) : null;
+      if (lines && !(both && gapHolds(columns, layout.geometry, lines))) {
+        panel.append(html('p', { className: 'coverage', 'data-edge': edge, text: gapSentence(lines) }));
+      }
+    }
     const scroller = html('div', { className: 'scroll' });
     scroller.append(drawGraph(scheme, model, layout));
     panel.append(scroller);
     return panel;
+  }
+
+  function dated(node) {
+    return node.version + (node.date ? ' (built ' + node.date + ')' : '');
+  }
+
+  // Why a graph has no release where the other one has: before its first
+  // release (`edge` 'start') or after its last ('end'). A title and the
+  // lines of the explanation.
+  function gapText(scheme, span, edge) {
+    const other = span.other.title;
+    if (edge === 'start') {
+      const count = span.before.length;
+      return [
+        'No ' + scheme.title + ' payloads before ' + (span.first.date || span.first.version),
+        'The ' + scheme.title + ' graph starts at ' + dated(span.first) + ', the first release of ' + state.stream +
+          ' with an ' + scheme.title + ' payload for ' + state.basearch + ';',
+        'the ' + plural(count, 'release') + ' before it ' + (count === 1 ? 'has ' : 'have ') + other + ' payloads only.',
+      ];
+    }
+    const count = span.after.length;
+    return [
+      'No ' + scheme.title + ' payloads after ' + (span.last.date || span.last.version),
+      'The ' + scheme.title + ' graph ends at ' + dated(span.last) + ';',
+      'the ' + plural(count, 'newer release') + ' ' + (count === 1 ? 'has ' : 'have ') + other + ' payloads only.',
+    ];
+  }
+
+  // The explanation as one sentence.
+  function gapSentence(lines) {
+    const [title, ...rest] = lines;
+    const body = rest.join(' ');
+    return title + ': ' + body.charAt(0).toLowerCase() + body.slice(1);
+  }
+
+  // Whether a band of `columns` columns holds the whole explanation.
+  function gapHolds(columns, g, lines) {
+    return columns * g.column - 16 >= Math.max(...lines.map(textWidth)) + 24;
   }
 
   function renderCounts(counts) {
@@ -713,10 +788,34 @@
       svg('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrow ' + kind }, marker);
       markers[kind] = 'url(#' + id + ')';
     }
+    const hatch = svg('pattern', {
+      id: scheme.id + '-hatch',
+      width: 8,
+      height: 8,
+      patternUnits: 'userSpaceOnUse',
+      patternTransform: 'rotate(45)',
+    }, defs);
+    svg('rect', { class: 'hatch-bg', width: 8, height: 8 }, hatch);
+    svg('line', { class: 'hatch-line', x1: 0, y1: 0, x2: 0, y2: 8 }, hatch);
+
     const selected = state.selected;
     const mine = selected && selected.scheme === scheme.id ? model.byVersion.get(selected.version) : null;
     const peer = selected && selected.scheme !== scheme.id ? model.byVersion.get(selected.version) : null;
     const next = mine ? nextUpdate(mine) : null;
+
+    // Where this graph has no release while the other one, drawn beside
+    // it, has: a hatched band saying why.
+    const span = coverage(scheme.id);
+    if (span) {
+      const firstColumn = columns.get(span.first.ageIndex);
+      const lastColumn = columns.get(span.last.ageIndex);
+      if (firstColumn > 0) {
+        drawGap(root, scheme, layout, height, 0, firstColumn - 1, gapText(scheme, span, 'start'), 'start');
+      }
+      if (lastColumn < columns.size - 1) {
+        drawGap(root, scheme, layout, height, lastColumn + 1, columns.size - 1, gapText(scheme, span, 'end'), 'end');
+      }
+    }
 
     // Barriers: a wall across the graph, which every update path crosses
     // through the barrier node.
@@ -767,6 +866,54 @@
       drawNode(nodeLayer, scheme, node, x(node), base, g, { selected: node === mine, peer: node === peer, label });
     }
     return root;
+  }
+
+  // A hatched band over columns `from` to `to` of a graph with no release
+  // there, and the explanation, kept in view while the band is (see
+  // updateViewport): all its lines when they fit, else the title when it
+  // fits (the panel's head then has the whole of it), else none.
+  function drawGap(root, scheme, layout, height, from, to, lines, edge) {
+    const g = layout.geometry;
+    const x1 = Math.max(layout.left + (from - 0.5) * g.column, 2);
+    const x2 = layout.left + (to + 0.5) * g.column;
+    const band = svg('g', { class: 'gap', 'data-edge': edge }, root);
+    svg('rect', {
+      class: 'gap-band',
+      x: x1,
+      y: 6,
+      width: x2 - x1,
+      height: height - 12,
+      rx: 6,
+      fill: 'url(#' + scheme.id + '-hatch)',
+    }, band);
+    svg('title', {}, band).textContent = gapSentence(lines);
+    const holds = gapHolds(to - from + 1, g, lines);
+    const shown = holds ? lines : x2 - x1 >= textWidth(lines[0]) + 40 ? lines.slice(0, 1) : [];
+    if (!shown.length) return;
+    const note = svg('g', {
+      class: 'gap-note',
+      'data-x1': x1 + 12,
+      'data-x2': x2 - 12,
+      'data-width': Math.max(...shown.map(textWidth)),
+      'data-title-width': textWidth(shown[0]),
+    }, band);
+    const top = Math.max(28, height / 2 - 18);
+    shown.forEach((line, i) => {
+      svg('text', { class: i === 0 ? 'gap-title' : 'gap-text', x: 0, y: top + i * 18 }, note).textContent = line;
+    });
+  }
+
+  // Keeps the note of a hatched band in the part of the band in view: all
+  // of it when it fits there, else its title, else nothing.
+  function placeGapNote(note, scroller) {
+    const x1 = Math.max(number(note.dataset.x1, 0), scroller.scrollLeft + 16);
+    const x2 = Math.min(number(note.dataset.x2, 0), scroller.scrollLeft + scroller.clientWidth - 16);
+    const full = number(note.dataset.width, 0);
+    const title = number(note.dataset.titleWidth, 0);
+    const width = x2 - x1 >= full ? full : x2 - x1 >= title ? title : null;
+    note.classList.toggle('off', width === null);
+    note.classList.toggle('title-only', width !== null && width < full);
+    if (width !== null) note.setAttribute('transform', 'translate(' + x1.toFixed(1) + ' 0)');
   }
 
   function describe(node) {
@@ -887,6 +1034,19 @@
       const row = svg('g', { class: 'ov-row', 'data-scheme': scheme.id }, root);
       svg('text', { class: 'ov-title', x: 6, y: y + 4 }, row).textContent = scheme.title;
       svg('line', { class: 'ov-axis', x1: OVERVIEW_LEFT - 4, y1: y, x2: width - OVERVIEW_RIGHT + 4, y2: y }, row);
+      const span = coverage(scheme.id);
+      if (span && rows.length > 1) {
+        const firstColumn = view.columns.get(span.first.ageIndex);
+        const lastColumn = view.columns.get(span.last.ageIndex);
+        if (firstColumn > 0) {
+          const band = svg('rect', { class: 'ov-gap', x: x(0) - 2, y: y - 6, width: x(firstColumn) - x(0) - 1, height: 12 }, row);
+          svg('title', {}, band).textContent = 'No ' + scheme.title + ' payloads before ' + (span.first.date || span.first.version);
+        }
+        if (lastColumn < count - 1) {
+          const band = svg('rect', { class: 'ov-gap', x: x(lastColumn) + 2, y: y - 6, width: x(count - 1) - x(lastColumn), height: 12 }, row);
+          svg('title', {}, band).textContent = 'No ' + scheme.title + ' payloads after ' + (span.last.date || span.last.version);
+        }
+      }
       for (const node of model.nodes) {
         const cx = x(view.columns.get(node.ageIndex));
         const classes = ['ov-release'];
@@ -936,8 +1096,8 @@
     svg('rect', { id: 'overview-window', class: 'ov-window', x: 0, y: 2, width: 0, height: axis }, root);
   }
 
-  // After a scroll or a render: the overview's window and the "in view"
-  // count.
+  // After a scroll or a render: the overview's window, the "in view" count,
+  // and the notes of the hatched bands kept in view.
   function updateViewport() {
     const view = state.view;
     const scroller = scrollers()[0];
@@ -974,6 +1134,7 @@
     ui.inView.textContent = text;
     ui.inView.dataset.shown = String(shown);
     ui.inView.dataset.total = String(count);
+    for (const note of ui.panels.querySelectorAll('.gap-note')) placeGapNote(note, scroller);
     showZoom();
   }
 

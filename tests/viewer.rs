@@ -4,8 +4,16 @@
 //! packages are installed (`.ci/browser` installs both), runs
 //! `tests/browser/viewer.mjs` against the server in a real browser.
 //!
-//! The browser test's screenshot goes to `$VIEWER_SCREENSHOT` when set,
-//! else to a temporary directory.
+//! The server serves four streams, in an order the page must change
+//! (`branched`, `next`, `stable`, `testing` by name; Fedora's order is
+//! stable, testing, next): `stable`, `testing` and `branched` are the
+//! six-release fixture, and `next` is a long synthetic history as long as
+//! the real `next` (217 releases, OCI images from the 151st on), for the
+//! overview, the zoom and the deep links.
+//!
+//! Without Chromium the browser test is skipped with a message, except
+//! under `CI=true`, where it fails. The browser test's screenshot goes to
+//! `$VIEWER_SCREENSHOT` when set, else to a temporary directory.
 
 mod support;
 
@@ -13,7 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::*;
 
-const STREAMS: &str = "stable = [\"x86_64\", \"aarch64\", \"ppc64le\"]";
+const STREAMS: &str = "stable = [\"x86_64\", \"aarch64\", \"ppc64le\"]\n\
+    testing = [\"x86_64\"]\n\
+    next = [\"x86_64\"]\n\
+    branched = [\"x86_64\"]";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// GETs `url` and returns status, headers and body.
@@ -44,6 +55,11 @@ fn asset_file(name: &str) -> String {
 async fn graph_builder_serves_the_viewer() {
     let upstream = Upstream::start();
     upstream.serve_fixture("stable");
+    upstream.serve_fixture_as("stable", "testing");
+    upstream.serve_fixture_as("stable", "branched");
+    let (releases, updates) = long_history("next", LONG_HISTORY, FIRST_OCI);
+    upstream.set("/next/releases.json", Canned::Body(releases));
+    upstream.set("/next/updates.json", Canned::Body(updates));
     let graph_builder =
         fcos_graph_builder::start(graph_builder_settings(&upstream, STREAMS)).unwrap();
     wait_ready(&graph_builder).await;
@@ -80,10 +96,23 @@ async fn graph_builder_serves_the_viewer() {
     let streams: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         streams,
-        serde_json::json!({"stable": ["x86_64", "aarch64", "ppc64le"]})
+        serde_json::json!({
+            "branched": ["x86_64"],
+            "next": ["x86_64"],
+            "stable": ["x86_64", "aarch64", "ppc64le"],
+            "testing": ["x86_64"],
+        })
     );
     let graph = get_graph(&format!("{base}v1/graph?basearch=x86_64&stream=stable")).await;
     assert_eq!(graph["nodes"][3]["version"], "31.2.0");
+    let graph = get_graph(&format!("{base}v1/graph?basearch=x86_64&stream=next")).await;
+    assert_eq!(versions(&graph).len(), LONG_HISTORY);
+    assert_eq!(versions(&graph)[0], "31.20200103.1.0");
+    let graph = get_graph(&format!(
+        "{base}v1/graph?basearch=x86_64&stream=next&oci=true"
+    ))
+    .await;
+    assert_eq!(versions(&graph).len(), LONG_HISTORY - FIRST_OCI);
     let (status, _, _) = fetch(&format!("{base}assets/missing.js")).await;
     assert_eq!(status, 404);
 
@@ -93,7 +122,84 @@ async fn graph_builder_serves_the_viewer() {
     upstream.stop().await;
 }
 
-/// Runs the browser test against `base`, or says why it is skipped.
+/// Releases of the long synthetic history, as many as the real `next` has.
+const LONG_HISTORY: usize = 217;
+/// Index of its first release with an OCI image.
+const FIRST_OCI: usize = 150;
+
+/// The release index and updates metadata of a long history of `stream`:
+/// `count` releases with Fedora CoreOS style versions (`MAJOR.YYYYMMDD.1.0`,
+/// three a month from January 2020), a new major version every 20 releases
+/// behind a barrier, one dead-end (the 38th release), every other release a
+/// rollout (complete, but for the last one: half-way at `MIDWAY`, like the
+/// fixture's 32.2.0), x86_64 OSTree commits for all and OCI images from
+/// the release at `first_oci` on.
+fn long_history(stream: &str, count: usize, first_oci: usize) -> (Vec<u8>, Vec<u8>) {
+    let mut releases = Vec::new();
+    let mut updates = Vec::new();
+    for i in 0..count {
+        let (year, month, day) = (2020 + i / 36, (i % 36) / 3 + 1, 3 + 10 * (i % 3));
+        let version = format!("{}.{year}{month:02}{day:02}.1.0", 31 + i / 20);
+        let mut release = serde_json::json!({
+            "version": version,
+            "commits": [{"architecture": "x86_64", "checksum": format!("c{i}-x86")}],
+        });
+        if i >= first_oci {
+            release["oci-images"] = serde_json::json!([{
+                "architecture": "x86_64",
+                "image": "quay.io/fedora/fedora-coreos",
+                "digest-ref": format!("quay.io/fedora/fedora-coreos@sha256:o{i}-x86"),
+            }]);
+        }
+        releases.push(release);
+        let metadata = if i > 0 && i % 20 == 0 {
+            let reason = format!("https://example.org/rebase/{}", 31 + i / 20);
+            serde_json::json!({"barrier": {"reason": reason}})
+        } else if i == 37 {
+            serde_json::json!({"deadend": {"reason": "https://example.org/deadend"}})
+        } else if i + 1 == count {
+            serde_json::json!({"rollout": {"start_epoch": 1_800_000_000, "start_percentage": 0.2, "duration_minutes": 100}})
+        } else if i % 2 == 1 {
+            // From 2020-01-01, ten days apart: long complete at `MIDWAY`.
+            let start = 1_577_836_800 + 864_000 * i;
+            serde_json::json!({"rollout": {"start_epoch": start, "start_percentage": 0.0, "duration_minutes": 2880}})
+        } else {
+            continue;
+        };
+        updates.push(serde_json::json!({"version": version, "metadata": metadata}));
+    }
+    // Both documents have this shape.
+    let document = |releases: Vec<serde_json::Value>| {
+        serde_json::json!({
+            "stream": stream,
+            "metadata": {"last-modified": "2026-01-01T00:00:00Z"},
+            "releases": releases,
+        })
+        .to_string()
+        .into_bytes()
+    };
+    (document(releases), document(updates))
+}
+
+/// Whether the browser test must run: under CI (`CI=true`, as CI services
+/// set it) a missing browser fails the test instead of skipping it, so that
+/// a skipped browser test cannot pass unnoticed.
+fn browser_test_required(ci: Option<&str>) -> bool {
+    ci.is_some_and(|value| value.eq_ignore_ascii_case("true") || value == "1")
+}
+
+#[test]
+fn a_missing_browser_fails_under_ci_only() {
+    assert!(browser_test_required(Some("true")));
+    assert!(browser_test_required(Some("TRUE")));
+    assert!(browser_test_required(Some("1")));
+    assert!(!browser_test_required(None));
+    assert!(!browser_test_required(Some("")));
+    assert!(!browser_test_required(Some("false")));
+}
+
+/// Runs the browser test against `base`, or says why it is skipped (and
+/// fails instead under CI).
 async fn run_browser_test(base: &str) {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let missing: Vec<String> = [
@@ -105,10 +211,17 @@ async fn run_browser_test(base: &str) {
     .map(|p| p.display().to_string())
     .collect();
     if !missing.is_empty() {
-        eprintln!(
-            "SKIPPED the viewer's browser test: missing {}; `bash .ci/browser` installs what it needs",
+        let message = format!(
+            "the viewer's browser test cannot run: missing {}; `bash .ci/browser` installs what it needs",
             missing.join(" and ")
         );
+        let ci = std::env::var("CI").ok();
+        assert!(
+            !browser_test_required(ci.as_deref()),
+            "{message} (CI={})",
+            ci.unwrap_or_default()
+        );
+        eprintln!("SKIPPED {message}");
         return;
     }
 
@@ -130,7 +243,9 @@ async fn run_browser_test(base: &str) {
         // Half-way through its rollout: 0.2 + 0.8 × 50/100.
         .args(["--rollout", "32.2.0", "--expect-progress", "60%"])
         // Above that progress: the edges into 32.2.0 are hidden.
-        .args(["--wariness", "0.7"]);
+        .args(["--wariness", "0.7"])
+        // The overview, zoom, deep links and OCI start on a long history.
+        .args(["--long-stream", "next"]);
     let output = actix_web::rt::task::spawn_blocking(move || command.output())
         .await
         .unwrap()

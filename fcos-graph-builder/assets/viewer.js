@@ -6,8 +6,9 @@
 // columns of the two schemes line up by age index), updates as arcs whose
 // height grows with the distance they jump. Barriers, dead-ends and rollouts
 // are marked, and a client wariness slider shows what such a client is
-// offered. The page state lives in the query string, so a view can be
-// linked to.
+// offered. An overview strip shows the whole history at once; the graphs
+// zoom from fit-to-width to full size. The page state lives in the query
+// string, so a view can be linked to.
 //
 // Served under a Content-Security-Policy without 'unsafe-inline': this file
 // builds the page with DOM calls only (no HTML strings, no inline styles).
@@ -32,14 +33,24 @@
     { id: 'checksum', title: 'OSTree', oci: false, note: 'payloads are OSTree commit checksums' },
     { id: 'oci', title: 'OCI', oci: true, note: 'payloads are container image pullspecs' },
   ];
+  // Fedora's streams, in the order Fedora lists them everywhere; other
+  // streams follow by name. Only these have a release notes page.
+  const FEDORA_STREAMS = ['stable', 'testing', 'next'];
+  const RELEASE_NOTES = 'https://fedoraproject.org/coreos/release-notes/';
 
-  // Geometry, in pixels.
+  // Geometry, in pixels, at zoom 1 (100%).
   const COLUMN = 76; // distance between two releases
   const RIGHT = 56;
   const RADIUS = 9; // node
-  const RING = RADIUS + 4; // rollout progress ring
   const LABEL_ANGLE = 40; // version labels rise to the right at this angle
-  const LABEL_TOP = RING + 30; // where a label ends, under its node
+  const LABEL_GAP = 22; // least distance between two drawn version labels
+  // Zoom: a factor of the column width, from fit-to-width up to ZOOM_MAX.
+  const ZOOM_MAX = 2;
+  const ZOOM_STEP = 1.5; // one click of the zoom buttons
+  // Overview strip.
+  const OVERVIEW_LEFT = 58; // room for the row titles
+  const OVERVIEW_RIGHT = 12;
+  const OVERVIEW_ROW = 18;
 
   const RETRY_MS = 10000; // wait before asking again for a graph not built yet
 
@@ -47,12 +58,25 @@
   const ui = {
     stream: $('stream'),
     basearch: $('basearch'),
+    releaseNotes: $('release-notes'),
     wariness: $('wariness'),
     warinessValue: $('wariness-value'),
     at: $('at'),
     now: $('now'),
     reload: $('reload'),
     status: $('status'),
+    navigator: $('navigator'),
+    overview: $('overview'),
+    gotoForm: $('goto'),
+    gotoVersion: $('goto-version'),
+    gotoVersions: $('goto-versions'),
+    gotoMessage: $('goto-message'),
+    zoomOut: $('zoom-out'),
+    zoomIn: $('zoom-in'),
+    zoomFit: $('zoom-fit'),
+    zoomFull: $('zoom-full'),
+    zoomValue: $('zoom-value'),
+    inView: $('in-view'),
     panels: $('panels'),
     detailsEmpty: $('details-empty'),
     detailsList: $('details-list'),
@@ -66,10 +90,12 @@
     scheme: 'both', // 'both', 'checksum' or 'oci'
     wariness: 0,
     at: null, // seconds since the epoch, null for now
+    zoom: 1, // factor of the full column width, or 'fit'
     graphs: {}, // scheme id -> {model} or {error}
     loaded: '', // 'stream/basearch' of the graphs
     selected: null, // {scheme, version}
     loading: 0, // sequence number of the latest load
+    view: null, // geometry of the graphs drawn: see render()
   };
 
   // ---- helpers ---------------------------------------------------------
@@ -106,6 +132,14 @@
     return Number.isFinite(value) ? value : fallback;
   }
 
+  function clamp(value, low, high) {
+    return Math.min(Math.max(value, low), high);
+  }
+
+  function plural(count, singular, many) {
+    return count + ' ' + (count === 1 ? singular : many || singular + 's');
+  }
+
   function now() {
     return state.at !== null ? state.at : Math.floor(Date.now() / 1000);
   }
@@ -131,6 +165,33 @@
     if (hours) parts.push(hours + ' h');
     if (rest || !parts.length) parts.push(rest + ' min');
     return minutes + ' minutes (' + parts.join(' ') + ')';
+  }
+
+  // The build date in a Fedora CoreOS version (`44.20260707.3.1` was built
+  // on 2026-07-07), as YYYY-MM-DD, or null when the version holds none.
+  function buildDate(version) {
+    const match = /^\d+\.(\d{4})(\d{2})(\d{2})\.\d+(\.\d+)*$/.exec(version);
+    if (!match) return null;
+    const [year, month, day] = match.slice(1, 4).map(Number);
+    const date = new Date(Date.UTC(year, month - 1, day));
+    if (date.getUTCFullYear() !== year || date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) {
+      return null;
+    }
+    return match[1] + '-' + match[2] + '-' + match[3];
+  }
+
+  // Fedora's streams first, in Fedora's order, then the others by name.
+  function streamOrder(names) {
+    const known = FEDORA_STREAMS.filter((name) => names.includes(name));
+    const others = names.filter((name) => !FEDORA_STREAMS.includes(name)).sort();
+    return known.concat(others);
+  }
+
+  // The release notes page of a stream and architecture, or null for a
+  // stream Fedora publishes no notes for.
+  function releaseNotesUrl(stream, basearch) {
+    if (!FEDORA_STREAMS.includes(stream) || !basearch) return null;
+    return RELEASE_NOTES + '?' + new URLSearchParams({ arch: basearch, stream });
   }
 
   // A reason as text, or as a link when it is a web address.
@@ -177,10 +238,12 @@
   function buildModel(scheme, graph) {
     const nodes = (graph.nodes || []).map((raw, index) => {
       const metadata = raw.metadata || {};
+      const version = String(raw.version);
       return {
         scheme,
         index,
-        version: String(raw.version),
+        version,
+        date: buildDate(version),
         payload: String(raw.payload),
         metadata,
         ageIndex: integer(metadata[KEYS.ageIndex], index),
@@ -203,7 +266,13 @@
       from.outEdges.push(edge);
       to.inEdges.push(edge);
     }
-    return { scheme, nodes, edges, byVersion: new Map(nodes.map((n) => [n.version, n])) };
+    return {
+      scheme,
+      nodes,
+      edges,
+      byVersion: new Map(nodes.map((n) => [n.version, n])),
+      byAge: new Map(nodes.map((n) => [n.ageIndex, n])),
+    };
   }
 
   // Per-render facts: each rollout's progress and which edges a client of
@@ -239,6 +308,32 @@
     return best;
   }
 
+  function modelOf(schemeId) {
+    const graph = state.graphs[schemeId];
+    return graph && graph.model ? graph.model : null;
+  }
+
+  // Where the graph of `schemeId` has no release while the other graph has
+  // some: the releases of the other graph before its first release and
+  // after its last one. Null when it has no release at all.
+  function coverage(schemeId) {
+    const model = modelOf(schemeId);
+    if (!model || !model.nodes.length) return null;
+    const ages = model.nodes.map((n) => n.ageIndex);
+    const first = model.byAge.get(Math.min(...ages));
+    const last = model.byAge.get(Math.max(...ages));
+    const other = SCHEMES.find((s) => s.id !== schemeId);
+    const otherModel = modelOf(other.id);
+    const otherNodes = otherModel ? otherModel.nodes : [];
+    return {
+      first,
+      last,
+      before: otherNodes.filter((n) => n.ageIndex < first.ageIndex),
+      after: otherNodes.filter((n) => n.ageIndex > last.ageIndex),
+      other,
+    };
+  }
+
   // ---- loading -----------------------------------------------------------
 
   async function fetchJson(url) {
@@ -266,14 +361,12 @@
       setStatus('Cannot read the list of streams: ' + error.message, true);
       return;
     }
-    const names = Object.keys(state.streams);
+    const names = streamOrder(Object.keys(state.streams));
     if (!names.length) {
       setStatus('No stream is configured.', true);
       return;
     }
-    if (!names.includes(state.stream)) {
-      state.stream = names.includes('stable') ? 'stable' : names[0];
-    }
+    if (!names.includes(state.stream)) state.stream = names[0];
     ui.stream.replaceChildren(...names.map((name) => html('option', { value: name, text: name })));
     ui.stream.value = state.stream;
     ui.stream.disabled = false;
@@ -289,6 +382,19 @@
     ui.basearch.replaceChildren(...arches.map((name) => html('option', { value: name, text: name })));
     ui.basearch.value = state.basearch;
     ui.basearch.disabled = arches.length === 0;
+    showReleaseNotes();
+  }
+
+  function showReleaseNotes() {
+    const url = releaseNotesUrl(state.stream, state.basearch);
+    ui.releaseNotes.hidden = !url;
+    if (url) {
+      ui.releaseNotes.href = url;
+      ui.releaseNotes.textContent = state.stream + ' release notes (' + state.basearch + ')';
+      ui.releaseNotes.title = 'The release notes of Fedora CoreOS ' + state.stream + ' for ' + state.basearch;
+    } else {
+      ui.releaseNotes.removeAttribute('href');
+    }
   }
 
   async function loadGraphs(keepSelection) {
@@ -309,8 +415,10 @@
     );
     if (sequence !== state.loading) return; // a newer load is under way
     document.body.classList.remove('loading');
+    const scope = state.stream + '/' + state.basearch;
+    const sameView = state.loaded === scope && scrollers().length > 0;
     state.graphs = {};
-    state.loaded = state.stream + '/' + state.basearch;
+    state.loaded = scope;
     SCHEMES.forEach((scheme, i) => {
       state.graphs[scheme.id] = results[i];
     });
@@ -319,7 +427,11 @@
       state.selected = null;
     }
     setStatus('');
-    render({ scrollToEnd: true });
+    fillVersions();
+    // A new stream opens at its newest releases, or at the release the
+    // address names; a reload keeps the view.
+    if (sameView) render();
+    else render(state.selected ? { reveal: true, center: true } : { end: true });
     // Not built yet (the server is starting): try again shortly.
     if (results.some((r) => r.retry)) {
       window.setTimeout(() => {
@@ -334,6 +446,18 @@
     ui.status.classList.toggle('error', Boolean(isError));
   }
 
+  // The versions "go to version" offers: every release of the stream and
+  // architecture, newest first.
+  function fillVersions() {
+    const byAge = new Map();
+    for (const scheme of SCHEMES) {
+      const model = modelOf(scheme.id);
+      if (model) model.nodes.forEach((n) => byAge.set(n.ageIndex, n.version));
+    }
+    const versions = [...byAge.entries()].sort((a, b) => b[0] - a[0]).map((entry) => entry[1]);
+    ui.gotoVersions.replaceChildren(...versions.map((v) => html('option', { value: v })));
+  }
+
   // ---- drawing -----------------------------------------------------------
 
   // Estimated width of a version label (12px digits and dots).
@@ -343,62 +467,171 @@
     return width;
   }
 
-  function arcHeight(span) {
-    return 14 + 26 * Math.sqrt(Math.max(span, 1));
+  // Estimated width of a line of 12px text.
+  function textWidth(text) {
+    return text.length * 6.6;
   }
 
   function shownSchemes() {
     return SCHEMES.filter((s) => state.scheme === 'both' || state.scheme === s.id);
   }
 
+  // Sizes of what is drawn at `zoom`: below full size, nodes shrink, labels
+  // thin out to one every few columns, and arcs flatten.
+  function geometry(zoom) {
+    const column = COLUMN * zoom;
+    const radius = clamp(column * 0.3, 2, RADIUS);
+    const ring = radius + (radius >= 6 ? 4 : 1.5);
+    let labelEvery = 1;
+    for (const every of [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]) {
+      labelEvery = every;
+      if (column * every >= LABEL_GAP) break;
+    }
+    return {
+      zoom,
+      column,
+      radius,
+      ring,
+      labelTop: ring + 30, // where a label ends, under its node
+      labelEvery,
+      arcScale: Math.min(1, Math.sqrt(zoom)),
+      arrows: column >= 14,
+      percents: column >= 34,
+      wall: clamp(column * 0.6, 3, 24),
+    };
+  }
+
+  function arcHeight(span, g) {
+    return (14 + 26 * Math.sqrt(Math.max(span, 1))) * g.arcScale;
+  }
+
+  // The scrolling box of each graph drawn (they scroll together).
+  function scrollers() {
+    return [...ui.panels.querySelectorAll('.scroll')];
+  }
+
+  // The release column at `fraction` of the visible width of the graphs.
+  function viewAnchor(fraction) {
+    const scroller = scrollers()[0];
+    const view = state.view;
+    if (!scroller || !view) return null;
+    const px = scroller.scrollLeft + scroller.clientWidth * fraction;
+    return { column: (px - view.left) / view.column, fraction };
+  }
+
+  // Scrolls the graphs so that release column `column` is at `fraction`
+  // of their visible width.
+  function scrollToColumn(column, fraction) {
+    const view = state.view;
+    for (const scroller of scrollers()) {
+      scroller.scrollLeft = view.left + column * view.column - scroller.clientWidth * fraction;
+    }
+    updateViewport();
+  }
+
+  // The columns fully in view, as {first, last} (last < first: none).
+  function visibleColumns() {
+    const scroller = scrollers()[0];
+    const view = state.view;
+    if (!scroller || !view) return null;
+    const margin = view.geometry.radius;
+    const first = Math.ceil((scroller.scrollLeft + margin - view.left) / view.column);
+    const last = Math.floor((scroller.scrollLeft + scroller.clientWidth - margin - view.left) / view.column);
+    return { first: Math.max(first, 0), last: Math.min(last, view.ages.length - 1) };
+  }
+
+  // Scrolls the selected release into view: centred when `center` or when
+  // it is out of view, else left where it is.
+  function revealSelected(center) {
+    const view = state.view;
+    if (!view || !state.selected) return;
+    const model = modelOf(state.selected.scheme);
+    const node = model && model.byVersion.get(state.selected.version);
+    const column = node ? view.columns.get(node.ageIndex) : undefined;
+    if (column === undefined) return;
+    const visible = visibleColumns();
+    if (center || !visible || column < visible.first || column > visible.last) {
+      scrollToColumn(column, 0.5);
+    }
+  }
+
   function render(options) {
-    const scrollToEnd = options && options.scrollToEnd;
+    const opts = options || {};
     const focused = document.activeElement;
     const refocus =
-      focused && focused.dataset && focused.dataset.version
+      focused && focused.dataset && focused.dataset.version && focused.dataset.scheme
         ? { scheme: focused.dataset.scheme, version: focused.dataset.version }
         : null;
-    const previousScroll = ui.panels.querySelector('.scroll');
+    const previousScroll = scrollers()[0];
     const scrollLeft = previousScroll ? previousScroll.scrollLeft : 0;
+    const anchor = opts.anchor ? viewAnchor(opts.anchor.fraction) : null;
+    if (anchor && opts.anchor.column !== undefined) anchor.column = opts.anchor.column;
 
+    for (const scheme of SCHEMES) {
+      const model = modelOf(scheme.id);
+      if (model) model.counts = evaluate(model);
+    }
     const shown = shownSchemes();
+    const models = shown.map((s) => modelOf(s.id)).filter((m) => m && m.nodes.length);
     // Columns: every age index of the graphs shown, in release order.
     const ages = new Set();
-    for (const scheme of shown) {
-      const graph = state.graphs[scheme.id];
-      if (graph && graph.model) graph.model.nodes.forEach((n) => ages.add(n.ageIndex));
-    }
+    models.forEach((model) => model.nodes.forEach((n) => ages.add(n.ageIndex)));
+    const sortedAges = [...ages].sort((a, b) => a - b);
     // Room for the rotated labels: left of the first node and under all.
     let longest = 0;
-    for (const scheme of shown) {
-      const graph = state.graphs[scheme.id];
-      if (graph && graph.model) {
-        graph.model.nodes.forEach((n) => (longest = Math.max(longest, labelWidth(n.version))));
-      }
-    }
+    models.forEach((model) => model.nodes.forEach((n) => (longest = Math.max(longest, labelWidth(n.version)))));
     const radians = (LABEL_ANGLE * Math.PI) / 180;
+    const left = Math.ceil(Math.max(48, longest * Math.cos(radians) + 20));
+
+    // Zoom: fit-to-width is the whole history in the width of a panel
+    // (never larger than full size).
+    const available = Math.max(ui.panels.clientWidth - 2, 200); // a panel's border
+    const spans = Math.max(sortedAges.length - 1, 1);
+    const fitZoom = Math.max((available - 1 - left - RIGHT) / (spans * COLUMN), 0.01);
+    const minZoom = Math.min(fitZoom, 1);
+    const zoom = state.zoom === 'fit' ? minZoom : clamp(state.zoom, minZoom, ZOOM_MAX);
+    const g = geometry(zoom);
     const layout = {
-      columns: new Map([...ages].sort((a, b) => a - b).map((age, i) => [age, i])),
-      left: Math.ceil(Math.max(48, longest * Math.cos(radians) + 20)),
-      below: Math.ceil(LABEL_TOP + longest * Math.sin(radians) + 18),
+      geometry: g,
+      columns: new Map(sortedAges.map((age, i) => [age, i])),
+      ages: sortedAges,
+      left,
+      below: Math.ceil(g.labelTop + longest * Math.sin(radians) + 18),
+    };
+    state.view = {
+      geometry: g,
+      zoom,
+      fitZoom,
+      minZoom,
+      left,
+      column: g.column,
+      columns: layout.columns,
+      ages: sortedAges,
     };
 
     const panels = shown.map((scheme) => renderPanel(scheme, layout));
     ui.panels.replaceChildren(...panels);
     ui.panels.classList.toggle('single', panels.length === 1);
     ui.panels.dataset.scope = state.loaded;
+    ui.panels.dataset.zoom = zoom.toFixed(4);
 
-    const scrollers = [...ui.panels.querySelectorAll('.scroll')];
-    for (const scroller of scrollers) {
-      scroller.scrollLeft = scrollToEnd ? scroller.scrollWidth : scrollLeft;
+    const boxes = scrollers();
+    for (const scroller of boxes) {
+      scroller.scrollLeft = opts.end ? scroller.scrollWidth : scrollLeft;
       scroller.addEventListener('scroll', () => {
-        for (const other of scrollers) {
+        for (const other of boxes) {
           if (other !== scroller && other.scrollLeft !== scroller.scrollLeft) {
             other.scrollLeft = scroller.scrollLeft;
           }
         }
+        scheduleViewport();
       });
+      scroller.addEventListener('wheel', (event) => onWheel(event, scroller), { passive: false });
     }
+    renderNavigator(sortedAges.length > 0);
+    if (anchor) scrollToColumn(anchor.column, anchor.fraction);
+    if (opts.reveal) revealSelected(Boolean(opts.center));
+    updateViewport();
     if (refocus) {
       const again = ui.panels.querySelector(
         '.node[data-scheme="' + refocus.scheme + '"][data-version="' + CSS.escape(refocus.version) + '"]',
@@ -427,23 +660,71 @@
       return panel;
     }
     const model = graph.model;
-    const counts = evaluate(model);
-    panel.append(renderCounts(counts));
+    panel.append(renderCounts(model.counts));
     if (!model.nodes.length) {
       panel.append(html('p', { className: 'message', text: 'No release of this stream has a payload of this kind for this architecture.' }));
       return panel;
     }
+    // Why this graph starts later (or ends earlier) than the other: in a
+    // band over the stretch when both are drawn and it holds the text,
+    // else here.
+    const span = coverage(scheme.id);
+    const both = shownSchemes().length > 1;
+    for (const [edge, columns] of span ? [['start', span.before.length], ['end', span.after.length]] : []) {
+      const lines = columns ? gapText(scheme, span, edge) : null;
+      if (lines && !(both && gapHolds(columns, layout.geometry, lines))) {
+        panel.append(html('p', { className: 'coverage', 'data-edge': edge, text: gapSentence(lines) }));
+      }
+    }
     const scroller = html('div', { className: 'scroll' });
-    scroller.append(drawGraph(scheme, model, layout, counts));
+    scroller.append(drawGraph(scheme, model, layout));
     panel.append(scroller);
     return panel;
   }
 
+  function dated(node) {
+    return node.version + (node.date ? ' (built ' + node.date + ')' : '');
+  }
+
+  // Why a graph has no release where the other one has: before its first
+  // release (`edge` 'start') or after its last ('end'). A title and the
+  // lines of the explanation.
+  function gapText(scheme, span, edge) {
+    const other = span.other.title;
+    if (edge === 'start') {
+      const count = span.before.length;
+      return [
+        'No ' + scheme.title + ' payloads before ' + (span.first.date || span.first.version),
+        'The ' + scheme.title + ' graph starts at ' + dated(span.first) + ', the first release of ' + state.stream +
+          ' with an ' + scheme.title + ' payload for ' + state.basearch + ';',
+        'the ' + plural(count, 'release') + ' before it ' + (count === 1 ? 'has ' : 'have ') + other + ' payloads only.',
+      ];
+    }
+    const count = span.after.length;
+    return [
+      'No ' + scheme.title + ' payloads after ' + (span.last.date || span.last.version),
+      'The ' + scheme.title + ' graph ends at ' + dated(span.last) + ';',
+      'the ' + plural(count, 'newer release') + ' ' + (count === 1 ? 'has ' : 'have ') + other + ' payloads only.',
+    ];
+  }
+
+  // The explanation as one sentence.
+  function gapSentence(lines) {
+    const [title, ...rest] = lines;
+    const body = rest.join(' ');
+    return title + ': ' + body.charAt(0).toLowerCase() + body.slice(1);
+  }
+
+  // Whether a band of `columns` columns holds the whole explanation.
+  function gapHolds(columns, g, lines) {
+    return columns * g.column - 16 >= Math.max(...lines.map(textWidth)) + 24;
+  }
+
   function renderCounts(counts) {
-    const item = (key, value, singular, plural) =>
+    const item = (key, value, singular, many) =>
       html('li', {}, [
         html('b', { 'data-count': key, text: String(value) }),
-        ' ' + (value === 1 ? singular : plural),
+        ' ' + (value === 1 ? singular : many),
       ]);
     const list = html('ul', { className: 'counts' }, [
       item('nodes', counts.nodes, 'node', 'nodes'),
@@ -467,15 +748,17 @@
     return list;
   }
 
-  function drawGraph(scheme, model, layout, counts) {
+  function drawGraph(scheme, model, layout) {
+    const g = layout.geometry;
     const columns = layout.columns;
-    const x = (node) => layout.left + columns.get(node.ageIndex) * COLUMN;
+    const x = (node) => layout.left + columns.get(node.ageIndex) * g.column;
+    const counts = model.counts;
     let maxSpan = 1;
     for (const edge of model.edges) {
       maxSpan = Math.max(maxSpan, Math.abs(columns.get(edge.to.ageIndex) - columns.get(edge.from.ageIndex)));
     }
-    const base = Math.ceil(arcHeight(maxSpan)) + 28;
-    const width = layout.left + (columns.size - 1) * COLUMN + RIGHT;
+    const base = Math.ceil(arcHeight(maxSpan, g)) + 28;
+    const width = Math.ceil(layout.left + (columns.size - 1) * g.column + RIGHT);
     const height = base + layout.below;
     const root = svg('svg', {
       class: 'graph',
@@ -505,18 +788,41 @@
       svg('path', { d: 'M0,0 L10,5 L0,10 z', class: 'arrow ' + kind }, marker);
       markers[kind] = 'url(#' + id + ')';
     }
+    const hatch = svg('pattern', {
+      id: scheme.id + '-hatch',
+      width: 8,
+      height: 8,
+      patternUnits: 'userSpaceOnUse',
+      patternTransform: 'rotate(45)',
+    }, defs);
+    svg('rect', { class: 'hatch-bg', width: 8, height: 8 }, hatch);
+    svg('line', { class: 'hatch-line', x1: 0, y1: 0, x2: 0, y2: 8 }, hatch);
 
     const selected = state.selected;
     const mine = selected && selected.scheme === scheme.id ? model.byVersion.get(selected.version) : null;
     const peer = selected && selected.scheme !== scheme.id ? model.byVersion.get(selected.version) : null;
     const next = mine ? nextUpdate(mine) : null;
 
+    // Where this graph has no release while the other one, drawn beside
+    // it, has: a hatched band saying why.
+    const span = coverage(scheme.id);
+    if (span) {
+      const firstColumn = columns.get(span.first.ageIndex);
+      const lastColumn = columns.get(span.last.ageIndex);
+      if (firstColumn > 0) {
+        drawGap(root, scheme, layout, height, 0, firstColumn - 1, gapText(scheme, span, 'start'), 'start');
+      }
+      if (lastColumn < columns.size - 1) {
+        drawGap(root, scheme, layout, height, lastColumn + 1, columns.size - 1, gapText(scheme, span, 'end'), 'end');
+      }
+    }
+
     // Barriers: a wall across the graph, which every update path crosses
     // through the barrier node.
-    const walls = svg('g', { class: 'walls' }, root);
+    const walls = svg('g', { class: 'walls' + (g.wall < 12 ? ' narrow' : '') }, root);
     for (const node of model.nodes) {
       if (node.barrier) {
-        svg('rect', { class: 'wall', x: x(node) - 12, y: 6, width: 24, height: base + RADIUS, rx: 5 }, walls);
+        svg('rect', { class: 'wall', x: x(node) - g.wall / 2, y: 6, width: g.wall, height: base + g.radius, rx: Math.min(5, g.wall / 2) }, walls);
       }
     }
 
@@ -525,13 +831,14 @@
     const edgeLayer = svg('g', { class: 'edges' }, root);
     const rank = (edge) => (mine && (edge.from === mine || edge.to === mine) ? 1 : 0);
     const ordered = model.edges.filter((e) => !e.hidden).sort((a, b) => rank(a) - rank(b));
+    const offset = Math.min(3, g.radius / 3);
     for (const edge of ordered) {
-      const x1 = x(edge.from) + 3;
-      const x2 = x(edge.to) - 3;
+      const x1 = x(edge.from) + offset;
+      const x2 = x(edge.to) - offset;
       const span = Math.abs(columns.get(edge.to.ageIndex) - columns.get(edge.from.ageIndex));
-      const lift = arcHeight(span) * 4 / 3; // a cubic's peak is 3/4 of its control height
-      const y1 = base - RADIUS;
-      const y2 = base - RING - 1;
+      const lift = arcHeight(span, g) * 4 / 3; // a cubic's peak is 3/4 of its control height
+      const y1 = base - g.radius;
+      const y2 = base - (edge.to.inProgress ? g.ring : g.radius) - 1;
       let kind = edge.to.inProgress ? 'throttled' : 'plain';
       if (mine) {
         if (edge.to === mine) kind = 'in';
@@ -541,21 +848,72 @@
       const classes = ['edge', kind];
       if (mine && edge.from === mine && edge.to === next) classes.push('next');
       if (kind === 'dim' && edge.to.inProgress) classes.push('throttled');
-      const path = svg('path', {
+      const attributes = {
         d: 'M' + x1 + ' ' + y1 + ' C' + x1 + ' ' + (y1 - lift) + ' ' + x2 + ' ' + (y2 - lift) + ' ' + x2 + ' ' + y2,
         class: classes.join(' '),
-        'marker-end': markers[kind],
         'data-from': edge.from.version,
         'data-to': edge.to.version,
-      }, edgeLayer);
+      };
+      if (g.arrows || kind === 'in' || kind === 'out') attributes['marker-end'] = markers[kind];
+      const path = svg('path', attributes, edgeLayer);
       svg('title', {}, path).textContent = edge.from.version + ' → ' + edge.to.version;
     }
 
     const nodeLayer = svg('g', { class: 'nodes' }, root);
     for (const node of model.nodes) {
-      drawNode(nodeLayer, scheme, node, x(node), base, node === mine, node === peer);
+      const column = columns.get(node.ageIndex);
+      const label = column % g.labelEvery === 0 || node === mine || node === peer;
+      drawNode(nodeLayer, scheme, node, x(node), base, g, { selected: node === mine, peer: node === peer, label });
     }
     return root;
+  }
+
+  // A hatched band over columns `from` to `to` of a graph with no release
+  // there, and the explanation, kept in view while the band is (see
+  // updateViewport): all its lines when they fit, else the title when it
+  // fits (the panel's head then has the whole of it), else none.
+  function drawGap(root, scheme, layout, height, from, to, lines, edge) {
+    const g = layout.geometry;
+    const x1 = Math.max(layout.left + (from - 0.5) * g.column, 2);
+    const x2 = layout.left + (to + 0.5) * g.column;
+    const band = svg('g', { class: 'gap', 'data-edge': edge }, root);
+    svg('rect', {
+      class: 'gap-band',
+      x: x1,
+      y: 6,
+      width: x2 - x1,
+      height: height - 12,
+      rx: 6,
+      fill: 'url(#' + scheme.id + '-hatch)',
+    }, band);
+    svg('title', {}, band).textContent = gapSentence(lines);
+    const holds = gapHolds(to - from + 1, g, lines);
+    const shown = holds ? lines : x2 - x1 >= textWidth(lines[0]) + 40 ? lines.slice(0, 1) : [];
+    if (!shown.length) return;
+    const note = svg('g', {
+      class: 'gap-note',
+      'data-x1': x1 + 12,
+      'data-x2': x2 - 12,
+      'data-width': Math.max(...shown.map(textWidth)),
+      'data-title-width': textWidth(shown[0]),
+    }, band);
+    const top = Math.max(28, height / 2 - 18);
+    shown.forEach((line, i) => {
+      svg('text', { class: i === 0 ? 'gap-title' : 'gap-text', x: 0, y: top + i * 18 }, note).textContent = line;
+    });
+  }
+
+  // Keeps the note of a hatched band in the part of the band in view: all
+  // of it when it fits there, else its title, else nothing.
+  function placeGapNote(note, scroller) {
+    const x1 = Math.max(number(note.dataset.x1, 0), scroller.scrollLeft + 16);
+    const x2 = Math.min(number(note.dataset.x2, 0), scroller.scrollLeft + scroller.clientWidth - 16);
+    const full = number(note.dataset.width, 0);
+    const title = number(note.dataset.titleWidth, 0);
+    const width = x2 - x1 >= full ? full : x2 - x1 >= title ? title : null;
+    note.classList.toggle('off', width === null);
+    note.classList.toggle('title-only', width !== null && width < full);
+    if (width !== null) note.setAttribute('transform', 'translate(' + x1.toFixed(1) + ' 0)');
   }
 
   function describe(node) {
@@ -568,56 +926,62 @@
     return kinds;
   }
 
-  function drawNode(layer, scheme, node, cx, cy, isSelected, isPeer) {
+  function drawNode(layer, scheme, node, cx, cy, g, marks) {
     const classes = ['node'];
     if (node.barrier) classes.push('barrier');
     if (node.deadend) classes.push('deadend');
     if (node.rollout) classes.push('rollout');
     if (node.inProgress) classes.push('in-progress');
-    if (isSelected) classes.push('selected');
-    if (isPeer) classes.push('peer');
+    if (marks.selected) classes.push('selected');
+    if (marks.peer) classes.push('peer');
     const kinds = describe(node);
     const group = svg('g', {
       class: classes.join(' '),
       transform: 'translate(' + cx + ' ' + cy + ')',
       tabindex: 0,
       role: 'button',
-      'aria-pressed': isSelected ? 'true' : 'false',
+      'aria-pressed': marks.selected ? 'true' : 'false',
       'aria-label': node.version + (kinds.length ? ', ' + kinds.join(', ') : ''),
       'data-scheme': scheme.id,
       'data-version': node.version,
     }, layer);
     svg('title', {}, group).textContent =
-      node.version + (kinds.length ? ' (' + kinds.join(', ') + ')' : '') + '\nage index ' + node.ageIndex;
-    svg('circle', { class: 'hit', r: RADIUS + 10 }, group);
-    if (isSelected || isPeer) svg('circle', { class: 'halo', r: RING + 4 }, group);
+      node.version + (kinds.length ? ' (' + kinds.join(', ') + ')' : '') +
+      (node.date ? '\nbuilt ' + node.date : '') + '\nage index ' + node.ageIndex;
+    svg('circle', { class: 'hit', r: Math.max(g.radius + 2, Math.min(g.radius + 10, g.column / 2)) }, group);
+    // Barriers, dead-ends and rollouts in progress stay visible when small.
+    const r = node.barrier || node.deadend || node.inProgress ? Math.max(g.radius, 3.5) : g.radius;
+    const ring = Math.max(g.ring, r + 1.5);
+    if (marks.selected || marks.peer) svg('circle', { class: 'halo', r: ring + 4 }, group);
     if (node.inProgress) {
-      const circumference = 2 * Math.PI * RING;
-      svg('circle', { class: 'ring-bg', r: RING }, group);
+      const circumference = 2 * Math.PI * ring;
+      svg('circle', { class: 'ring-bg', r: ring }, group);
       if (node.progress > 0) {
         svg('circle', {
           class: 'ring',
-          r: RING,
+          r: ring,
           'stroke-dasharray': (node.progress * circumference).toFixed(2) + ' ' + circumference.toFixed(2),
           transform: 'rotate(-90)',
         }, group);
       }
     }
     if (node.barrier) {
-      svg('rect', { class: 'shape', x: -RADIUS, y: -RADIUS, width: 2 * RADIUS, height: 2 * RADIUS, rx: 2 }, group);
+      svg('rect', { class: 'shape', x: -r, y: -r, width: 2 * r, height: 2 * r, rx: Math.min(2, r / 3) }, group);
     } else {
-      svg('circle', { class: 'shape', r: RADIUS }, group);
+      svg('circle', { class: 'shape', r }, group);
     }
-    if (node.deadend) svg('rect', { class: 'glyph', x: -5, y: -1.5, width: 10, height: 3 }, group);
-    if (node.inProgress) {
-      svg('text', { class: 'pct', y: RING + 13, 'text-anchor': 'middle' }, group).textContent =
+    if (node.deadend && r >= 6) svg('rect', { class: 'glyph', x: -5, y: -1.5, width: 10, height: 3 }, group);
+    if (node.inProgress && g.percents) {
+      svg('text', { class: 'pct', y: ring + 13, 'text-anchor': 'middle' }, group).textContent =
         Math.floor(node.progress * 100) + '%';
     }
-    svg('text', {
-      class: 'version',
-      'text-anchor': 'end',
-      transform: 'translate(4 ' + LABEL_TOP + ') rotate(-' + LABEL_ANGLE + ')',
-    }, group).textContent = node.version;
+    if (marks.label) {
+      svg('text', {
+        class: 'version',
+        'text-anchor': 'end',
+        transform: 'translate(4 ' + g.labelTop + ') rotate(-' + LABEL_ANGLE + ')',
+      }, group).textContent = node.version;
+    }
 
     const choose = () => select(scheme.id, node.version);
     group.addEventListener('click', choose);
@@ -629,12 +993,309 @@
     });
   }
 
+  // ---- overview and zoom ---------------------------------------------------
+
+  // The overview: every release of the graphs shown, fit to the width of
+  // the page, one row per graph, barriers, dead-ends and rollouts in
+  // progress marked, the years under them, and a window over what the
+  // graphs below show. Click or drag in it to move the graphs there.
+  function renderNavigator(hasReleases) {
+    ui.navigator.hidden = !hasReleases;
+    if (!hasReleases) {
+      ui.overview.replaceChildren();
+      return;
+    }
+    const view = state.view;
+    const rows = shownSchemes().filter((s) => modelOf(s.id) && modelOf(s.id).nodes.length);
+    const width = Math.max(ui.navigator.clientWidth - 2, 200);
+    const count = view.ages.length;
+    const step = count > 1 ? (width - OVERVIEW_LEFT - OVERVIEW_RIGHT) / (count - 1) : 0;
+    const x = (column) => (count > 1 ? OVERVIEW_LEFT + column * step : (OVERVIEW_LEFT + width - OVERVIEW_RIGHT) / 2);
+    const top = 8;
+    const axis = top + rows.length * OVERVIEW_ROW + 4;
+    const height = axis + 18;
+    view.overview = { x, step, width, count };
+
+    const root = ui.overview;
+    root.replaceChildren();
+    root.setAttribute('width', width);
+    root.setAttribute('height', height);
+    root.setAttribute('viewBox', '0 0 ' + width + ' ' + height);
+    root.setAttribute(
+      'aria-label',
+      'Overview of the ' + plural(count, 'release') + ' of ' + state.stream + ' ' + state.basearch +
+        ': click or drag to move the graphs there, double-click to zoom in there',
+    );
+    const mark = Math.max(1, Math.min(3, step * 0.6));
+
+    rows.forEach((scheme, i) => {
+      const model = modelOf(scheme.id);
+      const y = top + i * OVERVIEW_ROW + OVERVIEW_ROW / 2;
+      const row = svg('g', { class: 'ov-row', 'data-scheme': scheme.id }, root);
+      svg('text', { class: 'ov-title', x: 6, y: y + 4 }, row).textContent = scheme.title;
+      svg('line', { class: 'ov-axis', x1: OVERVIEW_LEFT - 4, y1: y, x2: width - OVERVIEW_RIGHT + 4, y2: y }, row);
+      const span = coverage(scheme.id);
+      if (span && rows.length > 1) {
+        const firstColumn = view.columns.get(span.first.ageIndex);
+        const lastColumn = view.columns.get(span.last.ageIndex);
+        if (firstColumn > 0) {
+          const band = svg('rect', { class: 'ov-gap', x: x(0) - 2, y: y - 6, width: x(firstColumn) - x(0) - 1, height: 12 }, row);
+          svg('title', {}, band).textContent = 'No ' + scheme.title + ' payloads before ' + (span.first.date || span.first.version);
+        }
+        if (lastColumn < count - 1) {
+          const band = svg('rect', { class: 'ov-gap', x: x(lastColumn) + 2, y: y - 6, width: x(count - 1) - x(lastColumn), height: 12 }, row);
+          svg('title', {}, band).textContent = 'No ' + scheme.title + ' payloads after ' + (span.last.date || span.last.version);
+        }
+      }
+      for (const node of model.nodes) {
+        const cx = x(view.columns.get(node.ageIndex));
+        const classes = ['ov-release'];
+        let shape;
+        if (node.barrier) {
+          classes.push('ov-barrier');
+          shape = svg('rect', { x: cx - Math.max(mark, 1.5), y: y - 8, width: 2 * Math.max(mark, 1.5), height: 16, rx: 1 }, row);
+        } else if (node.deadend) {
+          classes.push('ov-deadend');
+          shape = svg('circle', { cx, cy: y, r: Math.max(mark + 1, 2.5) }, row);
+        } else if (node.inProgress) {
+          classes.push('ov-rollout');
+          shape = svg('circle', { cx, cy: y, r: Math.max(mark + 1, 2.5) }, row);
+        } else {
+          shape = svg('line', { x1: cx, y1: y - 5, x2: cx, y2: y + 5 }, row);
+        }
+        const chosen = state.selected && state.selected.scheme === scheme.id && state.selected.version === node.version;
+        if (chosen) classes.push('ov-selected');
+        shape.setAttribute('class', classes.join(' '));
+        shape.setAttribute('data-version', node.version);
+        svg('title', {}, shape).textContent = node.version + (node.date ? ' (' + node.date + ')' : '');
+      }
+    });
+
+    // Years, at the first release built in each.
+    const dates = view.ages.map((age) => {
+      for (const scheme of rows) {
+        const node = modelOf(scheme.id).byAge.get(age);
+        if (node) return node.date;
+      }
+      return null;
+    });
+    let lastYear = null;
+    let lastX = -Infinity;
+    dates.forEach((date, column) => {
+      if (!date) return;
+      const year = date.slice(0, 4);
+      if (year === lastYear) return;
+      lastYear = year;
+      const at = x(column);
+      svg('line', { class: 'ov-tick', x1: at, y1: top - 2, x2: at, y2: axis + 2 }, root);
+      if (at - lastX >= 34 && at + 30 <= width) {
+        svg('text', { class: 'ov-year', x: at + 3, y: axis + 13 }, root).textContent = year;
+        lastX = at;
+      }
+    });
+    svg('rect', { id: 'overview-window', class: 'ov-window', x: 0, y: 2, width: 0, height: axis }, root);
+  }
+
+  // After a scroll or a render: the overview's window, the "in view" count,
+  // and the notes of the hatched bands kept in view.
+  function updateViewport() {
+    const view = state.view;
+    const scroller = scrollers()[0];
+    if (!view || !scroller) {
+      ui.inView.textContent = '';
+      return;
+    }
+    const visible = visibleColumns();
+    const count = view.ages.length;
+    const shown = Math.max(visible.last - visible.first + 1, 0);
+    const frame = $('overview-window');
+    if (frame && view.overview) {
+      const fromColumn = clamp((scroller.scrollLeft - view.left) / view.column, 0, count - 1);
+      const toColumn = clamp((scroller.scrollLeft + scroller.clientWidth - view.left) / view.column, 0, count - 1);
+      const x1 = view.overview.x(fromColumn) - 4;
+      const x2 = view.overview.x(toColumn) + 4;
+      frame.setAttribute('x', x1);
+      frame.setAttribute('width', Math.max(x2 - x1, 8));
+    }
+    const dateOf = (column) => {
+      for (const scheme of SCHEMES) {
+        const model = modelOf(scheme.id);
+        const node = model && model.byAge.get(view.ages[column]);
+        if (node && node.date) return node.date;
+      }
+      return null;
+    };
+    let text = shown === count ? 'All ' + plural(count, 'release') + ' in view' : shown + ' of ' + count + ' releases in view';
+    if (shown > 0 && shown < count) {
+      const from = dateOf(visible.first);
+      const to = dateOf(visible.last);
+      if (from && to) text += ': ' + from + ' to ' + to;
+    }
+    ui.inView.textContent = text;
+    ui.inView.dataset.shown = String(shown);
+    ui.inView.dataset.total = String(count);
+    for (const note of ui.panels.querySelectorAll('.gap-note')) placeGapNote(note, scroller);
+    showZoom();
+  }
+
+  let viewportFrame = 0;
+  function scheduleViewport() {
+    if (viewportFrame) return;
+    viewportFrame = window.requestAnimationFrame(() => {
+      viewportFrame = 0;
+      updateViewport();
+    });
+  }
+
+  function showZoom() {
+    const view = state.view;
+    if (!view) return;
+    const value = Math.round(view.zoom * 100) + '%';
+    ui.zoomValue.textContent = state.zoom === 'fit' ? 'fit (' + value + ')' : value;
+    ui.zoomValue.dataset.zoom = view.zoom.toFixed(4);
+    ui.zoomOut.disabled = view.zoom <= view.minZoom + 1e-6;
+    ui.zoomIn.disabled = view.zoom >= ZOOM_MAX - 1e-6;
+  }
+
+  // Zooms by `factor`, keeping the release at `fraction` of the visible
+  // width where it is.
+  function zoomBy(factor, fraction) {
+    const view = state.view;
+    if (!view) return;
+    setZoom(view.zoom * factor, fraction);
+  }
+
+  function setZoom(zoom, fraction, column) {
+    const view = state.view;
+    if (!view) return;
+    state.zoom = zoom <= view.minZoom * 1.001 ? 'fit' : Math.min(zoom, ZOOM_MAX);
+    render({ anchor: { fraction, column } });
+  }
+
+  // The wheel scrolls the graphs sideways (until an end is reached, then
+  // the page); with Ctrl, it zooms around the pointer.
+  let wheelZoom = { factor: 1, frame: 0, fraction: 0.5 };
+  function onWheel(event, scroller) {
+    const unit = event.deltaMode === 1 ? 40 : event.deltaMode === 2 ? scroller.clientWidth : 1;
+    if (event.ctrlKey || event.metaKey) {
+      event.preventDefault();
+      const bounds = scroller.getBoundingClientRect();
+      wheelZoom.fraction = clamp((event.clientX - bounds.left) / bounds.width, 0, 1);
+      wheelZoom.factor *= Math.exp(-clamp(event.deltaY * unit, -300, 300) / 300);
+      if (!wheelZoom.frame) {
+        wheelZoom.frame = window.requestAnimationFrame(() => {
+          const { factor, fraction } = wheelZoom;
+          wheelZoom = { factor: 1, frame: 0, fraction };
+          zoomBy(factor, fraction);
+        });
+      }
+      return;
+    }
+    if (Math.abs(event.deltaX) >= Math.abs(event.deltaY)) return; // already sideways
+    const delta = event.deltaY * unit;
+    const max = scroller.scrollWidth - scroller.clientWidth;
+    if (max <= 0) return;
+    if ((delta < 0 && scroller.scrollLeft <= 0) || (delta > 0 && scroller.scrollLeft >= max - 1)) return;
+    event.preventDefault();
+    scroller.scrollLeft = clamp(scroller.scrollLeft + delta, 0, max);
+  }
+
+  // The release column under a pointer event on the overview.
+  function overviewColumn(event) {
+    const view = state.view;
+    if (!view || !view.overview || view.overview.count < 2) return 0;
+    const bounds = ui.overview.getBoundingClientRect();
+    const px = ((event.clientX - bounds.left) * view.overview.width) / bounds.width;
+    return clamp((px - OVERVIEW_LEFT) / view.overview.step, 0, view.overview.count - 1);
+  }
+
+  function startOverview() {
+    let dragging = false;
+    ui.overview.addEventListener('pointerdown', (event) => {
+      if (event.button !== 0) return;
+      dragging = true;
+      ui.overview.setPointerCapture(event.pointerId);
+      scrollToColumn(overviewColumn(event), 0.5);
+    });
+    ui.overview.addEventListener('pointermove', (event) => {
+      if (dragging) scrollToColumn(overviewColumn(event), 0.5);
+    });
+    const stop = () => {
+      dragging = false;
+    };
+    ui.overview.addEventListener('pointerup', stop);
+    ui.overview.addEventListener('pointercancel', stop);
+    ui.overview.addEventListener('dblclick', (event) => {
+      const view = state.view;
+      if (view) setZoom(Math.max(1, view.zoom), 0.5, overviewColumn(event));
+    });
+    ui.overview.addEventListener('wheel', (event) => {
+      const scroller = scrollers()[0];
+      if (scroller) onWheel(event, scroller);
+    }, { passive: false });
+    ui.overview.addEventListener('keydown', (event) => {
+      const scroller = scrollers()[0];
+      if (!scroller) return;
+      const page = scroller.clientWidth * 0.5;
+      const moves = {
+        ArrowLeft: scroller.scrollLeft - page,
+        ArrowRight: scroller.scrollLeft + page,
+        Home: 0,
+        End: scroller.scrollWidth,
+      };
+      if (!(event.key in moves)) return;
+      event.preventDefault();
+      for (const box of scrollers()) box.scrollLeft = moves[event.key];
+      updateViewport();
+    });
+  }
+
+  // "Go to version": selects the release named (or the only one whose
+  // version contains what is typed) and scrolls it into view.
+  function goTo(text) {
+    const wanted = text.trim();
+    ui.gotoMessage.textContent = '';
+    ui.gotoMessage.classList.remove('error');
+    if (!wanted) return;
+    const shown = shownSchemes().filter((s) => modelOf(s.id));
+    const preferred = state.selected ? shown.find((s) => s.id === state.selected.scheme) : null;
+    const order = preferred ? [preferred, ...shown.filter((s) => s !== preferred)] : shown;
+    let found = null;
+    for (const scheme of order) {
+      if (modelOf(scheme.id).byVersion.has(wanted)) {
+        found = { scheme: scheme.id, version: wanted };
+        break;
+      }
+    }
+    if (!found) {
+      const matches = new Map();
+      for (const scheme of order) {
+        for (const node of modelOf(scheme.id).nodes) {
+          if (node.version.includes(wanted) && !matches.has(node.version)) matches.set(node.version, scheme.id);
+        }
+      }
+      if (matches.size === 1) {
+        const [[version, scheme]] = [...matches];
+        found = { scheme, version };
+      } else {
+        ui.gotoMessage.classList.add('error');
+        ui.gotoMessage.textContent = matches.size
+          ? matches.size + ' releases match "' + wanted + '": type more of the version'
+          : 'No release ' + wanted + ' in ' + state.stream + ' ' + state.basearch;
+        return;
+      }
+    }
+    state.selected = found;
+    ui.gotoVersion.value = found.version;
+    render({ reveal: true, center: true });
+  }
+
   // ---- details -------------------------------------------------------------
 
-  function select(scheme, version) {
+  function select(scheme, version, reveal) {
     const same = state.selected && state.selected.scheme === scheme && state.selected.version === version;
     state.selected = same ? null : { scheme, version };
-    render();
+    render(reveal ? { reveal: true } : undefined);
   }
 
   function renderDetails() {
@@ -657,10 +1318,19 @@
     };
 
     row('version', 'Version', node.version);
+    row('build-date', 'Build date', node.date || html('span', { className: 'muted', text: 'not in the version' }));
     row('graph', 'Graph', scheme.title + ' · ' + state.stream + ' · ' + state.basearch);
+    const notes = releaseNotesUrl(state.stream, state.basearch);
+    if (notes) {
+      row('release-notes', 'Release notes', html('a', {
+        href: notes,
+        rel: 'noopener noreferrer',
+        target: '_blank',
+        text: state.stream + ' · ' + state.basearch,
+      }));
+    }
     row('payload', 'Payload', html('code', { text: node.payload }));
-    const otherGraph = state.graphs[other.id];
-    const twin = otherGraph && otherGraph.model ? otherGraph.model.byVersion.get(node.version) : null;
+    const twin = modelOf(other.id) ? modelOf(other.id).byVersion.get(node.version) : null;
     row(
       'other-payload',
       other.title + ' payload',
@@ -682,14 +1352,29 @@
       row('rollout', 'Rollout', 'no');
     }
 
+    const wariness = state.wariness.toFixed(2);
     const visibleIn = node.inEdges.filter((e) => !e.hidden);
-    const visibleOut = node.outEdges.filter((e) => !e.hidden);
-    row('from', 'Updates from', visibleIn.length ? versionList(visibleIn.map((e) => e.from), scheme.id) : 'none');
+    const hiddenIn = node.inEdges.length - visibleIn.length;
+    const from = [visibleIn.length ? versionList(visibleIn.map((e) => e.from), scheme.id) : hiddenIn ? 'none at wariness ' + wariness : 'none'];
+    if (hiddenIn) {
+      // Every update into a rollout is hidden together: the client is not
+      // offered the rollout yet.
+      from.push(html('span', {
+        className: 'hidden-note',
+        text:
+          plural(hiddenIn, 'update') + ' into it hidden: a client of wariness ' + wariness + ' is offered this rollout once it reaches ' +
+          percent(state.wariness) + ' (now at ' + percent(node.progress) + '). Set the client wariness to 0 to see them.',
+      }));
+    }
+    row('from', 'Updates from', ...from);
     const next = nextUpdate(node);
+    const visibleOut = node.outEdges.filter((e) => !e.hidden);
+    const hiddenOut = node.outEdges.filter((e) => e.hidden);
     row('to', 'Updates to', visibleOut.length ? versionList(visibleOut.map((e) => e.to), scheme.id, next) : node.deadend ? 'none (dead-end)' : 'none');
-    const hiddenOut = node.outEdges.length - visibleOut.length;
-    if (hiddenOut) {
-      row('hidden', 'Hidden', hiddenOut + ' update' + (hiddenOut === 1 ? '' : 's') + ' not offered at wariness ' + state.wariness.toFixed(2));
+    if (hiddenOut.length) {
+      const targets = hiddenOut.map((e) => e.to.version + ' at ' + percent(e.to.progress));
+      row('hidden', 'Hidden', plural(hiddenOut.length, 'update') + ' not offered at wariness ' + wariness +
+        ': into rollouts that have not reached it (' + targets.join(', ') + ')');
     }
     row('next', 'Next update', next ? next.version : 'none', html('span', { className: 'muted', text: next ? ' (the highest age index: what a client at this wariness takes)' : '' }));
     ui.detailsList.replaceChildren(...rows);
@@ -700,7 +1385,7 @@
     const list = html('span', { className: 'versions' });
     for (const target of sorted) {
       const button = html('button', { type: 'button', className: 'link' + (target === highlight ? ' next' : ''), text: target.version });
-      button.addEventListener('click', () => select(scheme, target.version));
+      button.addEventListener('click', () => select(scheme, target.version, true));
       list.append(button);
     }
     return list;
@@ -715,7 +1400,9 @@
     const scheme = query.get('scheme');
     if (scheme === 'checksum' || scheme === 'oci') state.scheme = scheme;
     const wariness = number(query.get('wariness'), 0);
-    state.wariness = Math.min(Math.max(wariness, 0), 1);
+    state.wariness = clamp(wariness, 0, 1);
+    const zoom = query.get('zoom');
+    state.zoom = zoom === 'fit' ? 'fit' : clamp(number(zoom, 1), 0.01, ZOOM_MAX);
     const at = integer(query.get('at'), null);
     state.at = at;
     const release = query.get('release');
@@ -729,6 +1416,7 @@
     if (state.basearch) query.set('basearch', state.basearch);
     if (state.scheme !== 'both') query.set('scheme', state.scheme);
     if (state.wariness) query.set('wariness', state.wariness.toFixed(2));
+    if (state.zoom !== 1) query.set('zoom', state.zoom === 'fit' ? 'fit' : state.zoom.toFixed(2));
     if (state.at !== null) query.set('at', String(state.at));
     if (state.selected) {
       query.set('graph', state.selected.scheme);
@@ -757,6 +1445,7 @@
     });
     ui.basearch.addEventListener('change', () => {
       state.basearch = ui.basearch.value;
+      showReleaseNotes();
       loadGraphs(false);
     });
     for (const radio of document.querySelectorAll('input[name="scheme"]')) {
@@ -766,11 +1455,11 @@
         // Keep the selection in view: the same release in the graph shown.
         const selected = state.selected;
         if (selected && state.scheme !== 'both' && selected.scheme !== state.scheme) {
-          const graph = state.graphs[state.scheme];
-          const twin = graph && graph.model && graph.model.byVersion.has(selected.version);
+          const model = modelOf(state.scheme);
+          const twin = model && model.byVersion.has(selected.version);
           state.selected = twin ? { scheme: state.scheme, version: selected.version } : null;
         }
-        render({ scrollToEnd: true });
+        render(state.selected ? { reveal: true, center: true } : { end: true });
       });
     }
     ui.wariness.addEventListener('input', () => {
@@ -793,6 +1482,22 @@
       state.selected = null;
       render();
     });
+    ui.zoomOut.addEventListener('click', () => zoomBy(1 / ZOOM_STEP, 0.5));
+    ui.zoomIn.addEventListener('click', () => zoomBy(ZOOM_STEP, 0.5));
+    ui.zoomFit.addEventListener('click', () => setZoom(0, 0.5));
+    ui.zoomFull.addEventListener('click', () => setZoom(1, 0.5));
+    ui.gotoForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      goTo(ui.gotoVersion.value);
+    });
+    startOverview();
+    // A new width: the overview and fit-to-width follow.
+    let width = ui.panels.clientWidth;
+    new ResizeObserver(() => {
+      if (ui.panels.clientWidth === width) return;
+      width = ui.panels.clientWidth;
+      if (state.view) render({ anchor: { fraction: 0.5 } });
+    }).observe(ui.panels);
     document.addEventListener('keydown', (event) => {
       if (event.key === 'Escape' && state.selected) {
         state.selected = null;

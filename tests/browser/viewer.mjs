@@ -1,18 +1,23 @@
 // End-to-end test of the graph viewer in a real Chromium: opens the page of
-// a running graph-builder, picks a stream and an architecture, checks the
-// counts and the drawing of both graphs against the graphs the server
-// serves, clicks releases and checks the details panel, moves the wariness
-// slider, and saves a screenshot.
+// a running graph-builder, checks the order of the streams, picks a stream
+// and an architecture, checks the counts and the drawing of both graphs
+// against the graphs the server serves, clicks releases and checks the
+// details panel (build date, release notes, hidden updates), moves the
+// wariness slider, and saves a screenshot. With --long-stream, then opens
+// a long history and checks the overview, the zoom, the wheel, a deep link
+// to an old release, "go to version" and why the OCI graph starts later.
 //
 //   node viewer.mjs --url http://127.0.0.1:8080/ --screenshot viewer.png \
 //       [--stream stable] [--basearch x86_64] [--at EPOCH] [--wariness 0.7] \
 //       [--click VERSION [--expect-payload PAYLOAD]] \
-//       [--rollout VERSION [--expect-progress 60%]]
+//       [--rollout VERSION [--expect-progress 60%]] [--long-stream next]
 //
 // --click: a release of the OSTree graph to click (default: its last);
 // --rollout: a rollout of the OCI graph to click last (its progress is
 // checked when --expect-progress is given); --at pins the time rollout
-// progress is computed at. Exits 0 when every check passed.
+// progress is computed at; --long-stream: a stream of the same basearch
+// with a long history (at least 60 releases, OCI payloads starting later
+// than OSTree ones). Exits 0 when every check passed.
 
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
@@ -46,6 +51,7 @@ const { values: args } = parseArgs({
     'expect-payload': { type: 'string' },
     rollout: { type: 'string' },
     'expect-progress': { type: 'string' },
+    'long-stream': { type: 'string' },
   },
 });
 if (!args.url || !args.screenshot) {
@@ -142,6 +148,328 @@ async function checkReason(page, key, reason) {
   }
 }
 
+// Fedora's order of its streams (stable, testing, next), then the others
+// by name.
+function fedoraOrder(names) {
+  const first = ['stable', 'testing', 'next'].filter((name) => names.includes(name));
+  return first.concat(names.filter((name) => !first.includes(name)).sort());
+}
+
+function releaseNotes(stream, basearch) {
+  return 'https://fedoraproject.org/coreos/release-notes/?arch=' + basearch + '&stream=' + stream;
+}
+
+// The build date in a Fedora CoreOS version: 44.20260707.3.1 -> 2026-07-07.
+function versionDate(version) {
+  const part = version.split('.')[1] ?? '';
+  return /^\d{8}$/.test(part) ? part.slice(0, 4) + '-' + part.slice(4, 6) + '-' + part.slice(6) : null;
+}
+
+const ageOf = (node) => Number.parseInt(node.metadata[PREFIX + 'releases.age_index'], 10);
+
+// Where a graph starts: its release with the lowest age index, and the
+// releases of the other graph before it.
+function graphStart(raw, scheme) {
+  const other = scheme === 'oci' ? 'checksum' : 'oci';
+  const first = raw[scheme].nodes.reduce((a, b) => (ageOf(b) < ageOf(a) ? b : a));
+  return { first, before: raw[other].nodes.filter((n) => ageOf(n) < ageOf(first)).length };
+}
+
+async function waitScope(page, stream, basearch) {
+  await page.locator('#panels[data-scope="' + stream + '/' + basearch + '"]').waitFor();
+}
+
+// Counts and drawing of both graphs against the served graphs.
+async function checkGraphs(page, raw, now, label) {
+  for (const scheme of ['checksum', 'oci']) {
+    const shown = await pageCounts(page, scheme);
+    const expected = expectedCounts(raw[scheme], 0, now);
+    equal(shown.counts, expected, label + ' ' + scheme + ' counts');
+    equal(shown.drawnNodes, expected.nodes, label + ' ' + scheme + ' nodes drawn');
+    equal(shown.drawnEdges, expected.edges, label + ' ' + scheme + ' edges drawn');
+    equal(shown.drawnWalls, expected.barriers, label + ' ' + scheme + ' barriers drawn');
+    equal(shown.drawnDeadends, expected.deadends, label + ' ' + scheme + ' dead-ends drawn');
+    const inProgress = raw[scheme].nodes.filter(
+      (n) => n.metadata[PREFIX + 'updates.rollout'] === 'true' && rolloutProgress(n.metadata, now) < 1,
+    ).length;
+    equal(shown.drawnRings, inProgress, label + ' ' + scheme + ' rollouts in progress drawn');
+    const order = await page
+      .locator('#panel-' + scheme + ' .node')
+      .evaluateAll((nodes) => nodes.map((n) => n.dataset.version));
+    equal(order, raw[scheme].nodes.map((n) => n.version), label + ' ' + scheme + ' nodes in release order');
+    const xs = await page
+      .locator('#panel-' + scheme + ' .node')
+      .evaluateAll((nodes) => nodes.map((n) => n.getBoundingClientRect().x));
+    check(xs.every((x, i) => i === 0 || x > xs[i - 1]), label + ' ' + scheme + ' nodes drawn left to right', xs);
+  }
+}
+
+// The graph's visible box and where its releases are drawn (centres).
+async function geometryOf(page, scheme) {
+  return page.evaluate((scheme) => {
+    const scroller = document.querySelector('#panel-' + scheme + ' .scroll');
+    const box = scroller.getBoundingClientRect();
+    const graph = scroller.querySelector('svg.graph');
+    const nodes = [...scroller.querySelectorAll('.node')].map((node) => {
+      const r = node.querySelector('.shape').getBoundingClientRect();
+      return { version: node.dataset.version, left: r.left, right: r.right, x: r.left + r.width / 2 };
+    });
+    return {
+      left: box.left,
+      right: box.left + scroller.clientWidth,
+      clientWidth: scroller.clientWidth,
+      scrollWidth: scroller.scrollWidth,
+      scrollLeft: scroller.scrollLeft,
+      graphWidth: graph.getBoundingClientRect().width,
+      nodes,
+    };
+  }, scheme);
+}
+
+const visibleNodes = (g) => g.nodes.filter((n) => n.left >= g.left - 0.5 && n.right <= g.right + 0.5);
+
+function spacing(g) {
+  return g.nodes[1].x - g.nodes[0].x;
+}
+
+async function checkInView(page, scheme, version, what) {
+  const g = await geometryOf(page, scheme);
+  const node = g.nodes.find((n) => n.version === version);
+  check(node !== undefined, what + ': ' + version + ' is drawn');
+  check(node.left >= g.left && node.right <= g.right, what + ': ' + version + ' is in view', { node, left: g.left, right: g.right });
+}
+
+// In "Both", a graph that starts later than the other says why: in a band
+// over the stretch where it has no release, or in its head when the band
+// is too narrow for the text.
+async function checkStart(page, raw, label) {
+  for (const scheme of ['checksum', 'oci']) {
+    const { first, before } = graphStart(raw, scheme);
+    const note = page.locator('#panel-' + scheme + ' .coverage[data-edge="start"]');
+    const inBand = page.locator('#panel-' + scheme + ' .gap[data-edge="start"] .gap-note text');
+    if (before === 0) {
+      equal((await note.count()) + (await inBand.count()), 0, label + ' ' + scheme + ' starts with the stream: no note');
+      continue;
+    }
+    const title = scheme === 'oci' ? 'OCI' : 'OSTree';
+    const since = versionDate(first.version) ?? first.version;
+    const text = (await note.count())
+      ? await note.textContent()
+      : (await inBand.allTextContents()).join(' ').replace(since, since + ':');
+    check(
+      text.startsWith('No ' + title + ' payloads before ' + since + ':') &&
+        text.includes(first.version) &&
+        text.includes('the ' + before + ' release' + (before === 1 ? '' : 's') + ' before it'),
+      label + ' ' + scheme + ' says why it starts later',
+      text,
+    );
+    const other = scheme === 'oci' ? 'checksum' : 'oci';
+    const spans = await page.evaluate(
+      ([scheme, other, version, firstAge]) => {
+        const band = document.querySelector('#panel-' + scheme + ' .gap[data-edge="start"] .gap-band');
+        const own = document.querySelector('#panel-' + scheme + ' .node[data-version="' + CSS.escape(version) + '"] .shape');
+        const earlier = [...document.querySelectorAll('#panel-' + other + ' .node')]
+          .slice(0, firstAge)
+          .map((n) => n.querySelector('.shape').getBoundingClientRect());
+        const b = band ? band.getBoundingClientRect() : null;
+        return {
+          band: b && { left: b.left, right: b.right },
+          first: own.getBoundingClientRect().left,
+          earliest: Math.min(...earlier.map((r) => r.left)),
+          latest: Math.max(...earlier.map((r) => r.right)),
+        };
+      },
+      [scheme, other, first.version, before],
+    );
+    check(
+      spans.band !== null &&
+        spans.band.left <= spans.earliest &&
+        spans.band.right >= spans.latest &&
+        spans.band.right <= spans.first,
+      label + ' ' + scheme + ': a band covers the ' + before + ' releases before its first',
+      spans,
+    );
+  }
+}
+
+// A long history: the overview, the zoom, the wheel, a deep link to an
+// old release, "go to version", and why the OCI graph starts later.
+async function checkLongHistory(page, stream, now) {
+  const basearch = args.basearch;
+  const query = new URLSearchParams({ basearch, stream });
+  const raw = { checksum: await getJson('v1/graph?' + query), oci: await getJson('v1/graph?' + query + '&oci=true') };
+  const total = new Set([...raw.checksum.nodes, ...raw.oci.nodes].map(ageOf)).size;
+  check(total >= 60, stream + ' has a long history', total);
+  const ostree = raw.checksum.nodes.map((n) => n.version);
+  const pick = (share) => ostree[Math.floor(ostree.length * share)];
+
+  await page.selectOption('#stream', stream);
+  await waitScope(page, stream, basearch);
+  if (['stable', 'testing', 'next'].includes(stream)) {
+    equal(await page.locator('#release-notes').getAttribute('href'), releaseNotes(stream, basearch), stream + ' release notes link');
+  }
+  await checkGraphs(page, raw, now, stream);
+  await checkStart(page, raw, stream);
+
+  // Full size: the newest releases in view, a part of the history.
+  let g = await geometryOf(page, 'checksum');
+  equal(Math.round(spacing(g)), 76, 'full size: a release every 76 px');
+  await checkInView(page, 'checksum', ostree.at(-1), 'a stream opens at its newest release');
+  const few = visibleNodes(g).length;
+  check(few < total / 4, 'full size shows a part of the history: ' + few + ' of ' + total + ' releases', few);
+  equal(Number(await page.locator('#in-view').getAttribute('data-shown')), few, 'the page counts the releases in view');
+
+  // The overview: every release, in the width of the page, with barriers
+  // and dead-ends.
+  const overview = await page.evaluate(() => {
+    const root = document.getElementById('overview');
+    const box = root.getBoundingClientRect();
+    const marks = (scheme, kind) =>
+      [...root.querySelectorAll('.ov-row[data-scheme="' + scheme + '"] ' + kind)].map((m) => {
+        const r = m.getBoundingClientRect();
+        return { version: m.dataset.version, left: r.left, right: r.right, x: r.left + r.width / 2, y: r.top + r.height / 2 };
+      });
+    const frame = document.getElementById('overview-window').getBoundingClientRect();
+    return {
+      left: box.left,
+      right: box.right,
+      navigator: document.getElementById('navigator').getBoundingClientRect().width,
+      pageWidth: document.documentElement.clientWidth,
+      pageScrollWidth: document.documentElement.scrollWidth,
+      releases: { checksum: marks('checksum', '.ov-release'), oci: marks('oci', '.ov-release') },
+      barriers: { checksum: marks('checksum', '.ov-barrier').length, oci: marks('oci', '.ov-barrier').length },
+      deadends: { checksum: marks('checksum', '.ov-deadend').length, oci: marks('oci', '.ov-deadend').length },
+      frame: { left: frame.left, right: frame.right },
+    };
+  });
+  check(
+    overview.right - overview.left <= overview.navigator && overview.pageScrollWidth <= overview.pageWidth,
+    'the overview fits the width of the page',
+    overview,
+  );
+  for (const scheme of ['checksum', 'oci']) {
+    const marks = overview.releases[scheme];
+    const versions = raw[scheme].nodes.map((n) => n.version);
+    check(
+      JSON.stringify(marks.map((m) => m.version)) === JSON.stringify(versions),
+      'the overview shows the ' + versions.length + ' ' + scheme + ' releases in order',
+      marks.map((m) => m.version),
+    );
+    check(marks.every((m) => m.left >= overview.left && m.right <= overview.right), 'every ' + scheme + ' release inside the overview');
+    const expected = expectedCounts(raw[scheme], 0, now);
+    equal(overview.barriers[scheme], expected.barriers, 'the overview shows the ' + scheme + ' barriers');
+    equal(overview.deadends[scheme], expected.deadends, 'the overview shows the ' + scheme + ' dead-ends');
+  }
+  const newestMark = overview.releases.checksum.at(-1);
+  const oldestMark = overview.releases.checksum[0];
+  check(
+    overview.frame.left <= newestMark.x && overview.frame.right >= newestMark.x && overview.frame.left > oldestMark.x,
+    'the overview frames the releases in view',
+    { frame: overview.frame, newest: newestMark.x, oldest: oldestMark.x },
+  );
+  // A click in the overview moves the graphs there.
+  const early = pick(0.15);
+  const mark = overview.releases.checksum.find((m) => m.version === early);
+  await page.mouse.click(mark.x, mark.y);
+  await checkInView(page, 'checksum', early, 'a click in the overview');
+
+  // The mouse wheel scrolls sideways, both graphs together.
+  g = await geometryOf(page, 'checksum');
+  const box = await page.locator('#panel-checksum .scroll').boundingBox();
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.mouse.wheel(0, 400);
+  await page.waitForFunction(
+    (before) => document.querySelector('#panel-checksum .scroll').scrollLeft > before,
+    g.scrollLeft,
+  );
+  const scrolled = await geometryOf(page, 'checksum');
+  check(scrolled.scrollLeft > g.scrollLeft, 'the mouse wheel scrolls the graphs sideways', [g.scrollLeft, scrolled.scrollLeft]);
+  await page.waitForFunction(
+    () => document.querySelector('#panel-oci .scroll').scrollLeft === document.querySelector('#panel-checksum .scroll').scrollLeft,
+  );
+  check(true, 'the OCI graph scrolls along');
+
+  // Zoom: out, fit to width (the whole history at once), in, with
+  // Ctrl + wheel, back to full size.
+  const full = spacing(await geometryOf(page, 'checksum'));
+  await page.locator('#zoom-out').click();
+  const out = spacing(await geometryOf(page, 'checksum'));
+  check(Math.abs(out - full / 1.5) < 0.5, 'zoom out: releases closer together', [full, out]);
+  await page.locator('#zoom-fit').click();
+  for (const scheme of ['checksum', 'oci']) {
+    g = await geometryOf(page, scheme);
+    check(g.scrollWidth <= g.clientWidth, 'fit width: the ' + scheme + ' graph needs no scrolling', g.scrollWidth + ' <= ' + g.clientWidth);
+    equal(visibleNodes(g).length, raw[scheme].nodes.length, 'fit width: every ' + scheme + ' release in view');
+  }
+  equal(await page.locator('#in-view').textContent(), 'All ' + total + ' releases in view', 'fit width: the page says all are in view');
+  check(page.url().includes('zoom=fit'), 'the address keeps the zoom', page.url());
+  const fit = spacing(await geometryOf(page, 'checksum'));
+  await page.locator('#zoom-in').click();
+  const zoomed = spacing(await geometryOf(page, 'checksum'));
+  check(Math.abs(zoomed - fit * 1.5) < 0.5, 'zoom in: releases further apart', [fit, zoomed]);
+  const zoomBefore = Number(await page.locator('#panels').getAttribute('data-zoom'));
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.keyboard.down('Control');
+  await page.mouse.wheel(0, -200);
+  await page.keyboard.up('Control');
+  await page.waitForFunction((before) => Number(document.getElementById('panels').dataset.zoom) > before, zoomBefore);
+  check(true, 'Ctrl + wheel zooms in');
+  await page.locator('#zoom-full').click();
+  equal(Math.round(spacing(await geometryOf(page, 'checksum'))), 76, 'back to full size');
+
+  // A link to an old release opens with it in view.
+  const old = pick(0.08);
+  const link = new URL(base);
+  for (const [key, value] of Object.entries({ stream, basearch, graph: 'checksum', release: old })) {
+    link.searchParams.set(key, value);
+  }
+  if (at !== null) link.searchParams.set('at', String(at));
+  await page.goto(link.href);
+  await waitScope(page, stream, basearch);
+  equal(await page.locator('#details-version').textContent(), old, 'a link selects an old release');
+  await checkInView(page, 'checksum', old, 'a link to an old release');
+  equal(await page.locator('#details-build-date').textContent(), versionDate(old), 'details show the build date of ' + old);
+  // The OCI graph has no release there: its band says why, in view.
+  const { first } = graphStart(raw, 'oci');
+  const gapNote = await page.evaluate(() => {
+    const note = document.querySelector('#panel-oci .gap[data-edge="start"] .gap-note');
+    const scroller = document.querySelector('#panel-oci .scroll').getBoundingClientRect();
+    if (!note) return null;
+    const r = note.getBoundingClientRect();
+    return { text: note.textContent, inside: r.left >= scroller.left && r.right <= scroller.right };
+  });
+  check(
+    gapNote !== null && gapNote.inside && gapNote.text.startsWith('No OCI payloads before ' + versionDate(first.version)),
+    'where the OCI graph has no release yet, a note in view says why',
+    gapNote,
+  );
+
+  // "Go to version": a version, the date part of one, an unknown one.
+  const middle = pick(0.5);
+  await page.locator('#goto-version').fill(middle);
+  await page.locator('#goto-version').press('Enter');
+  equal(await page.locator('#details-version').textContent(), middle, 'go to version selects ' + middle);
+  await checkInView(page, 'checksum', middle, 'go to version');
+  check(page.url().includes('release=' + encodeURIComponent(middle)), 'the address names the release gone to');
+  const other = pick(0.3);
+  await page.locator('#goto-version').fill(other.split('.')[1]);
+  await page.locator('#goto-version').press('Enter');
+  equal(await page.locator('#details-version').textContent(), other, 'go to version finds a release by its date');
+  await checkInView(page, 'checksum', other, 'go to version by date');
+  await page.locator('#goto-version').fill('0.0.0-none');
+  await page.locator('#goto-version').press('Enter');
+  const message = await page.locator('#goto-message').textContent();
+  check(message.startsWith('No release 0.0.0-none'), 'go to version says when there is no such release', message);
+
+  // For the screenshot: the first OCI release, zoomed out twice.
+  await page.locator('#goto-version').fill(first.version);
+  await page.locator('#goto-version').press('Enter');
+  equal(await page.locator('#goto-message').textContent(), '', 'going to a release clears the message');
+  await page.locator('#zoom-out').click();
+  await page.locator('#zoom-out').click();
+  await checkInView(page, 'checksum', first.version, 'zooming out keeps the release in view');
+}
+
 async function run() {
   const streams = await getJson('v1/streams');
   check(Array.isArray(streams[args.stream]), 'the server serves stream ' + args.stream, streams);
@@ -183,7 +511,7 @@ async function run() {
     // Pickers: filled from /v1/streams.
     await page.locator('#stream:not([disabled])').waitFor();
     const streamOptions = await page.locator('#stream option').evaluateAll((os) => os.map((o) => o.value));
-    equal(streamOptions, Object.keys(streams), 'stream picker lists the configured streams');
+    equal(streamOptions, fedoraOrder(Object.keys(streams)), 'stream picker lists the configured streams in Fedora\'s order');
     await page.selectOption('#stream', args.stream);
     const archOptions = await page.locator('#basearch option').evaluateAll((os) => os.map((o) => o.value));
     equal(archOptions, streams[args.stream], 'architecture picker lists the basearches of ' + args.stream);
@@ -196,31 +524,19 @@ async function run() {
       check(true, 'switched to ' + other);
     }
     await page.selectOption('#basearch', args.basearch);
-    await page.locator('#panels[data-scope="' + args.stream + '/' + args.basearch + '"]').waitFor();
+    await waitScope(page, args.stream, args.basearch);
     check(page.url().includes('basearch=' + args.basearch), 'the address follows the pickers', page.url());
+    if (['stable', 'testing', 'next'].includes(args.stream)) {
+      equal(
+        await page.locator('#release-notes').getAttribute('href'),
+        releaseNotes(args.stream, args.basearch),
+        'the release notes link follows the stream and architecture',
+      );
+    }
 
     // Both schemes side by side, counts and drawing matching the graphs.
-    for (const scheme of ['checksum', 'oci']) {
-      const shown = await pageCounts(page, scheme);
-      const expected = expectedCounts(raw[scheme], 0, now);
-      equal(shown.counts, expected, scheme + ' counts');
-      equal(shown.drawnNodes, expected.nodes, scheme + ' nodes drawn');
-      equal(shown.drawnEdges, expected.edges, scheme + ' edges drawn');
-      equal(shown.drawnWalls, expected.barriers, scheme + ' barriers drawn');
-      equal(shown.drawnDeadends, expected.deadends, scheme + ' dead-ends drawn');
-      const inProgress = raw[scheme].nodes.filter(
-        (n) => n.metadata[PREFIX + 'updates.rollout'] === 'true' && rolloutProgress(n.metadata, now) < 1,
-      ).length;
-      equal(shown.drawnRings, inProgress, scheme + ' rollouts in progress drawn');
-      const order = await page
-        .locator('#panel-' + scheme + ' .node')
-        .evaluateAll((nodes) => nodes.map((n) => n.dataset.version));
-      equal(order, raw[scheme].nodes.map((n) => n.version), scheme + ' nodes in release order');
-      const xs = await page
-        .locator('#panel-' + scheme + ' .node')
-        .evaluateAll((nodes) => nodes.map((n) => n.getBoundingClientRect().x));
-      check(xs.every((x, i) => i === 0 || x > xs[i - 1]), scheme + ' nodes drawn left to right', xs);
-    }
+    await checkGraphs(page, raw, now, args.stream);
+    await checkStart(page, raw, args.stream);
 
     // Click a release of the OSTree graph: details.
     const clickVersion = args.click ?? raw.checksum.nodes.at(-1).version;
@@ -248,6 +564,19 @@ async function run() {
       'the clicked release is marked selected',
     );
     check(page.url().includes('release=' + encodeURIComponent(clickVersion)), 'the address names the selection');
+    const date = versionDate(clickVersion);
+    equal(
+      await page.locator('#details-build-date').textContent(),
+      date ?? 'not in the version',
+      'details show the build date (from the version)',
+    );
+    if (['stable', 'testing', 'next'].includes(args.stream)) {
+      equal(
+        await page.locator('#details-release-notes a').getAttribute('href'),
+        releaseNotes(args.stream, args.basearch),
+        'details link the release notes',
+      );
+    }
 
     // Keyboard: Escape closes, Enter on a focused release opens.
     await page.keyboard.press('Escape');
@@ -297,6 +626,29 @@ async function run() {
           'details show the rollout progress',
         );
       }
+      // Above its progress, the updates into it are hidden: say how many
+      // and why rather than "none".
+      const into = raw.oci.edges.filter(([, to]) => raw.oci.nodes[to].version === args.rollout).length;
+      const share = rolloutProgress(rollout.metadata, now);
+      if (into > 0 && share < wariness) {
+        await page.locator('#wariness').fill(String(wariness));
+        const from = await page.locator('#details-from').textContent();
+        check(from.startsWith('none at wariness ' + wariness.toFixed(2)), 'no update into the rollout at wariness ' + wariness, from);
+        const note = await page.locator('#details-from .hidden-note').textContent();
+        check(
+          note.startsWith(into + ' update' + (into === 1 ? '' : 's') + ' into it hidden') &&
+            note.includes('once it reaches ' + Math.round(wariness * 100) + '%'),
+          'details say how many updates into the rollout are hidden and why',
+          note,
+        );
+        await page.locator('#wariness').fill('0');
+        const all = await page.locator('#details-from button').count();
+        equal(all, into, 'at wariness 0 the updates into the rollout are listed');
+      }
+    }
+
+    if (args['long-stream'] !== undefined) {
+      await checkLongHistory(page, args['long-stream'], now);
     }
 
     equal(problems, [], 'no console error, failed request or HTTP error');

@@ -288,7 +288,15 @@ impl SyncError {
         } else {
             "read"
         };
-        SyncError::of(kind, error)
+        // The error's sources say why (connection refused, …).
+        let mut detail = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            detail.push_str(": ");
+            detail.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        SyncError::of(kind, detail)
     }
 }
 

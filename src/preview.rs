@@ -68,7 +68,9 @@ pub fn to_dot(graph: &Graph, title: &str, now: i64) -> String {
     let _ = writeln!(dot, "digraph \"{}\" {{", escape(title));
     dot.push_str("  rankdir=LR;\n  node [shape=box, fontname=\"sans-serif\"];\n");
     for (i, node) in graph.nodes.iter().enumerate() {
-        let mut label = node.version.clone();
+        // The version is escaped; the `\n` line breaks added below are DOT
+        // escapes of their own.
+        let mut label = escape(&node.version);
         let mut attrs = Vec::new();
         if node.is_barrier() {
             label.push_str("\\nbarrier");
@@ -85,7 +87,7 @@ pub fn to_dot(graph: &Graph, title: &str, now: i64) -> String {
                 attrs.push("style=dashed".to_string());
             }
         }
-        attrs.insert(0, format!("label=\"{}\"", escape(&label)));
+        attrs.insert(0, format!("label=\"{label}\""));
         let _ = writeln!(dot, "  n{i} [{}];", attrs.join(", "));
     }
     for (from, to) in &graph.edges {
@@ -95,6 +97,44 @@ pub fn to_dot(graph: &Graph, title: &str, now: i64) -> String {
     dot
 }
 
+/// `text` as the content of a DOT quoted string: a backslash or a double
+/// quote is escaped with a backslash (an unescaped backslash would start a
+/// DOT escape such as `\l` or `\N`).
 fn escape(text: &str) -> String {
-    text.replace('"', "\\\"")
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '"') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use commons::graph::Node;
+
+    #[test]
+    fn dot_escapes_backslashes_and_quotes() {
+        let mut barrier = Node {
+            version: r#"41\N"x"#.to_string(),
+            metadata: Default::default(),
+            payload: "p".to_string(),
+        };
+        barrier
+            .metadata
+            .insert(commons::metadata::BARRIER.into(), "true".into());
+        let graph = Graph {
+            nodes: vec![barrier],
+            edges: Vec::new(),
+        };
+        let dot = to_dot(&graph, r#"a\b"c"#, 0);
+        assert!(dot.starts_with(r#"digraph "a\\b\"c" {"#), "{dot}");
+        assert!(
+            dot.contains(r#"n0 [label="41\\N\"x\nbarrier", peripheries=2];"#),
+            "{dot}"
+        );
+    }
 }

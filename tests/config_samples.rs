@@ -31,6 +31,11 @@ fn combined_sample_loads() {
     assert!(!loaded.graph_url_given);
 }
 
+/// A time within the embedded sample's long rollout (2025-12-01 to
+/// 2030-12-01, see `dist/sample/generate.py`): 2026-06-01T00:00:00Z. Pinned,
+/// so the test does not depend on the day it runs.
+const IN_SAMPLE_ROLLOUT: i64 = 1_780_272_000;
+
 #[test]
 fn embedded_sample_builds_valid_graphs_with_every_feature() {
     use commons::graph::{Graph, Scheme};
@@ -49,7 +54,7 @@ fn embedded_sample_builds_valid_graphs_with_every_feature() {
                 seen.1 |= graph.nodes.iter().any(|n| n.is_deadend());
                 seen.2 |= graph.nodes.iter().any(|n| {
                     commons::policy::RolloutParams::of(n)
-                        .is_some_and(|r| (0.0..1.0).contains(&r.progress(commons::unix_now())))
+                        .is_some_and(|r| (0.0..1.0).contains(&r.progress(IN_SAMPLE_ROLLOUT)))
                 });
                 seen.3 |= scheme == Scheme::Oci
                     && index

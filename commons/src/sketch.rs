@@ -113,23 +113,68 @@ impl WindowedSketch {
     }
 }
 
-/// The HyperLogLog estimate of a register array, with linear counting for
-/// small cardinalities. 64-bit hashes need no large-range correction.
+/// The cardinality estimate of a HyperLogLog register array: Otmar Ertl's
+/// improved estimator ("New cardinality estimation algorithms for
+/// HyperLogLog sketches", 2017, section 3). It reads only the histogram of
+/// register values and is nearly unbiased at every cardinality, so it needs
+/// neither linear counting for small ones nor empirical bias correction
+/// where the classic estimator switches between the two (about 2.5 × m,
+/// where the classic one is some 2% high). An empty array estimates 0.
 fn hyperloglog_estimate(registers: &[u8]) -> f64 {
     let m = registers.len() as f64;
-    let alpha = match registers.len() {
-        16 => 0.673,
-        32 => 0.697,
-        64 => 0.709,
-        _ => 0.7213 / (1.0 + 1.079 / m),
-    };
-    let sum: f64 = registers.iter().map(|&r| 2f64.powi(-i32::from(r))).sum();
-    let raw = alpha * m * m / sum;
-    let zeros = registers.iter().filter(|&&r| r == 0).count();
-    if raw <= 2.5 * m && zeros > 0 {
-        m * (m / zeros as f64).ln()
-    } else {
-        raw
+    let p = registers.len().trailing_zeros();
+    // Register values run from 0 to q + 1, q the hash bits left for the rank.
+    let q = (64 - p) as usize;
+    let mut histogram = [0u32; 66];
+    for &r in registers {
+        histogram[usize::from(r)] += 1;
+    }
+    let mut z = m * tau(1.0 - f64::from(histogram[q + 1]) / m);
+    for &count in histogram[1..=q].iter().rev() {
+        z = 0.5 * (z + f64::from(count));
+    }
+    z += m * sigma(f64::from(histogram[0]) / m);
+    // alpha_inf = 1 / (2 ln 2), the bias constant as m grows.
+    m * m / (2.0 * std::f64::consts::LN_2 * z)
+}
+
+/// σ(x) = x + Σ_{k≥1} x^(2^k) · 2^(k-1), for the registers still at 0
+/// (x their share); infinite at x = 1.
+fn sigma(x: f64) -> f64 {
+    if x == 1.0 {
+        return f64::INFINITY;
+    }
+    let mut power = x;
+    let mut weight = 1.0;
+    let mut sum = x;
+    loop {
+        power *= power;
+        let previous = sum;
+        sum += power * weight;
+        weight += weight;
+        if sum == previous {
+            return sum;
+        }
+    }
+}
+
+/// τ(x) = (1 - x - Σ_{k≥1} (1 - x^(2^-k))² · 2^-k) / 3, for the registers
+/// at the largest value (1 - x their share); 0 at x = 0 and x = 1.
+fn tau(x: f64) -> f64 {
+    if x == 0.0 || x == 1.0 {
+        return 0.0;
+    }
+    let mut root = x;
+    let mut weight = 1.0;
+    let mut sum = 1.0 - x;
+    loop {
+        root = root.sqrt();
+        let previous = sum;
+        weight *= 0.5;
+        sum -= (1.0 - root) * (1.0 - root) * weight;
+        if sum == previous {
+            return sum / 3.0;
+        }
     }
 }
 
@@ -157,6 +202,56 @@ mod tests {
             let error = (estimate - n as f64).abs() / n as f64;
             assert!(error < 0.03, "n={n} estimate={estimate}");
         }
+    }
+
+    /// SplitMix64: a cheap generator whose outputs are distinct for
+    /// distinct states (the output function is a bijection), so `n` draws
+    /// are `n` distinct uniformly distributed hashes.
+    fn splitmix64(state: &mut u64) -> u64 {
+        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// The mean relative error over several seeds stays within 2% at every
+    /// size, including 2.5 × 2^precision, where the classic estimator
+    /// switches from linear counting to the raw estimate and was about
+    /// 2.4% high.
+    #[test]
+    fn unbiased_from_a_thousand_to_a_million() {
+        for (precision, seeds) in [(10u8, 16u64), (14, 8)] {
+            let m = 1u64 << precision;
+            let mut sizes = [1_000, 5 * m / 2, 10_000, 100_000, 1_000_000];
+            sizes.sort_unstable();
+            let mut error_sums = [0.0; 5];
+            for seed in 0..seeds {
+                let sketch = WindowedSketch::new(precision, 1, 3600);
+                let mut state = seed << 32 | u64::from(precision);
+                let mut inserted = 0;
+                for (size, error_sum) in sizes.iter().zip(error_sums.iter_mut()) {
+                    while inserted < *size {
+                        sketch.insert(splitmix64(&mut state), 0);
+                        inserted += 1;
+                    }
+                    *error_sum += sketch.estimate(0) / *size as f64 - 1.0;
+                }
+            }
+            for (size, error_sum) in sizes.iter().zip(error_sums) {
+                let mean_error = error_sum / seeds as f64;
+                assert!(
+                    mean_error.abs() < 0.02,
+                    "precision {precision}, {size} distinct values: mean error {:+.2}%",
+                    mean_error * 100.0
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn empty_sketch_estimates_zero() {
+        assert_eq!(WindowedSketch::new(14, 4, 3600).estimate(0), 0.0);
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //! the prepared graph body.
 
 use crate::graph::{GraphScope, Scheme};
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{
+    self, Accept, AcceptEncoding, Encoding, Header, HeaderValue, Preference, Quality,
+};
 use actix_web::http::StatusCode;
+use actix_web::mime;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use bytes::Bytes;
 use std::io::Write;
@@ -270,59 +273,72 @@ fn required_name(name: &'static str, value: Option<String>) -> Result<String, Gr
     Ok(value)
 }
 
-/// Checks that the request's `Accept` header (if any) admits JSON.
+/// Checks that the request's `Accept` header admits JSON. No `Accept`
+/// header admits anything; otherwise the most specific range that matches
+/// `application/json` decides (the type itself, then `application/*`, then
+/// `*/*`), so `application/json;q=0, */*` refuses JSON (RFC 9110, 12.5.1).
+/// Several `Accept` lines count as one list.
 pub fn check_accepts_json(req: &HttpRequest) -> Result<(), GraphError> {
-    let mut any_header = false;
-    for value in req.headers().get_all(header::ACCEPT) {
-        any_header = true;
-        let Ok(text) = value.to_str() else { continue };
-        if accepts_json(text) {
-            return Ok(());
+    let mut lines = req.headers().get_all(header::ACCEPT);
+    match (lines.next(), lines.next()) {
+        // No Accept header, or exactly Zincati's: answered without parsing.
+        (None, _) => return Ok(()),
+        (Some(line), None) if line.as_bytes() == b"application/json" => return Ok(()),
+        _ => {}
+    }
+    match Accept::parse(req) {
+        Ok(accept) if json_quality(&accept) > Quality::ZERO => Ok(()),
+        _ => Err(GraphError::NotAcceptable),
+    }
+}
+
+/// The quality `accept` gives `application/json`: that of the most specific
+/// matching range (the highest one if a range is listed twice), zero when
+/// none matches.
+fn json_quality(accept: &Accept) -> Quality {
+    let mut best: Option<(u8, Quality)> = None;
+    for range in accept.iter() {
+        let specificity = match (range.item.type_(), range.item.subtype()) {
+            (mime::APPLICATION, mime::JSON) => 2,
+            (mime::APPLICATION, mime::STAR) => 1,
+            (mime::STAR, mime::STAR) => 0,
+            _ => continue,
+        };
+        if best.is_none_or(|found| (specificity, range.quality) > found) {
+            best = Some((specificity, range.quality));
         }
     }
-    if any_header {
-        Err(GraphError::NotAcceptable)
-    } else {
-        Ok(())
-    }
+    best.map_or(Quality::ZERO, |(_, quality)| quality)
 }
 
-/// Whether one `Accept` header value admits `application/json`.
-fn accepts_json(accept: &str) -> bool {
-    admits(accept, |media| {
-        let media = media.to_ascii_lowercase();
-        matches!(media.as_str(), "application/json" | "application/*" | "*/*")
-    })
-}
-
-/// Whether the request's `Accept-Encoding` admits gzip.
+/// Whether the response to `req` should be gzip-compressed: when
+/// `Accept-Encoding` gives gzip a non-zero quality, at least that of
+/// identity. The most specific entry gives a coding its quality: the one
+/// naming it, else `*` (so `gzip;q=0, *` is identity); identity unlisted
+/// and not refused through `*` is acceptable but yields to gzip (RFC 9110,
+/// 12.5.3). Several lines count as one list.
 fn accepts_gzip(req: &HttpRequest) -> bool {
-    req.headers()
-        .get_all(header::ACCEPT_ENCODING)
-        .filter_map(|v| v.to_str().ok())
-        .any(|value| {
-            admits(value, |coding| {
-                coding.eq_ignore_ascii_case("gzip") || coding == "*"
-            })
-        })
-}
-
-/// Whether a comma-separated header value (`Accept`, `Accept-Encoding`)
-/// lists an item that `wanted` recognizes and that is not refused with a
-/// zero quality (`;q=0`).
-fn admits(value: &str, wanted: impl Fn(&str) -> bool) -> bool {
-    value.split(',').any(|item| {
-        let mut parts = item.split(';');
-        let name = parts.next().unwrap_or("").trim();
-        let refused = parts.any(|p| {
-            let p = p.trim();
-            p.strip_prefix("q=")
-                .or_else(|| p.strip_prefix("Q="))
-                .and_then(|q| q.trim().parse::<f32>().ok())
-                .is_some_and(|q| q <= 0.0)
-        });
-        !refused && wanted(name)
-    })
+    // Zincati sends no Accept-Encoding: answer it without parsing.
+    if !req.headers().contains_key(header::ACCEPT_ENCODING) {
+        return false;
+    }
+    let Ok(accept) = AcceptEncoding::parse(req) else {
+        return false;
+    };
+    // The highest quality listed for gzip, for identity and for `*`.
+    let (mut gzip, mut identity, mut any) = (None, None, None);
+    for entry in accept.iter() {
+        let listed = match &entry.item {
+            Preference::Any => &mut any,
+            Preference::Specific(coding) if *coding == Encoding::gzip() => &mut gzip,
+            Preference::Specific(coding) if *coding == Encoding::identity() => &mut identity,
+            Preference::Specific(_) => continue,
+        };
+        *listed = (*listed).max(Some(entry.quality));
+    }
+    let gzip = gzip.or(any).unwrap_or(Quality::ZERO);
+    let identity = identity.or(any).unwrap_or(Quality::ZERO);
+    gzip > Quality::ZERO && gzip >= identity
 }
 
 /// A serialized JSON document ready to be sent: the body, its `ETag`, and
@@ -529,18 +545,71 @@ mod tests {
     fn content_negotiation() {
         for (accept, ok) in [
             ("application/json", true),
+            ("Application/JSON", true),
+            ("application/json; charset=utf-8", true),
             ("text/html, application/json;q=0.9", true),
             ("*/*", true),
             ("application/*", true),
             ("text/html", false),
             ("application/json;q=0", false),
+            ("application/json;Q=0", false),
+            ("", false),
+            // The most specific range decides, whatever the order.
+            ("application/json;q=0, */*", false),
+            ("*/*, application/json;q=0", false),
+            ("application/*;q=0, */*", false),
+            ("application/json, application/*;q=0", true),
+            ("*/*;q=0, application/json;q=0.1", true),
         ] {
             let req = TestRequest::default()
                 .insert_header((header::ACCEPT, accept))
                 .to_http_request();
-            assert_eq!(check_accepts_json(&req).is_ok(), ok, "{accept}");
+            assert_eq!(check_accepts_json(&req).is_ok(), ok, "{accept:?}");
         }
         assert!(check_accepts_json(&TestRequest::default().to_http_request()).is_ok());
+        // Several Accept lines are one list.
+        let req = |lines: &[&str]| {
+            let mut req = TestRequest::default();
+            for line in lines {
+                req = req.append_header((header::ACCEPT, *line));
+            }
+            req.to_http_request()
+        };
+        assert!(check_accepts_json(&req(&["text/html", "application/json"])).is_ok());
+        assert!(check_accepts_json(&req(&["application/json;q=0", "*/*"])).is_err());
+    }
+
+    #[test]
+    fn gzip_negotiation() {
+        let gzip = |lines: &[&str]| {
+            let mut req = TestRequest::default();
+            for line in lines {
+                req = req.append_header((header::ACCEPT_ENCODING, *line));
+            }
+            accepts_gzip(&req.to_http_request())
+        };
+        assert!(!gzip(&[]));
+        assert!(gzip(&["gzip"]));
+        assert!(gzip(&["GZIP"]));
+        assert!(gzip(&["br, gzip"]));
+        assert!(gzip(&["gzip, deflate, br, zstd"]));
+        assert!(gzip(&["gzip;q=0.5"]));
+        assert!(gzip(&["gzip, *;q=0"]));
+        assert!(!gzip(&["gzip;q=0"]));
+        assert!(!gzip(&["gzip;Q=0"]));
+        assert!(!gzip(&["br"]));
+        assert!(!gzip(&["identity"]));
+        assert!(!gzip(&[""]));
+        // The most specific entry decides, whatever the order.
+        assert!(!gzip(&["gzip;q=0, *"]));
+        assert!(!gzip(&["*, gzip;q=0"]));
+        assert!(gzip(&["*"]));
+        assert!(gzip(&["gzip;q=0.5, identity;q=0.5"]));
+        // Identity preferred by the client.
+        assert!(!gzip(&["gzip;q=0.5, identity"]));
+        // Several lines are one list.
+        assert!(gzip(&["br", "gzip"]));
+        assert!(!gzip(&["gzip;q=0", "*"]));
     }
 
     #[test]

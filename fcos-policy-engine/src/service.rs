@@ -53,7 +53,9 @@ impl ServiceState {
                 "fcos_cincinnati_pe_v1_graph_rollout_wariness",
                 "Rollout wariness of answered requests.",
             )
-            .buckets(prometheus::linear_buckets(0.0, 0.1, 11)?),
+            // Literals, not linear_buckets(0.0, 0.1, 11): its sums print
+            // as le="0.30000000000000004".
+            .buckets(vec![0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]),
         )?;
         registry.register(Box::new(incoming.clone()))?;
         registry.register(Box::new(unique_uuids.clone()))?;

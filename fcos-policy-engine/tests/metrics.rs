@@ -1,0 +1,37 @@
+//! The policy-engine's metrics render with readable labels.
+
+use fcos_policy_engine::service::ServiceState;
+use fcos_policy_engine::upstream::UpstreamGraphs;
+use prometheus::{Encoder, Registry, TextEncoder};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[test]
+fn wariness_buckets_are_exact_decimals() {
+    let registry = Registry::new();
+    let upstream = UpstreamGraphs::new(
+        "http://127.0.0.1:1/v1/graph".parse().unwrap(),
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+        &registry,
+    )
+    .unwrap();
+    ServiceState::new(Arc::new(upstream), Arc::new(|| 0), None, &registry).unwrap();
+    let mut text = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut text)
+        .unwrap();
+    let text = String::from_utf8(text).unwrap();
+    let bounds: Vec<&str> = text
+        .lines()
+        .filter_map(|line| {
+            line.strip_prefix("fcos_cincinnati_pe_v1_graph_rollout_wariness_bucket{le=\"")
+        })
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert_eq!(
+        bounds,
+        ["0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1", "+Inf"],
+        "{text}"
+    );
+}

@@ -1,22 +1,15 @@
 //! The policy-engine's metrics render with readable labels.
 
+use fcos_policy_engine::replica::Replica;
 use fcos_policy_engine::service::ServiceState;
-use fcos_policy_engine::upstream::UpstreamGraphs;
 use prometheus::{Encoder, Registry, TextEncoder};
 use std::sync::Arc;
-use std::time::Duration;
 
 #[test]
 fn wariness_buckets_are_exact_decimals() {
     let registry = Registry::new();
-    let upstream = UpstreamGraphs::new(
-        "http://127.0.0.1:1/v1/graph".parse().unwrap(),
-        Duration::from_secs(1),
-        Duration::from_secs(1),
-        &registry,
-    )
-    .unwrap();
-    ServiceState::new(Arc::new(upstream), Arc::new(|| 0), None, &registry).unwrap();
+    let replica = Replica::new(&registry).unwrap();
+    ServiceState::new(Arc::new(replica), Arc::new(|| 0), None, &registry).unwrap();
     let mut text = Vec::new();
     TextEncoder::new()
         .encode(&registry.gather(), &mut text)

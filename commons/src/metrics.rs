@@ -68,6 +68,7 @@ impl HttpMetrics {
 fn handler_label(path: &str) -> &'static str {
     match path {
         "/v1/graph" => "graph",
+        "/v1/scopes" => "scopes",
         "/v1/openapi" => "openapi",
         "/v1/streams" => "streams",
         "/" => "index",

@@ -144,6 +144,10 @@ pub struct GraphQuery {
     pub os_version: Option<String>,
     /// The node's current payload (checksum or pullspec).
     pub os_checksum: Option<String>,
+    /// The node's group (Zincati's `identity.group`).
+    pub group: Option<String>,
+    /// The node's platform (`metal`, `aws`, …).
+    pub platform: Option<String>,
 }
 
 impl GraphQuery {
@@ -156,6 +160,8 @@ impl GraphQuery {
         let mut node_uuid = None;
         let mut os_version = None;
         let mut os_checksum = None;
+        let mut group = None;
+        let mut platform = None;
         for (key, value) in url::form_urlencoded::parse(raw.as_bytes()) {
             let (name, slot): (&'static str, &mut Option<String>) = match key.as_ref() {
                 "stream" => ("stream", &mut stream),
@@ -165,6 +171,8 @@ impl GraphQuery {
                 "node_uuid" => ("node_uuid", &mut node_uuid),
                 "os_version" => ("os_version", &mut os_version),
                 "os_checksum" => ("os_checksum", &mut os_checksum),
+                "group" => ("group", &mut group),
+                "platform" => ("platform", &mut platform),
                 _ => continue,
             };
             if slot.is_some() {
@@ -214,6 +222,8 @@ impl GraphQuery {
             node_uuid,
             os_version,
             os_checksum,
+            group,
+            platform,
         })
     }
 

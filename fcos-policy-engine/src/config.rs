@@ -26,6 +26,16 @@ pub struct FileConfig {
     pub upstream: Option<UpstreamFile>,
     /// `[oci]`: the move to OCI updates.
     pub oci: Option<OciFile>,
+    /// `[policy]`: fleet control.
+    pub policy: Option<PolicySection>,
+}
+
+/// The `[policy]` section as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// Path of the policy file (TOML); absent: no fleet policy.
+    pub path: Option<std::path::PathBuf>,
 }
 
 /// The `[oci]` section as written.
@@ -71,6 +81,9 @@ pub struct Settings {
     pub state_dir: Option<std::path::PathBuf>,
     /// Known container digest aliases, when configured.
     pub digest_aliases: Option<crate::aliases::DigestAliases>,
+    /// The fleet policy file, when configured (checked when the settings
+    /// are made, loaded again at start, reloaded while running).
+    pub policy_path: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -122,6 +135,13 @@ impl Settings {
             },
             digest_aliases: match file.oci.and_then(|oci| oci.digest_aliases) {
                 Some(path) => Some(crate::aliases::DigestAliases::load(&path)?),
+                None => None,
+            },
+            policy_path: match file.policy.and_then(|policy| policy.path) {
+                Some(path) => {
+                    crate::rules::Policy::load(&path, 0)?;
+                    Some(path)
+                }
                 None => None,
             },
         })

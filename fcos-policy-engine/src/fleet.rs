@@ -29,6 +29,17 @@ fn node_hash(node_uuid: &str) -> u64 {
     hasher.finish()
 }
 
+/// The census key of (stream, group, platform): a hash, so that a poll
+/// allocates nothing to find its sketch.
+fn census_key(stream: &str, group: &str, platform: &str) -> u64 {
+    let mut hasher = SipHasher13::new_with_keys(1, 2);
+    for part in [stream, group, platform] {
+        hasher.write(part.as_bytes());
+        hasher.write_u8(0xff);
+    }
+    hasher.finish()
+}
+
 /// Sketches by key, created on first use.
 struct Sketches<K> {
     precision: u8,
@@ -58,6 +69,13 @@ impl<K: std::hash::Hash + Eq + Clone> Sketches<K> {
                 }),
         );
         sketch.insert(hash, now);
+    }
+
+    fn contains(&self, key: &K) -> bool {
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(key)
     }
 
     fn snapshot(&self) -> Vec<(K, Arc<WindowedSketch>)> {
@@ -96,6 +114,10 @@ pub struct Poll<'a> {
     pub known_version: Option<&'a str>,
     /// Whether the node sent a payload that is in no node of the graph.
     pub unknown_payload: bool,
+    /// The node's group, as a bounded label (see [`crate::rules::OTHER`]).
+    pub group: &'a str,
+    /// The node's platform, as a bounded label.
+    pub platform: &'static str,
 }
 
 /// Fleet metrics of the policy-engine.
@@ -103,6 +125,10 @@ pub struct FleetMetrics {
     active: Sketches<GraphScope>,
     unknown_nodes: Sketches<(String, Scheme)>,
     by_version: Sketches<(String, String)>,
+    /// Hash of (stream, group, platform) → the census sketch, and its labels.
+    by_group: Sketches<u64>,
+    group_labels: RwLock<HashMap<u64, [String; 3]>>,
+    by_group_gauge: GaugeVec,
     unknown_requests: IntCounterVec,
     substitutions: IntCounterVec,
     active_gauge: GaugeVec,
@@ -118,6 +144,15 @@ impl FleetMetrics {
             active: Sketches::new(SCOPE_PRECISION),
             unknown_nodes: Sketches::new(SCOPE_PRECISION),
             by_version: Sketches::new(VERSION_PRECISION),
+            by_group: Sketches::new(VERSION_PRECISION),
+            group_labels: RwLock::default(),
+            by_group_gauge: GaugeVec::new(
+                Opts::new(
+                    "fcos_cincinnati_pe_active_nodes_by_group",
+                    "Estimated distinct nodes that polled in the last 24 hours, by stream, policy group (other: a group the policy file does not name) and platform (other: not a Fedora CoreOS platform).",
+                ),
+                &["stream", "group", "platform"],
+            )?,
             unknown_requests: IntCounterVec::new(
                 Opts::new(
                     "fcos_cincinnati_pe_unknown_payload_requests_total",
@@ -164,6 +199,7 @@ impl FleetMetrics {
         registry.register(Box::new(metrics.active_gauge.clone()))?;
         registry.register(Box::new(metrics.unknown_nodes_gauge.clone()))?;
         registry.register(Box::new(metrics.by_version_gauge.clone()))?;
+        registry.register(Box::new(metrics.by_group_gauge.clone()))?;
         Ok(metrics)
     }
 
@@ -180,6 +216,21 @@ impl FleetMetrics {
         };
         let hash = node_hash(uuid);
         self.active.insert(scope, hash, now);
+        let census = census_key(&scope.stream, poll.group, poll.platform);
+        if !self.by_group.contains(&census) {
+            self.group_labels
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    census,
+                    [
+                        scope.stream.clone(),
+                        poll.group.to_string(),
+                        poll.platform.to_string(),
+                    ],
+                );
+        }
+        self.by_group.insert(&census, hash, now);
         if poll.unknown_payload {
             self.unknown_nodes
                 .insert(&(scope.stream.clone(), scope.scheme), hash, now);
@@ -223,11 +274,23 @@ impl FleetMetrics {
                 .with_label_values(&[stream.as_str(), version.as_str()])
                 .set(sketch.estimate(now).round());
         }
+        let labels = self.group_labels.read().unwrap_or_else(|e| e.into_inner());
+        for (key, sketch) in self.by_group.snapshot() {
+            if let Some(labels) = labels.get(&key) {
+                self.by_group_gauge
+                    .with_label_values(labels)
+                    .set(sketch.estimate(now).round());
+            }
+        }
+        drop(labels);
         self.sketch_bytes_gauge.set(self.sketch_bytes() as i64);
     }
 
     /// Memory held by all sketches, in bytes.
     pub fn sketch_bytes(&self) -> usize {
-        self.active.bytes() + self.unknown_nodes.bytes() + self.by_version.bytes()
+        self.active.bytes()
+            + self.unknown_nodes.bytes()
+            + self.by_version.bytes()
+            + self.by_group.bytes()
     }
 }

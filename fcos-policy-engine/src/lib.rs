@@ -4,9 +4,11 @@
 
 pub mod aliases;
 pub mod config;
+pub mod control;
 pub mod fleet;
 pub mod population;
 pub mod replica;
+pub mod rules;
 pub mod service;
 pub mod view;
 
@@ -42,10 +44,20 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
         settings.state_dir.clone(),
     )
     .context("cannot create the HTTP client")?;
+    let policy = match &settings.policy_path {
+        Some(path) => Some(rules::Policy::load(path, 1)?),
+        None => None,
+    };
+    let control = Arc::new(control::Control::new(
+        settings.policy_path.clone(),
+        policy,
+        &registry,
+    )?);
     let state = service::ServiceState::new(
         Arc::clone(&replica),
         Arc::clone(&clock),
         settings.digest_aliases.clone(),
+        Arc::clone(&control),
         &registry,
     )?;
     let fleet = Arc::clone(&state.fleet);
@@ -66,6 +78,11 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
         )
     })?;
 
+    let policy_endpoint = control::PolicyEndpoint {
+        control: Arc::clone(&control),
+        replica: Arc::clone(&replica),
+        clock: Arc::clone(&clock),
+    };
     let ready = Arc::clone(&replica);
     let rendered = Arc::clone(&replica);
     let status_state = commons::status::StatusState {
@@ -77,7 +94,10 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
         }),
     };
     let status = commons::server::bind("status", settings.status_addr, 1, move || {
-        App::new().configure(commons::status::configure(status_state.clone()))
+        App::new()
+            .app_data(web::Data::new(policy_endpoint.clone()))
+            .route("/v1/policy", web::get().to(control::serve_policy))
+            .configure(commons::status::configure(status_state.clone()))
     })
     .with_context(|| {
         format!(
@@ -91,5 +111,11 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
         graph_url = %settings.graph_url,
         "policy-engine listening"
     );
-    Ok(Running::spawn(service, status).task("graph-builder sync", sync.run()))
+    let versions = Arc::clone(&replica);
+    Ok(Running::spawn(service, status)
+        .task("graph-builder sync", sync.run())
+        .task(
+            "policy reload",
+            control.watch(move || versions.versions_by_stream()),
+        ))
 }

@@ -2,6 +2,9 @@
 //! parameters returns the graph as that client should see it.
 
 use crate::aliases::DigestAliases;
+use crate::control::Control;
+use crate::rules;
+use crate::view::Removal;
 use crate::fleet::{FleetMetrics, Poll};
 use crate::population::Population;
 use crate::replica::Replica;
@@ -26,6 +29,8 @@ pub struct ServiceState {
     pub aliases: Option<Arc<DigestAliases>>,
     /// Fleet metrics.
     pub fleet: Arc<FleetMetrics>,
+    /// The fleet policy in force.
+    pub control: Arc<Control>,
     population: Arc<Population>,
     incoming: IntCounter,
     unique_uuids: IntCounter,
@@ -38,6 +43,7 @@ impl ServiceState {
         replica: Arc<Replica>,
         clock: Clock,
         aliases: Option<DigestAliases>,
+        control: Arc<Control>,
         registry: &Registry,
     ) -> prometheus::Result<Self> {
         let incoming = IntCounter::new(
@@ -65,6 +71,7 @@ impl ServiceState {
             clock,
             aliases: aliases.map(Arc::new),
             fleet: Arc::new(FleetMetrics::register(registry)?),
+            control,
             population: Arc::default(),
             incoming,
             unique_uuids,
@@ -94,9 +101,27 @@ pub async fn serve_graph(
     }
     let scope = query.scope();
     let graph = state.replica.get(&scope)?;
-    let wariness = policy::client_wariness(query.rollout_wariness, query.node_uuid.as_deref());
-    state.wariness.observe(wariness);
     let now = (state.clock)();
+    // The client's group policy: its wariness clamped, and what it removes.
+    let fleet_policy = state.control.policy();
+    let rules = fleet_policy
+        .as_deref()
+        .and_then(|p| p.rules_for(query.group.as_deref()));
+    let wariness = policy::client_wariness(query.rollout_wariness, query.node_uuid.as_deref());
+    let wariness = rules.map_or(wariness, |group| group.clamp(wariness));
+    state.wariness.observe(wariness);
+    let removal = match (rules, &fleet_policy) {
+        (Some(group), Some(loaded)) => match group.closed_at(now) {
+            Some(reason) => Removal::All(reason),
+            None if group.has_targets(&scope.stream) => Removal::Targets {
+                group,
+                stream: &scope.stream,
+                generation: loaded.generation,
+            },
+            None => Removal::None,
+        },
+        _ => Removal::None,
+    };
     let own_node = query
         .os_version
         .as_deref()
@@ -120,21 +145,29 @@ pub async fn serve_graph(
         }
         _ => None,
     };
+    let group_label = fleet_policy
+        .as_deref()
+        .map_or(rules::OTHER, |p| p.group_label(query.group.as_deref()));
+    if let Some(reason) = own_node.and_then(|node| graph.withheld(wariness, now, &removal, node)) {
+        state.control.record_withheld(group_label, reason);
+    }
     state.fleet.record(
         &Poll {
             scope: &scope,
             node_uuid: query.node_uuid.as_deref(),
             known_version: own_node.and(query.os_version.as_deref()),
             unknown_payload: payload_known == Some(false) && alias.is_none(),
+            group: group_label,
+            platform: rules::platform_label(query.platform.as_deref()),
         },
         now,
     );
     let body = match alias {
         Some((node, checksum)) => {
             state.fleet.record_substitution(&scope);
-            graph.view_with_payload(wariness, now, node, checksum)
+            graph.view_with_payload(wariness, now, &removal, node, checksum)
         }
-        None => graph.view(wariness, now),
+        None => graph.view(wariness, now, &removal),
     };
     Ok(body.respond(&req))
 }

@@ -1,13 +1,44 @@
 //! A graph prepared for serving many clients: the response depends on a
-//! client only through which in-progress rollouts are hidden from it, so
-//! each distinct set of hidden rollouts is serialized (and compressed) once
-//! and shared.
+//! client only through which in-progress rollouts are hidden from it and
+//! what its group's policy removes, so each distinct combination is
+//! serialized (and compressed) once and shared.
 
+use crate::rules::{Group, Reason};
 use commons::graph::Graph;
 use commons::policy::{self, RolloutParams};
 use commons::web::GraphBody;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+
+/// What a client's group policy removes from its view.
+#[derive(Debug, Clone, Copy)]
+pub enum Removal<'a> {
+    /// Nothing (no policy, or none that applies to this graph now).
+    None,
+    /// Every edge: the group is paused, frozen or outside its windows.
+    All(Reason),
+    /// The edges into the releases the group denies or that are newer
+    /// than its maximum version of `stream`.
+    Targets {
+        /// The group's rules.
+        group: &'a Group,
+        /// The stream of the graph.
+        stream: &'a str,
+        /// The load of the policy they come from.
+        generation: u64,
+    },
+}
+
+/// What identifies a cached view: the hidden rollouts, and what the policy
+/// removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ViewKey {
+    Plain(u64),
+    /// No edges at all (the rollouts do not matter then).
+    Closed,
+    /// (hidden rollouts, policy generation, group index).
+    Targets(u64, u64, usize),
+}
 
 /// Most rollouts tracked by the per-client cache (one bit each); a graph
 /// with more is served by the plain computation.
@@ -22,11 +53,15 @@ pub struct PreparedGraph {
     graph: Graph,
     /// Rollout nodes and their parameters.
     rollouts: Vec<(u64, RolloutParams)>,
-    /// Hidden-rollouts bitmask → serialized view.
-    views: RwLock<HashMap<u64, Arc<GraphBody>>>,
-    /// (bitmask, node) → view with that node's payload replaced by a digest
-    /// alias (see [`crate::aliases`]).
-    alias_views: RwLock<HashMap<(u64, usize), Arc<GraphBody>>>,
+    /// View key → serialized view.
+    views: RwLock<HashMap<ViewKey, Arc<GraphBody>>>,
+    /// (view key, node) → view with that node's payload replaced by a
+    /// digest alias (see [`crate::aliases`]).
+    alias_views: RwLock<HashMap<(ViewKey, usize), Arc<GraphBody>>>,
+    /// Node → targets of its edges (dead-end edges removed).
+    out_edges: Vec<Vec<u32>>,
+    /// Node → its age index (position in the whole release index).
+    age: Vec<u64>,
     /// Payload → node.
     by_payload: HashMap<String, usize>,
     /// Version → node.
@@ -55,13 +90,82 @@ impl PreparedGraph {
             .enumerate()
             .map(|(i, n)| (n.version.clone(), i))
             .collect();
+        let mut out_edges = vec![Vec::new(); graph.nodes.len()];
+        for &(from, to) in &graph.edges {
+            out_edges[from as usize].push(to as u32);
+        }
+        let age = graph
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| {
+                node.metadata
+                    .get(commons::metadata::AGE_INDEX)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(i as u64)
+            })
+            .collect();
         PreparedGraph {
             graph,
             rollouts,
             views: RwLock::default(),
             alias_views: RwLock::default(),
+            out_edges,
+            age,
             by_payload,
             by_version,
+        }
+    }
+
+    /// Why `removal` removes the edges into node `to`, if it does.
+    fn removes(&self, removal: &Removal<'_>, to: usize) -> Option<Reason> {
+        match *removal {
+            Removal::None => None,
+            Removal::All(reason) => Some(reason),
+            Removal::Targets { group, stream, .. } => {
+                let version = &self.graph.nodes[to].version;
+                if group.denies(version) {
+                    return Some(Reason::Deny);
+                }
+                let pinned = group
+                    .max_version(stream)
+                    .and_then(|v| self.node_by_version(v))?;
+                (self.age[to] > self.age[pinned]).then_some(Reason::MaxVersion)
+            }
+        }
+    }
+
+    /// Why the policy withholds the update a client on node `node` would
+    /// take (the highest-aged target of its edges in the view without the
+    /// policy), if it does.
+    pub fn withheld(
+        &self,
+        wariness: f64,
+        now: i64,
+        removal: &Removal<'_>,
+        node: usize,
+    ) -> Option<Reason> {
+        if matches!(removal, Removal::None) {
+            return None;
+        }
+        let best = self.out_edges[node]
+            .iter()
+            .map(|&to| to as usize)
+            .filter(|&to| {
+                !RolloutParams::of(&self.graph.nodes[to])
+                    .is_some_and(|r| policy::is_hidden(wariness, r.progress(now)))
+            })
+            .max_by_key(|&to| self.age[to])?;
+        self.removes(removal, best)
+    }
+
+    fn key(&self, wariness: f64, now: i64, removal: &Removal<'_>) -> ViewKey {
+        match removal {
+            Removal::All(_) => ViewKey::Closed,
+            Removal::None => ViewKey::Plain(self.hidden_mask(wariness, now)),
+            Removal::Targets {
+                group, generation, ..
+            } => ViewKey::Targets(self.hidden_mask(wariness, now), *generation, group.index),
         }
     }
 
@@ -89,14 +193,32 @@ impl PreparedGraph {
             .fold(0u64, |mask, (bit, _)| mask | (1 << bit))
     }
 
-    /// The view of a client of `wariness` at `now`.
-    pub fn view(&self, wariness: f64, now: i64) -> Arc<GraphBody> {
+    /// The view of a client of `wariness` at `now`, less what `removal`
+    /// removes.
+    pub fn view(&self, wariness: f64, now: i64, removal: &Removal<'_>) -> Arc<GraphBody> {
         if self.rollouts.len() > MAX_CACHED_ROLLOUTS {
-            let view = policy::client_view(self.graph.clone(), wariness, now);
-            return Arc::new(GraphBody::new(view.to_json()));
+            return Arc::new(self.plain_view(wariness, now, removal, None));
         }
-        let mask = self.hidden_mask(wariness, now);
-        cached(&self.views, mask, || self.render(mask, None))
+        let key = self.key(wariness, now, removal);
+        cached(&self.views, key, || self.render(key, removal, None))
+    }
+
+    /// The view computed without the caches: the client view of
+    /// [`policy::client_view`], less the edges `removal` removes.
+    fn plain_view(
+        &self,
+        wariness: f64,
+        now: i64,
+        removal: &Removal<'_>,
+        replace: Option<(usize, &str)>,
+    ) -> GraphBody {
+        let mut view = policy::client_view(self.graph.clone(), wariness, now);
+        view.edges
+            .retain(|&(_, to)| self.removes(removal, to as usize).is_none());
+        if let Some((node, payload)) = replace {
+            view.nodes[node].payload = payload.to_string();
+        }
+        GraphBody::new(view.to_json())
     }
 
     /// The view of a client of `wariness` at `now` in which node `node`
@@ -106,25 +228,34 @@ impl PreparedGraph {
         &self,
         wariness: f64,
         now: i64,
+        removal: &Removal<'_>,
         node: usize,
         payload: &str,
     ) -> Arc<GraphBody> {
         if self.rollouts.len() > MAX_CACHED_ROLLOUTS {
-            let mut view = policy::client_view(self.graph.clone(), wariness, now);
-            view.nodes[node].payload = payload.to_string();
-            return Arc::new(GraphBody::new(view.to_json()));
+            return Arc::new(self.plain_view(wariness, now, removal, Some((node, payload))));
         }
-        let mask = self.hidden_mask(wariness, now);
+        let key = self.key(wariness, now, removal);
         // A node has one alias per architecture, and a graph one
-        // architecture, so (mask, node) determines the payload.
-        cached(&self.alias_views, (mask, node), || {
-            self.render(mask, Some((node, payload)))
+        // architecture, so (key, node) determines the payload.
+        cached(&self.alias_views, (key, node), || {
+            self.render(key, removal, Some((node, payload)))
         })
     }
 
-    /// Serializes the graph with the edges into the rollouts of `mask`
-    /// removed, and optionally one node's payload replaced.
-    fn render(&self, mask: u64, replace: Option<(usize, &str)>) -> GraphBody {
+    /// Serializes the graph with the edges into the rollouts hidden by
+    /// `key` and the edges `removal` removes taken out, and optionally one
+    /// node's payload replaced.
+    fn render(
+        &self,
+        key: ViewKey,
+        removal: &Removal<'_>,
+        replace: Option<(usize, &str)>,
+    ) -> GraphBody {
+        let mask = match key {
+            ViewKey::Plain(mask) | ViewKey::Targets(mask, ..) => mask,
+            ViewKey::Closed => 0,
+        };
         let hidden: Vec<u64> = self
             .rollouts
             .iter()
@@ -143,7 +274,9 @@ impl PreparedGraph {
                 .edges
                 .iter()
                 .copied()
-                .filter(|(_, to)| !hidden.contains(to))
+                .filter(|(_, to)| {
+                    !hidden.contains(to) && self.removes(removal, *to as usize).is_none()
+                })
                 .collect(),
         };
         GraphBody::new(view.to_json())
@@ -246,13 +379,13 @@ mod tests {
             let graph = graph_of(&releases);
             let prepared = PreparedGraph::new(graph.clone());
             for (i, (wariness, now)) in clients.into_iter().enumerate() {
-                let fast = prepared.view(wariness, now);
+                let fast = prepared.view(wariness, now, &Removal::None);
                 let plain = policy::client_view(graph.clone(), wariness, now);
                 let plain_json = plain.to_json();
                 prop_assert_eq!(fast.json().as_ref(), plain_json.as_slice());
                 // A client with an aliased payload on some node.
                 let node = i % graph.nodes.len();
-                let aliased = prepared.view_with_payload(wariness, now, node, "alias");
+                let aliased = prepared.view_with_payload(wariness, now, &Removal::None, node, "alias");
                 let mut expected = plain;
                 expected.nodes[node].payload = "alias".to_string();
                 let expected_json = expected.to_json();
@@ -268,9 +401,9 @@ mod tests {
             (false, false, Some((Some(0), Some(0.5), None))),
         ]);
         let prepared = PreparedGraph::new(graph);
-        let a = prepared.view(0.1, 10);
-        let b = prepared.view(0.2, 10);
-        let hidden = prepared.view(0.9, 10);
+        let a = prepared.view(0.1, 10, &Removal::None);
+        let b = prepared.view(0.2, 10, &Removal::None);
+        let hidden = prepared.view(0.9, 10, &Removal::None);
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &hidden));
     }

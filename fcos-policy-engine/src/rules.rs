@@ -1,0 +1,740 @@
+//! Fleet control: the operator's policy file, one table of update rules per
+//! Zincati group (`identity.group`, sent as `group` on every poll).
+//!
+//! A rule only ever removes edges from the view a client would get without
+//! it: it never adds an edge, a node or a payload, so a node always finds
+//! itself in the graph. `paused`, being outside every maintenance window
+//! and being inside a freeze remove every edge; `deny` and `max_version`
+//! remove the edges into some releases; `wariness_min`/`wariness_max` clamp
+//! the client's rollout wariness (which can only hide more or fewer of the
+//! rollouts Fedora has in progress, as the wariness itself does).
+
+use commons::config::ConfigError;
+use jiff::civil::Weekday;
+use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// Label of the groups the file does not name, in metrics.
+pub const OTHER: &str = "other";
+
+/// The policy file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    groups: BTreeMap<String, GroupFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupFile {
+    wariness_min: Option<Spanned<f64>>,
+    wariness_max: Option<Spanned<f64>>,
+    #[serde(default)]
+    max_version: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    deny: Vec<Spanned<String>>,
+    #[serde(default)]
+    paused: bool,
+    windows: Option<Vec<Spanned<WindowFile>>>,
+    #[serde(default)]
+    freezes: Vec<Spanned<FreezeFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowFile {
+    days: Option<Vec<Spanned<String>>>,
+    start: Spanned<String>,
+    end: Spanned<String>,
+    timezone: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FreezeFile {
+    from: Spanned<String>,
+    to: Spanned<String>,
+    reason: Option<String>,
+}
+
+/// Why a policy withholds an update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The group is paused.
+    Paused,
+    /// Outside every maintenance window.
+    Window,
+    /// Inside a freeze.
+    Freeze,
+    /// The target is newer than the group's maximum version.
+    MaxVersion,
+    /// The target is denied.
+    Deny,
+}
+
+impl Reason {
+    /// Every reason, in metric label order.
+    pub const ALL: [Reason; 5] = [
+        Reason::Paused,
+        Reason::Window,
+        Reason::Freeze,
+        Reason::MaxVersion,
+        Reason::Deny,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Paused => "paused",
+            Reason::Window => "window",
+            Reason::Freeze => "freeze",
+            Reason::MaxVersion => "max_version",
+            Reason::Deny => "deny",
+        }
+    }
+}
+
+/// A maintenance window: on `days`, from `start` to `end` (minutes after
+/// local midnight in `timezone`; `end` before `start` wraps past
+/// midnight into the next day).
+#[derive(Debug, Clone, Serialize)]
+pub struct Window {
+    /// Days the window opens, Monday first.
+    #[serde(serialize_with = "serialize_days")]
+    pub days: [bool; 7],
+    /// Opening, in minutes after midnight.
+    #[serde(serialize_with = "serialize_minutes")]
+    pub start: u16,
+    /// Closing, in minutes after midnight.
+    #[serde(serialize_with = "serialize_minutes")]
+    pub end: u16,
+    /// IANA time zone name.
+    pub timezone: String,
+    #[serde(skip)]
+    tz: TimeZone,
+}
+
+const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+fn serialize_days<S: serde::Serializer>(days: &[bool; 7], s: S) -> Result<S::Ok, S::Error> {
+    let names: Vec<&str> = DAY_NAMES
+        .iter()
+        .zip(days)
+        .filter(|(_, on)| **on)
+        .map(|(name, _)| *name)
+        .collect();
+    names.serialize(s)
+}
+
+fn serialize_minutes<S: serde::Serializer>(minutes: &u16, s: S) -> Result<S::Ok, S::Error> {
+    format!("{:02}:{:02}", minutes / 60, minutes % 60).serialize(s)
+}
+
+fn day_index(day: Weekday) -> usize {
+    day.to_monday_zero_offset() as usize
+}
+
+impl Window {
+    /// Whether the window is open at `now` (seconds since the epoch).
+    pub fn is_open(&self, now: i64) -> bool {
+        let Ok(timestamp) = jiff::Timestamp::from_second(now) else {
+            return false;
+        };
+        let local = timestamp.to_zoned_datetime(self.tz.clone());
+        let minute = local.time().hour() as u16 * 60 + local.time().minute() as u16;
+        let today = day_index(local.weekday());
+        let yesterday = day_index(local.weekday().previous());
+        if self.start < self.end {
+            self.days[today] && (self.start..self.end).contains(&minute)
+        } else {
+            (self.days[today] && minute >= self.start)
+                || (self.days[yesterday] && minute < self.end)
+        }
+    }
+}
+
+/// A freeze: from `from` (included) to `to` (excluded), seconds since the
+/// epoch.
+#[derive(Debug, Clone, Serialize)]
+pub struct Freeze {
+    /// Start, RFC 3339.
+    pub from: String,
+    /// End, RFC 3339.
+    pub to: String,
+    /// Why, for people.
+    pub reason: String,
+    #[serde(skip)]
+    from_secs: i64,
+    #[serde(skip)]
+    to_secs: i64,
+}
+
+/// The rules of one group.
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    /// Group name, as Zincati sends it.
+    pub name: String,
+    /// Lowest wariness of the group's clients.
+    pub wariness_min: f64,
+    /// Highest wariness of the group's clients.
+    pub wariness_max: f64,
+    /// Stream → newest version the group may update to.
+    pub max_version: BTreeMap<String, String>,
+    /// Versions the group never updates to.
+    pub deny: Vec<String>,
+    /// No updates at all.
+    pub paused: bool,
+    /// Maintenance windows; `None`: always open.
+    pub windows: Option<Vec<Window>>,
+    /// Freezes.
+    pub freezes: Vec<Freeze>,
+    #[serde(skip)]
+    deny_set: HashSet<String>,
+    /// Position of the group in the policy (for cached views).
+    #[serde(skip)]
+    pub index: usize,
+}
+
+impl Group {
+    /// The wariness of a client of `wariness` in this group.
+    pub fn clamp(&self, wariness: f64) -> f64 {
+        wariness.clamp(self.wariness_min, self.wariness_max)
+    }
+
+    /// Why the group gets no update at all at `now`, if it does not.
+    pub fn closed_at(&self, now: i64) -> Option<Reason> {
+        if self.paused {
+            return Some(Reason::Paused);
+        }
+        if self
+            .freezes
+            .iter()
+            .any(|f| (f.from_secs..f.to_secs).contains(&now))
+        {
+            return Some(Reason::Freeze);
+        }
+        match &self.windows {
+            Some(windows) if !windows.iter().any(|w| w.is_open(now)) => Some(Reason::Window),
+            _ => None,
+        }
+    }
+
+    /// The freeze in force at `now`, if any.
+    pub fn freeze_at(&self, now: i64) -> Option<&Freeze> {
+        self.freezes
+            .iter()
+            .find(|f| (f.from_secs..f.to_secs).contains(&now))
+    }
+
+    /// Whether the group withholds releases of `stream` by version.
+    pub fn has_targets(&self, stream: &str) -> bool {
+        !self.deny_set.is_empty() || self.max_version.contains_key(stream)
+    }
+
+    /// The newest version of `stream` the group may update to.
+    pub fn max_version(&self, stream: &str) -> Option<&str> {
+        self.max_version.get(stream).map(String::as_str)
+    }
+
+    /// Whether `version` is denied.
+    pub fn denies(&self, version: &str) -> bool {
+        self.deny_set.contains(version)
+    }
+
+    /// The next time after `now`, within a week, when the group's windows
+    /// open (`None` without windows, or when none opens within a week).
+    pub fn next_window(&self, now: i64) -> Option<i64> {
+        let windows = self.windows.as_ref()?;
+        // Minute by minute is 10,080 steps at most: only on /v1/policy.
+        let start = now - now.rem_euclid(60) + 60;
+        (0..7 * 24 * 60)
+            .map(|m| start + m * 60)
+            .find(|t| windows.iter().any(|w| w.is_open(*t)))
+    }
+}
+
+/// A loaded policy: the groups, where it came from, and when.
+#[derive(Debug, Serialize)]
+pub struct Policy {
+    /// The groups, by name.
+    pub groups: BTreeMap<String, Group>,
+    /// The file.
+    pub source: PathBuf,
+    /// Hash of the file's bytes (hex).
+    pub hash: String,
+    /// When it was loaded, seconds since the epoch.
+    pub loaded_at: i64,
+    /// Tells loads apart (for cached views).
+    #[serde(skip)]
+    pub generation: u64,
+}
+
+impl Policy {
+    /// The rules of a client of `group`: its table, else `[groups.default]`,
+    /// else none.
+    pub fn rules_for(&self, group: Option<&str>) -> Option<&Group> {
+        group
+            .and_then(|g| self.groups.get(g))
+            .or_else(|| self.groups.get("default"))
+    }
+
+    /// The bounded metric label of `group`: its name when the file has a
+    /// table for it, else [`OTHER`].
+    pub fn group_label<'a>(&'a self, group: Option<&str>) -> &'a str {
+        match group.and_then(|g| self.groups.get_key_value(g)) {
+            Some((name, _)) => name,
+            None => OTHER,
+        }
+    }
+
+    /// Reads and checks a policy file.
+    pub fn load(path: &Path, generation: u64) -> Result<Policy, ConfigError> {
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: "the file is not UTF-8".to_string(),
+        })?;
+        Policy::parse(&text, path, generation)
+    }
+
+    /// Parses and checks policy text read from `path`.
+    pub fn parse(text: &str, path: &Path, generation: u64) -> Result<Policy, ConfigError> {
+        let origin = path.display().to_string();
+        let file: PolicyFile = commons::config::parse_toml(text, &origin)?;
+        let invalid = |key: String, span: Option<std::ops::Range<usize>>, message: String| {
+            let line = span.map(|s| commons::config::line_of(text, s.start));
+            ConfigError::Parse {
+                path: origin.clone(),
+                message: match line {
+                    Some(line) => format!("line {line}: {key}: {message}"),
+                    None => format!("{key}: {message}"),
+                },
+            }
+        };
+        let mut groups = BTreeMap::new();
+        for (name, g) in file.groups {
+            let key = |field: &str| format!("groups.{name}.{field}");
+            if name.is_empty() || name.len() > 64 {
+                return Err(invalid(
+                    format!("groups.{name}"),
+                    None,
+                    "a group name has 1 to 64 characters".into(),
+                ));
+            }
+            let wariness = |value: &Option<Spanned<f64>>, field: &str, default: f64| {
+                match value {
+                    None => Ok(default),
+                    Some(v) if (0.0..=1.0).contains(v.get_ref()) => Ok(*v.get_ref()),
+                    Some(v) => Err(invalid(
+                        key(field),
+                        Some(v.span()),
+                        format!("{} is not between 0 and 1", v.get_ref()),
+                    )),
+                }
+            };
+            let wariness_min = wariness(&g.wariness_min, "wariness_min", 0.0)?;
+            let wariness_max = wariness(&g.wariness_max, "wariness_max", 1.0)?;
+            if wariness_min > wariness_max {
+                let span = g.wariness_min.as_ref().map(Spanned::span);
+                return Err(invalid(
+                    key("wariness_min"),
+                    span,
+                    format!("{wariness_min} is above wariness_max {wariness_max}"),
+                ));
+            }
+            let mut max_version = BTreeMap::new();
+            for (stream, version) in g.max_version {
+                if !commons::web::is_well_formed_name(&stream) || version.get_ref().is_empty() {
+                    return Err(invalid(
+                        key(&format!("max_version.{stream}")),
+                        Some(version.span()),
+                        "expected stream = \"version\"".into(),
+                    ));
+                }
+                max_version.insert(stream, version.into_inner());
+            }
+            let mut deny = Vec::new();
+            for (i, version) in g.deny.into_iter().enumerate() {
+                if version.get_ref().is_empty() {
+                    return Err(invalid(
+                        key(&format!("deny[{i}]")),
+                        Some(version.span()),
+                        "an empty version".into(),
+                    ));
+                }
+                deny.push(version.into_inner());
+            }
+            let windows = match g.windows {
+                None => None,
+                Some(list) => {
+                    if list.is_empty() {
+                        return Err(invalid(
+                            key("windows"),
+                            None,
+                            "an empty list of windows would never open: remove the key, or set paused = true".into(),
+                        ));
+                    }
+                    let mut windows = Vec::new();
+                    for (i, w) in list.into_iter().enumerate() {
+                        let at = |field: &str| key(&format!("windows[{i}].{field}"));
+                        let w = w.into_inner();
+                        let tz = TimeZone::get(w.timezone.get_ref()).map_err(|_| {
+                            invalid(
+                                at("timezone"),
+                                Some(w.timezone.span()),
+                                format!("'{}' is not an IANA time zone", w.timezone.get_ref()),
+                            )
+                        })?;
+                        let minutes = |t: &Spanned<String>, field: &str| {
+                            parse_hh_mm(t.get_ref()).ok_or_else(|| {
+                                invalid(
+                                    at(field),
+                                    Some(t.span()),
+                                    format!("'{}' is not a time HH:MM", t.get_ref()),
+                                )
+                            })
+                        };
+                        let (start, end) = (minutes(&w.start, "start")?, minutes(&w.end, "end")?);
+                        if start == end {
+                            return Err(invalid(
+                                at("end"),
+                                Some(w.end.span()),
+                                "a window must not start and end at the same time".into(),
+                            ));
+                        }
+                        let days = match &w.days {
+                            None => [true; 7],
+                            Some(names) if names.is_empty() => {
+                                return Err(invalid(
+                                    at("days"),
+                                    None,
+                                    "an empty list of days would never open".into(),
+                                ))
+                            }
+                            Some(names) => {
+                                let mut days = [false; 7];
+                                for day in names {
+                                    let Some(index) =
+                                        DAY_NAMES.iter().position(|d| *d == day.get_ref())
+                                    else {
+                                        return Err(invalid(
+                                            at("days"),
+                                            Some(day.span()),
+                                            format!(
+                                                "'{}' is not one of mon, tue, wed, thu, fri, sat, sun",
+                                                day.get_ref()
+                                            ),
+                                        ));
+                                    };
+                                    if days[index] {
+                                        return Err(invalid(
+                                            at("days"),
+                                            Some(day.span()),
+                                            format!("'{}' is listed twice", day.get_ref()),
+                                        ));
+                                    }
+                                    days[index] = true;
+                                }
+                                days
+                            }
+                        };
+                        windows.push(Window {
+                            days,
+                            start,
+                            end,
+                            timezone: w.timezone.into_inner(),
+                            tz,
+                        });
+                    }
+                    Some(windows)
+                }
+            };
+            let mut freezes = Vec::new();
+            for (i, f) in g.freezes.into_iter().enumerate() {
+                let at = |field: &str| key(&format!("freezes[{i}].{field}"));
+                let f = f.into_inner();
+                let time = |t: &Spanned<String>, field: &str| {
+                    t.get_ref()
+                        .parse::<jiff::Timestamp>()
+                        .map(|t| t.as_second())
+                        .map_err(|_| {
+                            invalid(
+                                at(field),
+                                Some(t.span()),
+                                format!(
+                                    "'{}' is not an RFC 3339 time such as 2026-12-20T00:00:00Z",
+                                    t.get_ref()
+                                ),
+                            )
+                        })
+                };
+                let (from_secs, to_secs) = (time(&f.from, "from")?, time(&f.to, "to")?);
+                if from_secs >= to_secs {
+                    return Err(invalid(
+                        at("to"),
+                        Some(f.to.span()),
+                        "a freeze must end after it starts".into(),
+                    ));
+                }
+                freezes.push(Freeze {
+                    from: f.from.into_inner(),
+                    to: f.to.into_inner(),
+                    reason: f.reason.unwrap_or_default(),
+                    from_secs,
+                    to_secs,
+                });
+            }
+            let deny_set = deny.iter().cloned().collect();
+            groups.insert(
+                name.clone(),
+                Group {
+                    name,
+                    wariness_min,
+                    wariness_max,
+                    max_version,
+                    deny,
+                    paused: g.paused,
+                    windows,
+                    freezes,
+                    deny_set,
+                    index: 0,
+                },
+            );
+        }
+        for (index, group) in groups.values_mut().enumerate() {
+            group.index = index;
+        }
+        let mut hasher = siphasher::sip128::SipHasher13::new_with_keys(0, 0);
+        std::hash::Hasher::write(&mut hasher, text.as_bytes());
+        let hash = siphasher::sip128::Hasher128::finish128(&hasher).as_u128();
+        Ok(Policy {
+            groups,
+            source: path.to_path_buf(),
+            hash: format!("{:016x}", (hash >> 64) as u64),
+            loaded_at: commons::unix_now(),
+            generation,
+        })
+    }
+
+    /// Warnings about versions the graphs being served do not hold (the
+    /// rules are kept: the release may not be published yet).
+    pub fn version_warnings(&self, versions: &HashMap<String, HashSet<String>>) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let all: HashSet<&String> = versions.values().flatten().collect();
+        for group in self.groups.values() {
+            for (stream, version) in &group.max_version {
+                if !versions.get(stream).is_some_and(|v| v.contains(version)) {
+                    warnings.push(format!(
+                        "groups.{}.max_version.{stream}: '{version}' is not in the {stream} graphs being served; the rule is kept, and withholds nothing until that release is published",
+                        group.name
+                    ));
+                }
+            }
+            for version in &group.deny {
+                if !all.contains(version) {
+                    warnings.push(format!(
+                        "groups.{}.deny: '{version}' is not in the graphs being served; the rule is kept",
+                        group.name
+                    ));
+                }
+            }
+        }
+        warnings
+    }
+}
+
+/// Minutes after midnight of `HH:MM`.
+fn parse_hh_mm(text: &str) -> Option<u16> {
+    let (h, m) = text.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some(h * 60 + m)
+}
+
+/// Platforms Fedora CoreOS documents (Ignition platform IDs); others count
+/// as [`OTHER`] in metrics.
+pub const PLATFORMS: &[&str] = &[
+    "akamai",
+    "aliyun",
+    "applehv",
+    "aws",
+    "azure",
+    "azurestack",
+    "digitalocean",
+    "exoscale",
+    "gcp",
+    "hetzner",
+    "hyperv",
+    "ibmcloud",
+    "kubevirt",
+    "metal",
+    "nutanix",
+    "openstack",
+    "oraclecloud",
+    "powervs",
+    "proxmoxve",
+    "qemu",
+    "scaleway",
+    "upcloud",
+    "virtualbox",
+    "vmware",
+    "vultr",
+];
+
+/// The bounded metric label of `platform`.
+pub fn platform_label(platform: Option<&str>) -> &'static str {
+    platform
+        .and_then(|p| PLATFORMS.iter().find(|known| **known == p))
+        .copied()
+        .unwrap_or(OTHER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Policy, String> {
+        Policy::parse(text, Path::new("policy.toml"), 1).map_err(|e| e.to_string())
+    }
+
+    /// Seconds since the epoch of an RFC 3339 time.
+    fn at(text: &str) -> i64 {
+        text.parse::<jiff::Timestamp>().unwrap().as_second()
+    }
+
+    #[test]
+    fn the_documented_example_loads() {
+        let policy = parse(
+            r#"
+[groups.canary]
+wariness_max = 0.0
+
+[groups.production]
+wariness_min = 0.8
+max_version = { stable = "44.20260621.3.1" }
+deny = ["44.20260707.3.1"]
+paused = false
+windows = [ { days = ["sat", "sun"], start = "02:00", end = "06:00", timezone = "Europe/Berlin" } ]
+freezes = [ { from = "2026-12-20T00:00:00Z", to = "2027-01-04T00:00:00Z", reason = "holiday freeze" } ]
+"#,
+        )
+        .unwrap();
+        let canary = policy.rules_for(Some("canary")).unwrap();
+        assert_eq!(canary.clamp(0.7), 0.0);
+        let production = policy.rules_for(Some("production")).unwrap();
+        assert_eq!(production.clamp(0.1), 0.8);
+        assert!(production.denies("44.20260707.3.1"));
+        assert_eq!(production.max_version("stable"), Some("44.20260621.3.1"));
+        assert!(policy.rules_for(Some("dev")).is_none());
+        assert_eq!(policy.group_label(Some("dev")), OTHER);
+        assert_eq!(policy.group_label(Some("canary")), "canary");
+        // Saturday 2026-11-28, 03:00 in Berlin (UTC+1) is open; 07:00 is not.
+        assert_eq!(production.closed_at(at("2026-11-28T02:00:00Z")), None);
+        assert_eq!(
+            production.closed_at(at("2026-11-28T06:00:00Z")),
+            Some(Reason::Window)
+        );
+        // The freeze wins over an open window.
+        assert_eq!(
+            production.closed_at(at("2026-12-26T02:00:00Z")),
+            Some(Reason::Freeze)
+        );
+        assert_eq!(
+            production.next_window(at("2026-11-30T12:00:00Z")),
+            Some(at("2026-12-05T01:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn the_default_group_applies_to_groups_without_a_table() {
+        let policy = parse("[groups.default]\npaused = true\n[groups.canary]\n").unwrap();
+        assert!(policy.rules_for(Some("anything")).unwrap().paused);
+        assert!(policy.rules_for(None).unwrap().paused);
+        assert!(!policy.rules_for(Some("canary")).unwrap().paused);
+    }
+
+    #[test]
+    fn windows_follow_daylight_saving_time_and_wrap_midnight() {
+        let policy = parse(
+            r#"[groups.g]
+windows = [ { days = ["sun"], start = "22:00", end = "02:00", timezone = "America/New_York" } ]"#,
+        )
+        .unwrap();
+        let g = &policy.groups["g"];
+        let w = &g.windows.as_ref().unwrap()[0];
+        // Sunday 2026-07-05 23:00 EDT (UTC-4) = 03:00Z Monday: open.
+        assert!(w.is_open(at("2026-07-06T03:00:00Z")));
+        // Monday 01:30 EDT, the wrapped part: open; 02:00 closed.
+        assert!(w.is_open(at("2026-07-06T05:30:00Z")));
+        assert!(!w.is_open(at("2026-07-06T06:00:00Z")));
+        // In winter (EST, UTC-5) the same local time is an hour later in UTC.
+        assert!(!w.is_open(at("2026-01-05T02:30:00Z")));
+        assert!(w.is_open(at("2026-01-05T03:30:00Z")));
+        // Saturday 23:00 local is not in a Sunday window.
+        assert!(!w.is_open(at("2026-07-05T03:00:00Z")));
+    }
+
+    #[test]
+    fn invalid_files_are_refused_naming_the_key_and_line() {
+        for (text, expected) in [
+            ("[groups.a]\nwariness_min = 0.9\nwariness_max = 0.1\n", "line 2: groups.a.wariness_min"),
+            ("[groups.a]\nwariness_max = 2.0\n", "line 2: groups.a.wariness_max"),
+            (
+                "[groups.a]\nwindows = [ { start = \"02:00\", end = \"06:00\", timezone = \"Mars/Olympus\" } ]\n",
+                "line 2: groups.a.windows[0].timezone",
+            ),
+            (
+                "[groups.a]\nwindows = [ { start = \"2:00\", end = \"06:00\", timezone = \"UTC\" } ]\n",
+                "groups.a.windows[0].start",
+            ),
+            (
+                "[groups.a]\nwindows = [ { days = [\"sat\", \"sat\"], start = \"02:00\", end = \"06:00\", timezone = \"UTC\" } ]\n",
+                "groups.a.windows[0].days",
+            ),
+            (
+                "[groups.a]\nwindows = [ { days = [\"saturday\"], start = \"02:00\", end = \"06:00\", timezone = \"UTC\" } ]\n",
+                "groups.a.windows[0].days",
+            ),
+            (
+                "[groups.a]\nwindows = [ { start = \"02:00\", end = \"02:00\", timezone = \"UTC\" } ]\n",
+                "groups.a.windows[0].end",
+            ),
+            ("[groups.a]\nwindows = []\n", "groups.a.windows"),
+            (
+                "[groups.a]\n\nfreezes = [ { from = \"2027-01-04T00:00:00Z\", to = \"2026-12-20T00:00:00Z\" } ]\n",
+                "line 3: groups.a.freezes[0].to",
+            ),
+            (
+                "[groups.a]\nfreezes = [ { from = \"tomorrow\", to = \"2026-12-20T00:00:00Z\" } ]\n",
+                "groups.a.freezes[0].from",
+            ),
+            ("[groups.a]\npasued = true\n", "unknown field `pasued`"),
+            ("[groups.a]\npaused = \"yes\"\n", "line 2"),
+            ("[group.a]\n", "unknown field `group`"),
+            ("[groups.a]\ndeny = [\"\"]\n", "groups.a.deny[0]"),
+        ] {
+            let error = parse(text).unwrap_err();
+            assert!(
+                error.contains(expected) && error.contains("policy.toml"),
+                "{text}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn labels_are_bounded() {
+        assert_eq!(platform_label(Some("aws")), "aws");
+        assert_eq!(platform_label(Some("my-cloud")), OTHER);
+        assert_eq!(platform_label(None), OTHER);
+    }
+}

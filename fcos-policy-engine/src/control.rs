@@ -122,7 +122,9 @@ impl Control {
             }
             Err(error) => {
                 self.reloads.with_label_values(&["failure"]).inc();
-                tracing::error!("the policy file was refused, the last good policy stays in force: {error}");
+                tracing::error!(
+                    "the policy file was refused, the last good policy stays in force: {error}"
+                );
             }
         }
     }
@@ -142,14 +144,14 @@ impl Control {
         if self.path.is_none() {
             return std::future::pending().await;
         }
-        let mut hangup =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                Ok(signal) => Some(signal),
-                Err(error) => {
-                    tracing::warn!("cannot listen for SIGHUP, reloading on file changes only: {error}");
-                    None
-                }
-            };
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            Ok(signal) => Some(signal),
+            Err(error) => {
+                tracing::warn!("cannot listen for SIGHUP, reloading on file changes only: {error}");
+                None
+            }
+        };
         let mut last_seen = self.path.as_ref().and_then(|p| std::fs::read(p).ok());
         let mut ticker = tokio::time::interval(CHECK_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

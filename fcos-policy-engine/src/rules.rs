@@ -329,16 +329,14 @@ impl Policy {
                     "a group name has 1 to 64 characters".into(),
                 ));
             }
-            let wariness = |value: &Option<Spanned<f64>>, field: &str, default: f64| {
-                match value {
-                    None => Ok(default),
-                    Some(v) if (0.0..=1.0).contains(v.get_ref()) => Ok(*v.get_ref()),
-                    Some(v) => Err(invalid(
-                        key(field),
-                        Some(v.span()),
-                        format!("{} is not between 0 and 1", v.get_ref()),
-                    )),
-                }
+            let wariness = |value: &Option<Spanned<f64>>, field: &str, default: f64| match value {
+                None => Ok(default),
+                Some(v) if (0.0..=1.0).contains(v.get_ref()) => Ok(*v.get_ref()),
+                Some(v) => Err(invalid(
+                    key(field),
+                    Some(v.span()),
+                    format!("{} is not between 0 and 1", v.get_ref()),
+                )),
             };
             let wariness_min = wariness(&g.wariness_min, "wariness_min", 0.0)?;
             let wariness_max = wariness(&g.wariness_max, "wariness_max", 1.0)?;

@@ -3,11 +3,11 @@
 
 use crate::aliases::DigestAliases;
 use crate::control::Control;
-use crate::rules;
-use crate::view::Removal;
 use crate::fleet::{FleetMetrics, Poll};
 use crate::population::Population;
 use crate::replica::Replica;
+use crate::rules;
+use crate::view::Removal;
 use actix_web::{web, HttpRequest, HttpResponse};
 use commons::policy;
 use commons::web::{check_accepts_json, GraphError, GraphQuery};

@@ -394,6 +394,98 @@ mod tests {
         }
     }
 
+    /// A policy file of one group, `g`, from random rules over the
+    /// releases `v0`…: deny some, pin at one, pause, windows, a freeze.
+    fn policy_text(
+        deny: &[usize],
+        pin: Option<usize>,
+        paused: bool,
+        window: Option<(u8, u16, u16)>,
+        freeze: Option<(i64, i64)>,
+        wariness: (f64, f64),
+    ) -> String {
+        let mut text = format!(
+            "[groups.g]\nwariness_min = {}\nwariness_max = {}\npaused = {paused}\n",
+            wariness.0.min(wariness.1),
+            wariness.0.max(wariness.1)
+        );
+        if !deny.is_empty() {
+            let list: Vec<String> = deny.iter().map(|i| format!("\"v{i}\"")).collect();
+            text += &format!("deny = [{}]\n", list.join(", "));
+        }
+        if let Some(pin) = pin {
+            text += &format!("max_version = {{ stable = \"v{pin}\" }}\n");
+        }
+        if let Some((day, start, end)) = window {
+            let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+            let end = if end == start { (end + 1) % 1440 } else { end };
+            text += &format!(
+                "windows = [ {{ days = [\"{}\"], start = \"{:02}:{:02}\", end = \"{:02}:{:02}\", timezone = \"Europe/Berlin\" }} ]\n",
+                days[day as usize % 7], start / 60, start % 60, end / 60, end % 60
+            );
+        }
+        if let Some((from, length)) = freeze {
+            let at = |t: i64| jiff::Timestamp::from_second(t).unwrap().to_string();
+            text += &format!(
+                "freezes = [ {{ from = \"{}\", to = \"{}\" }} ]\n",
+                at(from),
+                at(from + length)
+            );
+        }
+        text
+    }
+
+    proptest! {
+        /// A policy only ever removes edges from the view the client would
+        /// get without it (with its clamped wariness): never an edge, a
+        /// node or a payload more. And the cached view equals the plain
+        /// computation.
+        #[test]
+        fn a_policy_only_removes_edges(
+            releases in proptest::collection::vec(flags(), 1..16),
+            deny in proptest::collection::vec(0usize..16, 0..3),
+            pin in proptest::option::of(0usize..18),
+            paused in proptest::bool::weighted(0.1),
+            window in proptest::option::weighted(0.4, (0u8..7, 0u16..1440, 0u16..1440)),
+            freeze in proptest::option::weighted(0.3, (0i64..4_000, 1i64..2_000)),
+            wariness in (0.0f64..=1.0, 0.0f64..=1.0),
+            clients in proptest::collection::vec(
+                (0.0f64..1.0, prop_oneof![-100i64..4_000, 1_700_000_000i64..1_700_700_000]),
+                1..12,
+            ),
+        ) {
+            let graph = graph_of(&releases);
+            let prepared = PreparedGraph::new(graph.clone());
+            let text = policy_text(&deny, pin, paused, window, freeze, wariness);
+            let policy = crate::rules::Policy::parse(&text, std::path::Path::new("p.toml"), 7).unwrap();
+            let group = policy.rules_for(Some("g")).unwrap();
+            for (client, now) in clients {
+                let wariness = group.clamp(client);
+                let removal = match group.closed_at(now) {
+                    Some(reason) => Removal::All(reason),
+                    None => Removal::Targets { group, stream: "stable", generation: 7 },
+                };
+                let with: Graph = serde_json::from_slice(prepared.view(wariness, now, &removal).json()).unwrap();
+                let without = policy::client_view(graph.clone(), wariness, now);
+                prop_assert_eq!(&with.nodes, &without.nodes);
+                for edge in &with.edges {
+                    prop_assert!(without.edges.contains(edge), "{:?} added by {}", edge, text);
+                }
+                let plain = prepared.plain_view(wariness, now, &removal, None);
+                let cached = prepared.view(wariness, now, &removal);
+                prop_assert_eq!(plain.json(), cached.json());
+                // Withheld: only when the best update of the view without
+                // the policy is gone from the view with it.
+                for node in 0..graph.nodes.len() {
+                    let best = |g: &Graph| g.edges.iter().filter(|(f, _)| *f as usize == node).map(|(_, t)| *t).max();
+                    let withheld = prepared.withheld(wariness, now, &removal, node).is_some();
+                    let lost = best(&without).is_some_and(|b| !with.edges.contains(&(node as u64, b)));
+                    prop_assert_eq!(withheld, lost, "node {}", node);
+                }
+            }
+        }
+    }
+
     #[test]
     fn views_are_shared_between_clients_in_the_same_state() {
         let graph = graph_of(&[

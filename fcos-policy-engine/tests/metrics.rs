@@ -9,7 +9,15 @@ use std::sync::Arc;
 fn wariness_buckets_are_exact_decimals() {
     let registry = Registry::new();
     let replica = Replica::new(&registry).unwrap();
-    ServiceState::new(Arc::new(replica), Arc::new(|| 0), None, &registry).unwrap();
+    let control = fcos_policy_engine::control::Control::new(None, None, &registry).unwrap();
+    ServiceState::new(
+        Arc::new(replica),
+        Arc::new(|| 0),
+        None,
+        Arc::new(control),
+        &registry,
+    )
+    .unwrap();
     let mut text = Vec::new();
     TextEncoder::new()
         .encode(&registry.gather(), &mut text)

@@ -60,6 +60,13 @@ struct GraphArgs {
     /// The time of the client view, seconds since the Unix epoch (default: now).
     #[arg(long)]
     at: Option<i64>,
+    /// A fleet policy file: show what the policy-engine answers a client
+    /// of `--group` under it.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// The client's group (Zincati's identity.group), with --policy.
+    #[arg(long, requires = "policy")]
+    group: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Json)]
     format: Format,
@@ -111,6 +118,23 @@ fn run_serve(config: Option<PathBuf>) -> anyhow::Result<()> {
 
 fn run_graph(args: GraphArgs) -> anyhow::Result<()> {
     let now = args.at.unwrap_or_else(commons::unix_now);
+    if let Some(path) = &args.policy {
+        let policy = fcos_policy_engine::rules::Policy::load(path, 1)?;
+        anyhow::ensure!(
+            args.rollout_wariness.is_none_or(f64::is_finite),
+            "--rollout-wariness must be a finite number"
+        );
+        let viewer = Viewer::Group {
+            wariness: commons::policy::client_wariness(
+                args.rollout_wariness,
+                args.node_uuid.as_deref(),
+            ),
+            now,
+            policy: Box::new(policy),
+            group: args.group.clone(),
+        };
+        return print_graph(&args, &viewer, now);
+    }
     let viewer = match (args.rollout_wariness, &args.node_uuid) {
         (Some(w), _) if !w.is_finite() => {
             anyhow::bail!("--rollout-wariness must be a finite number")
@@ -125,13 +149,17 @@ fn run_graph(args: GraphArgs) -> anyhow::Result<()> {
         },
         (None, None) => Viewer::GraphBuilder,
     };
+    print_graph(&args, &viewer, now)
+}
+
+fn print_graph(args: &GraphArgs, viewer: &Viewer, now: i64) -> anyhow::Result<()> {
     let scheme = Scheme::from_oci_flag(args.oci);
     let graph = preview::build(
         &args.releases,
         &args.updates,
         &args.basearch,
         scheme,
-        &viewer,
+        viewer,
     )?;
     let output = match args.format {
         Format::Json => {

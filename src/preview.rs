@@ -10,7 +10,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 /// Whose view of the graph to print.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum Viewer {
     /// The graph-builder's raw graph.
     GraphBuilder,
@@ -20,6 +20,18 @@ pub enum Viewer {
         wariness: f64,
         /// Seconds since the Unix epoch.
         now: i64,
+    },
+    /// A policy-engine client of this wariness and group, under a fleet
+    /// policy: exactly what the policy-engine answers it.
+    Group {
+        /// Rollout wariness in [0, 1], before the group's clamp.
+        wariness: f64,
+        /// Seconds since the Unix epoch.
+        now: i64,
+        /// The policy.
+        policy: Box<fcos_policy_engine::rules::Policy>,
+        /// The client's group (`None`: Zincati sent none).
+        group: Option<String>,
     },
 }
 
@@ -58,6 +70,19 @@ pub fn build(
     Ok(match viewer {
         Viewer::GraphBuilder => graph,
         Viewer::Client { wariness, now } => policy::client_view(graph, *wariness, *now),
+        Viewer::Group {
+            wariness,
+            now,
+            policy,
+            group,
+        } => {
+            use fcos_policy_engine::view::{PreparedGraph, Removal};
+            let (rules, removal) =
+                Removal::of(Some(policy), group.as_deref(), &updates_doc.stream, *now);
+            let wariness = rules.map_or(*wariness, |rules| rules.clamp(*wariness));
+            let body = PreparedGraph::new(graph).view(wariness, *now, &removal);
+            serde_json::from_slice(body.json()).context("the policy-engine's view is a graph")?
+        }
     })
 }
 

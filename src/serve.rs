@@ -40,6 +40,7 @@ impl Settings {
                 let (releases, updates) =
                     crate::sample::documents(stream).expect("sample streams have documents");
                 StreamSettings {
+                    oci_repository: None,
                     name: stream.to_string(),
                     basearches: crate::sample::BASEARCHES.map(String::from).to_vec(),
                     release_index: DocumentSource::Static(releases),

@@ -161,6 +161,20 @@ impl ReleaseIndex {
         Ok(index)
     }
 
+    /// Replaces the repository of every container image by `repository`
+    /// (a mirror), keeping its digest: `quay.io/fedora/fedora-coreos@sha256:…`
+    /// becomes `<repository>@sha256:…`. A pullspec without a digest is left
+    /// as it is.
+    pub fn replace_oci_repository(&mut self, repository: &str) {
+        for release in &mut self.releases {
+            for image in release.oci_images.iter_mut().flatten() {
+                if let Some((_, digest)) = image.digest_ref.rsplit_once('@') {
+                    image.digest_ref = format!("{repository}@{digest}");
+                }
+            }
+        }
+    }
+
     /// The architectures that appear anywhere in the index, sorted.
     pub fn architectures(&self) -> Vec<String> {
         let mut arches: HashSet<&str> = HashSet::new();

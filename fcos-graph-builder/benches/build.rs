@@ -12,6 +12,7 @@ use std::time::Duration;
 
 fn build(c: &mut Criterion) {
     let stream = StreamSettings {
+        oci_repository: None,
         name: "bench".into(),
         basearches: commons::synthetic::ARCHES.map(String::from).to_vec(),
         release_index: DocumentSource::Static(b""),

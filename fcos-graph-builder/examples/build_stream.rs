@@ -24,6 +24,7 @@ fn main() {
         .unwrap_or(100_000);
     let (releases, updates) = commons::synthetic::stream("bench", n, 0);
     let stream = StreamSettings {
+        oci_repository: None,
         name: "bench".into(),
         basearches: commons::synthetic::ARCHES.map(String::from).to_vec(),
         release_index: DocumentSource::Static(b""),

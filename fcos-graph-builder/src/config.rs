@@ -33,6 +33,16 @@ pub struct FileConfig {
     pub upstream: Option<UpstreamFile>,
     /// `[streams]`: stream name → basearches.
     pub streams: Option<BTreeMap<String, Vec<String>>>,
+    /// `[oci]`: the OCI graphs.
+    pub oci: Option<OciFile>,
+}
+
+/// The `[oci]` section as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OciFile {
+    /// Repository that replaces the one of every OCI payload (a mirror).
+    pub repository: Option<String>,
 }
 
 /// The `[upstream]` section as written.
@@ -80,6 +90,9 @@ pub struct StreamSettings {
     pub release_index: DocumentSource,
     /// The updates metadata.
     pub updates: DocumentSource,
+    /// Repository that replaces the one of every OCI payload, digest kept
+    /// (`[oci] repository`: a mirror).
+    pub oci_repository: Option<String>,
 }
 
 /// Validated graph-builder settings.
@@ -139,6 +152,28 @@ impl Settings {
         if streams.is_empty() {
             return Err(invalid("streams", "at least one stream is required"));
         }
+        let oci_repository = match file.oci.and_then(|oci| oci.repository) {
+            None => None,
+            Some(repository) => {
+                let valid = !repository.is_empty()
+                    && !repository.contains("://")
+                    && !repository.ends_with('/')
+                    && repository.bytes().all(|b| {
+                        b.is_ascii_lowercase()
+                            || b.is_ascii_digit()
+                            || matches!(b, b'.' | b'-' | b'_' | b'/' | b':')
+                    });
+                if !valid {
+                    return Err(ConfigError::Invalid {
+                        key: "oci.repository".to_string(),
+                        message: format!(
+                            "'{repository}' is not a repository such as registry.example.com/fedora-coreos (lowercase, no scheme, no tag or digest)"
+                        ),
+                    });
+                }
+                Some(repository)
+            }
+        };
         let mut stream_settings = Vec::with_capacity(streams.len());
         for (name, basearches) in streams {
             let key = format!("streams.{name}");
@@ -176,6 +211,7 @@ impl Settings {
                 )?),
                 name,
                 basearches,
+                oci_repository: oci_repository.clone(),
             });
         }
         let max_body_bytes = upstream.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);

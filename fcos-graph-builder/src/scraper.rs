@@ -353,12 +353,15 @@ pub fn build_stream(
     index: &[u8],
     updates: &[u8],
 ) -> Result<Vec<BuiltGraph>, RefreshError> {
-    let index = ReleaseIndex::parse(index, Some(&stream.name)).map_err(|source| {
+    let mut index = ReleaseIndex::parse(index, Some(&stream.name)).map_err(|source| {
         RefreshError::Metadata {
             url: stream.release_index.to_string(),
             source,
         }
     })?;
+    if let Some(repository) = &stream.oci_repository {
+        index.replace_oci_repository(repository);
+    }
     let updates = UpdatesMetadata::parse(updates, Some(&stream.name)).map_err(|source| {
         RefreshError::Metadata {
             url: stream.updates.to_string(),

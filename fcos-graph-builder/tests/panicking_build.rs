@@ -39,6 +39,7 @@ async fn a_panicking_build_is_counted_and_the_next_refresh_publishes() {
     std::fs::write(&updates, UPDATES).unwrap();
     let url = |path: &std::path::Path| DocumentSource::Url(url::Url::from_file_path(path).unwrap());
     let stream = StreamSettings {
+        oci_repository: None,
         name: "stable".to_string(),
         basearches: vec!["x86_64".to_string()],
         release_index: url(&releases),

@@ -104,24 +104,15 @@ pub async fn serve_graph(
     let now = (state.clock)();
     // The client's group policy: its wariness clamped, and what it removes.
     let fleet_policy = state.control.policy();
-    let rules = fleet_policy
-        .as_deref()
-        .and_then(|p| p.rules_for(query.group.as_deref()));
+    let (rules, removal) = Removal::of(
+        fleet_policy.as_deref(),
+        query.group.as_deref(),
+        &scope.stream,
+        now,
+    );
     let wariness = policy::client_wariness(query.rollout_wariness, query.node_uuid.as_deref());
     let wariness = rules.map_or(wariness, |group| group.clamp(wariness));
     state.wariness.observe(wariness);
-    let removal = match (rules, &fleet_policy) {
-        (Some(group), Some(loaded)) => match group.closed_at(now) {
-            Some(reason) => Removal::All(reason),
-            None if group.has_targets(&scope.stream) => Removal::Targets {
-                group,
-                stream: &scope.stream,
-                generation: loaded.generation,
-            },
-            None => Removal::None,
-        },
-        _ => Removal::None,
-    };
     let own_node = query
         .os_version
         .as_deref()

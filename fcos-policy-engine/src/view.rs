@@ -3,7 +3,7 @@
 //! what its group's policy removes, so each distinct combination is
 //! serialized (and compressed) once and shared.
 
-use crate::rules::{Group, Reason};
+use crate::rules::{Group, Policy, Reason};
 use commons::graph::Graph;
 use commons::policy::{self, RolloutParams};
 use commons::web::GraphBody;
@@ -27,6 +27,34 @@ pub enum Removal<'a> {
         /// The load of the policy they come from.
         generation: u64,
     },
+}
+
+impl<'a> Removal<'a> {
+    /// The rules of a client of `group` under `policy` (if any apply), and
+    /// what they remove from a graph of `stream` at `now`.
+    pub fn of(
+        policy: Option<&'a Policy>,
+        group: Option<&str>,
+        stream: &'a str,
+        now: i64,
+    ) -> (Option<&'a Group>, Removal<'a>) {
+        let Some(policy) = policy else {
+            return (None, Removal::None);
+        };
+        let Some(rules) = policy.rules_for(group) else {
+            return (None, Removal::None);
+        };
+        let removal = match rules.closed_at(now) {
+            Some(reason) => Removal::All(reason),
+            None if rules.has_targets(stream) => Removal::Targets {
+                group: rules,
+                stream,
+                generation: policy.generation,
+            },
+            None => Removal::None,
+        };
+        (Some(rules), removal)
+    }
 }
 
 /// What identifies a cached view: the hidden rollouts, and what the policy

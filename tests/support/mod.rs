@@ -262,11 +262,17 @@ pub struct Stack {
 
 impl Stack {
     pub fn start(upstream: &Upstream, streams: &str, now: i64) -> Stack {
+        Stack::start_with(upstream, streams, now, "")
+    }
+
+    /// A stack whose policy-engine configuration has `extra` appended (more
+    /// `[upstream]` lines, then other sections).
+    pub fn start_with(upstream: &Upstream, streams: &str, now: i64, extra: &str) -> Stack {
         let graph_builder =
             fcos_graph_builder::start(graph_builder_settings(upstream, streams)).unwrap();
         let graph_url = format!("http://{}/v1/graph", graph_builder.service_addr);
         let policy_engine = fcos_policy_engine::start_with_clock(
-            policy_engine_settings(&graph_url),
+            policy_engine_settings_with(&graph_url, extra),
             Arc::new(move || now),
         )
         .unwrap();

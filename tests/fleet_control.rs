@@ -1,0 +1,376 @@
+//! End to end: fleet control. A policy file gives each Zincati group its
+//! rules; every rule is checked on the graph a node gets, as Zincati asks
+//! for it, against the graph it gets without the rule. The node is always
+//! in its graph; only edges go.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::*;
+
+const STREAMS: &str = "stable = [\"x86_64\", \"aarch64\"]";
+
+/// The policy of these tests. At `MIDWAY` (Friday 2027-01-15 08:50 UTC,
+/// 09:50 in Berlin) the rollout of 32.2.0 is at 60%.
+const POLICY: &str = r#"
+[groups.pinned]
+max_version = { stable = "32.1.0" }
+
+[groups.denied]
+deny = ["32.1.0"]
+
+[groups.paused]
+paused = true
+
+[groups.weekend]
+windows = [ { days = ["sat", "sun"], start = "02:00", end = "06:00", timezone = "Europe/Berlin" } ]
+
+[groups.friday-morning]
+windows = [ { days = ["fri"], start = "09:00", end = "10:00", timezone = "Europe/Berlin" } ]
+
+[groups.frozen]
+freezes = [ { from = "2027-01-01T00:00:00Z", to = "2027-02-01T00:00:00Z", reason = "January freeze" } ]
+
+[groups.canary]
+wariness_max = 0.0
+
+[groups.production]
+wariness_min = 0.8
+
+[groups.default]
+deny = ["32.2.0"]
+"#;
+
+/// Zincati's request for the OCI graph from a node on 31.2.0.
+fn zincati(group: &str, wariness: f64) -> String {
+    format!(
+        "basearch=x86_64&stream=stable&oci=true&os_version=31.2.0&os_checksum=quay.io%2Ffedora%2Ffedora-coreos%40sha256%3Ao31-2-x86&group={group}&node_uuid=5a2c3ef4a2c54b95a2cd4a1f5e7b8f10&platform=metal&rollout_wariness={wariness:.6}"
+    )
+}
+
+struct Fleet {
+    stack: Stack,
+    _dir: tempfile::TempDir,
+    _upstream: Upstream,
+}
+
+async fn fleet() -> Fleet {
+    let upstream = Upstream::start();
+    upstream.serve_fixture("stable");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.toml");
+    std::fs::write(&path, POLICY).unwrap();
+    let extra = format!("[policy]\npath = \"{}\"\n", path.display());
+    let stack = Stack::start_with(&upstream, STREAMS, MIDWAY, &extra);
+    stack.wait_ready().await;
+    Fleet {
+        stack,
+        _dir: dir,
+        _upstream: upstream,
+    }
+}
+
+/// The node of 31.2.0 is in the graph, and the edges are `expected`.
+async fn expect_edges(fleet: &Fleet, group: &str, wariness: f64, expected: &[(&str, &str)]) {
+    let graph = get_graph(&fleet.stack.pe(&zincati(group, wariness))).await;
+    assert!(
+        versions(&graph).contains(&"31.2.0".to_string()),
+        "{group}: the node is gone"
+    );
+    assert_eq!(
+        versions(&graph),
+        ["31.1.0", "31.2.0", "32.1.0", "32.2.0"],
+        "{group}"
+    );
+    assert_eq!(edges(&graph), pairs(expected), "{group}");
+}
+
+const EVERYTHING: [(&str, &str); 3] = [
+    ("31.2.0", "32.1.0"),
+    ("31.2.0", "32.2.0"),
+    ("32.1.0", "32.2.0"),
+];
+
+#[actix_web::test]
+async fn each_rule_removes_exactly_its_edges() {
+    let fleet = fleet().await;
+    // A group with a table of its own and no rule about this: everything.
+    expect_edges(&fleet, "friday-morning", 0.1, &EVERYTHING).await;
+    // Pinned at 32.1.0: no edge into 32.2.0.
+    expect_edges(&fleet, "pinned", 0.1, &[("31.2.0", "32.1.0")]).await;
+    // 32.1.0 denied: no edge into it (the edge out of it stays).
+    expect_edges(
+        &fleet,
+        "denied",
+        0.1,
+        &[("31.2.0", "32.2.0"), ("32.1.0", "32.2.0")],
+    )
+    .await;
+    // No updates at all: paused, outside the windows, inside a freeze.
+    expect_edges(&fleet, "paused", 0.1, &[]).await;
+    expect_edges(&fleet, "weekend", 0.1, &[]).await;
+    expect_edges(&fleet, "frozen", 0.1, &[]).await;
+    // Wariness clamped: canaries see the rollout whatever they send,
+    // production never before 80%.
+    expect_edges(&fleet, "canary", 0.9, &EVERYTHING).await;
+    expect_edges(&fleet, "production", 0.1, &[("31.2.0", "32.1.0")]).await;
+    // Without the clamp, wariness 0.9 hides the rollout at 60%.
+    expect_edges(&fleet, "friday-morning", 0.9, &[("31.2.0", "32.1.0")]).await;
+    // A group without a table gets [groups.default]: 32.2.0 denied.
+    expect_edges(&fleet, "somebody-else", 0.1, &[("31.2.0", "32.1.0")]).await;
+    // The unknown-payload counter saw only known payloads.
+    let unknown =
+        r#"fcos_cincinnati_pe_unknown_payload_requests_total{scheme="oci",stream="stable"}"#;
+    assert_eq!(
+        metric(fleet.stack.policy_engine.status_addr, unknown)
+            .await
+            .unwrap_or(0.0),
+        0.0
+    );
+
+    // Every withheld update is counted by group and reason.
+    let status = fleet.stack.policy_engine.status_addr;
+    for (group, reason) in [
+        ("pinned", "max_version"),
+        ("paused", "paused"),
+        ("weekend", "window"),
+        ("frozen", "freeze"),
+        ("other", "deny"),
+    ] {
+        let series = format!(
+            r#"fcos_cincinnati_pe_policy_withheld_total{{group="{group}",reason="{reason}"}}"#
+        );
+        assert_eq!(metric(status, &series).await, Some(1.0), "{series}");
+    }
+    // Nothing withheld where the update Zincati takes stays (32.1.0 is
+    // denied, but 32.2.0 is the one it takes).
+    let series = r#"fcos_cincinnati_pe_policy_withheld_total{group="denied",reason="deny"}"#;
+    assert_eq!(metric(status, series).await, Some(0.0));
+
+    // The policy in force, with why each group is closed now.
+    let (code, body) = get(&format!("http://{status}/v1/policy")).await;
+    assert_eq!(code, 200);
+    let policy: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let groups = &policy["policy"]["groups"];
+    assert_eq!(groups["weekend"]["closed"], "window");
+    assert_eq!(groups["weekend"]["next_window"], "2027-01-16T01:00:00Z");
+    assert_eq!(groups["frozen"]["closed"], "freeze");
+    assert_eq!(groups["frozen"]["freeze_reason"], "January freeze");
+    assert_eq!(groups["friday-morning"]["closed"], serde_json::Value::Null);
+    let hash = policy["policy"]["hash"].as_str().unwrap();
+    let info = format!(r#"fcos_cincinnati_pe_policy_info{{hash="{hash}"}}"#);
+    assert_eq!(metric(status, &info).await, Some(1.0));
+    fleet.stack.stop().await;
+}
+
+#[actix_web::test]
+async fn metric_labels_stay_bounded() {
+    let fleet = fleet().await;
+    for i in 0..300 {
+        let query = zincati(&format!("made-up-{i}"), 0.5)
+            .replace("platform=metal", &format!("platform=cloud{i}"));
+        let uuid = format!("{i:032x}");
+        let query = query.replace("5a2c3ef4a2c54b95a2cd4a1f5e7b8f10", &uuid);
+        assert_eq!(get(&fleet.stack.pe(&query)).await.0, 200);
+    }
+    for (group, platform) in [("canary", "aws"), ("pinned", "metal")] {
+        let query = zincati(group, 0.5).replace("platform=metal", &format!("platform={platform}"));
+        assert_eq!(get(&fleet.stack.pe(&query)).await.0, 200);
+    }
+    let (_, text) = get(&format!(
+        "http://{}/metrics",
+        fleet.stack.policy_engine.status_addr
+    ))
+    .await;
+    let census: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("fcos_cincinnati_pe_active_nodes_by_group{"))
+        .collect();
+    assert_eq!(census.len(), 3, "{census:#?}");
+    let other = census
+        .iter()
+        .find(|l| l.contains(r#"group="other""#) && l.contains(r#"platform="other""#))
+        .unwrap();
+    let estimate: f64 = other.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((290.0..=310.0).contains(&estimate), "{other}");
+    for line in text.lines().filter(|l| l.contains("group=\"")) {
+        assert!(!line.contains("made-up"), "{line}");
+    }
+    fleet.stack.stop().await;
+}
+
+#[actix_web::test]
+async fn a_mirror_replaces_the_repository_and_keeps_the_digest() {
+    let upstream = Upstream::start();
+    upstream.serve_fixture("stable");
+    let mut settings = graph_builder_settings(&upstream, STREAMS);
+    for stream in &mut settings.streams {
+        stream.oci_repository = Some("registry.example.com/fedora-coreos".to_string());
+    }
+    let gb = fcos_graph_builder::start(settings).unwrap();
+    wait_ready(&gb).await;
+    let graph_url = format!("http://{}/v1/graph", gb.service_addr);
+    let pe = fcos_policy_engine::start_with_clock(
+        policy_engine_settings(&graph_url),
+        std::sync::Arc::new(|| MIDWAY),
+    )
+    .unwrap();
+    wait_following(&pe, &gb).await;
+    let raw = get_graph(&format!(
+        "{graph_url}?basearch=x86_64&stream=stable&oci=true"
+    ))
+    .await;
+    for node in raw["nodes"].as_array().unwrap() {
+        let payload = node["payload"].as_str().unwrap();
+        assert!(
+            payload.starts_with("registry.example.com/fedora-coreos@sha256:"),
+            "{payload}"
+        );
+    }
+    // A node booted from the mirror finds itself by its pullspec.
+    let query = zincati("default", 0.1).replace(
+        "quay.io%2Ffedora%2Ffedora-coreos",
+        "registry.example.com%2Ffedora-coreos",
+    );
+    let graph = get_graph(&format!("http://{}/v1/graph?{query}", pe.service_addr)).await;
+    assert!(edges(&graph).contains(&("31.2.0".to_string(), "32.2.0".to_string())));
+    let unknown =
+        r#"fcos_cincinnati_pe_unknown_payload_requests_total{scheme="oci",stream="stable"}"#;
+    assert_eq!(metric(pe.status_addr, unknown).await.unwrap_or(0.0), 0.0);
+    // The OSTree graph is untouched.
+    let ostree = get_graph(&format!("{graph_url}?basearch=x86_64&stream=stable")).await;
+    assert!(!ostree.to_string().contains("registry.example.com"));
+    pe.stop().await.unwrap();
+    gb.stop().await.unwrap();
+}
+
+/// The real binary: reloads on a file change and on SIGHUP, refuses an
+/// invalid file keeping the last good policy, and its preview equals what
+/// it serves.
+#[actix_web::test]
+async fn the_policy_reloads_and_the_preview_equals_the_served_graph() {
+    const BIN: &str = env!("CARGO_BIN_EXE_fcos-cincinnati");
+    let upstream = Upstream::start();
+    upstream.serve_fixture("stable");
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, "[groups.g]\npaused = true\n").unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[graph-builder.service]\naddress = \"127.0.0.1\"\nport = 0\n[graph-builder.status]\naddress = \"127.0.0.1\"\nport = 0\n[graph-builder.upstream]\n{}refresh_secs = 1\n[graph-builder.streams]\nstable = [\"x86_64\"]\n[policy-engine.service]\naddress = \"127.0.0.1\"\nport = 0\n[policy-engine.status]\naddress = \"127.0.0.1\"\nport = 0\n[policy-engine.policy]\npath = \"{}\"\n",
+            upstream.upstream_toml(),
+            policy.display()
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(BIN)
+        .args(["serve", "-c"])
+        .arg(&config)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = ChildGuard(child);
+    let (service, status) = policy_engine_addresses(&mut child.0);
+    let url = |group: &str| format!("http://{service}/v1/graph?{}", zincati(group, 0.1));
+    wait_for_status(&url("g"), 200).await;
+    let edges_of = |group: &'static str| {
+        let url = url(group);
+        async move { edges(&get_graph(&url).await) }
+    };
+    assert!(edges_of("g").await.is_empty());
+
+    // The file changes: followed within a few seconds.
+    std::fs::write(&policy, "[groups.g]\ndeny = [\"32.2.0\"]\n").unwrap();
+    let reloads = r#"fcos_cincinnati_pe_policy_reloads_total{result="success"}"#;
+    wait_metric(status, reloads, |v| v == 1.0).await;
+    assert_eq!(edges_of("g").await, pairs(&[("31.2.0", "32.1.0")]));
+
+    // The preview of that group, at the time of the request, equals the
+    // served bytes.
+    let at = commons::unix_now().to_string();
+    let preview = std::process::Command::new(BIN)
+        .arg("graph")
+        .arg("--releases")
+        .arg(fixture("stable", "releases.json"))
+        .arg("--updates")
+        .arg(fixture("stable", "updates.json"))
+        .args(["--basearch", "x86_64", "--oci", "--rollout-wariness", "0.1"])
+        .arg("--policy")
+        .arg(&policy)
+        .args(["--group", "g", "--at", &at])
+        .output()
+        .unwrap();
+    assert!(
+        preview.status.success(),
+        "{}",
+        String::from_utf8_lossy(&preview.stderr)
+    );
+    let served = get(&url("g")).await.1;
+    assert_eq!(String::from_utf8_lossy(&preview.stdout).trim_end(), served);
+
+    // An invalid file is refused; the last good policy stays.
+    std::fs::write(
+        &policy,
+        "[groups.g]\nwariness_min = 0.9\nwariness_max = 0.1\n",
+    )
+    .unwrap();
+    let failures = r#"fcos_cincinnati_pe_policy_reloads_total{result="failure"}"#;
+    wait_metric(status, failures, |v| v == 1.0).await;
+    assert_eq!(edges_of("g").await, pairs(&[("31.2.0", "32.1.0")]));
+
+    // SIGHUP reloads at once (the new file is written with the same size
+    // and mtime resolution cannot be relied on; SIGHUP does not need it).
+    std::fs::write(&policy, "[groups.g]\npaused = true\n").unwrap();
+    let status_code = std::process::Command::new("kill")
+        .args(["-HUP", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status_code.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !edges_of("g").await.is_empty() {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(metric(status, reloads).await.unwrap() >= 2.0);
+}
+
+/// Kills the child when the test ends, however it ends.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The policy-engine's service and status addresses, from the binary's
+/// start-up log line.
+fn policy_engine_addresses(
+    child: &mut std::process::Child,
+) -> (std::net::SocketAddr, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let field = |line: &str, name: &str| -> std::net::SocketAddr {
+        let start = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
+        line[start..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains("policy-engine listening") {
+            let addresses = (field(&line, "service_addr"), field(&line, "status_addr"));
+            // Keep draining the log so the child never blocks on it.
+            std::thread::spawn(move || for _ in lines {});
+            return addresses;
+        }
+    }
+    panic!("the binary never logged its addresses");
+}

@@ -101,6 +101,10 @@ pub struct Both {
 /// Starts both services; the policy-engine reads the graph-builder over
 /// loopback unless the configuration names another graph URL.
 pub fn start(mut settings: Settings, clock: fcos_policy_engine::Clock) -> anyhow::Result<Both> {
+    // The viewer of this process shows the policy-engine's fleet policy.
+    if settings.graph_builder.policy_path.is_none() {
+        settings.graph_builder.policy_path = settings.policy_engine.policy_path.clone();
+    }
     let graph_builder = fcos_graph_builder::start(settings.graph_builder)?;
     if !settings.graph_url_given {
         settings.policy_engine.graph_url = loopback_graph_url(graph_builder.service_addr);

@@ -244,6 +244,36 @@ async fn a_mirror_replaces_the_repository_and_keeps_the_digest() {
     gb.stop().await.unwrap();
 }
 
+#[actix_web::test]
+async fn the_graph_builder_shows_the_policy_to_the_viewer() {
+    let upstream = Upstream::start();
+    upstream.serve_fixture("stable");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.toml");
+    std::fs::write(&path, POLICY).unwrap();
+    let mut settings = graph_builder_settings(&upstream, STREAMS);
+    settings.policy_path = Some(path.clone());
+    let gb = fcos_graph_builder::start(settings).unwrap();
+    let url = format!("http://{}/v1/policy", gb.service_addr);
+    let (status, body) = get(&url).await;
+    assert_eq!(status, 200, "{body}");
+    let policy: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        policy["policy"]["groups"]["pinned"]["max_version"]["stable"],
+        "32.1.0"
+    );
+    assert_eq!(policy["policy"]["groups"]["paused"]["closed"], "paused");
+    // Read on each request: a broken file is a 503 naming the problem.
+    std::fs::write(&path, "[groups.x]\nwariness_max = 7\n").unwrap();
+    let (status, body) = get(&url).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("policy_unavailable") && body.contains("groups.x.wariness_max"),
+        "{body}"
+    );
+    gb.stop().await.unwrap();
+}
+
 /// The real binary: reloads on a file change and on SIGHUP, refuses an
 /// invalid file keeping the last good policy, and its preview equals what
 /// it serves.

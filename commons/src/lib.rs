@@ -9,6 +9,7 @@ pub mod logging;
 pub mod metadata;
 pub mod metrics;
 pub mod policy;
+pub mod rules;
 pub mod server;
 pub mod sketch;
 pub mod status;

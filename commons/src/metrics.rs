@@ -69,6 +69,7 @@ fn handler_label(path: &str) -> &'static str {
     match path {
         "/v1/graph" => "graph",
         "/v1/scopes" => "scopes",
+        "/v1/policy" => "policy",
         "/v1/openapi" => "openapi",
         "/v1/streams" => "streams",
         "/" => "index",

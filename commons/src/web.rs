@@ -64,6 +64,9 @@ pub enum GraphError {
         crate::limits::MAX_URI_BYTES
     )]
     UriTooLong,
+    /// The fleet policy file cannot be loaded.
+    #[error("the fleet policy is not available: {0}")]
+    PolicyUnavailable(String),
     /// The request's header section is larger than the service reads.
     #[error(
         "the request headers are larger than {} bytes",
@@ -86,6 +89,7 @@ impl GraphError {
             GraphError::NotFound(_) => "not_found",
             GraphError::MethodNotAllowed(_) => "method_not_allowed",
             GraphError::UriTooLong => "uri_too_long",
+            GraphError::PolicyUnavailable(_) => "policy_unavailable",
             GraphError::HeadersTooLarge => "headers_too_large",
         }
     }
@@ -107,9 +111,9 @@ impl ResponseError for GraphError {
             GraphError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             GraphError::UriTooLong => StatusCode::URI_TOO_LONG,
             GraphError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            GraphError::NotReady(_) | GraphError::UpstreamUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            GraphError::NotReady(_)
+            | GraphError::UpstreamUnavailable
+            | GraphError::PolicyUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

@@ -35,6 +35,16 @@ pub struct FileConfig {
     pub streams: Option<BTreeMap<String, Vec<String>>>,
     /// `[oci]`: the OCI graphs.
     pub oci: Option<OciFile>,
+    /// `[policy]`: the fleet policy, shown by the viewer.
+    pub policy: Option<PolicyFile>,
+}
+
+/// The `[policy]` section as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// The policy-engine's policy file, for the viewer's group picker.
+    pub path: Option<std::path::PathBuf>,
 }
 
 /// The `[oci]` section as written.
@@ -112,6 +122,9 @@ pub struct Settings {
     pub max_body_bytes: u64,
     /// Streams, by name.
     pub streams: Vec<StreamSettings>,
+    /// The fleet policy file the viewer shows (read on each request of
+    /// `/v1/policy`), when configured.
+    pub policy_path: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -226,6 +239,13 @@ impl Settings {
             timeout: positive_secs("upstream.timeout_secs", upstream.timeout_secs, 60)?,
             max_body_bytes,
             streams: stream_settings,
+            policy_path: match file.policy.and_then(|policy| policy.path) {
+                Some(path) => {
+                    commons::rules::Policy::load(&path, 0)?;
+                    Some(path)
+                }
+                None => None,
+            },
         })
     }
 }

@@ -192,36 +192,10 @@ pub async fn serve_policy(state: web::Data<PolicyEndpoint>) -> HttpResponse {
     let Some(policy) = control.policy() else {
         return HttpResponse::Ok().json(serde_json::json!({"policy": null}));
     };
-    let groups: serde_json::Map<String, serde_json::Value> = policy
-        .groups
-        .iter()
-        .map(|(name, group)| {
-            let mut value = serde_json::to_value(group).unwrap_or_default();
-            value["closed"] = serde_json::to_value(group.closed_at(now)).unwrap_or_default();
-            value["freeze_reason"] =
-                serde_json::to_value(group.freeze_at(now).map(|f| &f.reason)).unwrap_or_default();
-            value["next_window"] = serde_json::to_value(
-                group
-                    .closed_at(now)
-                    .filter(|r| *r == Reason::Window)
-                    .and_then(|_| group.next_window(now))
-                    .and_then(|t| jiff::Timestamp::from_second(t).ok())
-                    .map(|t| t.to_string()),
-            )
-            .unwrap_or_default();
-            (name.clone(), value)
-        })
-        .collect();
     HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-cache"))
         .json(serde_json::json!({
-            "policy": {
-                "source": policy.source,
-                "hash": policy.hash,
-                "loaded_at": jiff::Timestamp::from_second(policy.loaded_at).map(|t| t.to_string()).unwrap_or_default(),
-                "warnings": policy.version_warnings(&state.replica.versions_by_stream()),
-                "groups": groups,
-            },
+            "policy": policy.describe(now, Some(&state.replica.versions_by_stream())),
             "now": jiff::Timestamp::from_second(now).map(|t| t.to_string()).unwrap_or_default(),
         }))
 }

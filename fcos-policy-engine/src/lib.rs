@@ -8,9 +8,10 @@ pub mod control;
 pub mod fleet;
 pub mod population;
 pub mod replica;
-pub mod rules;
 pub mod service;
 pub mod view;
+
+pub use commons::rules;
 
 use actix_web::{middleware, web, App};
 use anyhow::Context;

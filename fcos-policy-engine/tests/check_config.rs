@@ -31,7 +31,11 @@ fn shipped_policy_sample_is_accepted_and_a_bad_policy_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("pe.toml");
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/policy.toml");
-    std::fs::write(&config, format!("[policy]\npath = \"{}\"\n", sample.display())).unwrap();
+    std::fs::write(
+        &config,
+        format!("[policy]\npath = \"{}\"\n", sample.display()),
+    )
+    .unwrap();
     let check = || {
         Command::new(BIN)
             .arg("--check-config")
@@ -41,7 +45,11 @@ fn shipped_policy_sample_is_accepted_and_a_bad_policy_refused() {
             .unwrap()
     };
     let output = check();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let bad = dir.path().join("policy.toml");
     std::fs::write(&bad, "[groups.g]\nwindows = [ { start = \"02:00\", end = \"06:00\", timezone = \"Europe/Berlni\" } ]\n").unwrap();
     std::fs::write(&config, format!("[policy]\npath = \"{}\"\n", bad.display())).unwrap();
@@ -49,7 +57,9 @@ fn shipped_policy_sample_is_accepted_and_a_bad_policy_refused() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("policy.toml") && stderr.contains("line 2") && stderr.contains("groups.g.windows[0].timezone"),
+        stderr.contains("policy.toml")
+            && stderr.contains("line 2")
+            && stderr.contains("groups.g.windows[0].timezone"),
         "{stderr}"
     );
 }

@@ -9,7 +9,7 @@
 //! the client's rollout wariness (which can only hide more or fewer of the
 //! rollouts Fedora has in progress, as the wariness itself does).
 
-use commons::config::ConfigError;
+use crate::config::ConfigError;
 use jiff::civil::Weekday;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
@@ -308,9 +308,9 @@ impl Policy {
     /// Parses and checks policy text read from `path`.
     pub fn parse(text: &str, path: &Path, generation: u64) -> Result<Policy, ConfigError> {
         let origin = path.display().to_string();
-        let file: PolicyFile = commons::config::parse_toml(text, &origin)?;
+        let file: PolicyFile = crate::config::parse_toml(text, &origin)?;
         let invalid = |key: String, span: Option<std::ops::Range<usize>>, message: String| {
-            let line = span.map(|s| commons::config::line_of(text, s.start));
+            let line = span.map(|s| crate::config::line_of(text, s.start));
             ConfigError::Parse {
                 path: origin.clone(),
                 message: match line {
@@ -350,7 +350,7 @@ impl Policy {
             }
             let mut max_version = BTreeMap::new();
             for (stream, version) in g.max_version {
-                if !commons::web::is_well_formed_name(&stream) || version.get_ref().is_empty() {
+                if !crate::web::is_well_formed_name(&stream) || version.get_ref().is_empty() {
                     return Err(invalid(
                         key(&format!("max_version.{stream}")),
                         Some(version.span()),
@@ -517,7 +517,7 @@ impl Policy {
             groups,
             source: path.to_path_buf(),
             hash: format!("{:016x}", (hash >> 64) as u64),
-            loaded_at: commons::unix_now(),
+            loaded_at: crate::unix_now(),
             generation,
         })
     }
@@ -546,6 +546,48 @@ impl Policy {
             }
         }
         warnings
+    }
+}
+
+impl Policy {
+    /// The policy as JSON for people and the viewer: source, hash, load
+    /// time, warnings about `versions` (the versions served, by stream,
+    /// when known), and
+    /// per group its rules, whether it is closed at `now` and why, the
+    /// freeze's reason, and when its next window opens.
+    pub fn describe(
+        &self,
+        now: i64,
+        versions: Option<&HashMap<String, HashSet<String>>>,
+    ) -> serde_json::Value {
+        let rfc3339 = |t: i64| jiff::Timestamp::from_second(t).map(|t| t.to_string()).ok();
+        let groups: serde_json::Map<String, serde_json::Value> = self
+            .groups
+            .iter()
+            .map(|(name, group)| {
+                let closed = group.closed_at(now);
+                let mut value = serde_json::to_value(group).unwrap_or_default();
+                value["closed"] = serde_json::to_value(closed).unwrap_or_default();
+                value["freeze_reason"] =
+                    serde_json::to_value(group.freeze_at(now).map(|f| &f.reason))
+                        .unwrap_or_default();
+                value["next_window"] = serde_json::to_value(
+                    closed
+                        .filter(|r| *r == Reason::Window)
+                        .and_then(|_| group.next_window(now))
+                        .and_then(rfc3339),
+                )
+                .unwrap_or_default();
+                (name.clone(), value)
+            })
+            .collect();
+        serde_json::json!({
+            "source": self.source,
+            "hash": self.hash,
+            "loaded_at": rfc3339(self.loaded_at),
+            "warnings": versions.map(|v| self.version_warnings(v)).unwrap_or_default(),
+            "groups": groups,
+        })
     }
 }
 

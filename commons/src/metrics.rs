@@ -1,6 +1,6 @@
 //! Metrics both services export: process start time, and per-response
-//! counts and latency of the service port. Each service owns its own
-//! [`prometheus::Registry`]; nothing here is global.
+//! counts and latency of the service port. Each service owns its own [`prometheus::Registry`];
+//! nothing here is global.
 
 use crate::web::GraphError;
 use actix_web::body::MessageBody;
@@ -20,18 +20,33 @@ pub fn register_process_start(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(gauge))
 }
 
+/// Status codes counted from the start, at 0, for every handler: the ones
+/// the services answer (see [`GraphError`]), so that `rate()` and
+/// `increase()` see the first response of each. Other codes appear at
+/// their first response.
+pub const COMMON_CODES: [u16; 10] = [200, 304, 400, 404, 405, 406, 414, 431, 500, 503];
+
 /// Response counts and latency of one service port, labelled by handler
 /// (a fixed set of names) and status code.
 #[derive(Clone)]
 pub struct HttpMetrics {
     responses: IntCounterVec,
     latency: HistogramVec,
+    /// The handlers of the service; every other path is `other`.
+    handlers: &'static [&'static str],
 }
 
 impl HttpMetrics {
     /// Creates and registers the metrics as `<prefix>_http_responses_total`
-    /// and `<prefix>_http_request_duration_seconds`.
-    pub fn register(registry: &Registry, prefix: &str) -> prometheus::Result<Self> {
+    /// and `<prefix>_http_request_duration_seconds`, labelled by the
+    /// service's `handlers` (names from [`handler_label`]) and `other`;
+    /// every handler's series for the [`COMMON_CODES`] exist from the
+    /// start, at 0.
+    pub fn register(
+        registry: &Registry,
+        prefix: &str,
+        handlers: &'static [&'static str],
+    ) -> prometheus::Result<Self> {
         let responses = IntCounterVec::new(
             Opts::new(
                 format!("{prefix}_http_responses_total"),
@@ -52,7 +67,28 @@ impl HttpMetrics {
         )?;
         registry.register(Box::new(responses.clone()))?;
         registry.register(Box::new(latency.clone()))?;
-        Ok(HttpMetrics { responses, latency })
+        for handler in handlers.iter().chain(&["other"]) {
+            latency.with_label_values(&[handler]);
+            for code in COMMON_CODES {
+                responses.with_label_values(&[*handler, &code.to_string()]);
+            }
+        }
+        Ok(HttpMetrics {
+            responses,
+            latency,
+            handlers,
+        })
+    }
+
+    /// The handler label of a request path: one of the service's handlers,
+    /// else `other`.
+    fn label(&self, path: &str) -> &'static str {
+        let handler = handler_label(path);
+        if self.handlers.contains(&handler) {
+            handler
+        } else {
+            "other"
+        }
     }
 
     /// Records one response.
@@ -64,8 +100,9 @@ impl HttpMetrics {
     }
 }
 
-/// The bounded handler label of a request path.
-fn handler_label(path: &str) -> &'static str {
+/// The handler label of a request path, among every handler of both
+/// services (each service keeps its own: see [`HttpMetrics::register`]).
+pub fn handler_label(path: &str) -> &'static str {
     match path {
         "/v1/graph" => "graph",
         "/v1/scopes" => "scopes",
@@ -86,7 +123,9 @@ pub async fn record_http_metrics<B: MessageBody + 'static>(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
     let metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
-    let handler = handler_label(req.path());
+    let handler = metrics
+        .as_ref()
+        .map_or("other", |metrics| metrics.label(req.path()));
     let over_limit = req
         .headers()
         .get(crate::limits::LIMIT_HEADER)
@@ -128,7 +167,7 @@ mod tests {
     #[test]
     fn observes_responses_by_handler_and_code() {
         let registry = Registry::new();
-        let metrics = HttpMetrics::register(&registry, "test").unwrap();
+        let metrics = HttpMetrics::register(&registry, "test", &["graph"]).unwrap();
         metrics.observe("graph", 200, 0.001);
         metrics.observe("graph", 404, 0.001);
         metrics.observe("graph", 404, 0.001);
@@ -138,5 +177,40 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"test_http_request_duration_seconds_count{handler="graph"} 3"#));
+    }
+
+    #[test]
+    fn every_handler_and_common_code_is_counted_from_zero() {
+        let registry = Registry::new();
+        HttpMetrics::register(&registry, "test", &["graph", "openapi"]).unwrap();
+        let text = String::from_utf8(render(&registry)).unwrap();
+        for handler in ["graph", "openapi", "other"] {
+            for code in COMMON_CODES {
+                let series =
+                    format!(r#"test_http_responses_total{{code="{code}",handler="{handler}"}} 0"#);
+                assert!(text.contains(&series), "{series} missing:\n{text}");
+            }
+            let count =
+                format!(r#"test_http_request_duration_seconds_count{{handler="{handler}"}} 0"#);
+            assert!(text.contains(&count), "{count} missing");
+        }
+        assert!(!text.contains(r#"handler="scopes""#), "{text}");
+    }
+
+    #[test]
+    fn paths_of_handlers_the_service_does_not_have_are_other() {
+        let registry = Registry::new();
+        let metrics = HttpMetrics::register(&registry, "test", &["graph", "openapi"]).unwrap();
+        assert_eq!(metrics.label("/v1/graph"), "graph");
+        assert_eq!(metrics.label("/v1/openapi"), "openapi");
+        for path in [
+            "/v1/scopes",
+            "/",
+            "/assets/app.js",
+            "/v1/streams",
+            "/v2/graph",
+        ] {
+            assert_eq!(metrics.label(path), "other", "{path}");
+        }
     }
 }

@@ -21,7 +21,11 @@ use std::sync::Arc;
 pub fn start(settings: Settings) -> anyhow::Result<Running> {
     let registry = Registry::new();
     commons::metrics::register_process_start(&registry)?;
-    let http_metrics = commons::metrics::HttpMetrics::register(&registry, "fcos_cincinnati_gb")?;
+    let http_metrics = commons::metrics::HttpMetrics::register(
+        &registry,
+        "fcos_cincinnati_gb",
+        service::HANDLERS,
+    )?;
     let scraper_metrics = scraper::ScraperMetrics::register(&registry)?;
     let store = store::GraphStore::new(
         settings

@@ -29,7 +29,11 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
 pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Running> {
     let registry = Registry::new();
     commons::metrics::register_process_start(&registry)?;
-    let http_metrics = commons::metrics::HttpMetrics::register(&registry, "fcos_cincinnati_pe")?;
+    let http_metrics = commons::metrics::HttpMetrics::register(
+        &registry,
+        "fcos_cincinnati_pe",
+        &["graph", "openapi"],
+    )?;
     let replica = Arc::new(replica::Replica::new(&registry)?);
     if let Some(dir) = &settings.state_dir {
         replica.load_state(dir);

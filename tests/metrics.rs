@@ -1,6 +1,7 @@
 //! End to end: what both services export on `/metrics`. Every label
 //! combination known at start exists from the start (at 0 until counted),
-//! so that `rate()` and `increase()` see first increments.
+//! so that `rate()` and `increase()` see first increments; and the
+//! policy-engine's request counters count what their help texts say.
 
 mod support;
 
@@ -115,4 +116,68 @@ fn every_refresh_error_kind_is_documented() {
     for kind in RefreshError::KINDS {
         assert!(row.contains(&format!("`{kind}`")), "{kind}");
     }
+}
+
+#[actix_web::test]
+async fn policy_engine_request_counters_match_their_help() {
+    let upstream = Upstream::start();
+    upstream.serve_fixture("stable");
+    let stack = Stack::start(&upstream, STREAMS, MIDWAY);
+    stack.wait_ready().await;
+    let status = stack.policy_engine.status_addr;
+    let incoming = "fcos_cincinnati_pe_v1_graph_incoming_requests_total";
+    let uuids = "fcos_cincinnati_pe_v1_graph_unique_uuids_total";
+    assert_eq!(metric(status, incoming).await, Some(0.0));
+    assert_eq!(metric(status, uuids).await, Some(0.0));
+
+    let good = "basearch=x86_64&stream=stable";
+    let uuid = |n: u32| format!("{n:032x}");
+    let client = client();
+    // (method, query, Accept, status answered): each with its own UUID.
+    let requests = [
+        ("POST", good.to_string(), "application/json", 405),
+        ("DELETE", good.to_string(), "application/json", 405),
+        (
+            "GET",
+            "basearch=x86_64&stream=rawhide".to_string(),
+            "application/json",
+            404,
+        ),
+        ("GET", format!("{good}&oci=yes"), "application/json", 400),
+        ("GET", good.to_string(), "text/html", 406),
+        (
+            "GET",
+            format!("{good}&pad={}", "a".repeat(9 * 1024)),
+            "application/json",
+            414,
+        ),
+        ("GET", good.to_string(), "application/json", 200),
+        ("HEAD", good.to_string(), "application/json", 200),
+    ];
+    for (n, (method, query, accept, expected)) in requests.iter().enumerate() {
+        let url = stack.pe(&format!("{query}&node_uuid={}", uuid(n as u32)));
+        let response = client
+            .request(method.parse().unwrap(), &url)
+            .header("Accept", *accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status().as_u16(),
+            *expected,
+            "{method} {query:.60}"
+        );
+    }
+    // The UUID answered a graph again is not new.
+    let again = stack.pe(&format!("{good}&node_uuid={}", uuid(6)));
+    assert_eq!(get(&again).await.0, 200);
+
+    // Every request to /v1/graph, whatever its method and answer...
+    assert_eq!(
+        metric(status, incoming).await,
+        Some(requests.len() as f64 + 1.0)
+    );
+    // ... and only the UUIDs of requests answered with a graph.
+    assert_eq!(metric(status, uuids).await, Some(2.0));
+    stack.stop().await;
 }

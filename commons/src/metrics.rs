@@ -7,7 +7,9 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, ResponseError};
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
 use std::time::Instant;
 
 /// Registers `process_start_time_seconds`, set to now.
@@ -34,6 +36,9 @@ pub struct HttpMetrics {
     latency: HistogramVec,
     /// The handlers of the service; every other path is `other`.
     handlers: &'static [&'static str],
+    /// Also counts every response of one handler (see
+    /// [`HttpMetrics::counting_requests`]).
+    requests_of: Option<(&'static str, IntCounter)>,
 }
 
 impl HttpMetrics {
@@ -77,7 +82,16 @@ impl HttpMetrics {
             responses,
             latency,
             handlers,
+            requests_of: None,
         })
+    }
+
+    /// Also counts every response of `handler` in `counter`, whatever its
+    /// method and status, heads over a limit included: a count of requests
+    /// to one path, valid or not.
+    pub fn counting_requests(mut self, handler: &'static str, counter: IntCounter) -> Self {
+        self.requests_of = Some((handler, counter));
+        self
     }
 
     /// The handler label of a request path: one of the service's handlers,
@@ -97,6 +111,11 @@ impl HttpMetrics {
             .with_label_values(&[handler, &code.to_string()])
             .inc();
         self.latency.with_label_values(&[handler]).observe(seconds);
+        if let Some((counted, counter)) = &self.requests_of {
+            if *counted == handler {
+                counter.inc();
+            }
+        }
     }
 }
 
@@ -212,5 +231,20 @@ mod tests {
         ] {
             assert_eq!(metrics.label(path), "other", "{path}");
         }
+    }
+
+    #[test]
+    fn counting_requests_counts_every_response_of_one_handler() {
+        let registry = Registry::new();
+        let requests = IntCounter::new("test_requests_total", "Requests.").unwrap();
+        let metrics = HttpMetrics::register(&registry, "test", &["graph", "openapi"])
+            .unwrap()
+            .counting_requests("graph", requests.clone());
+        for code in [200, 405, 414, 431, 400] {
+            metrics.observe("graph", code, 0.001);
+        }
+        metrics.observe("openapi", 200, 0.001);
+        metrics.observe("other", 404, 0.001);
+        assert_eq!(requests.get(), 5);
     }
 }

@@ -53,6 +53,7 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
         &registry,
     )?;
     let fleet = Arc::clone(&state.fleet);
+    let http_metrics = http_metrics.counting_requests("graph", state.incoming.clone());
 
     let allowlist = settings.origin_allowlist.clone();
     let service = commons::server::bind("service", settings.service_addr, 0, move || {

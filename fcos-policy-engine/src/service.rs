@@ -27,7 +27,10 @@ pub struct ServiceState {
     /// Fleet metrics.
     pub fleet: Arc<FleetMetrics>,
     population: Arc<Population>,
-    incoming: IntCounter,
+    /// `fcos_cincinnati_pe_v1_graph_incoming_requests_total`: counted by
+    /// the HTTP metrics middleware, which sees every request to `/v1/graph`
+    /// (other methods and heads over a limit never reach [`serve_graph`]).
+    pub incoming: IntCounter,
     unique_uuids: IntCounter,
     wariness: Histogram,
 }
@@ -46,7 +49,7 @@ impl ServiceState {
         )?;
         let unique_uuids = IntCounter::new(
             "fcos_cincinnati_pe_v1_graph_unique_uuids_total",
-            "Distinct node UUIDs seen since start (Bloom filter estimate).",
+            "Distinct node UUIDs of requests answered with a graph since start (Bloom filter estimate).",
         )?;
         let wariness = Histogram::with_opts(
             HistogramOpts::new(
@@ -86,14 +89,13 @@ pub async fn serve_graph(
     req: HttpRequest,
     state: web::Data<ServiceState>,
 ) -> Result<HttpResponse, GraphError> {
-    state.incoming.inc();
     check_accepts_json(&req)?;
     let query = GraphQuery::parse(req.query_string())?;
+    let scope = query.scope();
+    let graph = state.replica.get(&scope)?;
     if let Some(uuid) = query.node_uuid.as_deref().filter(|u| !u.is_empty()) {
         state.record_node(uuid);
     }
-    let scope = query.scope();
-    let graph = state.replica.get(&scope)?;
     let wariness = policy::client_wariness(query.rollout_wariness, query.node_uuid.as_deref());
     state.wariness.observe(wariness);
     let now = (state.clock)();

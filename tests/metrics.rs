@@ -1,7 +1,8 @@
 //! End to end: what both services export on `/metrics`. Every label
 //! combination known at start exists from the start (at 0 until counted),
-//! so that `rate()` and `increase()` see first increments; and the
-//! policy-engine's request counters count what their help texts say.
+//! so that `rate()` and `increase()` see first increments; the process and
+//! build metrics are there once each; and the policy-engine's request
+//! counters count what their help texts say.
 
 mod support;
 
@@ -116,6 +117,50 @@ fn every_refresh_error_kind_is_documented() {
     for kind in RefreshError::KINDS {
         assert!(row.contains(&format!("`{kind}`")), "{kind}");
     }
+}
+
+#[actix_web::test]
+async fn process_and_build_metrics_are_exported_once_by_each_service() {
+    let upstream = Upstream::start();
+    upstream.serve_fixture("stable");
+    let stack = Stack::start(&upstream, STREAMS, MIDWAY);
+    for status_addr in [
+        stack.graph_builder.status_addr,
+        stack.policy_engine.status_addr,
+    ] {
+        let text = metrics_page(status_addr).await;
+        assert_eq!(
+            text.matches("# TYPE process_start_time_seconds gauge")
+                .count(),
+            1,
+            "{text}"
+        );
+        for name in [
+            "process_start_time_seconds",
+            "process_resident_memory_bytes",
+            "process_cpu_seconds_total",
+            "process_open_fds",
+        ] {
+            assert_series(&text, name);
+        }
+        let resident = metric(status_addr, "process_resident_memory_bytes")
+            .await
+            .unwrap();
+        assert!(resident > 1e6, "{resident}");
+        let info = format!(
+            r#"fcos_cincinnati_build_info{{revision="{}",version="{}"}}"#,
+            commons::metrics::REVISION,
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(metric(status_addr, &info).await, Some(1.0), "{text}");
+    }
+    let revision = commons::metrics::REVISION;
+    assert!(
+        revision == "unknown"
+            || (revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{revision}"
+    );
+    stack.stop().await;
 }
 
 #[actix_web::test]

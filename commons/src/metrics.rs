@@ -1,5 +1,6 @@
-//! Metrics both services export: process start time, and per-response
-//! counts and latency of the service port. Each service owns its own [`prometheus::Registry`];
+//! Metrics both services export: the process (CPU, memory, file
+//! descriptors, start time), the build, and per-response counts and latency
+//! of the service port. Each service owns its own [`prometheus::Registry`];
 //! nothing here is global.
 
 use crate::web::GraphError;
@@ -8,18 +9,52 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, ResponseError};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 use std::time::Instant;
 
-/// Registers `process_start_time_seconds`, set to now.
-pub fn register_process_start(registry: &Registry) -> prometheus::Result<()> {
-    let gauge = IntGauge::with_opts(Opts::new(
-        "process_start_time_seconds",
-        "Start time of the process since the Unix epoch, in seconds.",
-    ))?;
-    gauge.set(crate::unix_now());
-    registry.register(Box::new(gauge))
+/// The version being run (the workspace's).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The git commit built, or `unknown` when the build had none (a source
+/// tarball): see `commons/build.rs`.
+pub const REVISION: &str = env!("FCOS_CINCINNATI_REVISION");
+
+/// Registers the standard process metrics: on Linux the `prometheus`
+/// crate's collector (`process_cpu_seconds_total`,
+/// `process_resident_memory_bytes`, `process_virtual_memory_bytes`,
+/// `process_open_fds`, `process_max_fds`, `process_threads` and
+/// `process_start_time_seconds`, read from `/proc` at each scrape);
+/// elsewhere only `process_start_time_seconds`.
+pub fn register_process_metrics(registry: &Registry) -> prometheus::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let gauge = prometheus::IntGauge::with_opts(Opts::new(
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch, in seconds.",
+        ))?;
+        gauge.set(crate::unix_now());
+        registry.register(Box::new(gauge))
+    }
+}
+
+/// Registers `fcos_cincinnati_build_info{version, revision}`, always 1.
+pub fn register_build_info(registry: &Registry) -> prometheus::Result<()> {
+    let info = IntGaugeVec::new(
+        Opts::new(
+            "fcos_cincinnati_build_info",
+            "Always 1; the labels say which version and git commit is running.",
+        ),
+        &["version", "revision"],
+    )?;
+    info.with_label_values(&[VERSION, REVISION]).set(1);
+    registry.register(Box::new(info))
 }
 
 /// Status codes counted from the start, at 0, for every handler: the ones
@@ -246,5 +281,39 @@ mod tests {
         metrics.observe("openapi", 200, 0.001);
         metrics.observe("other", 404, 0.001);
         assert_eq!(requests.get(), 5);
+    }
+
+    #[test]
+    fn process_metrics_and_build_info_are_registered_once() {
+        let registry = Registry::new();
+        register_process_metrics(&registry).unwrap();
+        register_build_info(&registry).unwrap();
+        let text = String::from_utf8(render(&registry)).unwrap();
+        assert_eq!(
+            text.matches("# TYPE process_start_time_seconds ").count(),
+            1,
+            "{text}"
+        );
+        let start = text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_start_time_seconds "))
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap();
+        assert!((crate::unix_now() - start).abs() < 24 * 3600, "{start}");
+        #[cfg(target_os = "linux")]
+        for name in [
+            "process_resident_memory_bytes",
+            "process_cpu_seconds_total",
+            "process_open_fds",
+        ] {
+            assert!(
+                text.contains(&format!("\n{name} ")),
+                "{name} missing:\n{text}"
+            );
+        }
+        let info =
+            format!(r#"fcos_cincinnati_build_info{{revision="{REVISION}",version="{VERSION}"}} 1"#);
+        assert!(text.contains(&info), "{info} missing:\n{text}");
+        assert!(!REVISION.is_empty());
     }
 }

@@ -28,7 +28,8 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
 /// gives.
 pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Running> {
     let registry = Registry::new();
-    commons::metrics::register_process_start(&registry)?;
+    commons::metrics::register_process_metrics(&registry)?;
+    commons::metrics::register_build_info(&registry)?;
     let http_metrics = commons::metrics::HttpMetrics::register(
         &registry,
         "fcos_cincinnati_pe",

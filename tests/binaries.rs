@@ -4,82 +4,134 @@
 
 mod support;
 
+use std::io::BufRead;
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fcos-cincinnati");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A running binary whose standard error is read line by line as it
+/// comes; killed when the test ends, however it ends.
+struct Process {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    /// Every line read so far.
+    log: Vec<String>,
 }
 
-/// Kills the child when the test ends, however it ends.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+impl Process {
+    fn spawn(command: &mut Command) -> Process {
+        let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Process {
+            child,
+            lines,
+            log: Vec::new(),
+        }
     }
+
+    /// The first line containing `text`, waiting for it up to 15 s.
+    async fn line_with(&mut self, text: &str) -> String {
+        if let Some(line) = self.log.iter().find(|l| l.contains(text)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            while let Ok(line) = self.lines.try_recv() {
+                self.log.push(line.clone());
+                if line.contains(text) {
+                    return line;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line with {text:?} within 15 s; standard error so far:\n{}",
+                self.log.join("\n")
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address logged as `name=…` in a log line.
+fn logged_addr(line: &str, name: &str) -> SocketAddr {
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {line:?}"))
 }
 
 #[actix_web::test]
 async fn serve_runs_both_services_and_stops_on_sigterm() {
     let upstream = Upstream::start();
     upstream.serve_fixture("stable");
-    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    // Port 0 everywhere: the binary binds free ports itself and logs them.
     let config = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         config.path(),
         format!(
-            "[graph-builder.service]\naddress = \"127.0.0.1\"\nport = {}\n[graph-builder.status]\naddress = \"127.0.0.1\"\nport = {}\n[graph-builder.upstream]\n{}refresh_secs = 1\n[graph-builder.streams]\nstable = [\"x86_64\"]\n[policy-engine.service]\naddress = \"127.0.0.1\"\nport = {}\n[policy-engine.status]\naddress = \"127.0.0.1\"\nport = {}\n",
-            ports[0],
-            ports[1],
+            "[graph-builder.service]\naddress = \"127.0.0.1\"\nport = 0\n[graph-builder.status]\naddress = \"127.0.0.1\"\nport = 0\n[graph-builder.upstream]\n{}refresh_secs = 1\n[graph-builder.streams]\nstable = [\"x86_64\"]\n[policy-engine.service]\naddress = \"127.0.0.1\"\nport = 0\n[policy-engine.status]\naddress = \"127.0.0.1\"\nport = 0\n",
             upstream.upstream_toml(),
-            ports[2],
-            ports[3]
         ),
     )
     .unwrap();
-    let mut child = Guard(
+    let mut process = Process::spawn(
         Command::new(BIN)
-            .args(["serve", "-c"])
-            .arg(config.path())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .args(["-v", "serve", "-c"])
+            .arg(config.path()),
     );
-    wait_for_status(&format!("http://127.0.0.1:{}/readyz", ports[1]), 200).await;
-    let pe = format!(
-        "http://127.0.0.1:{}/v1/graph?basearch=x86_64&stream=stable&oci=true",
-        ports[2]
+    let gb = process.line_with("graph-builder listening").await;
+    let pe = process.line_with("policy-engine listening").await;
+    let gb_status = logged_addr(&gb, "status_addr");
+    let (pe_service, pe_status) = (
+        logged_addr(&pe, "service_addr"),
+        logged_addr(&pe, "status_addr"),
     );
+    wait_for_status(&format!("http://{gb_status}/readyz"), 200).await;
+    let pe = format!("http://{pe_service}/v1/graph?basearch=x86_64&stream=stable&oci=true");
     wait_for_status(&pe, 200).await;
     let graph = get_graph(&pe).await;
     assert_eq!(versions(&graph), ["31.1.0", "31.2.0", "32.1.0", "32.2.0"]);
-    let (status, metrics) = get(&format!("http://127.0.0.1:{}/metrics", ports[3])).await;
+    let (status, metrics) = get(&format!("http://{pe_status}/metrics")).await;
     assert_eq!(status, 200);
     assert!(metrics.contains("process_start_time_seconds"));
 
     let status = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
+        .args(["-TERM", &process.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(15);
     let exit = loop {
-        if let Some(exit) = child.0.try_wait().unwrap() {
+        if let Some(exit) = process.child.try_wait().unwrap() {
             break exit;
         }
         assert!(Instant::now() < deadline, "no exit within 15 s of SIGTERM");
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(exit.success(), "{exit:?}");
+    process.line_with("stopped").await;
 }
 
 #[test]

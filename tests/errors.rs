@@ -189,12 +189,15 @@ async fn no_graph_yet_is_503_on_both_services() {
     upstream.set("/stable/releases.json", Canned::Status(500));
     upstream.set("/stable/updates.json", Canned::Status(500));
     let stack = Stack::start(&upstream, STREAMS, MIDWAY);
-    // Give the scraper its first (failing) refresh.
+    // Give the scraper its first (failing) refresh, and the policy-engine
+    // the graph-builder's listing (its scopes, without graphs): until then
+    // it answers 503 upstream_unavailable.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while upstream.hits("/stable/releases.json") == 0 {
         assert!(std::time::Instant::now() < deadline);
         actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    wait_following(&stack.policy_engine, &stack.graph_builder).await;
     let get = reqwest::Method::GET;
     expect_error(
         get.clone(),

@@ -37,6 +37,29 @@ async fn served(pe: &commons::server::Running) -> Vec<String> {
     bodies
 }
 
+/// Waits until the state directory holds a snapshot of the graph-builder
+/// listing `etag` (it is written once the snapshot is served).
+async fn wait_saved(state_dir: &std::path::Path, etag: &str) {
+    let path = state_dir.join("snapshot.json");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let saved = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
+        if saved
+            .as_ref()
+            .is_some_and(|saved| saved["listing_etag"].as_str() == Some(etag))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot of listing {etag} saved: {saved:?}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[actix_web::test]
 async fn every_scope_is_served_after_the_graph_builder_stops() {
     let upstream = Upstream::start();
@@ -79,7 +102,8 @@ async fn a_restarted_policy_engine_serves_from_its_state_directory() {
         fcos_policy_engine::start(policy_engine_settings_with(&graph_url, &state_line)).unwrap();
     wait_following(&pe, &gb).await;
     let before = served(&pe).await;
-    assert!(state.path().join("snapshot.json").is_file());
+    // The snapshot is written after it is served.
+    wait_saved(state.path(), &listing_etag(&gb).await).await;
     pe.stop().await.unwrap();
     gb.stop().await.unwrap();
 
@@ -131,8 +155,7 @@ async fn a_damaged_state_file_is_refused_and_the_graph_builder_followed_once_bac
     wait_following(&pe, &gb).await;
     served(&pe).await;
     // The snapshot saved now replaces the damaged file.
-    let saved = std::fs::read_to_string(state.path().join("snapshot.json")).unwrap();
-    assert!(serde_json::from_str::<serde_json::Value>(&saved).is_ok());
+    wait_saved(state.path(), &listing_etag(&gb).await).await;
     pe.stop().await.unwrap();
     gb.stop().await.unwrap();
 }
@@ -242,6 +265,15 @@ async fn last_good_graph_is_served_through_graph_builder_faults() {
         }
         assert_eq!(get_graph(&url).await, served, "{kind}");
         fake_gb.set("/v1/scopes", Canned::Body(listing(&good_etag)));
+        // Once a poll is answered 304 after the repair, the failures of
+        // this fault are all counted: the next one starts from a count
+        // only it can raise.
+        let confirmed = fake_gb.hits("304 /v1/scopes");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while fake_gb.hits("304 /v1/scopes") <= confirmed {
+            assert!(Instant::now() < deadline, "{kind}: never repaired");
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     // Down altogether.

@@ -20,8 +20,13 @@ use std::sync::Arc;
 /// Must be called on an actix runtime.
 pub fn start(settings: Settings) -> anyhow::Result<Running> {
     let registry = Registry::new();
-    commons::metrics::register_process_start(&registry)?;
-    let http_metrics = commons::metrics::HttpMetrics::register(&registry, "fcos_cincinnati_gb")?;
+    commons::metrics::register_process_metrics(&registry)?;
+    commons::metrics::register_build_info(&registry)?;
+    let http_metrics = commons::metrics::HttpMetrics::register(
+        &registry,
+        "fcos_cincinnati_gb",
+        service::HANDLERS,
+    )?;
     let scraper_metrics = scraper::ScraperMetrics::register(&registry)?;
     let store = store::GraphStore::new(
         settings

@@ -97,6 +97,15 @@ impl ScraperMetrics {
         Ok(metrics)
     }
 
+    /// Creates the counters of `stream` at 0, every error kind included, so
+    /// that `rate()` and `increase()` see their first increment.
+    pub fn init_stream(&self, stream: &str) {
+        self.scrapes.with_label_values(&[stream]);
+        for kind in RefreshError::KINDS {
+            self.errors.with_label_values(&[stream, kind]);
+        }
+    }
+
     /// Sets the seconds since each stream's last successful refresh, as of
     /// `now`; a stream that never had one counts from `started`.
     pub fn update_staleness(&self, streams: &[String], started: i64, now: i64) {
@@ -144,6 +153,21 @@ pub enum RefreshError {
 }
 
 impl RefreshError {
+    /// Every [`RefreshError::kind`].
+    pub const KINDS: [&'static str; 11] = [
+        "connect",
+        "timeout",
+        "http_status",
+        "too_large",
+        "read",
+        "invalid_document",
+        "wrong_stream",
+        "empty_version",
+        "duplicate_version",
+        "invalid_graph",
+        "panic",
+    ];
+
     /// A stable machine word for this error, used as a metric label.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -186,6 +210,7 @@ impl StreamScraper {
         store: GraphStore,
         metrics: ScraperMetrics,
     ) -> Self {
+        metrics.init_stream(&stream.name);
         StreamScraper {
             stream,
             fetcher,
@@ -394,4 +419,90 @@ pub fn build_stream(
         })
         .collect();
     Ok(graphs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// One error of every kind. A new variant of these enums fails to
+    /// compile in `kind` below until it is added here and to
+    /// [`RefreshError::KINDS`].
+    fn every_error() -> Vec<RefreshError> {
+        let fetch = |source| RefreshError::Fetch {
+            url: String::new(),
+            source,
+        };
+        let metadata = |source| RefreshError::Metadata {
+            url: String::new(),
+            source,
+        };
+        vec![
+            fetch(FetchError::Connect(String::new())),
+            fetch(FetchError::Timeout(Duration::ZERO)),
+            fetch(FetchError::Status(500)),
+            fetch(FetchError::TooLarge(1)),
+            fetch(FetchError::Read(String::new())),
+            metadata(MetadataError::Malformed {
+                document: "",
+                reason: String::new(),
+            }),
+            metadata(MetadataError::WrongStream {
+                document: "",
+                expected: String::new(),
+                found: String::new(),
+            }),
+            metadata(MetadataError::EmptyVersion { position: 0 }),
+            metadata(MetadataError::DuplicateVersion {
+                version: String::new(),
+                first: 0,
+                second: 1,
+            }),
+            RefreshError::Graph {
+                scope: String::new(),
+                source: InvalidGraph::EdgeBackward(1, 0),
+            },
+            RefreshError::Panic(String::new()),
+        ]
+    }
+
+    #[test]
+    fn kinds_lists_every_kind_once() {
+        // Exhaustive on purpose: no wildcard arm.
+        let kind = |error: &RefreshError| match error {
+            RefreshError::Fetch { source, .. } => match source {
+                FetchError::Connect(_)
+                | FetchError::Timeout(_)
+                | FetchError::Status(_)
+                | FetchError::TooLarge(_)
+                | FetchError::Read(_) => error.kind(),
+            },
+            RefreshError::Metadata { source, .. } => match source {
+                MetadataError::Malformed { .. }
+                | MetadataError::WrongStream { .. }
+                | MetadataError::EmptyVersion { .. }
+                | MetadataError::DuplicateVersion { .. } => error.kind(),
+            },
+            RefreshError::Graph { .. } | RefreshError::Panic(_) => error.kind(),
+        };
+        let kinds: Vec<&str> = every_error().iter().map(kind).collect();
+        assert_eq!(kinds, RefreshError::KINDS);
+    }
+
+    #[test]
+    fn every_kind_is_counted_from_zero_for_each_stream() {
+        let registry = Registry::new();
+        let metrics = ScraperMetrics::register(&registry).unwrap();
+        metrics.init_stream("stable");
+        let text = String::from_utf8(commons::metrics::render(&registry)).unwrap();
+        for kind in RefreshError::KINDS {
+            let series = format!(
+                r#"fcos_cincinnati_gb_scraper_upstream_errors_total{{kind="{kind}",stream="stable"}} 0"#
+            );
+            assert!(text.contains(&series), "{series} missing:\n{text}");
+        }
+        assert!(text
+            .contains(r#"fcos_cincinnati_gb_scraper_upstream_scrapes_total{stream="stable"} 0"#));
+    }
 }

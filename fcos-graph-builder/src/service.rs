@@ -4,9 +4,16 @@
 use crate::store::GraphStore;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use commons::graph::Scheme;
 use commons::web::{check_accepts_json, GraphError, GraphQuery};
 use prometheus::{IntCounterVec, Opts, Registry};
 use std::time::Duration;
+
+/// The handlers of the service port, as labelled in
+/// `fcos_cincinnati_gb_http_responses_total` (any other path is `other`).
+pub const HANDLERS: &[&str] = &[
+    "graph", "scopes", "policy", "openapi", "streams", "index", "assets",
+];
 
 /// State of the service port.
 #[derive(Clone)]
@@ -30,6 +37,14 @@ impl ServiceState {
             &["basearch", "stream", "type"],
         )?;
         registry.register(Box::new(graph_requests.clone()))?;
+        // Every scope served is counted from the start, at 0.
+        for (stream, basearches) in store.configured() {
+            for basearch in basearches {
+                for scheme in Scheme::ALL {
+                    graph_requests.with_label_values(&[basearch, stream, scheme.as_str()]);
+                }
+            }
+        }
         Ok(ServiceState {
             store,
             graph_requests,

@@ -31,8 +31,13 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
 /// gives.
 pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Running> {
     let registry = Registry::new();
-    commons::metrics::register_process_start(&registry)?;
-    let http_metrics = commons::metrics::HttpMetrics::register(&registry, "fcos_cincinnati_pe")?;
+    commons::metrics::register_process_metrics(&registry)?;
+    commons::metrics::register_build_info(&registry)?;
+    let http_metrics = commons::metrics::HttpMetrics::register(
+        &registry,
+        "fcos_cincinnati_pe",
+        &["graph", "openapi"],
+    )?;
     let replica = Arc::new(replica::Replica::new(&registry)?);
     if let Some(dir) = &settings.state_dir {
         replica.load_state(dir);
@@ -62,6 +67,7 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
         &registry,
     )?;
     let fleet = Arc::clone(&state.fleet);
+    let http_metrics = http_metrics.counting_requests("graph", state.incoming.clone());
 
     let allowlist = settings.origin_allowlist.clone();
     let service = commons::server::bind("service", settings.service_addr, 0, move || {

@@ -32,7 +32,10 @@ pub struct ServiceState {
     /// The fleet policy in force.
     pub control: Arc<Control>,
     population: Arc<Population>,
-    incoming: IntCounter,
+    /// `fcos_cincinnati_pe_v1_graph_incoming_requests_total`: counted by
+    /// the HTTP metrics middleware, which sees every request to `/v1/graph`
+    /// (other methods and heads over a limit never reach [`serve_graph`]).
+    pub incoming: IntCounter,
     unique_uuids: IntCounter,
     wariness: Histogram,
 }
@@ -52,7 +55,7 @@ impl ServiceState {
         )?;
         let unique_uuids = IntCounter::new(
             "fcos_cincinnati_pe_v1_graph_unique_uuids_total",
-            "Distinct node UUIDs seen since start (Bloom filter estimate).",
+            "Distinct node UUIDs of requests answered with a graph since start (Bloom filter estimate).",
         )?;
         let wariness = Histogram::with_opts(
             HistogramOpts::new(
@@ -93,14 +96,13 @@ pub async fn serve_graph(
     req: HttpRequest,
     state: web::Data<ServiceState>,
 ) -> Result<HttpResponse, GraphError> {
-    state.incoming.inc();
     check_accepts_json(&req)?;
     let query = GraphQuery::parse(req.query_string())?;
+    let scope = query.scope();
+    let graph = state.replica.get(&scope)?;
     if let Some(uuid) = query.node_uuid.as_deref().filter(|u| !u.is_empty()) {
         state.record_node(uuid);
     }
-    let scope = query.scope();
-    let graph = state.replica.get(&scope)?;
     let now = (state.clock)();
     // The client's group policy: its wariness clamped, and what it removes.
     let fleet_policy = state.control.policy();

@@ -1,0 +1,179 @@
+//! The real `fcos-graph-builder` binary, idle with a policy-engine-like
+//! client's keep-alive connection open, stops on SIGTERM at once: it logs
+//! its shutdown and exits 0 within a second.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fcos-graph-builder");
+
+/// Kills the child when the test ends, however it ends.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The first line from `lines` containing `text`, waiting up to 15 s; every
+/// line read is kept in `log`.
+fn line_with(lines: &mpsc::Receiver<String>, log: &mut Vec<String>, text: &str) -> String {
+    if let Some(line) = log.iter().find(|l| l.contains(text)) {
+        return line.clone();
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                log.push(line.clone());
+                if line.contains(text) {
+                    return line;
+                }
+            }
+            Err(_) => panic!(
+                "no line with {text:?} within 15 s; standard error:\n{}",
+                log.join("\n")
+            ),
+        }
+    }
+}
+
+/// The address logged as `name=…` in a log line.
+fn logged_addr(line: &str, name: &str) -> SocketAddr {
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+}
+
+#[tokio::test]
+async fn an_idle_graph_builder_stops_within_a_second_of_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("stable-releases.json"),
+        r#"{"stream": "stable", "releases": [
+            {"version": "1.0", "commits": [{"architecture": "x86_64", "checksum": "a"}]},
+            {"version": "2.0", "commits": [{"architecture": "x86_64", "checksum": "b"}]}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("stable-updates.json"),
+        r#"{"stream": "stable", "releases": [{"version": "2.0", "metadata": {"barrier": {}}}]}"#,
+    )
+    .unwrap();
+    let config = dir.path().join("fcos-graph-builder.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[service]\naddress = \"127.0.0.1\"\nport = 0\n[status]\naddress = \"127.0.0.1\"\nport = 0\n[upstream]\nrelease_index_url = \"file://{0}/${{stream}}-releases.json\"\nupdates_url = \"file://{0}/${{stream}}-updates.json\"\nrefresh_secs = 1\n[streams]\nstable = [\"x86_64\"]\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = Guard(
+        Command::new(BIN)
+            .arg("-v")
+            .arg("-c")
+            .arg(&config)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (sender, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = Vec::new();
+    let listening = line_with(&lines, &mut log, "graph-builder listening");
+    let service = logged_addr(&listening, "service_addr");
+    let status = logged_addr(&listening, "status_addr");
+
+    // A client like the policy-engine's: one pooled connection, kept alive.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(2)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !client
+        .get(format!("http://{status}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "never ready:\n{}",
+            log.join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let scopes = client
+        .get(format!("http://{service}/v1/scopes"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scopes.status(), 200);
+    let etag = scopes.headers()["etag"].to_str().unwrap().to_string();
+    scopes.bytes().await.unwrap();
+    // A poll held by the graph-builder, answered 304 when nothing changed.
+    let held = client
+        .get(format!("http://{service}/v1/scopes?wait=1"))
+        .header("Accept", "application/json")
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(held.status(), 304);
+    let graph = client
+        .get(format!(
+            "http://{service}/v1/graph?basearch=x86_64&stream=stable"
+        ))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(graph.status(), 200);
+    graph.bytes().await.unwrap();
+
+    // Idle now, with the client's connection open.
+    let sent = Instant::now();
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let exit = loop {
+        if let Some(exit) = child.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(1),
+            "still running 1 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(exit.success(), "{exit:?}");
+    line_with(
+        &lines,
+        &mut log,
+        "stopping: finishing the requests in flight",
+    );
+    line_with(&lines, &mut log, "stopped");
+    drop(client);
+}

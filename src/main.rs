@@ -80,7 +80,7 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    commons::logging::init(cli.verbose.max(1));
+    service_kit::logging::init(cli.verbose.max(1));
     let result = match cli.command.unwrap_or(Command::Serve { config: None }) {
         Command::Serve { config } => run_serve(config),
         Command::Graph(args) => run_graph(args),

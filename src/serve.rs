@@ -93,9 +93,9 @@ pub fn loopback_graph_url(addr: SocketAddr) -> url::Url {
 /// Both services, started.
 pub struct Both {
     /// The graph-builder.
-    pub graph_builder: commons::server::Running,
+    pub graph_builder: service_kit::server::Running,
     /// The policy-engine.
-    pub policy_engine: commons::server::Running,
+    pub policy_engine: service_kit::server::Running,
 }
 
 /// Starts both services; the policy-engine reads the graph-builder over

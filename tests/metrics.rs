@@ -76,7 +76,7 @@ async fn known_label_combinations_exist_from_the_start() {
     ];
     for (text, prefix, handlers) in services {
         for handler in handlers {
-            for code in commons::metrics::COMMON_CODES {
+            for code in service_kit::metrics::COMMON_CODES {
                 assert_series(
                     text,
                     &format!(
@@ -149,12 +149,12 @@ async fn process_and_build_metrics_are_exported_once_by_each_service() {
         assert!(resident > 1e6, "{resident}");
         let info = format!(
             r#"fcos_cincinnati_build_info{{revision="{}",version="{}"}}"#,
-            commons::metrics::REVISION,
+            service_kit::metrics::REVISION,
             env!("CARGO_PKG_VERSION")
         );
         assert_eq!(metric(status_addr, &info).await, Some(1.0), "{text}");
     }
-    let revision = commons::metrics::REVISION;
+    let revision = service_kit::metrics::REVISION;
     assert!(
         revision == "unknown"
             || (revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit())),

@@ -53,7 +53,7 @@ struct Transition {
     upstream: Upstream,
     stack: Stack,
     /// A second policy-engine on the same graph-builder, without aliases.
-    plain: commons::server::Running,
+    plain: service_kit::server::Running,
 }
 
 impl Transition {

@@ -8,7 +8,7 @@ mod support;
 
 use commons::graph::{Graph, Scheme};
 use commons::metadata::{ReleaseIndex, UpdatesMetadata};
-use commons::web::GraphBody;
+use service_kit::web::GraphBody;
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -22,12 +22,12 @@ const SCOPES: [&str; 4] = [
     "basearch=aarch64&stream=stable&oci=true",
 ];
 
-fn pe_url(pe: &commons::server::Running, query: &str) -> String {
+fn pe_url(pe: &service_kit::server::Running, query: &str) -> String {
     format!("http://{}/v1/graph?{query}", pe.service_addr)
 }
 
 /// The bodies the policy-engine serves for every scope.
-async fn served(pe: &commons::server::Running) -> Vec<String> {
+async fn served(pe: &service_kit::server::Running) -> Vec<String> {
     let mut bodies = Vec::new();
     for query in SCOPES {
         let (status, body) = get(&pe_url(pe, query)).await;

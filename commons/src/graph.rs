@@ -44,6 +44,19 @@ impl fmt::Display for Scheme {
     }
 }
 
+/// Longest stream or basearch name accepted.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Whether `name` can be a stream or basearch name: non-empty, at most
+/// 64 bytes, made of letters, digits, `.`, `_` and `-`.
+pub fn is_well_formed_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// What one graph is valid for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GraphScope {

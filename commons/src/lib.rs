@@ -1,20 +1,14 @@
-//! What the graph-builder and the policy-engine share: the upstream
-//! metadata model, graph building, per-client policies, the HTTP error type
-//! and query, configuration pieces, metrics and the status port.
+//! The model both services share, with no HTTP dependency: the upstream
+//! metadata, graph building, per-client rollout policy, the fleet rules of
+//! the policy file, distinct-node sketches, and configuration file reading.
+//! The HTTP service kit built on it is the `service-kit` crate.
 
 pub mod config;
 pub mod graph;
-pub mod limits;
-pub mod logging;
 pub mod metadata;
-pub mod metrics;
 pub mod policy;
 pub mod rules;
-pub mod server;
 pub mod sketch;
-pub mod status;
-pub mod synthetic;
-pub mod web;
 
 /// Seconds since the Unix epoch, now.
 pub fn unix_now() -> i64 {

@@ -350,7 +350,7 @@ impl Policy {
             }
             let mut max_version = BTreeMap::new();
             for (stream, version) in g.max_version {
-                if !crate::web::is_well_formed_name(&stream) || version.get_ref().is_empty() {
+                if !crate::graph::is_well_formed_name(&stream) || version.get_ref().is_empty() {
                     return Err(invalid(
                         key(&format!("max_version.{stream}")),
                         Some(version.span()),

@@ -22,11 +22,11 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(100_000);
-    let (releases, updates) = commons::synthetic::stream("bench", n, 0);
+    let (releases, updates) = service_kit::synthetic::stream("bench", n, 0);
     let stream = StreamSettings {
         oci_repository: None,
         name: "bench".into(),
-        basearches: commons::synthetic::ARCHES.map(String::from).to_vec(),
+        basearches: service_kit::synthetic::ARCHES.map(String::from).to_vec(),
         release_index: DocumentSource::Static(b""),
         updates: DocumentSource::Static(b""),
     };

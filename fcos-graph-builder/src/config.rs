@@ -190,7 +190,7 @@ impl Settings {
         let mut stream_settings = Vec::with_capacity(streams.len());
         for (name, basearches) in streams {
             let key = format!("streams.{name}");
-            if !commons::web::is_well_formed_name(&name) {
+            if !commons::graph::is_well_formed_name(&name) {
                 return Err(invalid(
                     &key,
                     "a stream name is letters, digits, '.', '_' or '-'",
@@ -201,7 +201,7 @@ impl Settings {
             }
             if let Some(bad) = basearches
                 .iter()
-                .find(|a| !commons::web::is_well_formed_name(a))
+                .find(|a| !commons::graph::is_well_formed_name(a))
             {
                 return Err(invalid(&key, &format!("invalid basearch '{bad}'")));
             }

@@ -11,18 +11,18 @@ pub mod viewer;
 
 use actix_web::{middleware, web, App};
 use anyhow::Context;
-use commons::server::Running;
 pub use config::Settings;
 use prometheus::Registry;
+use service_kit::server::Running;
 use std::sync::Arc;
 
 /// Binds both ports, starts one scraper per stream and returns at once.
 /// Must be called on an actix runtime.
 pub fn start(settings: Settings) -> anyhow::Result<Running> {
     let registry = Registry::new();
-    commons::metrics::register_process_metrics(&registry)?;
-    commons::metrics::register_build_info(&registry)?;
-    let http_metrics = commons::metrics::HttpMetrics::register(
+    service_kit::metrics::register_process_metrics(&registry)?;
+    service_kit::metrics::register_build_info(&registry)?;
+    let http_metrics = service_kit::metrics::HttpMetrics::register(
         &registry,
         "fcos_cincinnati_gb",
         service::HANDLERS,
@@ -41,12 +41,14 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
         .context("cannot create the HTTP client")?;
 
     let allowlist = settings.origin_allowlist.clone();
-    let service = commons::server::bind("service", settings.service_addr, 0, move || {
+    let service = service_kit::server::bind("service", settings.service_addr, 0, move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
             .app_data(web::Data::new(http_metrics.clone()))
-            .wrap(commons::web::cors(allowlist.as_deref()))
-            .wrap(middleware::from_fn(commons::metrics::record_http_metrics))
+            .wrap(service_kit::web::cors(allowlist.as_deref()))
+            .wrap(middleware::from_fn(
+                service_kit::metrics::record_http_metrics,
+            ))
             .configure(service::configure)
     })
     .with_context(|| {
@@ -60,7 +62,7 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
     let stream_names: Vec<String> = settings.streams.iter().map(|s| s.name.clone()).collect();
     let started = commons::unix_now();
     let staleness = scraper_metrics.clone();
-    let status_state = commons::status::StatusState {
+    let status_state = service_kit::status::StatusState {
         registry,
         ready: Arc::new(move || {
             let streams = serde_json::to_value(ready_store.states()).unwrap_or_default();
@@ -73,8 +75,8 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
             staleness.update_staleness(&stream_names, started, commons::unix_now())
         }),
     };
-    let status = commons::server::bind("status", settings.status_addr, 1, move || {
-        App::new().configure(commons::status::configure(status_state.clone()))
+    let status = service_kit::server::bind("status", settings.status_addr, 1, move || {
+        App::new().configure(service_kit::status::configure(status_state.clone()))
     })
     .with_context(|| {
         format!(

@@ -7,8 +7,8 @@ use crate::fetch::{Document, FetchError, Fetched, Fetcher};
 use crate::store::{GraphStore, StreamGraphs};
 use commons::graph::{serialize_graphs, InvalidGraph, Scheme};
 use commons::metadata::{MetadataError, ReleaseIndex, UpdatesMetadata};
-use commons::web::GraphBody;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use service_kit::web::GraphBody;
 use std::time::Duration;
 
 /// Scraper metrics, shared by every stream's scraper.
@@ -495,7 +495,7 @@ mod tests {
         let registry = Registry::new();
         let metrics = ScraperMetrics::register(&registry).unwrap();
         metrics.init_stream("stable");
-        let text = String::from_utf8(commons::metrics::render(&registry)).unwrap();
+        let text = String::from_utf8(service_kit::metrics::render(&registry)).unwrap();
         for kind in RefreshError::KINDS {
             let series = format!(
                 r#"fcos_cincinnati_gb_scraper_upstream_errors_total{{kind="{kind}",stream="stable"}} 0"#

@@ -5,8 +5,8 @@ use crate::store::GraphStore;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use commons::graph::Scheme;
-use commons::web::{check_accepts_json, GraphError, GraphQuery};
 use prometheus::{IntCounterVec, Opts, Registry};
+use service_kit::web::{check_accepts_json, GraphError, GraphQuery};
 use std::time::Duration;
 
 /// The handlers of the service port, as labelled in
@@ -166,29 +166,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/v1/graph")
             .route(web::get().to(serve_graph))
             .route(web::head().to(serve_graph))
-            .default_service(web::to(commons::web::method_not_allowed)),
+            .default_service(web::to(service_kit::web::method_not_allowed)),
     )
     .service(
         web::resource("/v1/scopes")
             .route(web::get().to(serve_scopes))
             .route(web::head().to(serve_scopes))
-            .default_service(web::to(commons::web::method_not_allowed)),
+            .default_service(web::to(service_kit::web::method_not_allowed)),
     )
     .service(
         web::resource("/v1/policy")
             .route(web::get().to(serve_policy))
             .route(web::head().to(serve_policy))
-            .default_service(web::to(commons::web::method_not_allowed)),
+            .default_service(web::to(service_kit::web::method_not_allowed)),
     )
     .route("/v1/openapi", web::get().to(serve_openapi))
     .configure(crate::viewer::configure)
-    .default_service(web::to(commons::web::not_found));
+    .default_service(web::to(service_kit::web::not_found));
 }
 
 /// The OpenAPI description of the graph-builder: the shared one, with the
 /// graph-builder's own endpoints.
 pub static OPENAPI: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    commons::web::openapi_with_paths(include_str!("../openapi-paths.yaml"))
+    service_kit::web::openapi_with_paths(include_str!("../openapi-paths.yaml"))
 });
 
 /// `GET /v1/openapi`.

@@ -4,8 +4,8 @@
 //! that readers can wait on for a change.
 
 use commons::graph::Scheme;
-use commons::web::{GraphBody, GraphError};
 use serde::Serialize;
+use service_kit::web::{GraphBody, GraphError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

@@ -89,14 +89,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::resource(asset.path)
                 .route(web::get().to(handler))
                 .route(web::head().to(handler))
-                .default_service(web::to(commons::web::method_not_allowed)),
+                .default_service(web::to(service_kit::web::method_not_allowed)),
         );
     }
     cfg.service(
         web::resource("/v1/streams")
             .route(web::get().to(serve_streams))
             .route(web::head().to(serve_streams))
-            .default_service(web::to(commons::web::method_not_allowed)),
+            .default_service(web::to(service_kit::web::method_not_allowed)),
     );
 }
 

@@ -65,7 +65,7 @@ async fn a_panicking_build_is_counted_and_the_next_refresh_publishes() {
     let error = scraper.refresh_once().await.unwrap_err();
     assert_eq!(error.kind(), "panic");
     assert!(error.to_string().contains("on purpose"), "{error}");
-    let text = String::from_utf8(commons::metrics::render(&registry)).unwrap();
+    let text = String::from_utf8(service_kit::metrics::render(&registry)).unwrap();
     assert!(
         text.contains(
             r#"fcos_cincinnati_gb_scraper_upstream_errors_total{kind="panic",stream="stable"} 1"#

@@ -15,10 +15,10 @@ pub use commons::rules;
 
 use actix_web::{middleware, web, App};
 use anyhow::Context;
-use commons::server::Running;
 pub use config::Settings;
 use prometheus::Registry;
 pub use service::Clock;
+use service_kit::server::Running;
 use std::sync::Arc;
 
 /// Binds both ports and returns at once, reading the wall clock.
@@ -31,9 +31,9 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
 /// gives.
 pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Running> {
     let registry = Registry::new();
-    commons::metrics::register_process_metrics(&registry)?;
-    commons::metrics::register_build_info(&registry)?;
-    let http_metrics = commons::metrics::HttpMetrics::register(
+    service_kit::metrics::register_process_metrics(&registry)?;
+    service_kit::metrics::register_build_info(&registry)?;
+    let http_metrics = service_kit::metrics::HttpMetrics::register(
         &registry,
         "fcos_cincinnati_pe",
         &["graph", "openapi"],
@@ -70,12 +70,14 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
     let http_metrics = http_metrics.counting_requests("graph", state.incoming.clone());
 
     let allowlist = settings.origin_allowlist.clone();
-    let service = commons::server::bind("service", settings.service_addr, 0, move || {
+    let service = service_kit::server::bind("service", settings.service_addr, 0, move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
             .app_data(web::Data::new(http_metrics.clone()))
-            .wrap(commons::web::cors(allowlist.as_deref()))
-            .wrap(middleware::from_fn(commons::metrics::record_http_metrics))
+            .wrap(service_kit::web::cors(allowlist.as_deref()))
+            .wrap(middleware::from_fn(
+                service_kit::metrics::record_http_metrics,
+            ))
             .configure(service::configure)
     })
     .with_context(|| {
@@ -92,7 +94,7 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
     };
     let ready = Arc::clone(&replica);
     let rendered = Arc::clone(&replica);
-    let status_state = commons::status::StatusState {
+    let status_state = service_kit::status::StatusState {
         registry,
         ready: Arc::new(move || (ready.ready(), ready.status())),
         before_render: Arc::new(move || {
@@ -100,11 +102,11 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
             fleet.update_gauges(clock(), &rendered.versions_by_stream());
         }),
     };
-    let status = commons::server::bind("status", settings.status_addr, 1, move || {
+    let status = service_kit::server::bind("status", settings.status_addr, 1, move || {
         App::new()
             .app_data(web::Data::new(policy_endpoint.clone()))
             .route("/v1/policy", web::get().to(control::serve_policy))
-            .configure(commons::status::configure(status_state.clone()))
+            .configure(service_kit::status::configure(status_state.clone()))
     })
     .with_context(|| {
         format!(

@@ -12,10 +12,10 @@
 
 use crate::view::PreparedGraph;
 use commons::graph::{Graph, GraphScope, Scheme};
-use commons::web::{GraphBody, GraphError};
 use prometheus::{GaugeVec, IntCounterVec, Opts, Registry};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use service_kit::web::{GraphBody, GraphError};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};

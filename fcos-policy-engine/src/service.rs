@@ -10,8 +10,8 @@ use crate::rules;
 use crate::view::Removal;
 use actix_web::{web, HttpRequest, HttpResponse};
 use commons::policy;
-use commons::web::{check_accepts_json, GraphError, GraphQuery};
 use prometheus::{Histogram, HistogramOpts, IntCounter, Registry};
+use service_kit::web::{check_accepts_json, GraphError, GraphQuery};
 use std::hash::Hasher;
 use std::sync::Arc;
 
@@ -171,8 +171,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/v1/graph")
             .route(web::get().to(serve_graph))
             .route(web::head().to(serve_graph))
-            .default_service(web::to(commons::web::method_not_allowed)),
+            .default_service(web::to(service_kit::web::method_not_allowed)),
     )
-    .route("/v1/openapi", web::get().to(commons::web::openapi))
-    .default_service(web::to(commons::web::not_found));
+    .route("/v1/openapi", web::get().to(service_kit::web::openapi))
+    .default_service(web::to(service_kit::web::not_found));
 }

@@ -6,7 +6,7 @@
 use crate::rules::{Group, Policy, Reason};
 use commons::graph::Graph;
 use commons::policy::{self, RolloutParams};
-use commons::web::GraphBody;
+use service_kit::web::GraphBody;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 

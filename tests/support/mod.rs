@@ -5,8 +5,8 @@
 #![allow(dead_code)]
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use commons::server::Running;
 use futures_util::StreamExt;
+use service_kit::server::Running;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

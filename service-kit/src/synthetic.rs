@@ -107,8 +107,8 @@ pub fn stream(stream: &str, n: usize, rollout_start: i64) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::{Graph, Scheme};
-    use crate::metadata::{ReleaseIndex, UpdatesMetadata};
+    use commons::graph::{Graph, Scheme};
+    use commons::metadata::{ReleaseIndex, UpdatesMetadata};
 
     #[test]
     fn synthetic_stream_has_the_promised_shape() {

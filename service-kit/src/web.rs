@@ -2,7 +2,6 @@
 //! Cincinnati `{"kind","value"}` error type, content negotiation, CORS and
 //! the prepared graph body.
 
-use crate::graph::{GraphScope, Scheme};
 use actix_web::http::header::{
     self, Accept, AcceptEncoding, Encoding, Header, HeaderValue, Preference, Quality,
 };
@@ -10,10 +9,8 @@ use actix_web::http::StatusCode;
 use actix_web::mime;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use bytes::Bytes;
+use commons::graph::{is_well_formed_name, GraphScope, Scheme, MAX_NAME_LEN};
 use std::io::Write;
-
-/// Longest stream or basearch name accepted.
-const MAX_NAME_LEN: usize = 64;
 
 /// An error returned to a client as `{"kind": "…", "value": "…"}`.
 ///
@@ -256,16 +253,6 @@ fn truncate(value: &str) -> String {
         short.push('…');
         short
     }
-}
-
-/// Whether `name` can be a stream or basearch name: non-empty, at most
-/// 64 bytes, made of letters, digits, `.`, `_` and `-`.
-pub fn is_well_formed_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// A required stream or basearch name: present, non-empty, short, and made

@@ -39,7 +39,7 @@ pub fn register_process_metrics(registry: &Registry) -> prometheus::Result<()> {
             "process_start_time_seconds",
             "Start time of the process since the Unix epoch, in seconds.",
         ))?;
-        gauge.set(crate::unix_now());
+        gauge.set(commons::unix_now());
         registry.register(Box::new(gauge))
     }
 }
@@ -300,7 +300,7 @@ mod tests {
             .find_map(|l| l.strip_prefix("process_start_time_seconds "))
             .and_then(|v| v.parse::<i64>().ok())
             .unwrap();
-        assert!((crate::unix_now() - start).abs() < 24 * 3600, "{start}");
+        assert!((commons::unix_now() - start).abs() < 24 * 3600, "{start}");
         #[cfg(target_os = "linux")]
         for name in [
             "process_resident_memory_bytes",

@@ -338,7 +338,22 @@ proptest! {
         let updates: Value = serde_json::from_slice(&updates_bytes).unwrap();
         let parsed_index = ReleaseIndex::parse(&index_bytes, Some("s")).unwrap();
         let parsed_updates = UpdatesMetadata::parse(&updates_bytes, Some("s")).unwrap();
-        for basearch in ["x86_64", "aarch64", "s390x", "ppc64le"] {
+        // What the graph-builder serves: all graphs of the stream in one
+        // pass (commons::graph::serialize_graphs).
+        let merged = parsed_updates.by_version();
+        let aligned = commons::graph::align_updates(&parsed_index, &merged);
+        let arches = ["x86_64", "aarch64", "s390x", "ppc64le"];
+        let scopes: Vec<(&str, Scheme)> = arches
+            .iter()
+            .flat_map(|arch| Scheme::ALL.map(|scheme| (*arch, scheme)))
+            .collect();
+        let written = commons::graph::serialize_graphs(&parsed_index, &aligned, &scopes).unwrap();
+        for (graph, (basearch, scheme)) in written.iter().zip(&scopes) {
+            let served: Value = serde_json::from_slice(&graph.json).unwrap();
+            let expected = naive_graph(&index, &updates, basearch, scheme.as_str());
+            prop_assert_eq!(sorted_edges(served), expected, "served {}/{}", basearch, scheme);
+        }
+        for basearch in arches {
             for scheme in Scheme::ALL {
                 let expected = naive_graph(&index, &updates, basearch, scheme.as_str());
                 let graph = Graph::from_documents(&parsed_index, &parsed_updates, basearch, scheme);

@@ -15,7 +15,7 @@ pub fn init(verbosity: u8) {
     // The level applies to the project's crates; libraries stay at warn
     // unless RUST_LOG says otherwise.
     let default = format!(
-        "warn,commons={level},fcos_graph_builder={level},fcos_policy_engine={level},fcos_cincinnati={level}"
+        "warn,commons={level},service_kit={level},fcos_graph_builder={level},fcos_policy_engine={level},fcos_cincinnati={level}"
     );
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()

@@ -11,6 +11,13 @@
 //! the real `next` (217 releases, OCI images from the 151st on), for the
 //! overview, the zoom and the deep links.
 //!
+//! The graph-builder shows a fleet policy file with a group for each kind
+//! of rule, and a policy-engine with its clock at `MIDWAY` reads the same
+//! file: the browser test checks that the updates the page shows offered
+//! to each group are the ones the policy-engine serves it, and that the
+//! rest are shown withheld, with why. A second graph-builder, without a
+//! policy, shows the page without a group picker.
+//!
 //! Without Chromium the browser test is skipped with a message, except
 //! under `CI=true`, where it fails. The browser test's screenshot goes to
 //! `$VIEWER_SCREENSHOT` when set, else to a temporary directory.
@@ -19,6 +26,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use support::*;
 
 const STREAMS: &str = "stable = [\"x86_64\", \"aarch64\", \"ppc64le\"]\n\
@@ -44,6 +52,52 @@ fn header(headers: &reqwest::header::HeaderMap, name: &str) -> String {
         .to_string()
 }
 
+/// The fleet policy of the test: a group for each kind of rule. At
+/// `MIDWAY` (Friday 2027-01-15 08:50 UTC, 09:50 in Berlin), `weekend` is
+/// outside its window and `friday-morning` inside it; `frozen` is frozen
+/// at any time of the test. `old-pin` pins a release the OCI graph does
+/// not have, so it withholds nothing there.
+fn policy() -> String {
+    format!(
+        r#"
+[groups.canary]
+wariness_max = 0.0
+
+[groups.production]
+wariness_min = 0.8
+
+[groups.pinned]
+max_version = {{ stable = "31.2.0", next = "{pinned_next}" }}
+
+[groups.old-pin]
+max_version = {{ stable = "30.2.0" }}
+
+[groups.denied]
+deny = ["32.1.0"]
+
+[groups.paused]
+paused = true
+
+[groups.weekend]
+windows = [ {{ days = ["sat", "sun"], start = "02:00", end = "06:00", timezone = "Europe/Berlin" }} ]
+
+[groups.friday-morning]
+windows = [ {{ days = ["fri"], start = "09:00", end = "10:00", timezone = "Europe/Berlin" }} ]
+
+[groups.frozen]
+freezes = [ {{ from = "2020-01-01T00:00:00Z", to = "2100-01-01T00:00:00Z", reason = "release engineering freeze" }} ]
+
+[groups.default]
+deny = ["32.2.0"]
+"#,
+        pinned_next = long_version(PINNED_NEXT)
+    )
+}
+
+/// The release of the long history `pinned` is pinned at: one with an OCI
+/// image, 36 releases before the newest.
+const PINNED_NEXT: usize = 180;
+
 fn asset_file(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fcos-graph-builder/assets")
@@ -60,9 +114,23 @@ async fn graph_builder_serves_the_viewer() {
     let (releases, updates) = long_history("next", LONG_HISTORY, FIRST_OCI);
     upstream.set("/next/releases.json", Canned::Body(releases));
     upstream.set("/next/updates.json", Canned::Body(updates));
-    let graph_builder =
-        fcos_graph_builder::start(graph_builder_settings(&upstream, STREAMS)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let policy_file = dir.path().join("policy.toml");
+    std::fs::write(&policy_file, policy()).unwrap();
+    let mut settings = graph_builder_settings(&upstream, STREAMS);
+    settings.policy_path = Some(policy_file.clone());
+    let graph_builder = fcos_graph_builder::start(settings).unwrap();
+    // What a node of each group gets, at the time the browser test pins.
+    let mut settings =
+        policy_engine_settings(&format!("http://{}/v1/graph", graph_builder.service_addr));
+    settings.policy_path = Some(policy_file.clone());
+    let policy_engine =
+        fcos_policy_engine::start_with_clock(settings, Arc::new(|| MIDWAY)).unwrap();
+    // The same page without a policy.
+    let plain = fcos_graph_builder::start(graph_builder_settings(&upstream, STREAMS)).unwrap();
     wait_ready(&graph_builder).await;
+    wait_ready(&plain).await;
+    wait_following(&policy_engine, &graph_builder).await;
     let base = format!("http://{}/", graph_builder.service_addr);
 
     // The page and everything it loads, from the binary, with their types.
@@ -116,10 +184,53 @@ async fn graph_builder_serves_the_viewer() {
     let (status, _, _) = fetch(&format!("{base}assets/missing.js")).await;
     assert_eq!(status, 404);
 
-    run_browser_test(&base).await;
+    // The policy the page reads, and none from the other graph-builder.
+    let (status, _, body) = fetch(&format!("{base}v1/policy")).await;
+    assert_eq!(status, 200, "{body}");
+    let shown: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(shown["policy"]["groups"]["paused"]["closed"], "paused");
+    assert_eq!(shown["policy"]["groups"]["frozen"]["closed"], "freeze");
+    assert_eq!(
+        shown["policy"]["groups"]["pinned"]["max_version"]["next"],
+        long_version(PINNED_NEXT)
+    );
+    let plain_base = format!("http://{}/", plain.service_addr);
+    let (status, _, body) = fetch(&format!("{plain_base}v1/policy")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["policy"],
+        serde_json::Value::Null
+    );
+
+    // When the windows of `weekend` open next after MIDWAY, as the
+    // policy-engine computes it: the page must say the same.
+    let rules =
+        commons::rules::Policy::parse(&policy(), &policy_file, 0).expect("the test policy loads");
+    let next_window = rules.groups["weekend"]
+        .next_window(MIDWAY)
+        .expect("the weekend opens within a week");
+    let pe_base = format!("http://{}/", policy_engine.service_addr);
+    let policy_args = PolicyArgs {
+        policy_engine: &pe_base,
+        policy_file: &policy_file,
+        no_policy_url: &plain_base,
+        next_window,
+    };
+
+    run_browser_test(&base, &policy_args).await;
 
     graph_builder.stop().await.unwrap();
+    policy_engine.stop().await.unwrap();
+    plain.stop().await.unwrap();
     upstream.stop().await;
+}
+
+/// The version of release `i` of the long history: Fedora CoreOS style
+/// (`MAJOR.YYYYMMDD.1.0`), three a month from January 2020, a new major
+/// version every 20 releases.
+fn long_version(i: usize) -> String {
+    let (year, month, day) = (2020 + i / 36, (i % 36) / 3 + 1, 3 + 10 * (i % 3));
+    format!("{}.{year}{month:02}{day:02}.1.0", 31 + i / 20)
 }
 
 /// Releases of the long synthetic history, as many as the real `next` has.
@@ -138,8 +249,7 @@ fn long_history(stream: &str, count: usize, first_oci: usize) -> (Vec<u8>, Vec<u
     let mut releases = Vec::new();
     let mut updates = Vec::new();
     for i in 0..count {
-        let (year, month, day) = (2020 + i / 36, (i % 36) / 3 + 1, 3 + 10 * (i % 3));
-        let version = format!("{}.{year}{month:02}{day:02}.1.0", 31 + i / 20);
+        let version = long_version(i);
         let mut release = serde_json::json!({
             "version": version,
             "commits": [{"architecture": "x86_64", "checksum": format!("c{i}-x86")}],
@@ -198,9 +308,21 @@ fn a_missing_browser_fails_under_ci_only() {
     assert!(!browser_test_required(Some("false")));
 }
 
+/// What the browser test needs for the group picker.
+struct PolicyArgs<'a> {
+    /// The policy-engine reading the same policy, its clock at `MIDWAY`.
+    policy_engine: &'a str,
+    /// The policy file (the test makes it invalid for a moment).
+    policy_file: &'a Path,
+    /// A graph-builder without a policy.
+    no_policy_url: &'a str,
+    /// When the windows of `weekend` open next after `MIDWAY`.
+    next_window: i64,
+}
+
 /// Runs the browser test against `base`, or says why it is skipped (and
 /// fails instead under CI).
-async fn run_browser_test(base: &str) {
+async fn run_browser_test(base: &str, policy: &PolicyArgs<'_>) {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let missing: Vec<String> = [
         PathBuf::from(CHROMIUM),
@@ -245,7 +367,15 @@ async fn run_browser_test(base: &str) {
         // Above that progress: the edges into 32.2.0 are hidden.
         .args(["--wariness", "0.7"])
         // The overview, zoom, deep links and OCI start on a long history.
-        .args(["--long-stream", "next"]);
+        .args(["--long-stream", "next"])
+        // The group picker: against the policy-engine, the policy file
+        // unreadable for a moment, and a server without a policy.
+        .args(["--policy-engine", policy.policy_engine])
+        .arg("--policy-file")
+        .arg(policy.policy_file)
+        .args(["--no-policy-url", policy.no_policy_url])
+        .args(["--window-group", "weekend"])
+        .args(["--expect-next-window", &policy.next_window.to_string()]);
     let output = actix_web::rt::task::spawn_blocking(move || command.output())
         .await
         .unwrap()

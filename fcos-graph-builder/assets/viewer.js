@@ -7,7 +7,10 @@
 // height grows with the distance they jump. Barriers, dead-ends and rollouts
 // are marked, and a client wariness slider shows what such a client is
 // offered. An overview strip shows the whole history at once; the graphs
-// zoom from fit-to-width to full size. The page state lives in the query
+// zoom from fit-to-width to full size. When the server has a fleet policy
+// (`v1/policy`), a group picker shows what a client of a Zincati group is
+// offered under its rules: its wariness clamped, and the updates the rules
+// withhold drawn dashed, with why. The page state lives in the query
 // string, so a view can be linked to.
 //
 // Served under a Content-Security-Policy without 'unsafe-inline': this file
@@ -54,17 +57,31 @@
 
   const RETRY_MS = 10000; // wait before asking again for a graph not built yet
 
+  // Fleet policy: day names as the policy file writes them, Monday first.
+  const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
+  const WEEKDAYS = { Mon: 0, Tue: 1, Wed: 2, Thu: 3, Fri: 4, Sat: 5, Sun: 6 };
+  const WEEK_MINUTES = 7 * 24 * 60; // how far ahead the next window is looked for
+  const POLICY_STALE_MS = 60000; // the policy is read again when older, on a group change
+
   const $ = (id) => document.getElementById(id);
   const ui = {
     stream: $('stream'),
     basearch: $('basearch'),
     releaseNotes: $('release-notes'),
+    group: $('group'),
+    groupField: $('group-field'),
     wariness: $('wariness'),
     warinessValue: $('wariness-value'),
+    warinessClamp: $('wariness-clamp'),
     at: $('at'),
     now: $('now'),
     reload: $('reload'),
     status: $('status'),
+    policy: $('policy'),
+    policyError: $('policy-error'),
+    policyClosed: $('policy-closed'),
+    policyRules: $('policy-rules'),
+    legendWithheld: $('legend-withheld'),
     navigator: $('navigator'),
     overview: $('overview'),
     gotoForm: $('goto'),
@@ -89,6 +106,10 @@
     basearch: '',
     scheme: 'both', // 'both', 'checksum' or 'oci'
     wariness: 0,
+    group: null, // the Zincati group of the client shown, null for no group rules
+    // The fleet policy: status 'loading', 'none' (not configured), 'ok'
+    // (groups: name -> rules, now: the server's time) or 'error'.
+    policy: { status: 'loading' },
     at: null, // seconds since the epoch, null for now
     zoom: 1, // factor of the full column width, or 'fit'
     graphs: {}, // scheme id -> {model} or {error}
@@ -235,7 +256,7 @@
     return rollout.startValue + ((1 - rollout.startValue) * (at - rollout.startEpoch)) / seconds;
   }
 
-  function buildModel(scheme, graph) {
+  function buildModel(scheme, stream, graph) {
     const nodes = (graph.nodes || []).map((raw, index) => {
       const metadata = raw.metadata || {};
       const version = String(raw.version);
@@ -268,6 +289,7 @@
     }
     return {
       scheme,
+      stream,
       nodes,
       edges,
       byVersion: new Map(nodes.map((n) => [n.version, n])),
@@ -275,22 +297,32 @@
     };
   }
 
-  // Per-render facts: each rollout's progress and which edges a client of
-  // the chosen wariness sees.
-  function evaluate(model) {
+  // Per-render facts: each rollout's progress, which edges a client of the
+  // chosen wariness (clamped by its group's rules) sees, and which of
+  // those its group's rules withhold (`view`: see policyView()).
+  function evaluate(model, view) {
     const at = now();
+    const wariness = clientWariness();
+    const policy = modelPolicy(model, view);
+    model.policy = policy;
     for (const node of model.nodes) {
       node.progress = node.rollout ? progress(node.rollout, at) : null;
       node.inProgress = node.rollout !== null && node.progress < 1;
+      node.withheld = withheldInto(policy, node);
     }
+    let hidden = 0;
+    let withheld = 0;
     for (const edge of model.edges) {
-      edge.hidden = edge.to.rollout !== null && state.wariness > edge.to.progress;
+      edge.hidden = edge.to.rollout !== null && wariness > edge.to.progress;
+      edge.withheld = edge.hidden ? null : edge.to.withheld;
+      if (edge.hidden) hidden += 1;
+      else if (edge.withheld) withheld += 1;
     }
-    const visible = model.edges.filter((e) => !e.hidden);
     return {
       nodes: model.nodes.length,
-      edges: visible.length,
-      hidden: model.edges.length - visible.length,
+      edges: model.edges.length - hidden - withheld,
+      hidden,
+      withheld,
       barriers: model.nodes.filter((n) => n.barrier).length,
       deadends: model.nodes.filter((n) => n.deadend).length,
       rollouts: model.nodes.filter((n) => n.rollout).length,
@@ -298,12 +330,13 @@
     };
   }
 
-  // The update a client on `node` takes: the visible out-edge target with
-  // the highest age index.
-  function nextUpdate(node) {
+  // The update a client on `node` takes: the target with the highest age
+  // index of the out-edges it is offered (or, with `withheld`, of those it
+  // would be offered without its group's rules).
+  function nextUpdate(node, withheld) {
     let best = null;
     for (const edge of node.outEdges) {
-      if (!edge.hidden && (!best || edge.to.ageIndex > best.ageIndex)) best = edge.to;
+      if (!edge.hidden && (withheld || !edge.withheld) && (!best || edge.to.ageIndex > best.ageIndex)) best = edge.to;
     }
     return best;
   }
@@ -332,6 +365,204 @@
       after: otherNodes.filter((n) => n.ageIndex > last.ageIndex),
       other,
     };
+  }
+
+  // ---- fleet policy --------------------------------------------------------
+
+  // The rules a client of the group picked gets, as the policy-engine
+  // picks them: the group's table, else [groups.default], else none.
+  // `table` names the table the rules come from.
+  function groupRules() {
+    const groups = state.policy.groups;
+    if (state.group === null || !groups) return null;
+    if (groups.has(state.group)) return { table: state.group, rules: groups.get(state.group), own: true };
+    if (groups.has('default')) return { table: 'default', rules: groups.get('default'), own: false };
+    return null;
+  }
+
+  // The name the page gives a group without a table of its own: `other`
+  // (as in the metrics), unless the file names a group so.
+  function otherGroupName() {
+    let name = 'other';
+    for (let i = 2; state.policy.groups && state.policy.groups.has(name); i += 1) name = 'other-' + i;
+    return name;
+  }
+
+  // The wariness of the client shown: the slider's, clamped into the
+  // group's bounds.
+  function clientWariness() {
+    const group = groupRules();
+    if (!group) return state.wariness;
+    return clamp(state.wariness, group.rules.wariness_min, group.rules.wariness_max);
+  }
+
+  function tableName(group) {
+    return '[groups.' + group.table + ']';
+  }
+
+  function minutesOf(hhmm) {
+    const [hours, minutes] = String(hhmm).split(':').map(Number);
+    return hours * 60 + minutes;
+  }
+
+  function seconds(rfc3339) {
+    return Math.trunc(Date.parse(rfc3339) / 1000);
+  }
+
+  // The local weekday (0 for Monday) and minute of the day at `epoch` in
+  // an IANA time zone. Throws a RangeError for a zone the browser does not
+  // know.
+  const localFormats = new Map();
+  function localTime(timezone, epoch) {
+    let format = localFormats.get(timezone);
+    if (!format) {
+      format = new Intl.DateTimeFormat('en-US', {
+        timeZone: timezone,
+        weekday: 'short',
+        hour: 'numeric',
+        minute: 'numeric',
+        hourCycle: 'h23',
+      });
+      localFormats.set(timezone, format);
+    }
+    const parts = {};
+    for (const part of format.formatToParts(new Date(epoch * 1000))) parts[part.type] = part.value;
+    return { day: WEEKDAYS[parts.weekday], minute: (Number(parts.hour) % 24) * 60 + Number(parts.minute) };
+  }
+
+  // Whether a maintenance window is open at `epoch` (Window::is_open): on
+  // its days from its start to its end, local time; an end before the
+  // start wraps past midnight into the next day.
+  function windowOpen(window, epoch) {
+    const { day, minute } = localTime(window.timezone, epoch);
+    const days = window.days || DAYS;
+    const start = minutesOf(window.start);
+    const end = minutesOf(window.end);
+    const on = (d) => days.includes(DAYS[d]);
+    if (start < end) return on(day) && minute >= start && minute < end;
+    return (on(day) && minute >= start) || (on((day + 6) % 7) && minute < end);
+  }
+
+  // When the windows next open after `epoch`, to the minute, within a week
+  // (Group::next_window), or null. Minute by minute, so remembered.
+  const nextWindows = new Map();
+  function nextWindow(windows, epoch) {
+    const key = JSON.stringify(windows) + '@' + epoch;
+    if (nextWindows.has(key)) return nextWindows.get(key);
+    const start = epoch - (((epoch % 60) + 60) % 60) + 60;
+    let found = null;
+    for (let m = 0; m < WEEK_MINUTES && found === null; m += 1) {
+      const t = start + m * 60;
+      if (windows.some((w) => windowOpen(w, t))) found = t;
+    }
+    if (nextWindows.size > 64) nextWindows.clear();
+    nextWindows.set(key, found);
+    return found;
+  }
+
+  // The freeze of `rules` in force at `epoch`, if any (Group::freeze_at).
+  function freezeAt(rules, epoch) {
+    return (rules.freezes || []).find((f) => seconds(f.from) <= epoch && epoch < seconds(f.to)) || null;
+  }
+
+  // Whether the rules give no update at all at `epoch`, and why
+  // (Group::closed_at): paused, inside a freeze, or outside every window.
+  function closedAt(rules, epoch) {
+    if (rules.paused) return { reason: 'paused', at: epoch };
+    const freeze = freezeAt(rules, epoch);
+    if (freeze) return { reason: 'freeze', at: epoch, freeze };
+    if (rules.windows && !rules.windows.some((w) => windowOpen(w, epoch))) {
+      return { reason: 'window', at: epoch, next: nextWindow(rules.windows, epoch) };
+    }
+    return null;
+  }
+
+  // Whether the group is closed at the time of the view: as the server
+  // computed it for /v1/policy when the view is at the current time, else
+  // computed here, the same way, at the time picked. `current` says which.
+  function closedState(rules) {
+    if (state.at !== null) {
+      try {
+        return closedAt(rules, state.at);
+      } catch (error) {
+        if (!(error instanceof RangeError)) throw error;
+        // A time zone this browser does not know: the server's answer.
+      }
+    }
+    const at = state.policy.now;
+    if (!rules.closed) return null;
+    return {
+      reason: rules.closed,
+      at,
+      current: true,
+      stale: state.at !== null,
+      freeze: rules.closed === 'freeze' ? freezeAt(rules, at) || { reason: rules.freeze_reason || '' } : null,
+      next: rules.next_window ? seconds(rules.next_window) : null,
+    };
+  }
+
+  // What the group's rules do at the time of the view, for every graph:
+  // null without rules.
+  function policyView() {
+    const group = groupRules();
+    if (!group) return null;
+    return { group, closed: closedState(group.rules), deny: new Set(group.rules.deny || []) };
+  }
+
+  // What the rules withhold in `model`, as the policy-engine removes it
+  // (PreparedGraph::removes): while the group is closed, every update;
+  // else the updates into a denied release, then those into a release
+  // newer (by age index) than the group's max_version of the stream, when
+  // that release is in this graph.
+  function modelPolicy(model, view) {
+    if (!view) return null;
+    const pins = view.group.rules.max_version || {};
+    const pin = Object.hasOwn(pins, model.stream) ? String(pins[model.stream]) : null;
+    return {
+      ...view,
+      pinned: pin === null ? null : model.byVersion.get(pin) || null,
+      denied: { reason: 'deny' },
+      newer: { reason: 'max_version', version: pin, stream: model.stream },
+    };
+  }
+
+  // Why `policy` withholds the updates into `node`, or null.
+  function withheldInto(policy, node) {
+    if (!policy) return null;
+    if (policy.closed) return policy.closed;
+    if (policy.deny.has(node.version)) return policy.denied;
+    if (policy.pinned && node.ageIndex > policy.pinned.ageIndex) return policy.newer;
+    return null;
+  }
+
+  // Why updates are withheld, for people.
+  function reasonText(reason, policy) {
+    const table = tableName(policy.group);
+    switch (reason.reason) {
+      case 'deny':
+        return 'denied in ' + table;
+      case 'max_version':
+        return 'newer than ' + reason.version + ', the max_version of ' + reason.stream + ' in ' + table;
+      case 'paused':
+        return table + ' is paused';
+      case 'window':
+        return 'outside the maintenance windows of ' + table + '; ' +
+          (reason.next !== null ? 'the next opens ' + utc(reason.next) : 'none opens within a week');
+      case 'freeze': {
+        const freeze = reason.freeze || {};
+        return 'inside a freeze of ' + table + (freeze.reason ? ': ' + freeze.reason : '') +
+          (freeze.to ? ' (until ' + utc(seconds(freeze.to)) + ')' : '');
+      }
+      default:
+        return reason.reason;
+    }
+  }
+
+  function windowText(window) {
+    const days = window.days && window.days.length < 7
+      ? window.days.map((d) => d.charAt(0).toUpperCase() + d.slice(1)).join(', ') + ' '
+      : 'every day ';
+    return days + window.start + '–' + window.end + ' ' + window.timezone;
   }
 
   // ---- loading -----------------------------------------------------------
@@ -407,7 +638,7 @@
         const query = new URLSearchParams({ basearch: state.basearch, stream: state.stream });
         if (scheme.oci) query.set('oci', 'true');
         try {
-          return { model: buildModel(scheme.id, await fetchJson('v1/graph?' + query)) };
+          return { model: buildModel(scheme.id, state.stream, await fetchJson('v1/graph?' + query)) };
         } catch (error) {
           return { error: error.message, retry: error.status === 503 };
         }
@@ -438,6 +669,91 @@
         if (sequence === state.loading) loadGraphs(true);
       }, RETRY_MS);
     }
+  }
+
+  // The fleet policy (`v1/policy`), read again on Reload: whether there is
+  // one, its groups, or why it cannot be read.
+  let policyLoading = 0;
+  async function loadPolicy() {
+    const sequence = ++policyLoading;
+    let policy;
+    try {
+      const body = await fetchJson('v1/policy');
+      if (!body.policy) {
+        policy = { status: 'none' };
+      } else {
+        policy = {
+          status: 'ok',
+          groups: new Map(Object.entries(body.policy.groups || {})),
+          now: integer(body.now, Math.floor(Date.now() / 1000)),
+          hash: body.policy.hash,
+          source: body.policy.source,
+          loadedAt: body.policy.loaded_at,
+        };
+      }
+    } catch (error) {
+      policy = { status: 'error', error: error.message };
+    }
+    if (sequence !== policyLoading) return;
+    policy.fetched = Date.now();
+    state.policy = policy;
+    fillGroups();
+    if (state.view) render();
+  }
+
+  // The group picker: "(no group rules)", the groups of the file, and
+  // "other group" (any group without a table) when the file has
+  // [groups.default]. Hidden without a policy; disabled when it cannot be
+  // read.
+  function fillGroups() {
+    const policy = state.policy;
+    ui.groupField.hidden = policy.status === 'none' || policy.status === 'loading';
+    ui.groupField.dataset.policy = policy.status;
+    const options = [html('option', { value: '', text: '(no group rules)' })];
+    if (policy.groups) {
+      for (const name of [...policy.groups.keys()].sort()) {
+        options.push(html('option', { value: 'group:' + name, text: name }));
+      }
+      if (policy.groups.has('default')) {
+        options.push(html('option', {
+          value: 'other',
+          text: 'other group',
+          title: 'A group the policy file has no table for: it gets [groups.default]',
+        }));
+      }
+    }
+    ui.group.replaceChildren(...options);
+    ui.group.disabled = policy.status !== 'ok';
+    showGroup();
+  }
+
+  // The option of the group shown: a group without a table is "other
+  // group" when the file has [groups.default], else it has no rules.
+  function showGroup() {
+    const group = groupRules();
+    ui.group.value = !group ? '' : group.own ? 'group:' + group.table : 'other';
+    showWariness();
+  }
+
+  // The slider's value and, when the group's rules clamp it, the wariness
+  // its clients get and why.
+  function showWariness() {
+    ui.warinessValue.textContent = state.wariness.toFixed(2);
+    const group = groupRules();
+    const effective = clientWariness();
+    const clamped = group !== null && effective !== state.wariness;
+    ui.warinessClamp.hidden = !clamped;
+    if (!clamped) {
+      ui.warinessClamp.textContent = '';
+      delete ui.warinessClamp.dataset.wariness;
+      return;
+    }
+    const bound = effective > state.wariness ? 'wariness_min' : 'wariness_max';
+    ui.warinessClamp.textContent = '→ ' + effective.toFixed(2) + ' (' + bound + ')';
+    ui.warinessClamp.dataset.wariness = String(effective);
+    ui.warinessClamp.title =
+      'A client of wariness ' + state.wariness.toFixed(2) + ' in this group is offered what a client of ' +
+      effective.toFixed(2) + ' is: ' + tableName(group) + ' has ' + bound + ' = ' + effective;
   }
 
   function setStatus(text, isError) {
@@ -567,11 +883,14 @@
     const anchor = opts.anchor ? viewAnchor(opts.anchor.fraction) : null;
     if (anchor && opts.anchor.column !== undefined) anchor.column = opts.anchor.column;
 
+    const policy = policyView();
     for (const scheme of SCHEMES) {
       const model = modelOf(scheme.id);
-      if (model) model.counts = evaluate(model);
+      if (model) model.counts = evaluate(model, policy);
     }
     const shown = shownSchemes();
+    showGroup();
+    renderPolicy(policy, shown);
     const models = shown.map((s) => modelOf(s.id)).filter((m) => m && m.nodes.length);
     // Columns: every age index of the graphs shown, in release order.
     const ages = new Set();
@@ -642,6 +961,76 @@
     saveState();
   }
 
+  // Above the graphs: why the fleet policy cannot be read, or the rules of
+  // the group picked and a banner when they give it no update at all.
+  function renderPolicy(policy, shown) {
+    const status = state.policy.status;
+    ui.legendWithheld.hidden = !policy;
+    ui.policyError.hidden = status !== 'error';
+    ui.policyError.textContent = status === 'error'
+      ? 'Cannot read the fleet policy: ' + state.policy.error + '. The graphs are shown without group rules.'
+      : '';
+    ui.policy.hidden = status !== 'error' && !(status === 'ok' && state.group !== null);
+    if (status === 'ok') {
+      ui.policy.title = 'Policy ' + state.policy.hash + ' (' + state.policy.source + '), read ' + utc(state.policy.now);
+    }
+
+    const closed = policy ? policy.closed : null;
+    ui.policyClosed.hidden = !closed;
+    if (closed) {
+      const who = policy.group.own ? 'group ' + state.group : 'other groups';
+      const when = closed.current ? 'now (' + utc(closed.at) + ')' : 'at ' + utc(closed.at);
+      ui.policyClosed.dataset.reason = closed.reason;
+      ui.policyClosed.textContent = 'No updates for ' + who + ' ' + when + ': ' + reasonText(closed, policy) + '.' +
+        (closed.stale ? ' This browser cannot evaluate its windows at the time picked: this is the server\'s answer for now.' : '');
+    } else {
+      ui.policyClosed.textContent = '';
+      delete ui.policyClosed.dataset.reason;
+    }
+
+    if (status !== 'ok' || state.group === null) {
+      ui.policyRules.replaceChildren();
+      return;
+    }
+    if (!policy) {
+      ui.policyRules.replaceChildren(html('p', {
+        className: 'policy-head',
+        text: 'A client of group ' + state.group + ' gets no rules: the policy file has no table for it and no [groups.default].',
+      }));
+      return;
+    }
+    const rules = policy.group.rules;
+    const items = [];
+    const item = (key, ...content) => items.push(html('li', { 'data-rule': key }, content));
+    if (rules.wariness_min > 0 || rules.wariness_max < 1) {
+      const effective = clientWariness();
+      item('wariness',
+        'wariness clamped into [' + rules.wariness_min.toFixed(2) + ', ' + rules.wariness_max.toFixed(2) + ']' +
+        (effective !== state.wariness ? ': a client sending ' + state.wariness.toFixed(2) + ' gets ' + effective.toFixed(2) : ''));
+    }
+    for (const [stream, version] of Object.entries(rules.max_version || {})) {
+      const missing = stream === state.stream
+        ? shown.filter((s) => modelOf(s.id) && !modelOf(s.id).byVersion.has(version)).map((s) => s.title)
+        : [];
+      item('max_version', 'max_version ' + stream + ' = ' + version +
+        (missing.length ? ' (not in the ' + missing.join(' and ') + ' graph' + (missing.length > 1 ? 's' : '') + ': withholds nothing there)' : ''));
+    }
+    if (rules.deny && rules.deny.length) item('deny', 'deny ' + rules.deny.join(', '));
+    if (rules.paused) item('paused', 'paused');
+    if (rules.windows) item('windows', 'windows: ' + rules.windows.map(windowText).join('; '));
+    for (const freeze of rules.freezes || []) {
+      item('freeze', 'freeze ' + freeze.from + ' to ' + freeze.to + (freeze.reason ? ' (' + freeze.reason + ')' : ''));
+    }
+    if (!items.length) item('none', 'no rules: the client gets what Fedora offers');
+    const head = policy.group.own
+      ? 'Group ' + state.group + ', ' + tableName(policy.group) + ':'
+      : 'Other group (' + state.group + ', no table of its own): ' + tableName(policy.group) + ':';
+    ui.policyRules.replaceChildren(
+      html('p', { className: 'policy-head', text: head }),
+      html('ul', { className: 'rules' }, items),
+    );
+  }
+
   function renderPanel(scheme, layout) {
     const graph = state.graphs[scheme.id];
     const panel = html('section', { className: 'panel', id: 'panel-' + scheme.id, 'data-scheme': scheme.id });
@@ -660,7 +1049,7 @@
       return panel;
     }
     const model = graph.model;
-    panel.append(renderCounts(model.counts));
+    panel.append(renderCounts(model.counts, model.policy));
     if (!model.nodes.length) {
       panel.append(html('p', { className: 'message', text: 'No release of this stream has a payload of this kind for this architecture.' }));
       return panel;
@@ -720,7 +1109,7 @@
     return columns * g.column - 16 >= Math.max(...lines.map(textWidth)) + 24;
   }
 
-  function renderCounts(counts) {
+  function renderCounts(counts, policy) {
     const item = (key, value, singular, many) =>
       html('li', {}, [
         html('b', { 'data-count': key, text: String(value) }),
@@ -742,7 +1131,13 @@
     if (counts.hidden) {
       list.append(html('li', { className: 'extra' }, [
         html('b', { 'data-count': 'hidden', text: String(counts.hidden) }),
-        ' hidden at wariness ' + state.wariness.toFixed(2),
+        ' hidden at wariness ' + clientWariness().toFixed(2),
+      ]));
+    }
+    if (policy) {
+      list.append(html('li', { className: 'extra' }, [
+        html('b', { 'data-count': 'withheld', text: String(counts.withheld) }),
+        ' withheld by ' + tableName(policy.group),
       ]));
     }
     return list;
@@ -773,7 +1168,7 @@
 
     const defs = svg('defs', {}, root);
     const markers = {};
-    for (const kind of ['plain', 'throttled', 'in', 'out', 'dim']) {
+    for (const kind of ['plain', 'throttled', 'in', 'out', 'dim', 'withheld']) {
       const id = scheme.id + '-arrow-' + kind;
       const marker = svg('marker', {
         id,
@@ -802,6 +1197,7 @@
     const mine = selected && selected.scheme === scheme.id ? model.byVersion.get(selected.version) : null;
     const peer = selected && selected.scheme !== scheme.id ? model.byVersion.get(selected.version) : null;
     const next = mine ? nextUpdate(mine) : null;
+    const policy = model.policy;
 
     // Where this graph has no release while the other one, drawn beside
     // it, has: a hatched band saying why.
@@ -829,7 +1225,8 @@
     // Edges: arcs above the nodes, leaving a node right of its centre and
     // landing left of it; selected ones drawn last, on top.
     const edgeLayer = svg('g', { class: 'edges' }, root);
-    const rank = (edge) => (mine && (edge.from === mine || edge.to === mine) ? 1 : 0);
+    // Withheld updates under the others, the selected release's on top.
+    const rank = (edge) => (mine && (edge.from === mine || edge.to === mine) ? 2 : edge.withheld ? 0 : 1);
     const ordered = model.edges.filter((e) => !e.hidden).sort((a, b) => rank(a) - rank(b));
     const offset = Math.min(3, g.radius / 3);
     for (const edge of ordered) {
@@ -839,7 +1236,7 @@
       const lift = arcHeight(span, g) * 4 / 3; // a cubic's peak is 3/4 of its control height
       const y1 = base - g.radius;
       const y2 = base - (edge.to.inProgress ? g.ring : g.radius) - 1;
-      let kind = edge.to.inProgress ? 'throttled' : 'plain';
+      let kind = edge.withheld ? 'withheld' : edge.to.inProgress ? 'throttled' : 'plain';
       if (mine) {
         if (edge.to === mine) kind = 'in';
         else if (edge.from === mine) kind = 'out';
@@ -847,16 +1244,19 @@
       }
       const classes = ['edge', kind];
       if (mine && edge.from === mine && edge.to === next) classes.push('next');
-      if (kind === 'dim' && edge.to.inProgress) classes.push('throttled');
+      if (kind === 'dim' && edge.to.inProgress && !edge.withheld) classes.push('throttled');
+      if (edge.withheld && kind !== 'withheld') classes.push('withheld');
       const attributes = {
         d: 'M' + x1 + ' ' + y1 + ' C' + x1 + ' ' + (y1 - lift) + ' ' + x2 + ' ' + (y2 - lift) + ' ' + x2 + ' ' + y2,
         class: classes.join(' '),
         'data-from': edge.from.version,
         'data-to': edge.to.version,
       };
+      if (edge.withheld) attributes['data-withheld'] = edge.withheld.reason;
       if (g.arrows || kind === 'in' || kind === 'out') attributes['marker-end'] = markers[kind];
       const path = svg('path', attributes, edgeLayer);
-      svg('title', {}, path).textContent = edge.from.version + ' → ' + edge.to.version;
+      svg('title', {}, path).textContent = edge.from.version + ' → ' + edge.to.version +
+        (edge.withheld ? '\nwithheld: ' + reasonText(edge.withheld, policy) : '');
     }
 
     const nodeLayer = svg('g', { class: 'nodes' }, root);
@@ -923,7 +1323,14 @@
     if (node.rollout) {
       kinds.push('rollout ' + (node.inProgress ? 'at ' + percent(node.progress) : 'complete'));
     }
+    if (releaseWithheld(node)) kinds.push('updates into it withheld (' + node.withheld.reason + ')');
     return kinds;
+  }
+
+  // Whether the group's rules withhold the updates into this release in
+  // particular (denied, or newer than its max_version), rather than all.
+  function releaseWithheld(node) {
+    return Boolean(node.withheld) && (node.withheld.reason === 'deny' || node.withheld.reason === 'max_version');
   }
 
   function drawNode(layer, scheme, node, cx, cy, g, marks) {
@@ -932,6 +1339,7 @@
     if (node.deadend) classes.push('deadend');
     if (node.rollout) classes.push('rollout');
     if (node.inProgress) classes.push('in-progress');
+    if (releaseWithheld(node)) classes.push('withheld');
     if (marks.selected) classes.push('selected');
     if (marks.peer) classes.push('peer');
     const kinds = describe(node);
@@ -1352,10 +1760,18 @@
       row('rollout', 'Rollout', 'no');
     }
 
-    const wariness = state.wariness.toFixed(2);
-    const visibleIn = node.inEdges.filter((e) => !e.hidden);
-    const hiddenIn = node.inEdges.length - visibleIn.length;
-    const from = [visibleIn.length ? versionList(visibleIn.map((e) => e.from), scheme.id) : hiddenIn ? 'none at wariness ' + wariness : 'none'];
+    const policy = graph.model.policy;
+    const clientValue = clientWariness();
+    const wariness = clientValue.toFixed(2);
+    const forGroup = policy ? ' for ' + tableName(policy.group) : '';
+    const offeredIn = node.inEdges.filter((e) => !e.hidden && !e.withheld);
+    const withheldIn = node.inEdges.filter((e) => e.withheld);
+    const hiddenIn = node.inEdges.filter((e) => e.hidden).length;
+    const from = [
+      offeredIn.length
+        ? versionList(offeredIn.map((e) => e.from), scheme.id)
+        : hiddenIn ? 'none at wariness ' + wariness : withheldIn.length ? 'none' + forGroup : 'none',
+    ];
     if (hiddenIn) {
       // Every update into a rollout is hidden together: the client is not
       // offered the rollout yet.
@@ -1363,20 +1779,63 @@
         className: 'hidden-note',
         text:
           plural(hiddenIn, 'update') + ' into it hidden: a client of wariness ' + wariness + ' is offered this rollout once it reaches ' +
-          percent(state.wariness) + ' (now at ' + percent(node.progress) + '). Set the client wariness to 0 to see them.',
+          percent(clientValue) + ' (now at ' + percent(node.progress) + '). Set the client wariness to 0 to see them.',
       }));
     }
     row('from', 'Updates from', ...from);
+    if (withheldIn.length) {
+      // Every update into a release is withheld for the same reason.
+      row('withheld-from', 'Withheld into it', html('span', {
+        className: 'withheld-note',
+        'data-reason': node.withheld.reason,
+        text: plural(withheldIn.length, 'update') + ' into it withheld: ' + reasonText(node.withheld, policy) + '. From:',
+      }), versionList(withheldIn.map((e) => e.from), scheme.id));
+    }
     const next = nextUpdate(node);
-    const visibleOut = node.outEdges.filter((e) => !e.hidden);
+    const offeredOut = node.outEdges.filter((e) => !e.hidden && !e.withheld);
+    const withheldOut = node.outEdges.filter((e) => e.withheld);
     const hiddenOut = node.outEdges.filter((e) => e.hidden);
-    row('to', 'Updates to', visibleOut.length ? versionList(visibleOut.map((e) => e.to), scheme.id, next) : node.deadend ? 'none (dead-end)' : 'none');
+    row(
+      'to',
+      'Updates to',
+      offeredOut.length
+        ? versionList(offeredOut.map((e) => e.to), scheme.id, next)
+        : node.deadend ? 'none (dead-end)' : withheldOut.length ? 'none' + forGroup : 'none',
+    );
+    if (withheldOut.length) {
+      // By reason: each rule, or the one reason the group is closed.
+      const byReason = new Map();
+      for (const edge of withheldOut) {
+        const reason = edge.withheld;
+        if (!byReason.has(reason)) byReason.set(reason, []);
+        byReason.get(reason).push(edge.to);
+      }
+      const lines = [...byReason].map(([reason, targets]) =>
+        html('span', { className: 'withheld-line', 'data-reason': reason.reason }, [
+          reasonText(reason, policy) + ': ',
+          versionList(targets, scheme.id),
+        ]));
+      row('withheld-to', 'Withheld', plural(withheldOut.length, 'update') + ' out of it withheld' + forGroup, ...lines);
+    }
     if (hiddenOut.length) {
       const targets = hiddenOut.map((e) => e.to.version + ' at ' + percent(e.to.progress));
       row('hidden', 'Hidden', plural(hiddenOut.length, 'update') + ' not offered at wariness ' + wariness +
         ': into rollouts that have not reached it (' + targets.join(', ') + ')');
     }
-    row('next', 'Next update', next ? next.version : 'none', html('span', { className: 'muted', text: next ? ' (the highest age index: what a client at this wariness takes)' : '' }));
+    const without = policy ? nextUpdate(node, true) : null;
+    row(
+      'next',
+      'Next update',
+      next ? next.version : 'none',
+      html('span', { className: 'muted', text: next ? ' (the highest age index: what a client at this wariness takes)' : '' }),
+      ...(without && without !== next && without.withheld
+        ? [html('span', {
+          className: 'withheld-note',
+          'data-reason': without.withheld.reason,
+          text: 'Without the group\'s rules: ' + without.version + ', withheld: ' + reasonText(without.withheld, policy) + '.',
+        })]
+        : []),
+    );
     ui.detailsList.replaceChildren(...rows);
   }
 
@@ -1401,6 +1860,7 @@
     if (scheme === 'checksum' || scheme === 'oci') state.scheme = scheme;
     const wariness = number(query.get('wariness'), 0);
     state.wariness = clamp(wariness, 0, 1);
+    state.group = query.get('group') || null;
     const zoom = query.get('zoom');
     state.zoom = zoom === 'fit' ? 'fit' : clamp(number(zoom, 1), 0.01, ZOOM_MAX);
     const at = integer(query.get('at'), null);
@@ -1415,6 +1875,7 @@
     if (state.stream) query.set('stream', state.stream);
     if (state.basearch) query.set('basearch', state.basearch);
     if (state.scheme !== 'both') query.set('scheme', state.scheme);
+    if (state.group !== null) query.set('group', state.group);
     if (state.wariness) query.set('wariness', state.wariness.toFixed(2));
     if (state.zoom !== 1) query.set('zoom', state.zoom === 'fit' ? 'fit' : state.zoom.toFixed(2));
     if (state.at !== null) query.set('at', String(state.at));
@@ -1428,7 +1889,7 @@
 
   function showControls() {
     ui.wariness.value = String(state.wariness);
-    ui.warinessValue.textContent = state.wariness.toFixed(2);
+    showWariness();
     ui.at.value = state.at === null ? '' : new Date(state.at * 1000).toISOString().slice(0, 16);
     for (const radio of document.querySelectorAll('input[name="scheme"]')) {
       radio.checked = radio.value === state.scheme;
@@ -1464,8 +1925,17 @@
     }
     ui.wariness.addEventListener('input', () => {
       state.wariness = number(ui.wariness.value, 0);
-      ui.warinessValue.textContent = state.wariness.toFixed(2);
+      showWariness();
       render();
+    });
+    ui.group.addEventListener('change', () => {
+      const value = ui.group.value;
+      state.group = value === '' ? null : value === 'other' ? otherGroupName() : value.slice('group:'.length);
+      showWariness();
+      render();
+      // Whether a group is closed now is the server's answer of when the
+      // policy was read: read it again when that is a while ago.
+      if (state.at === null && Date.now() - state.policy.fetched > POLICY_STALE_MS) loadPolicy();
     });
     ui.at.addEventListener('change', () => {
       const parsed = Date.parse(ui.at.value + 'Z');
@@ -1477,7 +1947,10 @@
       showControls();
       render();
     });
-    ui.reload.addEventListener('click', () => loadGraphs(true));
+    ui.reload.addEventListener('click', () => {
+      loadPolicy();
+      loadGraphs(true);
+    });
     ui.detailsClose.addEventListener('click', () => {
       state.selected = null;
       render();
@@ -1505,6 +1978,7 @@
       }
     });
     document.getElementById('controls').addEventListener('submit', (event) => event.preventDefault());
+    loadPolicy();
     loadStreams();
   }
 

@@ -63,6 +63,10 @@ port = 18091
 [upstream]
 graph_url = "http://127.0.0.1:18080/v1/graph"
 TOML
+# POLICY=FILE: the policy-engine runs with that fleet policy in force.
+if [ -n "${POLICY:-}" ]; then
+  printf '[policy]\npath = "%s"\n' "$(realpath "$POLICY")" >>"$work/pe.toml"
+fi
 "$bin"/fcos-graph-builder -c "$work/gb.toml" 2>"$work/gb.log" & pids+=($!)
 "$bin"/fcos-policy-engine -c "$work/pe.toml" 2>"$work/pe.log" & pids+=($!)
 for port in 18090 18091; do

@@ -4,6 +4,10 @@
 //! ```sh
 //! cargo run --release -p fcos-graph-builder --example build_stream -- 100000
 //! ```
+//!
+//! With `--write DIR`, it also writes the stream's two documents to
+//! `DIR/releases.json` and `DIR/updates.json` (the stream is named `bench`),
+//! for `bench/startup.sh` to serve through `file://` URLs.
 
 use fcos_graph_builder::config::{DocumentSource, StreamSettings};
 use std::time::Instant;
@@ -18,11 +22,20 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(100_000);
-    let (releases, updates) = service_kit::synthetic::stream("bench", n, 0);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let write_to = args
+        .iter()
+        .position(|a| a == "--write")
+        .and_then(|at| args.get(at + 1));
+    let (releases, updates) =
+        service_kit::synthetic::stream("bench", n, commons::unix_now() - 3600);
+    if let Some(dir) = write_to {
+        let dir = std::path::Path::new(dir);
+        std::fs::create_dir_all(dir).expect("cannot create the output directory");
+        std::fs::write(dir.join("releases.json"), &releases).expect("cannot write releases.json");
+        std::fs::write(dir.join("updates.json"), &updates).expect("cannot write updates.json");
+    }
     let stream = StreamSettings {
         oci_repository: None,
         name: "bench".into(),
@@ -37,7 +50,7 @@ fn main() {
             .expect("a synthetic stream is valid");
     let elapsed = start.elapsed();
     let edges: usize = built.iter().map(|g| g.edges).sum();
-    let bytes: usize = built.iter().map(|g| g.json.len()).sum();
+    let bytes: usize = built.iter().map(|g| g.body.json().len()).sum();
     println!(
         "n={n} input={input_mib:.1}MiB graphs={} edges={edges} output={:.1}MiB time={:.3}s peak_rss={:.0}MiB",
         built.len(),

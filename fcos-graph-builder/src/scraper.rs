@@ -347,7 +347,7 @@ impl StreamScraper {
                 .last_refresh
                 .with_label_values(&labels)
                 .set(now);
-            graphs.insert(&graph.basearch, graph.scheme, GraphBody::new(graph.json));
+            graphs.insert(&graph.basearch, graph.scheme, graph.body);
         }
         self.store.publish(&self.stream.name, graphs);
         tracing::info!(stream = %self.stream.name, "published new graphs");
@@ -367,12 +367,13 @@ pub struct BuiltGraph {
     pub nodes: usize,
     /// Number of edges.
     pub edges: usize,
-    /// The graph as served.
-    pub json: Vec<u8>,
+    /// The graph as served, with its `ETag`.
+    pub body: GraphBody,
 }
 
 /// Parses a stream's documents, and builds, validates and serializes every
-/// graph of it, each in one pass over the parsed release index.
+/// graph of it, in one pass over the parsed release index for each half of
+/// the graphs, on two threads (each hashing its graphs for their `ETag`s).
 pub fn build_stream(
     stream: &StreamSettings,
     index: &[u8],
@@ -400,24 +401,59 @@ pub fn build_stream(
         .iter()
         .flat_map(|arch| Scheme::ALL.map(|scheme| (arch.as_str(), scheme)))
         .collect();
-    let graphs = serialize_graphs(&index, &aligned, &scopes).map_err(|(position, source)| {
-        let (basearch, scheme) = scopes[position];
-        RefreshError::Graph {
-            scope: format!("{}/{basearch}/{scheme}", stream.name),
-            source,
-        }
-    })?;
-    let graphs = scopes
-        .iter()
-        .zip(graphs)
-        .map(|(&(basearch, scheme), graph)| BuiltGraph {
-            basearch: basearch.to_string(),
-            scheme,
-            nodes: graph.nodes,
-            edges: graph.edges,
-            json: graph.json,
-        })
-        .collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+    let per_thread = scopes.len().div_ceil(threads).max(1);
+    let parts: Vec<_> = std::thread::scope(|s| {
+        let workers: Vec<_> = scopes
+            .chunks(per_thread)
+            .enumerate()
+            .map(|(part, chunk)| {
+                let (index, aligned) = (&index, &aligned);
+                s.spawn(move || {
+                    let graphs = serialize_graphs(index, aligned, chunk)
+                        .map_err(|(position, error)| (part * per_thread + position, error))?;
+                    let built = chunk
+                        .iter()
+                        .zip(graphs)
+                        .map(|(&(basearch, scheme), graph)| BuiltGraph {
+                            basearch: basearch.to_string(),
+                            scheme,
+                            nodes: graph.nodes,
+                            edges: graph.edges,
+                            body: GraphBody::new(graph.json),
+                        });
+                    Ok(built.collect::<Vec<_>>())
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    // Freeing the parsed release index (millions of allocations, and its
+    // memory handed back to the system) is left to a thread of its own, off
+    // the way to publishing.
+    drop(aligned);
+    drop(merged);
+    drop(updates);
+    let _ = std::thread::Builder::new()
+        .name("release-index-drop".into())
+        .spawn(move || drop(index));
+    let mut graphs = Vec::with_capacity(scopes.len());
+    for part in parts {
+        graphs.extend(part.map_err(|(position, source)| {
+            let (basearch, scheme) = scopes[position];
+            RefreshError::Graph {
+                scope: format!("{}/{basearch}/{scheme}", stream.name),
+                source,
+            }
+        })?);
+    }
     Ok(graphs)
 }
 

@@ -78,22 +78,25 @@ where
                     async move { shutdown.notified().await }
                 })
                 .h1(map_config(app, |_| AppConfig::default()));
-            fn_service(|io: TcpStream| async move {
-                let peer = io.peer_addr().ok();
-                let _ = io.set_nodelay(true);
-                Ok((LimitedStream::new(io), peer))
-            })
-            .and_then(http)
+            // No system call per connection here: TCP_NODELAY comes from
+            // the listening socket, and the peer address is not asked for
+            // (nothing reads it; a request over a limit logs it itself).
+            fn_service(|io: TcpStream| async move { Ok((LimitedStream::new(io), None)) })
+                .and_then(http)
         })?
         .run();
     Ok(Listening { name, addr, server })
 }
 
-/// A listening socket on `addr`, reusable at once after a restart.
+/// A listening socket on `addr`, reusable at once after a restart. Its
+/// connections send without delay (`TCP_NODELAY`, which accepted sockets
+/// inherit on Linux): a response is written whole, and Nagle's algorithm
+/// would only hold its last segment back until the client acknowledges.
 fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     Ok(socket.into())
@@ -252,6 +255,14 @@ mod tests {
 
     fn loopback() -> SocketAddr {
         "127.0.0.1:0".parse().unwrap()
+    }
+
+    #[test]
+    fn accepted_connections_send_without_delay() {
+        let listener = listen(loopback()).unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert!(accepted.nodelay().unwrap());
     }
 
     #[actix_web::test]

@@ -10,6 +10,7 @@ use actix_web::mime;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use bytes::Bytes;
 use commons::graph::{is_well_formed_name, GraphScope, Scheme, MAX_NAME_LEN};
+use std::borrow::Cow;
 use std::io::Write;
 
 /// An error returned to a client as `{"kind": "…", "value": "…"}`.
@@ -127,33 +128,36 @@ impl ResponseError for GraphError {
     }
 }
 
-/// The parameters of a `GET /v1/graph` request that the services use.
+/// The parameters of a `GET /v1/graph` request that the services use,
+/// borrowed from the query string where nothing needed decoding.
 /// Unknown parameters are ignored.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct GraphQuery {
+pub struct GraphQuery<'a> {
     /// Update stream.
-    pub stream: String,
+    pub stream: Cow<'a, str>,
     /// Base architecture.
-    pub basearch: String,
+    pub basearch: Cow<'a, str>,
     /// Whether the client follows the OCI graph.
     pub oci: bool,
     /// Explicit rollout wariness, finite (not yet clamped).
     pub rollout_wariness: Option<f64>,
     /// The node's UUID.
-    pub node_uuid: Option<String>,
+    pub node_uuid: Option<Cow<'a, str>>,
     /// The node's current version.
-    pub os_version: Option<String>,
+    pub os_version: Option<Cow<'a, str>>,
     /// The node's current payload (checksum or pullspec).
-    pub os_checksum: Option<String>,
+    pub os_checksum: Option<Cow<'a, str>>,
     /// The node's group (Zincati's `identity.group`).
-    pub group: Option<String>,
+    pub group: Option<Cow<'a, str>>,
     /// The node's platform (`metal`, `aws`, …).
-    pub platform: Option<String>,
+    pub platform: Option<Cow<'a, str>>,
 }
 
-impl GraphQuery {
-    /// Parses a raw (still percent-encoded) query string.
-    pub fn parse(raw: &str) -> Result<Self, GraphError> {
+impl<'a> GraphQuery<'a> {
+    /// Parses a raw (still percent-encoded) query string, as
+    /// `application/x-www-form-urlencoded`: only the values of the
+    /// parameters used are decoded, and only when they need it.
+    pub fn parse(raw: &'a str) -> Result<Self, GraphError> {
         let mut stream = None;
         let mut basearch = None;
         let mut oci = None;
@@ -163,8 +167,9 @@ impl GraphQuery {
         let mut os_checksum = None;
         let mut group = None;
         let mut platform = None;
-        for (key, value) in url::form_urlencoded::parse(raw.as_bytes()) {
-            let (name, slot): (&'static str, &mut Option<String>) = match key.as_ref() {
+        for pair in raw.split('&').filter(|pair| !pair.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let (name, slot): (&'static str, &mut Option<Cow<'a, str>>) = match &*decode(key) {
                 "stream" => ("stream", &mut stream),
                 "basearch" => ("basearch", &mut basearch),
                 "oci" => ("oci", &mut oci),
@@ -179,13 +184,14 @@ impl GraphQuery {
             if slot.is_some() {
                 return Err(GraphError::RepeatedParameter(name));
             }
+            let value = decode(value);
             if value.contains(char::REPLACEMENT_CHARACTER) {
                 return Err(GraphError::InvalidParameter {
                     name,
                     reason: "the value is not valid UTF-8".to_string(),
                 });
             }
-            *slot = Some(value.into_owned());
+            *slot = Some(value);
         }
         let stream = required_name("stream", stream)?;
         let basearch = required_name("basearch", basearch)?;
@@ -236,10 +242,44 @@ impl GraphQuery {
     /// The graph scope the client asked for.
     pub fn scope(&self) -> GraphScope {
         GraphScope {
-            stream: self.stream.clone(),
-            basearch: self.basearch.clone(),
+            stream: self.stream.to_string(),
+            basearch: self.basearch.to_string(),
             scheme: self.scheme(),
         }
+    }
+}
+
+/// A name or value of a query string decoded as
+/// `application/x-www-form-urlencoded` (`+` is a space, `%XX` a byte,
+/// invalid UTF-8 replaced), as `url::form_urlencoded` decodes it; borrowed
+/// when there is nothing to decode.
+fn decode(raw: &str) -> Cow<'_, str> {
+    if !raw.bytes().any(|b| b == b'%' || b == b'+') {
+        return Cow::Borrowed(raw);
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let digit = |at: usize| bytes.get(at).and_then(|&d| (d as char).to_digit(16));
+                match (digit(i + 1), digit(i + 2)) {
+                    (Some(high), Some(low)) => {
+                        out.push((high << 4 | low) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    match String::from_utf8(out) {
+        Ok(text) => Cow::Owned(text),
+        Err(invalid) => Cow::Owned(String::from_utf8_lossy(invalid.as_bytes()).into_owned()),
     }
 }
 
@@ -257,7 +297,10 @@ fn truncate(value: &str) -> String {
 
 /// A required stream or basearch name: present, non-empty, short, and made
 /// of letters, digits, `.`, `_` and `-`.
-fn required_name(name: &'static str, value: Option<String>) -> Result<String, GraphError> {
+fn required_name<'a>(
+    name: &'static str,
+    value: Option<Cow<'a, str>>,
+) -> Result<Cow<'a, str>, GraphError> {
     let value = match value {
         Some(v) if !v.is_empty() => v,
         _ => return Err(GraphError::MissingParameter(name)),
@@ -507,6 +550,37 @@ mod tests {
             Some("quay.io/fedora/fedora-coreos@sha256:ab")
         );
         assert_eq!(q.scheme(), Scheme::Oci);
+    }
+
+    proptest::proptest! {
+        /// Pairs are split and decoded as `url::form_urlencoded` does.
+        #[test]
+        fn decodes_as_form_urlencoded(raw in "([a-z_=&+%]|%[0-9a-fA-F]{2}|%[0-9g]|é|%C3|%FF){0,24}") {
+            let ours: Vec<(String, String)> = raw
+                .split('&')
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| {
+                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                    (decode(key).into_owned(), decode(value).into_owned())
+                })
+                .collect();
+            let reference: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes())
+                .map(|(key, value)| (key.into_owned(), value.into_owned()))
+                .collect();
+            proptest::prop_assert_eq!(ours, reference);
+        }
+    }
+
+    #[test]
+    fn values_are_borrowed_unless_encoded() {
+        let q = GraphQuery::parse("stream=stable&basearch=x86_64&node_uuid=ab%2Bc&os_version=4+1")
+            .unwrap();
+        assert!(matches!(q.stream, Cow::Borrowed("stable")));
+        assert_eq!(q.node_uuid.as_deref(), Some("ab+c"));
+        assert_eq!(q.os_version.as_deref(), Some("4 1"));
+        // Keys are decoded too.
+        let q = GraphQuery::parse("stre%61m=s&basearch=x&node%5Fuuid=u").unwrap();
+        assert_eq!((&*q.stream, q.node_uuid.as_deref()), ("s", Some("u")));
     }
 
     #[test]

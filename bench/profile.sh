@@ -55,61 +55,7 @@ wait $wrk_job
 requests_per_s=$(sed -n 's/.*rps=\([0-9]*\).*/\1/p' "$out/wrk-stat.txt")
 perf script -F comm,pid,tid,time,event,ip,sym,dso -i "$out/perf.data" 2>/dev/null > "$out/perf.script"
 inferno-collapse-perf --all < "$out/perf.script" > "$out/all.folded"
-python3 - "$out" "$target_name" "$target_pids" "$requests_per_s" "$seconds" <<'PY'
-import collections, re, sys
-out, name, pids, rps, seconds = sys.argv[1], sys.argv[2], set(sys.argv[3].split(",")), float(sys.argv[4]), float(sys.argv[5])
-# perf script: a header line "comm pid/tid? ..." then stack lines, blank line between samples.
-by_comm = collections.Counter()
-leaf_target = collections.Counter()
-layer = collections.Counter()
-total = 0
-target_samples = 0
-folded = collections.Counter()
-with open(f"{out}/perf.script") as f:
-    sample = []
-    def flush(sample):
-        global total, target_samples
-        if not sample:
-            return
-        head = sample[0].split()
-        comm, pid = head[0], head[1].split("/")[0]
-        frames = [re.sub(r"\+0x[0-9a-f]+$", "", l.split(None, 1)[1].rsplit(" (", 1)[0]) if len(l.split(None, 1)) > 1 else "?" for l in sample[1:]]
-        total += 1
-        who = name if pid in pids else ("wrk" if comm == "wrk" else ("idle" if comm == "swapper" else comm))
-        by_comm[who] += 1
-        if pid in pids:
-            target_samples += 1
-            leaf_target[frames[0] if frames else "?"] += 1
-            folded[";".join(reversed(frames))] += 1
-            kernel = any("[kernel" in l for l in sample[1:2])
-            layer["kernel" if kernel else "user"] += 1
-    for line in f:
-        if not line.strip():
-            flush(sample); sample = []
-        elif not line.startswith((" ", "\t")):
-            flush(sample); sample = [line]
-        else:
-            sample.append(line)
-    flush(sample)
-with open(f"{out}/{name}.folded", "w") as f:
-    for stack, n in folded.items():
-        f.write(f"{stack} {n}\n")
-with open(f"{out}/summary.txt", "w") as s:
-    def p(*a):
-        print(*a, file=s); print(*a)
-    p(f"{name}: samples of all CPUs over {seconds:.0f} s ({total} samples)")
-    for who, n in by_comm.most_common(8):
-        p(f"  {who:20} {n / total:6.1%}")
-    p(f"{name}: {layer['user'] / max(target_samples,1):.1%} of its samples in user space, {layer['kernel'] / max(target_samples,1):.1%} in the kernel")
-    p(f"top leaf functions of {name}:")
-    for fn, n in leaf_target.most_common(25):
-        p(f"  {n / max(target_samples,1):6.1%}  {fn[:110]}")
-    p(f"system calls of {name} per response (perf stat, {rps:.0f} req/s):")
-    for line in open(f"{out}/syscalls.csv"):
-        parts = line.strip().split(",")
-        if len(parts) > 2 and parts[0].isdigit() and int(parts[0]) > 0:
-            p(f"  {parts[2].replace('syscalls:sys_enter_', ''):14} {int(parts[0]) / (rps * seconds):6.2f}")
-PY
+python3 bench/profile_summary.py "$out" "$target_name" "$target_pids" "$requests_per_s" "$seconds"
 inferno-flamegraph --title "$target_name, $mode" < "$out/$target_name.folded" > "$out/$target_name.svg"
 inferno-flamegraph --title "whole machine: $target_name, $mode" < "$out/all.folded" > "$out/all.svg"
 rm -f "$out/perf.script"

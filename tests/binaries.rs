@@ -4,83 +4,11 @@
 
 mod support;
 
-use std::io::BufRead;
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fcos-cincinnati");
-
-/// A running binary whose standard error is read line by line as it
-/// comes; killed when the test ends, however it ends.
-struct Process {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    /// Every line read so far.
-    log: Vec<String>,
-}
-
-impl Process {
-    fn spawn(command: &mut Command) -> Process {
-        let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Process {
-            child,
-            lines,
-            log: Vec::new(),
-        }
-    }
-
-    /// The first line containing `text`, waiting for it up to 15 s.
-    async fn line_with(&mut self, text: &str) -> String {
-        if let Some(line) = self.log.iter().find(|l| l.contains(text)) {
-            return line.clone();
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            while let Ok(line) = self.lines.try_recv() {
-                self.log.push(line.clone());
-                if line.contains(text) {
-                    return line;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no line with {text:?} within 15 s; standard error so far:\n{}",
-                self.log.join("\n")
-            );
-            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The address logged as `name=…` in a log line.
-fn logged_addr(line: &str, name: &str) -> SocketAddr {
-    line.split_whitespace()
-        .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {line:?}"))
-}
 
 #[actix_web::test]
 async fn serve_runs_both_services_and_stops_on_sigterm() {

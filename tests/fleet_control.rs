@@ -295,14 +295,16 @@ async fn the_policy_reloads_and_the_preview_equals_the_served_graph() {
         ),
     )
     .unwrap();
-    let child = std::process::Command::new(BIN)
-        .args(["serve", "-c"])
-        .arg(&config)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = ChildGuard(child);
-    let (service, status) = policy_engine_addresses(&mut child.0);
+    let mut process = Process::spawn(
+        std::process::Command::new(BIN)
+            .args(["serve", "-c"])
+            .arg(&config),
+    );
+    let line = process.line_with("policy-engine listening").await;
+    let (service, status) = (
+        logged_addr(&line, "service_addr"),
+        logged_addr(&line, "status_addr"),
+    );
     let url = |group: &str| format!("http://{service}/v1/graph?{}", zincati(group, 0.1));
     wait_for_status(&url("g"), 200).await;
     let edges_of = |group: &'static str| {
@@ -354,7 +356,7 @@ async fn the_policy_reloads_and_the_preview_equals_the_served_graph() {
     // and mtime resolution cannot be relied on; SIGHUP does not need it).
     std::fs::write(&policy, "[groups.g]\npaused = true\n").unwrap();
     let status_code = std::process::Command::new("kill")
-        .args(["-HUP", &child.0.id().to_string()])
+        .args(["-HUP", &process.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status_code.success());
@@ -364,43 +366,4 @@ async fn the_policy_reloads_and_the_preview_equals_the_served_graph() {
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(metric(status, reloads).await.unwrap() >= 2.0);
-}
-
-/// Kills the child when the test ends, however it ends.
-struct ChildGuard(std::process::Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The policy-engine's service and status addresses, from the binary's
-/// start-up log line.
-fn policy_engine_addresses(
-    child: &mut std::process::Child,
-) -> (std::net::SocketAddr, std::net::SocketAddr) {
-    use std::io::BufRead;
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = std::io::BufReader::new(stderr).lines();
-    let field = |line: &str, name: &str| -> std::net::SocketAddr {
-        let start = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
-        line[start..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if line.contains("policy-engine listening") {
-            let addresses = (field(&line, "service_addr"), field(&line, "status_addr"));
-            // Keep draining the log so the child never blocks on it.
-            std::thread::spawn(move || for _ in lines {});
-            return addresses;
-        }
-    }
-    panic!("the binary never logged its addresses");
 }

@@ -79,7 +79,7 @@ const MAX_CACHED_VIEWS: usize = 128;
 /// A graph from the graph-builder, ready for per-client views.
 pub struct PreparedGraph {
     graph: Graph,
-    /// Rollout nodes and their parameters.
+    /// Rollout nodes and their parameters, in node order.
     rollouts: Vec<(u64, RolloutParams)>,
     /// View key → serialized view.
     views: RwLock<HashMap<ViewKey, Arc<GraphBody>>>,
@@ -180,8 +180,11 @@ impl PreparedGraph {
             .iter()
             .map(|&to| to as usize)
             .filter(|&to| {
-                !RolloutParams::of(&self.graph.nodes[to])
-                    .is_some_and(|r| policy::is_hidden(wariness, r.progress(now)))
+                // `rollouts` is in node order: the parameters parsed once.
+                !self
+                    .rollouts
+                    .binary_search_by_key(&(to as u64), |(node, _)| *node)
+                    .is_ok_and(|at| policy::is_hidden(wariness, self.rollouts[at].1.progress(now)))
             })
             .max_by_key(|&to| self.age[to])?;
         self.removes(removal, best)

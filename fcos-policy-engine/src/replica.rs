@@ -76,10 +76,6 @@ pub struct Replica {
     age: GaugeVec,
 }
 
-fn unix_now() -> i64 {
-    commons::unix_now()
-}
-
 impl Replica {
     /// An empty replica registering its metrics in `registry`.
     pub fn new(registry: &Registry) -> prometheus::Result<Self> {
@@ -188,7 +184,7 @@ impl Replica {
         let snapshot = self.snapshot();
         serde_json::json!({
             "source": self.source(),
-            "age_seconds": self.age(unix_now()),
+            "age_seconds": self.age(commons::unix_now()),
             "scopes": snapshot.scopes.len(),
             "scopes_with_graph": snapshot.scopes.values().filter(|e| e.is_some()).count(),
             "listing_etag": snapshot.listing_etag,
@@ -212,7 +208,7 @@ impl Replica {
     /// Sets the age of every graph being served.
     pub fn update_age_metric(&self) {
         self.age.reset();
-        let Some(age) = self.age(unix_now()) else {
+        let Some(age) = self.age(commons::unix_now()) else {
             return;
         };
         for (scope, entry) in &self.snapshot().scopes {
@@ -234,7 +230,7 @@ impl Replica {
                 tracing::info!(
                     file = %path.display(),
                     scopes = snapshot.scopes.len(),
-                    age_seconds = unix_now() - written,
+                    age_seconds = commons::unix_now() - written,
                     "serving the snapshot saved by an earlier run until the graph-builder answers"
                 );
                 self.replace(Arc::new(snapshot), written, true);
@@ -400,7 +396,9 @@ impl Sync {
         let response = request.send().await.map_err(SyncError::request)?;
         match response.status().as_u16() {
             304 => {
-                self.replica.confirmed.store(unix_now(), Ordering::Relaxed);
+                self.replica
+                    .confirmed
+                    .store(commons::unix_now(), Ordering::Relaxed);
                 // A graph-builder that does not hold polls (one stopping, or
                 // an older one) is not asked again at once.
                 if asked.elapsed() < self.wait / 2 {
@@ -461,7 +459,7 @@ impl Sync {
         }
         let snapshot = Arc::new(snapshot);
         self.replica
-            .replace(Arc::clone(&snapshot), unix_now(), false);
+            .replace(Arc::clone(&snapshot), commons::unix_now(), false);
         if let (true, Some(dir)) = (changed, &self.state_dir) {
             self.save(dir, snapshot).await;
         }
@@ -503,7 +501,7 @@ impl Sync {
     /// counted, and serving goes on.
     async fn save(&self, dir: &Path, snapshot: Arc<Snapshot>) {
         let path = dir.join(STATE_FILE);
-        let written = unix_now();
+        let written = commons::unix_now();
         let result = tokio::task::spawn_blocking({
             let path = path.clone();
             move || write_state(&path, &snapshot, written)

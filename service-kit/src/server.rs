@@ -1,29 +1,43 @@
 //! Running a service: its HTTP servers and background tasks as one unit
-//! that lives or dies whole. The servers check every request head against
-//! [`crate::limits`] before parsing it; on SIGTERM or SIGINT the service
-//! stops accepting, closes idle connections, finishes the requests in
-//! flight and returns; if any server or task ends by itself, everything is
-//! stopped and the reason returned, so that the process exits non-zero
+//! that lives or dies whole. Each server runs on worker threads (one per
+//! core by default), each accepting connections on a listening socket of
+//! its own (one `SO_REUSEPORT` group): no thread hands connections over,
+//! and a connection stays on the thread that accepted it. The servers check every request head
+//! against [`crate::limits`] before parsing it; on SIGTERM or SIGINT the
+//! service stops accepting, closes idle connections, finishes the requests
+//! in flight and returns; if any server or task ends by itself, everything
+//! is stopped and the reason returned, so that the process exits non-zero
 //! instead of living on half.
 
 use crate::limits::LimitedStream;
 use actix_http::{HttpService, Request, Response};
-use actix_server::{Server, ServerHandle};
-use actix_service::{
-    fn_service, map_config, IntoServiceFactory, ServiceFactory, ServiceFactoryExt,
-};
+use actix_service::{map_config, IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt};
 use actix_web::body::MessageBody;
 use actix_web::dev::AppConfig;
-use actix_web::rt::net::TcpStream;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 /// Seconds the requests in flight get to finish when the service stops.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
+/// Pause in accepting after the process ran out of file descriptors or
+/// memory, so that connections in flight can end and free some.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What a worker thread runs: its accept loop, until told to stop.
+type Worker = Box<
+    dyn FnOnce(
+            std::net::TcpListener,
+            watch::Receiver<bool>,
+        ) -> Pin<Box<dyn Future<Output = io::Result<()>>>>
+        + Send,
+>;
 
 /// An HTTP server bound to its port, not yet running.
 pub struct Listening {
@@ -31,7 +45,8 @@ pub struct Listening {
     pub name: &'static str,
     /// The address bound (the real port when 0 was asked).
     pub addr: SocketAddr,
-    server: Server,
+    /// The listening socket and the accept loop of each worker thread.
+    workers: Vec<(std::net::TcpListener, Worker)>,
 }
 
 /// Binds `addr` and prepares a server answering with the app that
@@ -52,21 +67,20 @@ where
     S::Response: Into<Response<B>> + 'static,
     B: MessageBody + 'static,
 {
-    let listener = listen(addr)?;
-    let addr = listener.local_addr()?;
-    let mut builder = Server::build()
-        .disable_signals()
-        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS);
-    if workers > 0 {
-        builder = builder.workers(workers);
-    }
-    let shutdown = builder.graceful_shutdown_signal();
-    let server = builder
-        .listen(name, listener, move || {
-            let shutdown = shutdown.clone();
+    let count = match workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let listeners = listen(addr, count)?;
+    let addr = listeners[0].local_addr()?;
+    let mut workers = Vec::with_capacity(count);
+    for listener in listeners {
+        let factory = factory.clone();
+        let worker: Worker = Box::new(move |listener, stop| {
             let app = factory()
                 .into_factory()
                 .map_err(|err| err.into().error_response());
+            let signal = stop.clone();
             let http = HttpService::build()
                 .keep_alive(Duration::from_secs(5))
                 .client_request_timeout(Duration::from_secs(5))
@@ -74,32 +88,179 @@ where
                 .local_addr(addr)
                 // Idle keep-alive connections are closed at once on stop.
                 .graceful_shutdown_signal(move || {
-                    let shutdown = shutdown.clone();
-                    async move { shutdown.notified().await }
+                    let mut stop = signal.clone();
+                    async move {
+                        let _ = stop.wait_for(|stop| *stop).await;
+                    }
                 })
                 .h1(map_config(app, |_| AppConfig::default()));
-            // No system call per connection here: TCP_NODELAY comes from
-            // the listening socket, and the peer address is not asked for
-            // (nothing reads it; a request over a limit logs it itself).
-            fn_service(|io: TcpStream| async move { Ok((LimitedStream::new(io), None)) })
-                .and_then(http)
-        })?
-        .run();
-    Ok(Listening { name, addr, server })
+            Box::pin(serve(listener, stop, http))
+        });
+        workers.push((listener, worker));
+    }
+    Ok(Listening {
+        name,
+        addr,
+        workers,
+    })
 }
 
-/// A listening socket on `addr`, reusable at once after a restart. Its
-/// connections send without delay (`TCP_NODELAY`, which accepted sockets
-/// inherit on Linux): a response is written whole, and Nagle's algorithm
-/// would only hold its last segment back until the client acknowledges.
-fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+/// A worker's accept loop: serves each connection it accepts on `listener`
+/// with a service from `http` until `stop` turns true, then lets the
+/// connections finish (up to [`SHUTDOWN_TIMEOUT_SECS`]).
+async fn serve<H>(
+    listener: std::net::TcpListener,
+    mut stop: watch::Receiver<bool>,
+    http: H,
+) -> io::Result<()>
+where
+    H: ServiceFactory<
+        (LimitedStream, Option<SocketAddr>),
+        Config = (),
+        Response = (),
+        InitError = (),
+    >,
+    H::Service: 'static,
+{
+    let service = http
+        .new_service(())
+        .await
+        .map_err(|()| io::Error::other("the application could not start on a worker"))?;
+    let service = Rc::new(service);
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let connections = TaskTracker::new();
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => match accepted {
+                // No system call per connection here: TCP_NODELAY comes
+                // from the listening socket, and the peer address is not
+                // asked for (nothing reads it; a request over a limit logs
+                // it itself).
+                Ok((io, _)) => {
+                    let service = Rc::clone(&service);
+                    connections.spawn_local(async move {
+                        let _ = service.call((LimitedStream::new(io), None)).await;
+                    });
+                }
+                Err(error) => match error.raw_os_error() {
+                    // Out of file descriptors or memory: the connection
+                    // waits in the backlog until some are freed.
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+                        tracing::warn!("cannot accept connections: {error}; retrying");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                    // The client gave up before the connection was
+                    // accepted, or a firewall refused it.
+                    Some(libc::ECONNABORTED | libc::EPERM | libc::EPROTO) => {}
+                    _ => return Err(error),
+                },
+            },
+        }
+    }
+    drop(listener);
+    connections.close();
+    let timeout = Duration::from_secs(SHUTDOWN_TIMEOUT_SECS);
+    if tokio::time::timeout(timeout, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "{} connections still busy after {SHUTDOWN_TIMEOUT_SECS} s; closing them",
+            connections.len()
+        );
+    }
+    Ok(())
+}
+
+/// `count` listening sockets on `addr`, one per worker, in one
+/// `SO_REUSEPORT` group: the kernel spreads new connections over them, so
+/// that each worker accepts its own without waking the others. Reusable at
+/// once after a restart. Their connections send without delay
+/// (`TCP_NODELAY`, which accepted sockets inherit on Linux): a response is
+/// written whole, and Nagle's algorithm would only hold its last segment
+/// back until the client acknowledges.
+fn listen(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_tcp_nodelay(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    Ok(socket.into())
+    let socket = |addr: SocketAddr, group: bool| -> io::Result<Socket> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(group)?;
+        socket.set_tcp_nodelay(true)?;
+        socket.bind(&addr.into())?;
+        Ok(socket)
+    };
+    // A port another process listens on is refused, as without the group:
+    // another instance of the service would otherwise join it silently.
+    if addr.port() != 0 {
+        drop(socket(addr, false)?);
+    }
+    let first = socket(addr, true)?;
+    let addr = first.local_addr()?.as_socket().expect("an IP socket");
+    let mut sockets = vec![first];
+    for _ in 1..count {
+        sockets.push(socket(addr, true)?);
+    }
+    sockets
+        .into_iter()
+        .map(|socket| {
+            socket.listen(1024)?;
+            Ok(socket.into())
+        })
+        .collect()
+}
+
+/// A server running on its worker threads.
+struct Serving {
+    /// Turned true to stop the workers.
+    stop: watch::Sender<bool>,
+    /// Ends when every worker has ended, with the first error.
+    done: JoinHandle<io::Result<()>>,
+}
+
+impl Serving {
+    /// Starts the workers of `listening`, each on a thread of its own with
+    /// its own runtime; sends to `ended` when the first of them ends.
+    fn start(listening: Listening, ended: mpsc::UnboundedSender<String>) -> Self {
+        let (stop, stopping) = watch::channel(false);
+        let (finished_tx, mut finished) = mpsc::unbounded_channel();
+        let count = listening.workers.len();
+        for (index, (listener, worker)) in listening.workers.into_iter().enumerate() {
+            let stopping = stopping.clone();
+            let finished = finished_tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("{}-{index}", listening.name))
+                .spawn(move || {
+                    let run = move || {
+                        actix_web::rt::System::new()
+                            .block_on(async move { worker(listener, stopping).await })
+                    };
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+                        .unwrap_or_else(|_| Err(io::Error::other("a worker thread panicked")));
+                    let _ = finished.send(result);
+                });
+            if let Err(error) = spawned {
+                let _ = finished_tx.send(Err(error));
+            }
+        }
+        let what = format!("the {} server on {}", listening.name, listening.addr);
+        let done = actix_web::rt::spawn(async move {
+            let mut result = finished.recv().await.unwrap_or(Ok(()));
+            let _ = ended.send(match &result {
+                Ok(()) => format!("{what} stopped"),
+                Err(error) => format!("{what} failed: {error}"),
+            });
+            for _ in 1..count {
+                if let Some(Err(error)) = finished.recv().await {
+                    result = result.and(Err(error));
+                }
+            }
+            result
+        });
+        Serving { stop, done }
+    }
 }
 
 /// A started service: where it listens, and what to stop.
@@ -108,8 +269,7 @@ pub struct Running {
     pub service_addr: SocketAddr,
     /// Address of the status port, as bound.
     pub status_addr: SocketAddr,
-    handles: Vec<ServerHandle>,
-    servers: Vec<JoinHandle<io::Result<()>>>,
+    servers: Vec<Serving>,
     tasks: Vec<JoinHandle<()>>,
     /// What ended by itself, as a sentence.
     ended_tx: mpsc::UnboundedSender<String>,
@@ -118,13 +278,13 @@ pub struct Running {
 }
 
 impl Running {
-    /// Runs the service and status servers on the current actix runtime.
+    /// Runs the service and status servers, each on its worker threads;
+    /// the background tasks run on the current actix runtime.
     pub fn spawn(service: Listening, status: Listening) -> Self {
         let (ended_tx, ended) = mpsc::unbounded_channel();
         let mut running = Running {
             service_addr: service.addr,
             status_addr: status.addr,
-            handles: Vec::new(),
             servers: Vec::new(),
             tasks: Vec::new(),
             ended_tx,
@@ -132,17 +292,8 @@ impl Running {
             on_stop: Vec::new(),
         };
         for listening in [service, status] {
-            running.handles.push(listening.server.handle());
-            let what = format!("the {} server on {}", listening.name, listening.addr);
-            let ended = running.ended_tx.clone();
-            running.servers.push(actix_web::rt::spawn(async move {
-                let result = listening.server.await;
-                let _ = ended.send(match &result {
-                    Ok(()) => format!("{what} stopped"),
-                    Err(error) => format!("{what} failed: {error}"),
-                });
-                result
-            }));
+            let serving = Serving::start(listening, running.ended_tx.clone());
+            running.servers.push(serving);
         }
         running
     }
@@ -169,7 +320,6 @@ impl Running {
     /// whatever of either ends by itself stops both. The addresses stay
     /// this one's.
     pub fn absorb(mut self, mut other: Running) -> Self {
-        self.handles.append(&mut other.handles);
         self.servers.append(&mut other.servers);
         self.on_stop.append(&mut other.on_stop);
         let tx = self.ended_tx.clone();
@@ -216,13 +366,12 @@ impl Running {
         for task in &self.tasks {
             task.abort();
         }
-        let stops: Vec<_> = self.handles.iter().map(|h| h.stop(true)).collect();
-        for stop in stops {
-            stop.await;
+        for server in &self.servers {
+            server.stop.send_replace(true);
         }
         let mut result = Ok(());
         for server in self.servers.drain(..) {
-            match server.await {
+            match server.done.await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => result = Err(error),
                 Err(error) => result = Err(io::Error::other(error)),
@@ -258,11 +407,69 @@ mod tests {
     }
 
     #[test]
-    fn accepted_connections_send_without_delay() {
-        let listener = listen(loopback()).unwrap();
-        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (accepted, _) = listener.accept().unwrap();
-        assert!(accepted.nodelay().unwrap());
+    fn connections_spread_over_the_workers_sockets_and_send_without_delay() {
+        let listeners = listen(loopback(), 2).unwrap();
+        let addr = listeners[0].local_addr().unwrap();
+        assert_eq!(listeners[1].local_addr().unwrap(), addr);
+        let _clients: Vec<_> = (0..32)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let mut accepted = Vec::new();
+        for listener in &listeners {
+            listener.set_nonblocking(true).unwrap();
+            let mut count = 0;
+            while let Ok((connection, _)) = listener.accept() {
+                assert!(connection.nodelay().unwrap());
+                count += 1;
+            }
+            accepted.push(count);
+        }
+        assert_eq!(accepted.iter().sum::<usize>(), 32, "{accepted:?}");
+        assert!(accepted.iter().all(|&n| n > 0), "{accepted:?}");
+    }
+
+    #[test]
+    fn a_port_already_listened_on_is_refused() {
+        let taken = std::net::TcpListener::bind(loopback()).unwrap();
+        assert!(listen(taken.local_addr().unwrap(), 2).is_err());
+        // Another instance of the service does not join the group either.
+        let ours = listen(loopback(), 2).unwrap();
+        let error = listen(ours[0].local_addr().unwrap(), 2).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[actix_web::test]
+    async fn serves_and_finishes_a_request_in_flight_when_stopped() {
+        let app = || {
+            App::new().route(
+                "/slow",
+                web::get().to(|| async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    HttpResponse::Ok().body("done")
+                }),
+            )
+        };
+        let service = bind("service", loopback(), 2, app).unwrap();
+        let status = bind("status", loopback(), 1, ok_app).unwrap();
+        let running = Running::spawn(service, status);
+        let service_addr = running.service_addr;
+        let request = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let mut stream = std::net::TcpStream::connect(service_addr).unwrap();
+            stream
+                .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut response = String::new();
+            let _ = stream.read_to_string(&mut response);
+            response
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        running.stop().await.unwrap();
+        let response = request.join().unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.ends_with("done"), "{response}");
+        // Stopped: nothing listens any more.
+        assert!(std::net::TcpStream::connect(service_addr).is_err());
     }
 
     #[actix_web::test]

@@ -61,9 +61,41 @@ fn a_service_that_cannot_start_exits_non_zero() {
         "[service]\naddress = \"127.0.0.1\"\nport = 0\norigin_allowlist = [\"https://ok.example\", \"https://bad.example/path\"]\n[status]\naddress = \"127.0.0.1\"\nport = 0\n",
     )
     .unwrap();
+    let (status, stderr) = run_until_exit(&bad);
+    assert!(!status.success());
+    assert!(stderr.contains("service.origin_allowlist[1]"), "{stderr}");
+}
+
+/// A service port another process listens on is refused (each worker has
+/// its own socket on the port, but no other process joins them).
+#[test]
+fn a_port_in_use_is_refused() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("taken.toml");
+    std::fs::write(
+        &config,
+        format!("[service]\naddress = \"127.0.0.1\"\nport = {port}\n[status]\naddress = \"127.0.0.1\"\nport = 0\n"),
+    )
+    .unwrap();
+    let (status, stderr) = run_until_exit(&config);
+    assert!(!status.success());
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on 127.0.0.1:{port} (service.address/service.port)"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("in use"), "{stderr}");
+}
+
+/// Runs the binary with `config` and returns how it exited and what it
+/// logged; fails if it is still running after 10 s.
+fn run_until_exit(config: &std::path::Path) -> (std::process::ExitStatus, String) {
     let mut child = Command::new(BIN)
         .arg("-c")
-        .arg(&bad)
+        .arg(config)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -78,8 +110,7 @@ fn a_service_that_cannot_start_exits_non_zero() {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
-    assert!(!status.success());
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(stderr.contains("service.origin_allowlist[1]"), "{stderr}");
+    (status, stderr)
 }

@@ -122,44 +122,57 @@ where
     >,
     H::Service: 'static,
 {
-    let service = http
-        .new_service(())
-        .await
-        .map_err(|()| io::Error::other("the application could not start on a worker"))?;
+    let service = tokio::select! {
+        biased;
+        _ = stop.wait_for(|stop| *stop) => return Ok(()),
+        service = http.new_service(()) => service
+            .map_err(|()| io::Error::other("the application could not start on a worker"))?,
+    };
     let service = Rc::new(service);
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let connections = TaskTracker::new();
-    loop {
+    let mut starved = false;
+    let result = loop {
         tokio::select! {
             biased;
-            _ = stop.wait_for(|stop| *stop) => break,
+            _ = stop.wait_for(|stop| *stop) => break Ok(()),
             accepted = listener.accept() => match accepted {
                 // No system call per connection here: TCP_NODELAY comes
                 // from the listening socket, and the peer address is not
                 // asked for (nothing reads it; a request over a limit logs
                 // it itself).
                 Ok((io, _)) => {
+                    if std::mem::take(&mut starved) {
+                        tracing::info!("accepting connections again");
+                    }
                     let service = Rc::clone(&service);
                     connections.spawn_local(async move {
                         let _ = service.call((LimitedStream::new(io), None)).await;
                     });
                 }
                 Err(error) => match error.raw_os_error() {
-                    // Out of file descriptors or memory: the connection
-                    // waits in the backlog until some are freed.
+                    // The listening socket itself is unusable.
+                    Some(libc::EBADF | libc::EINVAL | libc::ENOTSOCK | libc::EFAULT) => {
+                        break Err(error)
+                    }
+                    // Out of file descriptors or memory: new connections
+                    // wait in the backlog until some are freed.
                     Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
-                        tracing::warn!("cannot accept connections: {error}; retrying");
+                        if !std::mem::replace(&mut starved, true) {
+                            tracing::warn!("cannot accept connections: {error}; retrying every {} ms", ACCEPT_BACKOFF.as_millis());
+                        }
                         tokio::time::sleep(ACCEPT_BACKOFF).await;
                     }
-                    // The client gave up before the connection was
-                    // accepted, or a firewall refused it.
-                    Some(libc::ECONNABORTED | libc::EPERM | libc::EPROTO) => {}
-                    _ => return Err(error),
+                    // The client gave up or its network failed before the
+                    // connection was accepted, a firewall refused it, or a
+                    // signal interrupted the call: the next one may succeed
+                    // (accept(2) passes pending network errors on).
+                    _ => tracing::debug!("accepting a connection failed: {error}"),
                 },
             },
         }
-    }
+    };
     drop(listener);
     connections.close();
     let timeout = Duration::from_secs(SHUTDOWN_TIMEOUT_SECS);
@@ -172,7 +185,7 @@ where
             connections.len()
         );
     }
-    Ok(())
+    result
 }
 
 /// `count` listening sockets on `addr`, one per worker, in one
@@ -190,10 +203,16 @@ fn listen(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListene
         socket.set_reuse_port(group)?;
         socket.set_tcp_nodelay(true)?;
         socket.bind(&addr.into())?;
+        if group {
+            // At once: a probe binding meanwhile finds the port taken.
+            socket.listen(1024)?;
+        }
         Ok(socket)
     };
     // A port another process listens on is refused, as without the group:
     // another instance of the service would otherwise join it silently.
+    // (A program of the same user that sets SO_REUSEPORT itself can still
+    // join; the kernel allows it.)
     if addr.port() != 0 {
         drop(socket(addr, false)?);
     }
@@ -203,13 +222,7 @@ fn listen(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListene
     for _ in 1..count {
         sockets.push(socket(addr, true)?);
     }
-    sockets
-        .into_iter()
-        .map(|socket| {
-            socket.listen(1024)?;
-            Ok(socket.into())
-        })
-        .collect()
+    Ok(sockets.into_iter().map(Into::into).collect())
 }
 
 /// A server running on its worker threads.
@@ -369,12 +382,16 @@ impl Running {
         for server in &self.servers {
             server.stop.send_replace(true);
         }
+        // Workers finish their requests within SHUTDOWN_TIMEOUT_SECS; one
+        // that does not (a handler blocking its thread) is left behind.
+        let bound = Duration::from_secs(SHUTDOWN_TIMEOUT_SECS + 5);
         let mut result = Ok(());
         for server in self.servers.drain(..) {
-            match server.done.await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => result = Err(error),
-                Err(error) => result = Err(io::Error::other(error)),
+            match tokio::time::timeout(bound, server.done).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(error))) => result = Err(error),
+                Ok(Err(error)) => result = Err(io::Error::other(error)),
+                Err(_) => result = Err(io::Error::other("a server's workers did not stop in time")),
             }
         }
         for task in self.tasks.drain(..) {
@@ -489,6 +506,21 @@ mod tests {
         assert!(error.to_string().contains("the service server"), "{error}");
         // The status port went with it.
         assert!(std::net::TcpStream::connect(status_addr).is_err());
+    }
+
+    #[actix_web::test]
+    async fn a_worker_still_starting_its_app_stops_at_once() {
+        let service = bind("service", loopback(), 1, || {
+            ok_app().data_factory(std::future::pending::<Result<u32, ()>>)
+        })
+        .unwrap();
+        let status = bind("status", loopback(), 1, ok_app).unwrap();
+        let running = Running::spawn(service, status);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::timeout(Duration::from_secs(5), running.stop())
+            .await
+            .expect("stopped without waiting for the app")
+            .unwrap();
     }
 
     #[actix_web::test]

@@ -50,6 +50,8 @@ fn zincati(group: &str, wariness: f64) -> String {
 
 struct Fleet {
     stack: Stack,
+    /// The policy file in force.
+    policy: std::path::PathBuf,
     _dir: tempfile::TempDir,
     _upstream: Upstream,
 }
@@ -65,6 +67,7 @@ async fn fleet() -> Fleet {
     stack.wait_ready().await;
     Fleet {
         stack,
+        policy: path,
         _dir: dir,
         _upstream: upstream,
     }
@@ -160,6 +163,51 @@ async fn each_rule_removes_exactly_its_edges() {
     let hash = policy["policy"]["hash"].as_str().unwrap();
     let info = format!(r#"fcos_cincinnati_pe_policy_info{{hash="{hash}"}}"#);
     assert_eq!(metric(status, &info).await, Some(1.0));
+    fleet.stack.stop().await;
+}
+
+/// A release pulled in a hurry: a `[fleet]` table added to the file in
+/// force withholds it from every group, with a table of its own or
+/// without, as soon as the policy-engine notices the change.
+#[actix_web::test]
+async fn a_release_denied_to_the_fleet_is_withheld_from_every_group() {
+    let fleet = fleet().await;
+    expect_edges(&fleet, "canary", 0.9, &EVERYTHING).await;
+    let status = fleet.stack.policy_engine.status_addr;
+    let policy = || async {
+        let (code, body) = get(&format!("http://{status}/v1/policy")).await;
+        assert_eq!(code, 200);
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["policy"].clone()
+    };
+    let before = policy().await["hash"].clone();
+    std::fs::write(
+        &fleet.policy,
+        format!("[fleet]\ndeny = [\"32.2.0\"]\n{POLICY}"),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let pulled = loop {
+        let now = policy().await;
+        if now["hash"] != before {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "the change was not noticed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(pulled["fleet"]["deny"], serde_json::json!(["32.2.0"]));
+    assert_eq!(
+        pulled["groups"]["canary"]["deny"],
+        serde_json::json!(["32.2.0"])
+    );
+    // Groups with a table, and one without: no edge into 32.2.0 any more;
+    // the rest of each group's rules still apply.
+    for group in ["canary", "friday-morning", "production", "somebody-else"] {
+        expect_edges(&fleet, group, 0.9, &[("31.2.0", "32.1.0")]).await;
+    }
+    expect_edges(&fleet, "denied", 0.9, &[]).await;
+    expect_edges(&fleet, "pinned", 0.1, &[("31.2.0", "32.1.0")]).await;
+    let series = r#"fcos_cincinnati_pe_policy_withheld_total{group="canary",reason="deny"}"#;
+    assert_eq!(metric(status, series).await, Some(1.0));
     fleet.stack.stop().await;
 }
 

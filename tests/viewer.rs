@@ -52,7 +52,9 @@ fn header(headers: &reqwest::header::HeaderMap, name: &str) -> String {
         .to_string()
 }
 
-/// The fleet policy of the test: a group for each kind of rule. At
+/// The fleet policy of the test: a release denied to the whole fleet
+/// (30.2.0, older than every OCI image, so only checksum updates lead into
+/// it), and a group for each kind of rule. At
 /// `MIDWAY` (Friday 2027-01-15 08:50 UTC, 09:50 in Berlin), `weekend` is
 /// outside its window and `friday-morning` inside it; `frozen` is frozen
 /// at any time of the test. `old-pin` pins a release the OCI graph does
@@ -60,6 +62,9 @@ fn header(headers: &reqwest::header::HeaderMap, name: &str) -> String {
 fn policy() -> String {
     format!(
         r#"
+[fleet]
+deny = ["30.2.0"]
+
 [groups.canary]
 wariness_max = 0.0
 

@@ -24,8 +24,22 @@ pub const OTHER: &str = "other";
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
+    fleet: Option<FleetFile>,
     #[serde(default)]
     groups: BTreeMap<String, GroupFile>,
+}
+
+/// `[fleet]`: rules for every client, whatever its group: only the rules
+/// that remove updates for everyone at once.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FleetFile {
+    #[serde(default)]
+    deny: Vec<Spanned<String>>,
+    #[serde(default)]
+    paused: bool,
+    #[serde(default)]
+    freezes: Vec<Spanned<FreezeFile>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -246,6 +260,18 @@ impl Group {
         self.deny_set.contains(version)
     }
 
+    /// Adds the rules of `[fleet]` to the group's own: its denied
+    /// versions, its pause, its freezes.
+    fn add(&mut self, fleet: &Group) {
+        self.paused |= fleet.paused;
+        for version in &fleet.deny {
+            if self.deny_set.insert(version.clone()) {
+                self.deny.push(version.clone());
+            }
+        }
+        self.freezes.extend(fleet.freezes.iter().cloned());
+    }
+
     /// The next time after `now`, within a week, when the group's windows
     /// open (`None` without windows, or when none opens within a week).
     pub fn next_window(&self, now: i64) -> Option<i64> {
@@ -261,8 +287,11 @@ impl Group {
 /// A loaded policy: the groups, where it came from, and when.
 #[derive(Debug, Serialize)]
 pub struct Policy {
-    /// The groups, by name.
+    /// The groups, by name, each with the rules of `[fleet]` added.
     pub groups: BTreeMap<String, Group>,
+    /// `[fleet]`: the rules every client gets; alone, those of a client
+    /// whose group has no table when there is no `[groups.default]`.
+    pub fleet: Option<Group>,
     /// The file.
     pub source: PathBuf,
     /// Hash of the file's bytes (hex).
@@ -275,12 +304,13 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The rules of a client of `group`: its table, else `[groups.default]`,
-    /// else none.
+    /// The rules of a client of `group`: its table, else `[groups.default]`
+    /// (each with `[fleet]`'s added), else `[fleet]`'s, else none.
     pub fn rules_for(&self, group: Option<&str>) -> Option<&Group> {
         group
             .and_then(|g| self.groups.get(g))
             .or_else(|| self.groups.get("default"))
+            .or(self.fleet.as_ref())
     }
 
     /// The bounded metric label of `group`: its name when the file has a
@@ -321,7 +351,6 @@ impl Policy {
         };
         let mut groups = BTreeMap::new();
         for (name, g) in file.groups {
-            let key = |field: &str| format!("groups.{name}.{field}");
             if name.is_empty() || name.len() > 64 {
                 return Err(invalid(
                     format!("groups.{name}"),
@@ -329,192 +358,37 @@ impl Policy {
                     "a group name has 1 to 64 characters".into(),
                 ));
             }
-            let wariness = |value: &Option<Spanned<f64>>, field: &str, default: f64| match value {
-                None => Ok(default),
-                Some(v) if (0.0..=1.0).contains(v.get_ref()) => Ok(*v.get_ref()),
-                Some(v) => Err(invalid(
-                    key(field),
-                    Some(v.span()),
-                    format!("{} is not between 0 and 1", v.get_ref()),
-                )),
-            };
-            let wariness_min = wariness(&g.wariness_min, "wariness_min", 0.0)?;
-            let wariness_max = wariness(&g.wariness_max, "wariness_max", 1.0)?;
-            if wariness_min > wariness_max {
-                let span = g.wariness_min.as_ref().map(Spanned::span);
-                return Err(invalid(
-                    key("wariness_min"),
-                    span,
-                    format!("{wariness_min} is above wariness_max {wariness_max}"),
-                ));
-            }
-            let mut max_version = BTreeMap::new();
-            for (stream, version) in g.max_version {
-                if !crate::graph::is_well_formed_name(&stream) || version.get_ref().is_empty() {
-                    return Err(invalid(
-                        key(&format!("max_version.{stream}")),
-                        Some(version.span()),
-                        "expected stream = \"version\"".into(),
-                    ));
-                }
-                max_version.insert(stream, version.into_inner());
-            }
-            let mut deny = Vec::new();
-            for (i, version) in g.deny.into_iter().enumerate() {
-                if version.get_ref().is_empty() {
-                    return Err(invalid(
-                        key(&format!("deny[{i}]")),
-                        Some(version.span()),
-                        "an empty version".into(),
-                    ));
-                }
-                deny.push(version.into_inner());
-            }
-            let windows = match g.windows {
-                None => None,
-                Some(list) => {
-                    if list.is_empty() {
-                        return Err(invalid(
-                            key("windows"),
-                            None,
-                            "an empty list of windows would never open: remove the key, or set paused = true".into(),
-                        ));
-                    }
-                    let mut windows = Vec::new();
-                    for (i, w) in list.into_iter().enumerate() {
-                        let at = |field: &str| key(&format!("windows[{i}].{field}"));
-                        let w = w.into_inner();
-                        let tz = TimeZone::get(w.timezone.get_ref()).map_err(|_| {
-                            invalid(
-                                at("timezone"),
-                                Some(w.timezone.span()),
-                                format!("'{}' is not an IANA time zone", w.timezone.get_ref()),
-                            )
-                        })?;
-                        let minutes = |t: &Spanned<String>, field: &str| {
-                            parse_hh_mm(t.get_ref()).ok_or_else(|| {
-                                invalid(
-                                    at(field),
-                                    Some(t.span()),
-                                    format!("'{}' is not a time HH:MM", t.get_ref()),
-                                )
-                            })
-                        };
-                        let (start, end) = (minutes(&w.start, "start")?, minutes(&w.end, "end")?);
-                        if start == end {
-                            return Err(invalid(
-                                at("end"),
-                                Some(w.end.span()),
-                                "a window must not start and end at the same time".into(),
-                            ));
-                        }
-                        let days = match &w.days {
-                            None => [true; 7],
-                            Some(names) if names.is_empty() => {
-                                return Err(invalid(
-                                    at("days"),
-                                    None,
-                                    "an empty list of days would never open".into(),
-                                ))
-                            }
-                            Some(names) => {
-                                let mut days = [false; 7];
-                                for day in names {
-                                    let Some(index) =
-                                        DAY_NAMES.iter().position(|d| *d == day.get_ref())
-                                    else {
-                                        return Err(invalid(
-                                            at("days"),
-                                            Some(day.span()),
-                                            format!(
-                                                "'{}' is not one of mon, tue, wed, thu, fri, sat, sun",
-                                                day.get_ref()
-                                            ),
-                                        ));
-                                    };
-                                    if days[index] {
-                                        return Err(invalid(
-                                            at("days"),
-                                            Some(day.span()),
-                                            format!("'{}' is listed twice", day.get_ref()),
-                                        ));
-                                    }
-                                    days[index] = true;
-                                }
-                                days
-                            }
-                        };
-                        windows.push(Window {
-                            days,
-                            start,
-                            end,
-                            timezone: w.timezone.into_inner(),
-                            tz,
-                        });
-                    }
-                    Some(windows)
-                }
-            };
-            let mut freezes = Vec::new();
-            for (i, f) in g.freezes.into_iter().enumerate() {
-                let at = |field: &str| key(&format!("freezes[{i}].{field}"));
-                let f = f.into_inner();
-                let time = |t: &Spanned<String>, field: &str| {
-                    t.get_ref()
-                        .parse::<jiff::Timestamp>()
-                        .map(|t| t.as_second())
-                        .map_err(|_| {
-                            invalid(
-                                at(field),
-                                Some(t.span()),
-                                format!(
-                                    "'{}' is not an RFC 3339 time such as 2026-12-20T00:00:00Z",
-                                    t.get_ref()
-                                ),
-                            )
-                        })
-                };
-                let (from_secs, to_secs) = (time(&f.from, "from")?, time(&f.to, "to")?);
-                if from_secs >= to_secs {
-                    return Err(invalid(
-                        at("to"),
-                        Some(f.to.span()),
-                        "a freeze must end after it starts".into(),
-                    ));
-                }
-                freezes.push(Freeze {
-                    from: f.from.into_inner(),
-                    to: f.to.into_inner(),
-                    reason: f.reason.unwrap_or_default(),
-                    from_secs,
-                    to_secs,
-                });
-            }
-            let deny_set = deny.iter().cloned().collect();
-            groups.insert(
-                name.clone(),
-                Group {
-                    name,
-                    wariness_min,
-                    wariness_max,
-                    max_version,
-                    deny,
-                    paused: g.paused,
-                    windows,
-                    freezes,
-                    deny_set,
-                    index: 0,
-                },
-            );
+            let table = format!("groups.{name}");
+            groups.insert(name.clone(), check_group(name, &table, g, &invalid)?);
         }
+        let fleet = match file.fleet {
+            None => None,
+            Some(f) => {
+                let rules = GroupFile {
+                    deny: f.deny,
+                    paused: f.paused,
+                    freezes: f.freezes,
+                    ..GroupFile::default()
+                };
+                Some(check_group("fleet".into(), "fleet", rules, &invalid)?)
+            }
+        };
         for (index, group) in groups.values_mut().enumerate() {
             group.index = index;
+            if let Some(fleet) = &fleet {
+                group.add(fleet);
+            }
         }
+        let fleet = fleet.map(|fleet| Group {
+            index: groups.len(),
+            ..fleet
+        });
         let mut hasher = siphasher::sip128::SipHasher13::new_with_keys(0, 0);
         std::hash::Hasher::write(&mut hasher, text.as_bytes());
         let hash = siphasher::sip128::Hasher128::finish128(&hasher).as_u128();
         Ok(Policy {
             groups,
+            fleet,
             source: path.to_path_buf(),
             hash: format!("{:016x}", (hash >> 64) as u64),
             loaded_at: crate::unix_now(),
@@ -527,6 +401,14 @@ impl Policy {
     pub fn version_warnings(&self, versions: &HashMap<String, HashSet<String>>) -> Vec<String> {
         let mut warnings = Vec::new();
         let all: HashSet<&String> = versions.values().flatten().collect();
+        for version in self.fleet.iter().flat_map(|fleet| &fleet.deny) {
+            if !all.contains(version) {
+                warnings.push(format!(
+                    "fleet.deny: '{version}' is not in the graphs being served; the rule is kept"
+                ));
+            }
+        }
+        let from_fleet = |version: &str| self.fleet.as_ref().is_some_and(|f| f.denies(version));
         for group in self.groups.values() {
             for (stream, version) in &group.max_version {
                 if !versions.get(stream).is_some_and(|v| v.contains(version)) {
@@ -537,7 +419,7 @@ impl Policy {
                 }
             }
             for version in &group.deny {
-                if !all.contains(version) {
+                if !all.contains(version) && !from_fleet(version) {
                     warnings.push(format!(
                         "groups.{}.deny: '{version}' is not in the graphs being served; the rule is kept",
                         group.name
@@ -552,43 +434,237 @@ impl Policy {
 impl Policy {
     /// The policy as JSON for people and the viewer: source, hash, load
     /// time, warnings about `versions` (the versions served, by stream,
-    /// when known), and
-    /// per group its rules, whether it is closed at `now` and why, the
+    /// when known), and for `[fleet]` and each group (with `[fleet]`'s
+    /// rules added) its rules, whether it is closed at `now` and why, the
     /// freeze's reason, and when its next window opens.
     pub fn describe(
         &self,
         now: i64,
         versions: Option<&HashMap<String, HashSet<String>>>,
     ) -> serde_json::Value {
-        let rfc3339 = |t: i64| jiff::Timestamp::from_second(t).map(|t| t.to_string()).ok();
         let groups: serde_json::Map<String, serde_json::Value> = self
             .groups
             .iter()
-            .map(|(name, group)| {
-                let closed = group.closed_at(now);
-                let mut value = serde_json::to_value(group).unwrap_or_default();
-                value["closed"] = serde_json::to_value(closed).unwrap_or_default();
-                value["freeze_reason"] =
-                    serde_json::to_value(group.freeze_at(now).map(|f| &f.reason))
-                        .unwrap_or_default();
-                value["next_window"] = serde_json::to_value(
-                    closed
-                        .filter(|r| *r == Reason::Window)
-                        .and_then(|_| group.next_window(now))
-                        .and_then(rfc3339),
-                )
-                .unwrap_or_default();
-                (name.clone(), value)
-            })
+            .map(|(name, group)| (name.clone(), group.describe(now)))
             .collect();
         serde_json::json!({
             "source": self.source,
             "hash": self.hash,
             "loaded_at": rfc3339(self.loaded_at),
             "warnings": versions.map(|v| self.version_warnings(v)).unwrap_or_default(),
+            "fleet": self.fleet.as_ref().map(|fleet| fleet.describe(now)),
             "groups": groups,
         })
     }
+}
+
+impl Group {
+    /// The group as JSON: its rules, whether it is closed at `now` and why,
+    /// the freeze's reason, and when its next window opens.
+    fn describe(&self, now: i64) -> serde_json::Value {
+        let closed = self.closed_at(now);
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        value["closed"] = serde_json::to_value(closed).unwrap_or_default();
+        value["freeze_reason"] =
+            serde_json::to_value(self.freeze_at(now).map(|f| &f.reason)).unwrap_or_default();
+        value["next_window"] = serde_json::to_value(
+            closed
+                .filter(|r| *r == Reason::Window)
+                .and_then(|_| self.next_window(now))
+                .and_then(rfc3339),
+        )
+        .unwrap_or_default();
+        value
+    }
+}
+
+/// `t` (seconds since the epoch) as an RFC 3339 time.
+fn rfc3339(t: i64) -> Option<String> {
+    jiff::Timestamp::from_second(t).map(|t| t.to_string()).ok()
+}
+
+/// Checks the rules of one table of the policy file (`table` names it in
+/// messages: `groups.NAME` or `fleet`).
+fn check_group(
+    name: String,
+    table: &str,
+    g: GroupFile,
+    invalid: &dyn Fn(String, Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<Group, ConfigError> {
+    let key = |field: &str| format!("{table}.{field}");
+    let wariness = |value: &Option<Spanned<f64>>, field: &str, default: f64| match value {
+        None => Ok(default),
+        Some(v) if (0.0..=1.0).contains(v.get_ref()) => Ok(*v.get_ref()),
+        Some(v) => Err(invalid(
+            key(field),
+            Some(v.span()),
+            format!("{} is not between 0 and 1", v.get_ref()),
+        )),
+    };
+    let wariness_min = wariness(&g.wariness_min, "wariness_min", 0.0)?;
+    let wariness_max = wariness(&g.wariness_max, "wariness_max", 1.0)?;
+    if wariness_min > wariness_max {
+        let span = g.wariness_min.as_ref().map(Spanned::span);
+        return Err(invalid(
+            key("wariness_min"),
+            span,
+            format!("{wariness_min} is above wariness_max {wariness_max}"),
+        ));
+    }
+    let mut max_version = BTreeMap::new();
+    for (stream, version) in g.max_version {
+        if !crate::graph::is_well_formed_name(&stream) || version.get_ref().is_empty() {
+            return Err(invalid(
+                key(&format!("max_version.{stream}")),
+                Some(version.span()),
+                "expected stream = \"version\"".into(),
+            ));
+        }
+        max_version.insert(stream, version.into_inner());
+    }
+    let mut deny = Vec::new();
+    for (i, version) in g.deny.into_iter().enumerate() {
+        if version.get_ref().is_empty() {
+            return Err(invalid(
+                key(&format!("deny[{i}]")),
+                Some(version.span()),
+                "an empty version".into(),
+            ));
+        }
+        deny.push(version.into_inner());
+    }
+    let windows = match g.windows {
+        None => None,
+        Some(list) => {
+            if list.is_empty() {
+                return Err(invalid(
+                    key("windows"),
+                    None,
+                    "an empty list of windows would never open: remove the key, or set paused = true".into(),
+                ));
+            }
+            let mut windows = Vec::new();
+            for (i, w) in list.into_iter().enumerate() {
+                let at = |field: &str| key(&format!("windows[{i}].{field}"));
+                let w = w.into_inner();
+                let tz = TimeZone::get(w.timezone.get_ref()).map_err(|_| {
+                    invalid(
+                        at("timezone"),
+                        Some(w.timezone.span()),
+                        format!("'{}' is not an IANA time zone", w.timezone.get_ref()),
+                    )
+                })?;
+                let minutes = |t: &Spanned<String>, field: &str| {
+                    parse_hh_mm(t.get_ref()).ok_or_else(|| {
+                        invalid(
+                            at(field),
+                            Some(t.span()),
+                            format!("'{}' is not a time HH:MM", t.get_ref()),
+                        )
+                    })
+                };
+                let (start, end) = (minutes(&w.start, "start")?, minutes(&w.end, "end")?);
+                if start == end {
+                    return Err(invalid(
+                        at("end"),
+                        Some(w.end.span()),
+                        "a window must not start and end at the same time".into(),
+                    ));
+                }
+                let days = match &w.days {
+                    None => [true; 7],
+                    Some(names) if names.is_empty() => {
+                        return Err(invalid(
+                            at("days"),
+                            None,
+                            "an empty list of days would never open".into(),
+                        ))
+                    }
+                    Some(names) => {
+                        let mut days = [false; 7];
+                        for day in names {
+                            let Some(index) = DAY_NAMES.iter().position(|d| *d == day.get_ref())
+                            else {
+                                return Err(invalid(
+                                    at("days"),
+                                    Some(day.span()),
+                                    format!(
+                                        "'{}' is not one of mon, tue, wed, thu, fri, sat, sun",
+                                        day.get_ref()
+                                    ),
+                                ));
+                            };
+                            if days[index] {
+                                return Err(invalid(
+                                    at("days"),
+                                    Some(day.span()),
+                                    format!("'{}' is listed twice", day.get_ref()),
+                                ));
+                            }
+                            days[index] = true;
+                        }
+                        days
+                    }
+                };
+                windows.push(Window {
+                    days,
+                    start,
+                    end,
+                    timezone: w.timezone.into_inner(),
+                    tz,
+                });
+            }
+            Some(windows)
+        }
+    };
+    let mut freezes = Vec::new();
+    for (i, f) in g.freezes.into_iter().enumerate() {
+        let at = |field: &str| key(&format!("freezes[{i}].{field}"));
+        let f = f.into_inner();
+        let time = |t: &Spanned<String>, field: &str| {
+            t.get_ref()
+                .parse::<jiff::Timestamp>()
+                .map(|t| t.as_second())
+                .map_err(|_| {
+                    invalid(
+                        at(field),
+                        Some(t.span()),
+                        format!(
+                            "'{}' is not an RFC 3339 time such as 2026-12-20T00:00:00Z",
+                            t.get_ref()
+                        ),
+                    )
+                })
+        };
+        let (from_secs, to_secs) = (time(&f.from, "from")?, time(&f.to, "to")?);
+        if from_secs >= to_secs {
+            return Err(invalid(
+                at("to"),
+                Some(f.to.span()),
+                "a freeze must end after it starts".into(),
+            ));
+        }
+        freezes.push(Freeze {
+            from: f.from.into_inner(),
+            to: f.to.into_inner(),
+            reason: f.reason.unwrap_or_default(),
+            from_secs,
+            to_secs,
+        });
+    }
+    let deny_set = deny.iter().cloned().collect();
+    Ok(Group {
+        name,
+        wariness_min,
+        wariness_max,
+        max_version,
+        deny,
+        paused: g.paused,
+        windows,
+        freezes,
+        deny_set,
+        index: 0,
+    })
 }
 
 /// Minutes after midnight of `HH:MM`.
@@ -692,6 +768,99 @@ freezes = [ { from = "2026-12-20T00:00:00Z", to = "2027-01-04T00:00:00Z", reason
         assert_eq!(
             production.next_window(at("2026-11-30T12:00:00Z")),
             Some(at("2026-12-05T01:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn fleet_rules_apply_to_every_group() {
+        let policy = parse(
+            r#"
+[fleet]
+deny = ["44.20260707.3.1"]
+freezes = [ { from = "2026-12-20T00:00:00Z", to = "2026-12-21T00:00:00Z", reason = "release pulled" } ]
+
+[groups.canary]
+deny = ["44.20260621.3.1", "44.20260707.3.1"]
+
+[groups.production]
+wariness_min = 0.8
+"#,
+        )
+        .unwrap();
+        let frozen = at("2026-12-20T12:00:00Z");
+        for group in ["canary", "production", "a-group-without-a-table"] {
+            let rules = policy.rules_for(Some(group)).unwrap();
+            assert!(rules.denies("44.20260707.3.1"), "{group}");
+            assert!(rules.has_targets("stable"), "{group}");
+            assert_eq!(rules.closed_at(frozen), Some(Reason::Freeze), "{group}");
+            assert_eq!(rules.freeze_at(frozen).unwrap().reason, "release pulled");
+            assert_eq!(rules.closed_at(at("2026-12-21T00:00:00Z")), None, "{group}");
+        }
+        let canary = policy.rules_for(Some("canary")).unwrap();
+        assert_eq!(canary.deny, ["44.20260621.3.1", "44.20260707.3.1"]);
+        let production = policy.rules_for(Some("production")).unwrap();
+        assert!(!production.denies("44.20260621.3.1"));
+        assert_eq!(production.clamp(0.1), 0.8);
+        // Clients of other groups get [fleet] alone: its own cache slot,
+        // counted as "other".
+        let other = policy.rules_for(Some("dev")).unwrap();
+        assert_eq!((other.clamp(0.1), other.deny.len()), (0.1, 1));
+        assert_eq!(other.index, 2);
+        assert_eq!(policy.group_label(Some("dev")), OTHER);
+        assert_eq!(
+            [canary.index, production.index],
+            [0, 1],
+            "the groups keep their own slots"
+        );
+    }
+
+    #[test]
+    fn a_paused_fleet_pauses_every_group_and_the_default_gets_the_fleet_rules() {
+        let policy =
+            parse("[fleet]\npaused = true\n[groups.default]\ndeny = [\"1\"]\n[groups.canary]\n")
+                .unwrap();
+        for group in [Some("canary"), Some("dev"), None] {
+            let rules = policy.rules_for(group).unwrap();
+            assert_eq!(rules.closed_at(0), Some(Reason::Paused), "{group:?}");
+        }
+        // A group without a table gets [groups.default], with [fleet]'s.
+        assert!(policy.rules_for(Some("dev")).unwrap().denies("1"));
+        let described = policy.describe(0, None);
+        assert_eq!(described["fleet"]["closed"], "paused");
+        assert_eq!(described["groups"]["canary"]["closed"], "paused");
+    }
+
+    #[test]
+    fn fleet_takes_only_the_rules_that_hold_everyone_back() {
+        for (text, expected) in [
+            ("[fleet]\nwariness_min = 0.5\n", "unknown field `wariness_min`"),
+            ("[fleet]\nmax_version = { stable = \"1\" }\n", "unknown field `max_version`"),
+            (
+                "[fleet]\nwindows = [ { start = \"01:00\", end = \"02:00\", timezone = \"UTC\" } ]\n",
+                "unknown field `windows`",
+            ),
+            ("[fleet]\ndeny = [\"\"]\n", "line 2: fleet.deny[0]: an empty version"),
+            (
+                "[fleet]\nfreezes = [ { from = \"2026-12-21T00:00:00Z\", to = \"2026-12-20T00:00:00Z\" } ]\n",
+                "fleet.freezes[0].to: a freeze must end after it starts",
+            ),
+        ] {
+            let error = parse(text).unwrap_err();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_fleet_version_not_served_is_warned_about_once() {
+        let policy =
+            parse("[fleet]\ndeny = [\"9\"]\n[groups.a]\n[groups.b]\ndeny = [\"8\"]\n").unwrap();
+        let versions = HashMap::from([("stable".to_string(), HashSet::from(["1".to_string()]))]);
+        let warnings = policy.version_warnings(&versions);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("fleet.deny: '9'"), "{warnings:?}");
+        assert!(
+            warnings[1].starts_with("groups.b.deny: '8'"),
+            "{warnings:?}"
         );
     }
 

@@ -370,13 +370,15 @@
   // ---- fleet policy --------------------------------------------------------
 
   // The rules a client of the group picked gets, as the policy-engine
-  // picks them: the group's table, else [groups.default], else none.
+  // picks them: the group's table, else [groups.default] (each with
+  // [fleet]'s rules added by the server), else [fleet]'s alone, else none.
   // `table` names the table the rules come from.
   function groupRules() {
     const groups = state.policy.groups;
     if (state.group === null || !groups) return null;
     if (groups.has(state.group)) return { table: state.group, rules: groups.get(state.group), own: true };
     if (groups.has('default')) return { table: 'default', rules: groups.get('default'), own: false };
+    if (state.policy.fleet) return { table: null, rules: state.policy.fleet, own: false };
     return null;
   }
 
@@ -397,7 +399,7 @@
   }
 
   function tableName(group) {
-    return '[groups.' + group.table + ']';
+    return group.table === null ? '[fleet]' : '[groups.' + group.table + ']';
   }
 
   function minutesOf(hhmm) {
@@ -521,7 +523,7 @@
     return {
       ...view,
       pinned: pin === null ? null : model.byVersion.get(pin) || null,
-      denied: { reason: 'deny' },
+      denied: (version) => ({ reason: 'deny', version }),
       newer: { reason: 'max_version', version: pin, stream: model.stream },
     };
   }
@@ -530,14 +532,32 @@
   function withheldInto(policy, node) {
     if (!policy) return null;
     if (policy.closed) return policy.closed;
-    if (policy.deny.has(node.version)) return policy.denied;
+    if (policy.deny.has(node.version)) return policy.denied(node.version);
     if (policy.pinned && node.ageIndex > policy.pinned.ageIndex) return policy.newer;
     return null;
   }
 
+  // Whether `reason` comes from [fleet] (the server adds its rules to every
+  // group's) rather than from the group's own table.
+  function fromFleet(reason) {
+    const fleet = state.policy.fleet;
+    if (!fleet) return false;
+    switch (reason.reason) {
+      case 'paused':
+        return fleet.paused;
+      case 'deny':
+        return (fleet.deny || []).includes(reason.version);
+      case 'freeze':
+        return (fleet.freezes || []).some((f) => reason.freeze && f.from === reason.freeze.from &&
+          f.to === reason.freeze.to && f.reason === reason.freeze.reason);
+      default:
+        return false;
+    }
+  }
+
   // Why updates are withheld, for people.
   function reasonText(reason, policy) {
-    const table = tableName(policy.group);
+    const table = fromFleet(reason) ? '[fleet]' : tableName(policy.group);
     switch (reason.reason) {
       case 'deny':
         return 'denied in ' + table;
@@ -685,6 +705,7 @@
         policy = {
           status: 'ok',
           groups: new Map(Object.entries(body.policy.groups || {})),
+          fleet: body.policy.fleet || null,
           now: integer(body.now, Math.floor(Date.now() / 1000)),
           hash: body.policy.hash,
           source: body.policy.source,
@@ -703,8 +724,8 @@
 
   // The group picker: "(no group rules)", the groups of the file, and
   // "other group" (any group without a table) when the file has
-  // [groups.default]. Hidden without a policy; disabled when it cannot be
-  // read.
+  // [groups.default] or [fleet]. Hidden without a policy; disabled when it
+  // cannot be read.
   function fillGroups() {
     const policy = state.policy;
     ui.groupField.hidden = policy.status === 'none' || policy.status === 'loading';
@@ -714,11 +735,12 @@
       for (const name of [...policy.groups.keys()].sort()) {
         options.push(html('option', { value: 'group:' + name, text: name }));
       }
-      if (policy.groups.has('default')) {
+      if (policy.groups.has('default') || policy.fleet) {
         options.push(html('option', {
           value: 'other',
           text: 'other group',
-          title: 'A group the policy file has no table for: it gets [groups.default]',
+          title: 'A group the policy file has no table for: it gets ' +
+            (policy.groups.has('default') ? '[groups.default]' : 'the rules of [fleet]'),
         }));
       }
     }
@@ -728,7 +750,8 @@
   }
 
   // The option of the group shown: a group without a table is "other
-  // group" when the file has [groups.default], else it has no rules.
+  // group" when the file has [groups.default] or [fleet], else it has no
+  // rules.
   function showGroup() {
     const group = groupRules();
     ui.group.value = !group ? '' : group.own ? 'group:' + group.table : 'other';
@@ -995,7 +1018,7 @@
     if (!policy) {
       ui.policyRules.replaceChildren(html('p', {
         className: 'policy-head',
-        text: 'A client of group ' + state.group + ' gets no rules: the policy file has no table for it and no [groups.default].',
+        text: 'A client of group ' + state.group + ' gets no rules: the policy file has no table for it, no [groups.default] and no [fleet].',
       }));
       return;
     }

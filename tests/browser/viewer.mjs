@@ -193,9 +193,10 @@ async function pickGroup(page, group) {
   await page.selectOption('#group', groupOption(group));
 }
 
-// The rules a node of `group` gets: its table, else [groups.default].
+// The rules a node of `group` gets: its table, else [groups.default], else
+// [fleet]'s (the server adds [fleet]'s rules to every group's).
 function rulesOf(policy, group) {
-  return policy.groups[group] ?? policy.groups.default ?? null;
+  return policy.groups[group] ?? policy.groups.default ?? policy.fleet ?? null;
 }
 
 const key = ([from, to]) => from + ' > ' + to;
@@ -285,6 +286,8 @@ async function checkGroups(page, raw, now) {
   const { policy } = await getJson('v1/policy');
   check(policy !== null, 'the server has a fleet policy');
   const names = Object.keys(policy.groups).sort();
+  // The releases [fleet] denies to every group.
+  const fleetDeny = new Set(policy.fleet?.deny || []);
   await page.locator('#group-field[data-policy="ok"]').waitFor();
   check(await page.locator('#group-field').isVisible(), 'the group picker is shown');
   const options = await page.locator('#group option').evaluateAll((os) => os.map((o) => o.textContent));
@@ -329,11 +332,14 @@ async function checkGroups(page, raw, now) {
   check(await banner.isHidden(), pinned + ': no banner');
   for (const scheme of ['checksum', 'oci']) {
     const ages = new Map(raw[scheme].nodes.map((n) => [n.version, ageOf(n)]));
-    const newer = visibleEdges(raw[scheme], 0, now).filter(([, to]) => ages.get(to) > ages.get(pin));
+    // Denied releases first (as the policy-engine decides), then newer ones.
+    const visible = visibleEdges(raw[scheme], 0, now);
+    const pulled = visible.filter(([, to]) => fleetDeny.has(to));
+    const newer = visible.filter(([, to]) => !fleetDeny.has(to) && ages.get(to) > ages.get(pin));
     const shown = await pageEdges(page, scheme);
     check(newer.length > 0, pinned + ': ' + scheme + ' has updates into releases newer than ' + pin);
-    sameEdges(shown.withheld, newer, pinned + ': the ' + scheme + ' updates into releases newer than ' + pin + ' are withheld');
-    check(shown.withheld.every((e) => e[2] === 'max_version'), pinned + ': withheld by max_version');
+    sameEdges(shown.withheld, [...pulled, ...newer], pinned + ': the ' + scheme + ' updates into releases newer than ' + pin + ' and into those [fleet] denies are withheld');
+    check(shown.withheld.every((e) => e[2] === (fleetDeny.has(e[1]) ? 'deny' : 'max_version')), pinned + ': withheld by max_version, or by deny for the releases [fleet] denies');
   }
   const ages = new Map(raw.checksum.nodes.map((n) => [n.version, ageOf(n)]));
   const beyond = raw.checksum.nodes.find((n) => ageOf(n) > ages.get(pin) && raw.checksum.edges.some(([, to]) => raw.checksum.nodes[to] === n));
@@ -351,9 +357,11 @@ async function checkGroups(page, raw, now) {
   await page.keyboard.press('Escape');
 
   // Denied: the updates into the denied release are withheld.
-  // A group's own deny list rather than [groups.default]'s, when there is one.
-  const denied = [...names.filter((n) => n !== 'default'), 'default'].find((n) => (policy.groups[n]?.deny || []).some((v) => raw.oci.nodes.some((node) => node.version === v)));
-  const version = policy.groups[denied].deny.find((v) => raw.oci.nodes.some((node) => node.version === v));
+  // A group's own deny list rather than [groups.default]'s, when there is
+  // one, and not the versions [fleet] denies to every group.
+  const ownDeny = (n) => (policy.groups[n]?.deny || []).filter((v) => !fleetDeny.has(v));
+  const denied = [...names.filter((n) => n !== 'default'), 'default'].find((n) => ownDeny(n).some((v) => raw.oci.nodes.some((node) => node.version === v)));
+  const version = ownDeny(denied).find((v) => raw.oci.nodes.some((node) => node.version === v));
   await pickGroup(page, denied);
   const shown = await pageEdges(page, 'oci');
   const expected = visibleEdges(raw.oci, 0, now).filter(([, to]) => to === version);
@@ -365,6 +373,22 @@ async function checkGroups(page, raw, now) {
   check(deniedNote.includes('denied in [groups.' + denied + ']'), denied + ': the details of ' + version + ' say it is denied', deniedNote);
   check(await page.locator('#panel-oci .node.withheld[data-version="' + version + '"]').count() === 1, denied + ': ' + version + ' is marked');
   await page.keyboard.press('Escape');
+
+  // A release [fleet] denies: withheld from a group with no deny of its
+  // own, and said to be denied in [fleet].
+  const pulled = [...fleetDeny].find((v) => visibleEdges(raw.checksum, 0, now).some(([, to]) => to === v));
+  check(pulled !== undefined, 'the fleet denies a release with updates into it');
+  {
+    const open = names.find((n) => ownDeny(n).length === 0 && !policy.groups[n].closed && !policy.groups[n].max_version?.[stream] && policy.groups[n].wariness_max === 1);
+    await pickGroup(page, open);
+    const pulledShown = await pageEdges(page, 'checksum');
+    const into = visibleEdges(raw.checksum, 0, now).filter(([, to]) => to === pulled);
+    sameEdges(pulledShown.withheld, into, open + ': the updates into ' + pulled + ' are withheld');
+    await page.locator('#panel-checksum .node[data-version="' + pulled + '"] .shape').click();
+    const pulledNote = await page.locator('#details-withheld-from .withheld-note').textContent();
+    check(pulledNote.includes('denied in [fleet]'), open + ': the details of ' + pulled + ' say the fleet denies it', pulledNote);
+    await page.keyboard.press('Escape');
+  }
 
   // The wariness clamp, both ways.
   const raised = names.find((n) => policy.groups[n].wariness_min > 0);

@@ -116,7 +116,7 @@ impl Control {
                 for warning in policy.version_warnings(versions) {
                     tracing::warn!(file = %path.display(), "{warning}");
                 }
-                tracing::info!(file = %path.display(), hash = %policy.hash, groups = policy.groups.len(), "policy loaded");
+                tracing::info!(file = %path.display(), hash = %policy.hash, groups = policy.groups.len(), fleet = policy.fleet.is_some(), "policy loaded");
                 self.reloads.with_label_values(&["success"]).inc();
                 self.install(policy);
             }

@@ -199,14 +199,28 @@ async fn a_release_denied_to_the_fleet_is_withheld_from_every_group() {
         pulled["groups"]["canary"]["deny"],
         serde_json::json!(["32.2.0"])
     );
-    // Groups with a table, and one without: no edge into 32.2.0 any more;
-    // the rest of each group's rules still apply.
-    for group in ["canary", "friday-morning", "production", "somebody-else"] {
-        expect_edges(&fleet, group, 0.9, &[("31.2.0", "32.1.0")]).await;
-    }
-    expect_edges(&fleet, "denied", 0.9, &[]).await;
-    expect_edges(&fleet, "pinned", 0.1, &[("31.2.0", "32.1.0")]).await;
+    // Groups with a table (each offered an edge into 32.2.0 before): none
+    // any more; the rest of each group's rules still apply.
+    expect_edges(&fleet, "canary", 0.9, &[("31.2.0", "32.1.0")]).await;
+    expect_edges(&fleet, "friday-morning", 0.1, &[("31.2.0", "32.1.0")]).await;
+    expect_edges(&fleet, "denied", 0.1, &[]).await;
     let series = r#"fcos_cincinnati_pe_policy_withheld_total{group="canary",reason="deny"}"#;
+    assert_eq!(metric(status, series).await, Some(1.0));
+
+    // Without [groups.default], a group without a table gets [fleet]'s
+    // rules alone.
+    std::fs::write(
+        &fleet.policy,
+        "[fleet]\ndeny = [\"32.2.0\"]\n[groups.canary]\nwariness_max = 0.0\n",
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while policy().await["groups"].get("default").is_some() {
+        assert!(Instant::now() < deadline, "the change was not noticed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    expect_edges(&fleet, "somebody-else", 0.1, &[("31.2.0", "32.1.0")]).await;
+    let series = r#"fcos_cincinnati_pe_policy_withheld_total{group="other",reason="deny"}"#;
     assert_eq!(metric(status, series).await, Some(1.0));
     fleet.stack.stop().await;
 }

@@ -194,6 +194,14 @@ async fn graph_builder_serves_the_viewer() {
     assert_eq!(status, 200, "{body}");
     let shown: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(shown["policy"]["groups"]["paused"]["closed"], "paused");
+    assert_eq!(
+        shown["policy"]["fleet"]["deny"],
+        serde_json::json!(["30.2.0"])
+    );
+    assert_eq!(
+        shown["policy"]["groups"]["denied"]["deny"],
+        serde_json::json!(["32.1.0", "30.2.0"])
+    );
     assert_eq!(shown["policy"]["groups"]["frozen"]["closed"], "freeze");
     assert_eq!(
         shown["policy"]["groups"]["pinned"]["max_version"]["next"],

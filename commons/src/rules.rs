@@ -269,7 +269,15 @@ impl Group {
                 self.deny.push(version.clone());
             }
         }
-        self.freezes.extend(fleet.freezes.iter().cloned());
+        for freeze in &fleet.freezes {
+            let same = |f: &&Freeze| {
+                (f.from_secs, f.to_secs, &f.reason)
+                    == (freeze.from_secs, freeze.to_secs, &freeze.reason)
+            };
+            if !self.freezes.iter().any(|f| same(&f)) {
+                self.freezes.push(freeze.clone());
+            }
+        }
     }
 
     /// The next time after `now`, within a week, when the group's windows
@@ -781,6 +789,7 @@ freezes = [ { from = "2026-12-20T00:00:00Z", to = "2026-12-21T00:00:00Z", reason
 
 [groups.canary]
 deny = ["44.20260621.3.1", "44.20260707.3.1"]
+freezes = [ { from = "2026-12-20T00:00:00Z", to = "2026-12-21T00:00:00Z", reason = "release pulled" } ]
 
 [groups.production]
 wariness_min = 0.8
@@ -798,7 +807,9 @@ wariness_min = 0.8
         }
         let canary = policy.rules_for(Some("canary")).unwrap();
         assert_eq!(canary.deny, ["44.20260621.3.1", "44.20260707.3.1"]);
+        assert_eq!(canary.freezes.len(), 1, "the same freeze is listed once");
         let production = policy.rules_for(Some("production")).unwrap();
+        assert_eq!(production.freezes.len(), 1);
         assert!(!production.denies("44.20260621.3.1"));
         assert_eq!(production.clamp(0.1), 0.8);
         // Clients of other groups get [fleet] alone: its own cache slot,

@@ -1038,11 +1038,19 @@
       item('max_version', 'max_version ' + stream + ' = ' + version +
         (missing.length ? ' (not in the ' + missing.join(' and ') + ' graph' + (missing.length > 1 ? 's' : '') + ': withholds nothing there)' : ''));
     }
-    if (rules.deny && rules.deny.length) item('deny', 'deny ' + rules.deny.join(', '));
-    if (rules.paused) item('paused', 'paused');
+    // The rules [fleet] adds to every group's are marked as such.
+    const fleet = policy.group.table === null ? null : state.policy.fleet;
+    const byFleet = (text, fromFleet) => text + (fleet && fromFleet ? ' (from [fleet])' : '');
+    const fleetDeny = new Set((fleet && fleet.deny) || []);
+    const ownDeny = (rules.deny || []).filter((v) => !fleetDeny.has(v));
+    const pulled = (rules.deny || []).filter((v) => fleetDeny.has(v));
+    if (ownDeny.length) item('deny', 'deny ' + ownDeny.join(', '));
+    if (pulled.length) item('deny', byFleet('deny ' + pulled.join(', '), true));
+    if (rules.paused) item('paused', byFleet('paused', fleet && fleet.paused));
     if (rules.windows) item('windows', 'windows: ' + rules.windows.map(windowText).join('; '));
     for (const freeze of rules.freezes || []) {
-      item('freeze', 'freeze ' + freeze.from + ' to ' + freeze.to + (freeze.reason ? ' (' + freeze.reason + ')' : ''));
+      const fromFleet = fleet && (fleet.freezes || []).some((f) => f.from === freeze.from && f.to === freeze.to && f.reason === freeze.reason);
+      item('freeze', byFleet('freeze ' + freeze.from + ' to ' + freeze.to + (freeze.reason ? ' (' + freeze.reason + ')' : ''), fromFleet));
     }
     if (!items.length) item('none', 'no rules: the client gets what Fedora offers');
     const head = policy.group.own
@@ -1160,7 +1168,7 @@
     if (policy) {
       list.append(html('li', { className: 'extra' }, [
         html('b', { 'data-count': 'withheld', text: String(counts.withheld) }),
-        ' withheld by ' + tableName(policy.group),
+        ' withheld by ' + tableName(policy.group) + (policy.group.table !== null && state.policy.fleet ? ' and [fleet]' : ''),
       ]));
     }
     return list;
@@ -1827,15 +1835,16 @@
     );
     if (withheldOut.length) {
       // By reason: each rule, or the one reason the group is closed.
+      // (keyed by the text: each denied release has a reason of its own).
       const byReason = new Map();
       for (const edge of withheldOut) {
-        const reason = edge.withheld;
-        if (!byReason.has(reason)) byReason.set(reason, []);
-        byReason.get(reason).push(edge.to);
+        const text = reasonText(edge.withheld, policy);
+        if (!byReason.has(text)) byReason.set(text, { reason: edge.withheld, targets: [] });
+        byReason.get(text).targets.push(edge.to);
       }
-      const lines = [...byReason].map(([reason, targets]) =>
+      const lines = [...byReason].map(([text, { reason, targets }]) =>
         html('span', { className: 'withheld-line', 'data-reason': reason.reason }, [
-          reasonText(reason, policy) + ': ',
+          text + ': ',
           versionList(targets, scheme.id),
         ]));
       row('withheld-to', 'Withheld', plural(withheldOut.length, 'update') + ' out of it withheld' + forGroup, ...lines);

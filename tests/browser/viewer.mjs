@@ -291,7 +291,7 @@ async function checkGroups(page, raw, now) {
   await page.locator('#group-field[data-policy="ok"]').waitFor();
   check(await page.locator('#group-field').isVisible(), 'the group picker is shown');
   const options = await page.locator('#group option').evaluateAll((os) => os.map((o) => o.textContent));
-  equal(options, ['(no group rules)', ...names, ...(names.includes('default') ? ['other group'] : [])], 'the group picker lists the groups');
+  equal(options, ['(no group rules)', ...names, ...(names.includes('default') || policy.fleet ? ['other group'] : [])], 'the group picker lists the groups');
   check(await page.locator('#legend-withheld').isHidden(), 'no group: no withheld updates in the legend');
 
   // Every group (and one without a table) against the policy-engine.
@@ -387,6 +387,8 @@ async function checkGroups(page, raw, now) {
     await page.locator('#panel-checksum .node[data-version="' + pulled + '"] .shape').click();
     const pulledNote = await page.locator('#details-withheld-from .withheld-note').textContent();
     check(pulledNote.includes('denied in [fleet]'), open + ': the details of ' + pulled + ' say the fleet denies it', pulledNote);
+    const fleetRule = await page.locator('#policy-rules [data-rule="deny"]').allTextContents();
+    equal(fleetRule, ['deny ' + pulled + ' (from [fleet])'], open + ': the rules list the release [fleet] denies as [fleet]\'s');
     await page.keyboard.press('Escape');
   }
 

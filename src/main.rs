@@ -67,9 +67,19 @@ struct GraphArgs {
     /// The client's group (Zincati's identity.group), with --policy.
     #[arg(long, requires = "policy")]
     group: Option<String>,
+    /// A mirror: the repository every OCI payload is pulled from, as the
+    /// graph-builder's `[oci] repository` sets it (the digest is kept).
+    #[arg(long, requires = "oci", value_parser = oci_repository)]
+    oci_repository: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Json)]
     format: Format,
+}
+
+/// `--oci-repository`, checked as the graph-builder checks `[oci]
+/// repository`.
+fn oci_repository(value: &str) -> Result<String, String> {
+    commons::metadata::ReleaseIndex::check_oci_repository(value).map(|()| value.to_string())
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -159,6 +169,7 @@ fn print_graph(args: &GraphArgs, viewer: &Viewer, now: i64) -> anyhow::Result<()
         &args.updates,
         &args.basearch,
         scheme,
+        args.oci_repository.as_deref(),
         viewer,
     )?;
     let output = match args.format {

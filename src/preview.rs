@@ -36,12 +36,14 @@ pub enum Viewer {
 }
 
 /// Reads and checks both documents, and builds the graph of `basearch` and
-/// `scheme` for `viewer`.
+/// `scheme` for `viewer`, with the OCI payloads pulled from
+/// `oci_repository` when given (a mirror).
 pub fn build(
     releases: &Path,
     updates: &Path,
     basearch: &str,
     scheme: Scheme,
+    oci_repository: Option<&str>,
     viewer: &Viewer,
 ) -> anyhow::Result<Graph> {
     let read = |path: &Path| {
@@ -49,8 +51,11 @@ pub fn build(
     };
     let updates_doc = UpdatesMetadata::parse(&read(updates)?, None)
         .with_context(|| format!("{} is not usable", updates.display()))?;
-    let index = ReleaseIndex::parse(&read(releases)?, Some(&updates_doc.stream))
+    let mut index = ReleaseIndex::parse(&read(releases)?, Some(&updates_doc.stream))
         .with_context(|| format!("{} is not usable", releases.display()))?;
+    if let Some(repository) = oci_repository {
+        index.replace_oci_repository(repository);
+    }
     let graph = Graph::from_documents(&index, &updates_doc, basearch, scheme);
     if graph.nodes.is_empty() {
         let known = index.architectures();

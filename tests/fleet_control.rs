@@ -302,6 +302,38 @@ async fn a_mirror_replaces_the_repository_and_keeps_the_digest() {
     // The OSTree graph is untouched.
     let ostree = get_graph(&format!("{graph_url}?basearch=x86_64&stream=stable")).await;
     assert!(!ostree.to_string().contains("registry.example.com"));
+    // The preview with the same mirror gives the graph-builder's bytes.
+    let (_, served) = get(&format!(
+        "{graph_url}?basearch=x86_64&stream=stable&oci=true"
+    ))
+    .await;
+    let preview = |repository: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fcos-cincinnati"))
+            .arg("graph")
+            .arg("--releases")
+            .arg(fixture("stable", "releases.json"))
+            .arg("--updates")
+            .arg(fixture("stable", "updates.json"))
+            .args([
+                "--basearch",
+                "x86_64",
+                "--oci",
+                "--oci-repository",
+                repository,
+            ])
+            .output()
+            .unwrap()
+    };
+    let output = preview("registry.example.com/fedora-coreos");
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8(output.stdout).unwrap().trim_end(), served);
+    let output = preview("https://registry.example.com/fedora-coreos");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("--oci-repository") && stderr.contains("no scheme"),
+        "{stderr}"
+    );
     pe.stop().await.unwrap();
     gb.stop().await.unwrap();
 }

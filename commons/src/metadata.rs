@@ -161,6 +161,28 @@ impl ReleaseIndex {
         Ok(index)
     }
 
+    /// Checks that `repository` names a container repository that
+    /// [`Self::replace_oci_repository`] can put in pullspecs, such as
+    /// `registry.example.com/fedora-coreos`: lowercase, no scheme, no tag
+    /// or digest, no trailing `/`. The error says so.
+    pub fn check_oci_repository(repository: &str) -> Result<(), String> {
+        let valid = !repository.is_empty()
+            && !repository.contains("://")
+            && !repository.ends_with('/')
+            && repository.bytes().all(|b| {
+                b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || matches!(b, b'.' | b'-' | b'_' | b'/' | b':')
+            });
+        if valid {
+            Ok(())
+        } else {
+            Err(format!(
+                "'{repository}' is not a repository such as registry.example.com/fedora-coreos (lowercase, no scheme, no tag or digest)"
+            ))
+        }
+    }
+
     /// Replaces the repository of every container image by `repository`
     /// (a mirror), keeping its digest: `quay.io/fedora/fedora-coreos@sha256:…`
     /// becomes `<repository>@sha256:…`. A pullspec without a digest is left

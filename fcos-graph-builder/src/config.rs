@@ -168,22 +168,12 @@ impl Settings {
         let oci_repository = match file.oci.and_then(|oci| oci.repository) {
             None => None,
             Some(repository) => {
-                let valid = !repository.is_empty()
-                    && !repository.contains("://")
-                    && !repository.ends_with('/')
-                    && repository.bytes().all(|b| {
-                        b.is_ascii_lowercase()
-                            || b.is_ascii_digit()
-                            || matches!(b, b'.' | b'-' | b'_' | b'/' | b':')
-                    });
-                if !valid {
-                    return Err(ConfigError::Invalid {
+                commons::metadata::ReleaseIndex::check_oci_repository(&repository).map_err(
+                    |message| ConfigError::Invalid {
                         key: "oci.repository".to_string(),
-                        message: format!(
-                            "'{repository}' is not a repository such as registry.example.com/fedora-coreos (lowercase, no scheme, no tag or digest)"
-                        ),
-                    });
-                }
+                        message,
+                    },
+                )?;
                 Some(repository)
             }
         };

@@ -412,6 +412,8 @@ async fn the_policy_reloads_and_the_preview_equals_the_served_graph() {
     let reloads = r#"fcos_cincinnati_pe_policy_reloads_total{result="success"}"#;
     wait_metric(status, reloads, |v| v == 1.0).await;
     assert_eq!(edges_of("g").await, pairs(&[("31.2.0", "32.1.0")]));
+    let rejected = "fcos_cincinnati_pe_policy_file_rejected";
+    assert_eq!(metric(status, rejected).await, Some(0.0));
 
     // The preview of that group, at the time of the request, equals the
     // served bytes.
@@ -445,6 +447,8 @@ async fn the_policy_reloads_and_the_preview_equals_the_served_graph() {
     let failures = r#"fcos_cincinnati_pe_policy_reloads_total{result="failure"}"#;
     wait_metric(status, failures, |v| v == 1.0).await;
     assert_eq!(edges_of("g").await, pairs(&[("31.2.0", "32.1.0")]));
+    // The refusal is a state for alerts, not only a count.
+    assert_eq!(metric(status, rejected).await, Some(1.0));
 
     // SIGHUP reloads at once (the new file is written with the same size
     // and mtime resolution cannot be relied on; SIGHUP does not need it).
@@ -460,4 +464,5 @@ async fn the_policy_reloads_and_the_preview_equals_the_served_graph() {
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(metric(status, reloads).await.unwrap() >= 2.0);
+    assert_eq!(metric(status, rejected).await, Some(0.0));
 }

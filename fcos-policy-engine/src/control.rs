@@ -5,7 +5,7 @@
 
 use crate::rules::{Policy, Reason, OTHER};
 use actix_web::{web, HttpResponse};
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +21,7 @@ pub struct Control {
     policy: RwLock<Option<Arc<Policy>>>,
     generation: AtomicU64,
     reloads: IntCounterVec,
+    rejected: IntGauge,
     info: IntGaugeVec,
     withheld: IntCounterVec,
 }
@@ -40,6 +41,10 @@ impl Control {
             ),
             &["result"],
         )?;
+        let rejected = IntGauge::new(
+            "fcos_cincinnati_pe_policy_file_rejected",
+            "1 while the policy file as it is now was refused (an older policy stays in force), else 0.",
+        )?;
         let info = IntGaugeVec::new(
             Opts::new(
                 "fcos_cincinnati_pe_policy_info",
@@ -55,6 +60,7 @@ impl Control {
             &["group", "reason"],
         )?;
         registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(rejected.clone()))?;
         registry.register(Box::new(info.clone()))?;
         registry.register(Box::new(withheld.clone()))?;
         for result in ["success", "failure"] {
@@ -65,6 +71,7 @@ impl Control {
             policy: RwLock::new(None),
             generation: AtomicU64::new(policy.as_ref().map_or(0, |p| p.generation)),
             reloads,
+            rejected,
             info,
             withheld,
         };
@@ -107,7 +114,9 @@ impl Control {
     pub fn reload(&self, versions: &HashMap<String, HashSet<String>>) {
         let Some(path) = &self.path else { return };
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        match Policy::load(path, generation) {
+        let loaded = Policy::load(path, generation);
+        self.rejected.set(i64::from(loaded.is_err()));
+        match loaded {
             Ok(policy) => {
                 let current = self.policy();
                 if current.as_ref().is_some_and(|c| c.hash == policy.hash) {

@@ -336,11 +336,16 @@ impl Policy {
             path: path.display().to_string(),
             source,
         })?;
-        let text = String::from_utf8(bytes).map_err(|_| ConfigError::Parse {
+        Policy::from_bytes(&bytes, path, generation)
+    }
+
+    /// Checks the bytes of a policy file read from `path`.
+    pub fn from_bytes(bytes: &[u8], path: &Path, generation: u64) -> Result<Policy, ConfigError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| ConfigError::Parse {
             path: path.display().to_string(),
             message: "the file is not UTF-8".to_string(),
         })?;
-        Policy::parse(&text, path, generation)
+        Policy::parse(text, path, generation)
     }
 
     /// Parses and checks policy text read from `path`.

@@ -107,14 +107,18 @@ impl Control {
             .inc();
     }
 
-    /// Loads the file again; if it is valid and differs from the policy in
-    /// force, it takes over. An invalid file is logged and counted, and the
-    /// policy in force stays. `versions` are the versions being served, by
-    /// stream, for warnings.
-    pub fn reload(&self, versions: &HashMap<String, HashSet<String>>) {
+    /// Loads the file from `bytes`, as just read (`None`: it could not be
+    /// read, which loading it again reports); if it is valid and differs
+    /// from the policy in force, it takes over. An invalid file is logged
+    /// and counted, and the policy in force stays. `versions` are the
+    /// versions being served, by stream, for warnings.
+    fn reload(&self, bytes: Option<&[u8]>, versions: &HashMap<String, HashSet<String>>) {
         let Some(path) = &self.path else { return };
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        let loaded = Policy::load(path, generation);
+        let loaded = match bytes {
+            Some(bytes) => Policy::from_bytes(bytes, path, generation),
+            None => Policy::load(path, generation),
+        };
         self.rejected.set(i64::from(loaded.is_err()));
         match loaded {
             Ok(policy) => {
@@ -168,13 +172,13 @@ impl Control {
             tokio::select! {
                 _ = ticker.tick() => {
                     if self.file_changed(&mut last_seen) {
-                        self.reload(&versions());
+                        self.reload(last_seen.as_deref(), &versions());
                     }
                 }
                 Some(()) = async { match hangup.as_mut() { Some(s) => s.recv().await, None => None } } => {
                     tracing::info!("SIGHUP: reloading the policy file");
                     self.file_changed(&mut last_seen);
-                    self.reload(&versions());
+                    self.reload(last_seen.as_deref(), &versions());
                 }
             }
         }

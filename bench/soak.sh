@@ -59,7 +59,10 @@ refresh_secs = 1
 TOML
 "$bin"/fcos-graph-builder -v -c "$work/gb.toml" 2>"$work/gb.log" & pids+=($!); gb=$!
 "$bin"/fcos-policy-engine -c "$work/pe.toml" 2>"$work/pe.log" & pids+=($!); pe=$!
-for _ in $(seq 100); do curl -sf http://127.0.0.1:18190/readyz >/dev/null && break; sleep 0.1; done
+# Both ready: the policy-engine answers 503 until it holds the graphs.
+for port in 18190 18191; do
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+done
 
 # Switch versions every second (an atomic rename, as a publisher would).
 (

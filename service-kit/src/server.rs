@@ -19,8 +19,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
@@ -30,11 +31,19 @@ const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 /// memory, so that connections in flight can end and free some.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// What a worker thread runs: its accept loop, until told to stop.
+/// Connections a worker keeps open at most by default (as many as
+/// actix-server's default): more wait in the listening socket's backlog
+/// until one closes, so that a flood of connections cannot take all the
+/// memory.
+pub const MAX_CONNECTIONS_PER_WORKER: usize = 25_000;
+
+/// What a worker thread runs: its accept loop, until told to stop, with
+/// at most so many connections open.
 type Worker = Box<
     dyn FnOnce(
             std::net::TcpListener,
             watch::Receiver<bool>,
+            usize,
         ) -> Pin<Box<dyn Future<Output = io::Result<()>>>>
         + Send,
 >;
@@ -47,6 +56,17 @@ pub struct Listening {
     pub addr: SocketAddr,
     /// The listening socket and the accept loop of each worker thread.
     workers: Vec<(std::net::TcpListener, Worker)>,
+    /// Connections each worker keeps open at most.
+    max_connections: usize,
+}
+
+impl Listening {
+    /// Sets how many connections each worker keeps open at most (default
+    /// [`MAX_CONNECTIONS_PER_WORKER`], at least 1).
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
 }
 
 /// Binds `addr` and prepares a server answering with the app that
@@ -76,7 +96,7 @@ where
     let mut workers = Vec::with_capacity(count);
     for listener in listeners {
         let factory = factory.clone();
-        let worker: Worker = Box::new(move |listener, stop| {
+        let worker: Worker = Box::new(move |listener, stop, max_connections| {
             let app = factory()
                 .into_factory()
                 .map_err(|err| err.into().error_response());
@@ -94,7 +114,7 @@ where
                     }
                 })
                 .h1(map_config(app, |_| AppConfig::default()));
-            Box::pin(serve(listener, stop, http))
+            Box::pin(serve(listener, stop, max_connections, http))
         });
         workers.push((listener, worker));
     }
@@ -102,15 +122,18 @@ where
         name,
         addr,
         workers,
+        max_connections: MAX_CONNECTIONS_PER_WORKER,
     })
 }
 
 /// A worker's accept loop: serves each connection it accepts on `listener`
-/// with a service from `http` until `stop` turns true, then lets the
-/// connections finish (up to [`SHUTDOWN_TIMEOUT_SECS`]).
+/// with a service from `http`, with at most `max_connections` open, until
+/// `stop` turns true, then lets the connections finish (up to
+/// [`SHUTDOWN_TIMEOUT_SECS`]).
 async fn serve<H>(
     listener: std::net::TcpListener,
     mut stop: watch::Receiver<bool>,
+    max_connections: usize,
     http: H,
 ) -> io::Result<()>
 where
@@ -132,8 +155,24 @@ where
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let connections = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(max_connections));
     let mut starved = false;
+    let mut full = false;
     let result = loop {
+        // A slot for the next connection, else wait for one to close.
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if !std::mem::replace(&mut full, true) {
+                    tracing::warn!("{max_connections} connections open on a worker: new ones wait in the backlog until one closes");
+                }
+                tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|stop| *stop) => break Ok(()),
+                    slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
+                }
+            }
+        };
         tokio::select! {
             biased;
             _ = stop.wait_for(|stop| *stop) => break Ok(()),
@@ -143,12 +182,13 @@ where
                 // asked for (nothing reads it; a request over a limit logs
                 // it itself).
                 Ok((io, _)) => {
-                    if std::mem::take(&mut starved) {
+                    if std::mem::take(&mut starved) | std::mem::take(&mut full) {
                         tracing::info!("accepting connections again");
                     }
                     let service = Rc::clone(&service);
                     connections.spawn_local(async move {
                         let _ = service.call((LimitedStream::new(io), None)).await;
+                        drop(slot);
                     });
                 }
                 Err(error) => match error.raw_os_error() {
@@ -240,6 +280,7 @@ impl Serving {
         let (stop, stopping) = watch::channel(false);
         let (finished_tx, mut finished) = mpsc::unbounded_channel();
         let count = listening.workers.len();
+        let max_connections = listening.max_connections;
         for (index, (listener, worker)) in listening.workers.into_iter().enumerate() {
             let stopping = stopping.clone();
             let finished = finished_tx.clone();
@@ -247,8 +288,9 @@ impl Serving {
                 .name(format!("{}-{index}", listening.name))
                 .spawn(move || {
                     let run = move || {
-                        actix_web::rt::System::new()
-                            .block_on(async move { worker(listener, stopping).await })
+                        actix_web::rt::System::new().block_on(async move {
+                            worker(listener, stopping, max_connections).await
+                        })
                     };
                     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
                         .unwrap_or_else(|_| Err(io::Error::other("a worker thread panicked")));
@@ -506,6 +548,52 @@ mod tests {
         assert!(error.to_string().contains("the service server"), "{error}");
         // The status port went with it.
         assert!(std::net::TcpStream::connect(status_addr).is_err());
+    }
+
+    #[actix_web::test]
+    async fn connections_over_the_limit_wait_until_one_closes() {
+        use std::io::{Read, Write};
+        let service = bind("service", loopback(), 1, ok_app)
+            .unwrap()
+            .max_connections(1);
+        let status = bind("status", loopback(), 1, ok_app).unwrap();
+        let running = Running::spawn(service, status);
+        let addr = running.service_addr;
+        // Sends a request and reads the head of the answer, if one comes
+        // within `patience`.
+        let exchange = move |stream: &mut std::net::TcpStream, patience: Duration| {
+            stream.set_read_timeout(Some(patience)).unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            String::from_utf8_lossy(&head).into_owned()
+        };
+        let result = tokio::task::spawn_blocking(move || {
+            let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+            let mut first = std::net::TcpStream::connect(addr).unwrap();
+            first.write_all(request).unwrap();
+            let answered = exchange(&mut first, Duration::from_secs(5));
+            // The second connection waits in the backlog while the first
+            // stays open (kept alive)...
+            let mut second = std::net::TcpStream::connect(addr).unwrap();
+            second.write_all(request).unwrap();
+            let waiting = exchange(&mut second, Duration::from_millis(300));
+            // ...and is served once it closes.
+            drop(first);
+            let served = exchange(&mut second, Duration::from_secs(5));
+            (answered, waiting, served)
+        })
+        .await
+        .unwrap();
+        assert!(result.0.starts_with("HTTP/1.1 200"), "{}", result.0);
+        assert_eq!(result.1, "", "answered over the limit");
+        assert!(result.2.starts_with("HTTP/1.1 200"), "{}", result.2);
+        running.stop().await.unwrap();
     }
 
     #[actix_web::test]

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use test_support::run_until_exit;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fcos-graph-builder");
 
@@ -61,7 +62,7 @@ fn a_service_that_cannot_start_exits_non_zero() {
         "[service]\naddress = \"127.0.0.1\"\nport = 0\norigin_allowlist = [\"https://ok.example\", \"https://bad.example/path\"]\n[status]\naddress = \"127.0.0.1\"\nport = 0\n",
     )
     .unwrap();
-    let (status, stderr) = run_until_exit(&bad);
+    let (status, stderr) = run_until_exit(Command::new(BIN).arg("-c").arg(&bad));
     assert!(!status.success());
     assert!(stderr.contains("service.origin_allowlist[1]"), "{stderr}");
 }
@@ -79,7 +80,7 @@ fn a_port_in_use_is_refused() {
         format!("[service]\naddress = \"127.0.0.1\"\nport = {port}\n[status]\naddress = \"127.0.0.1\"\nport = 0\n"),
     )
     .unwrap();
-    let (status, stderr) = run_until_exit(&config);
+    let (status, stderr) = run_until_exit(Command::new(BIN).arg("-c").arg(&config));
     assert!(!status.success());
     assert!(
         stderr.contains(&format!(
@@ -88,29 +89,4 @@ fn a_port_in_use_is_refused() {
         "{stderr}"
     );
     assert!(stderr.contains("in use"), "{stderr}");
-}
-
-/// Runs the binary with `config` and returns how it exited and what it
-/// logged; fails if it is still running after 10 s.
-fn run_until_exit(config: &std::path::Path) -> (std::process::ExitStatus, String) {
-    let mut child = Command::new(BIN)
-        .arg("-c")
-        .arg(config)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("still running with a service it cannot start");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    (status, stderr)
 }

@@ -2,55 +2,11 @@
 //! client's keep-alive connection open, stops on SIGTERM at once: it logs
 //! its shutdown and exits 0 within a second.
 
-use std::io::BufRead;
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
+use test_support::{logged_addr, Process};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fcos-graph-builder");
-
-/// Kills the child when the test ends, however it ends.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The first line from `lines` containing `text`, waiting up to 15 s; every
-/// line read is kept in `log`.
-fn line_with(lines: &mpsc::Receiver<String>, log: &mut Vec<String>, text: &str) -> String {
-    if let Some(line) = log.iter().find(|l| l.contains(text)) {
-        return line.clone();
-    }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) => {
-                log.push(line.clone());
-                if line.contains(text) {
-                    return line;
-                }
-            }
-            Err(_) => panic!(
-                "no line with {text:?} within 15 s; standard error:\n{}",
-                log.join("\n")
-            ),
-        }
-    }
-}
-
-/// The address logged as `name=…` in a log line.
-fn logged_addr(line: &str, name: &str) -> SocketAddr {
-    line.split_whitespace()
-        .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {line:?}"))
-}
 
 #[tokio::test]
 async fn an_idle_graph_builder_stops_within_a_second_of_sigterm() {
@@ -76,29 +32,8 @@ async fn an_idle_graph_builder_stops_within_a_second_of_sigterm() {
         ),
     )
     .unwrap();
-    let mut child = Guard(
-        Command::new(BIN)
-            .arg("-v")
-            .arg("-c")
-            .arg(&config)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = child.0.stderr.take().unwrap();
-    let (sender, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut log = Vec::new();
-    let listening = line_with(&lines, &mut log, "graph-builder listening");
+    let mut child = Process::spawn(Command::new(BIN).arg("-v").arg("-c").arg(&config));
+    let listening = child.line_with("graph-builder listening").await;
     let service = logged_addr(&listening, "service_addr");
     let status = logged_addr(&listening, "status_addr");
 
@@ -115,11 +50,7 @@ async fn an_idle_graph_builder_stops_within_a_second_of_sigterm() {
         .await
         .is_ok_and(|r| r.status() == 200)
     {
-        assert!(
-            Instant::now() < deadline,
-            "never ready:\n{}",
-            log.join("\n")
-        );
+        assert!(Instant::now() < deadline, "never ready:\n{}", child.log());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let scopes = client
@@ -154,12 +85,12 @@ async fn an_idle_graph_builder_stops_within_a_second_of_sigterm() {
     // Idle now, with the client's connection open.
     let sent = Instant::now();
     let kill = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
+        .args(["-TERM", &child.child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
     let exit = loop {
-        if let Some(exit) = child.0.try_wait().unwrap() {
+        if let Some(exit) = child.child.try_wait().unwrap() {
             break exit;
         }
         assert!(
@@ -169,11 +100,9 @@ async fn an_idle_graph_builder_stops_within_a_second_of_sigterm() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     assert!(exit.success(), "{exit:?}");
-    line_with(
-        &lines,
-        &mut log,
-        "stopping: finishing the requests in flight",
-    );
-    line_with(&lines, &mut log, "stopped");
+    child
+        .line_with("stopping: finishing the requests in flight")
+        .await;
+    child.line_with("stopped").await;
     drop(client);
 }

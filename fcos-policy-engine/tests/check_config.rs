@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use test_support::run_until_exit;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fcos-policy-engine");
 
@@ -108,25 +109,7 @@ fn a_service_that_cannot_start_exits_non_zero() {
         "[service]\naddress = \"127.0.0.1\"\nport = 0\norigin_allowlist = [\"https://ok.example\", \"https://bad.example/path\"]\n[status]\naddress = \"127.0.0.1\"\nport = 0\n",
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .arg("-c")
-        .arg(&bad)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("still running with a service it cannot start");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let (status, stderr) = run_until_exit(Command::new(BIN).arg("-c").arg(&bad));
     assert!(!status.success());
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains("service.origin_allowlist[1]"), "{stderr}");
 }

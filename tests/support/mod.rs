@@ -8,13 +8,13 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use futures_util::StreamExt;
 use service_kit::server::Running;
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+// Not every test crate runs a binary.
+#[allow(unused_imports)]
+pub use test_support::{logged_addr, Process};
 
 /// Time the rollout of the fixture's 32.2.0 is half-way: it starts at
 /// 1_800_000_000 at 0.2 and lasts 100 minutes, so 50 minutes in it is 0.6.
@@ -443,73 +443,4 @@ pub fn fixture_with_new_release(stream: &str) -> (Vec<u8>, Vec<u8>) {
         index.to_string().into_bytes(),
         updates.to_string().into_bytes(),
     )
-}
-
-/// A running binary whose standard error is read line by line as it
-/// comes; killed when the test ends, however it ends.
-pub struct Process {
-    pub child: Child,
-    lines: mpsc::Receiver<String>,
-    /// Every line read so far.
-    log: Vec<String>,
-}
-
-impl Process {
-    pub fn spawn(command: &mut Command) -> Process {
-        let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Process {
-            child,
-            lines,
-            log: Vec::new(),
-        }
-    }
-
-    /// The first line containing `text`, waiting for it up to 15 s.
-    pub async fn line_with(&mut self, text: &str) -> String {
-        if let Some(line) = self.log.iter().find(|l| l.contains(text)) {
-            return line.clone();
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            while let Ok(line) = self.lines.try_recv() {
-                self.log.push(line.clone());
-                if line.contains(text) {
-                    return line;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no line with {text:?} within 15 s; standard error so far:\n{}",
-                self.log.join("\n")
-            );
-            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The address logged as `name=…` in a log line.
-pub fn logged_addr(line: &str, name: &str) -> SocketAddr {
-    line.split_whitespace()
-        .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {line:?}"))
 }

@@ -1038,19 +1038,19 @@
       item('max_version', 'max_version ' + stream + ' = ' + version +
         (missing.length ? ' (not in the ' + missing.join(' and ') + ' graph' + (missing.length > 1 ? 's' : '') + ': withholds nothing there)' : ''));
     }
-    // The rules [fleet] adds to every group's are marked as such.
-    const fleet = policy.group.table === null ? null : state.policy.fleet;
-    const byFleet = (text, fromFleet) => text + (fleet && fromFleet ? ' (from [fleet])' : '');
-    const fleetDeny = new Set((fleet && fleet.deny) || []);
-    const ownDeny = (rules.deny || []).filter((v) => !fleetDeny.has(v));
-    const pulled = (rules.deny || []).filter((v) => fleetDeny.has(v));
+    // The rules [fleet] adds to a group's table are marked as such (the
+    // rules of [fleet] alone need no mark).
+    const marked = (reason) => policy.group.table !== null && fromFleet(reason);
+    const byFleet = (text, reason) => text + (marked(reason) ? ' (from [fleet])' : '');
+    const pulled = (rules.deny || []).filter((version) => marked({ reason: 'deny', version }));
+    const ownDeny = (rules.deny || []).filter((version) => !pulled.includes(version));
     if (ownDeny.length) item('deny', 'deny ' + ownDeny.join(', '));
-    if (pulled.length) item('deny', byFleet('deny ' + pulled.join(', '), true));
-    if (rules.paused) item('paused', byFleet('paused', fleet && fleet.paused));
+    if (pulled.length) item('deny', 'deny ' + pulled.join(', ') + ' (from [fleet])');
+    if (rules.paused) item('paused', byFleet('paused', { reason: 'paused' }));
     if (rules.windows) item('windows', 'windows: ' + rules.windows.map(windowText).join('; '));
     for (const freeze of rules.freezes || []) {
-      const fromFleet = fleet && (fleet.freezes || []).some((f) => f.from === freeze.from && f.to === freeze.to && f.reason === freeze.reason);
-      item('freeze', byFleet('freeze ' + freeze.from + ' to ' + freeze.to + (freeze.reason ? ' (' + freeze.reason + ')' : ''), fromFleet));
+      item('freeze', byFleet('freeze ' + freeze.from + ' to ' + freeze.to + (freeze.reason ? ' (' + freeze.reason + ')' : ''),
+        { reason: 'freeze', freeze }));
     }
     if (!items.length) item('none', 'no rules: the client gets what Fedora offers');
     const head = policy.group.own

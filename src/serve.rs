@@ -105,6 +105,8 @@ pub fn start(mut settings: Settings, clock: fcos_policy_engine::Clock) -> anyhow
     if settings.graph_builder.policy_path.is_none() {
         settings.graph_builder.policy_path = settings.policy_engine.policy_path.clone();
     }
+    // Two service ports share the process's descriptors.
+    service_kit::server::share_descriptors(2);
     let graph_builder = fcos_graph_builder::start(settings.graph_builder)?;
     if !settings.graph_url_given {
         settings.policy_engine.graph_url = loopback_graph_url(graph_builder.service_addr);

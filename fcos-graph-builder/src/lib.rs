@@ -41,14 +41,18 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
         .context("cannot create the HTTP client")?;
 
     let allowlist = settings.origin_allowlist.clone();
+    let refused = http_metrics.clone();
     let service = service_kit::server::bind("service", settings.service_addr, 0, move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
             .app_data(web::Data::new(http_metrics.clone()))
-            .wrap(service_kit::web::cors(allowlist.as_deref()))
             .wrap(middleware::from_fn(
                 service_kit::metrics::record_http_metrics,
             ))
+            .wrap(middleware::from_fn({
+                let cors = service_kit::web::cors(allowlist.as_deref());
+                move |req, next| service_kit::web::cors_middleware(cors.clone(), req, next)
+            }))
             .configure(service::configure)
     })
     .with_context(|| {
@@ -56,7 +60,8 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
             "cannot listen on {} (service.address/service.port)",
             settings.service_addr
         )
-    })?;
+    })?
+    .counting(refused);
 
     let ready_store = store.clone();
     let stream_names: Vec<String> = settings.streams.iter().map(|s| s.name.clone()).collect();

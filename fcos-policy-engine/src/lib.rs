@@ -70,14 +70,18 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
     let http_metrics = http_metrics.counting_requests("graph", state.incoming.clone());
 
     let allowlist = settings.origin_allowlist.clone();
+    let refused = http_metrics.clone();
     let service = service_kit::server::bind("service", settings.service_addr, 0, move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
             .app_data(web::Data::new(http_metrics.clone()))
-            .wrap(service_kit::web::cors(allowlist.as_deref()))
             .wrap(middleware::from_fn(
                 service_kit::metrics::record_http_metrics,
             ))
+            .wrap(middleware::from_fn({
+                let cors = service_kit::web::cors(allowlist.as_deref());
+                move |req, next| service_kit::web::cors_middleware(cors.clone(), req, next)
+            }))
             .configure(service::configure)
     })
     .with_context(|| {
@@ -85,7 +89,8 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
             "cannot listen on {} (service.address/service.port)",
             settings.service_addr
         )
-    })?;
+    })?
+    .counting(refused);
 
     let policy_endpoint = control::PolicyEndpoint {
         control: Arc::clone(&control),

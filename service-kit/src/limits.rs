@@ -1,24 +1,38 @@
-//! Limits on what a client sends, checked on the bytes of each request head
-//! before the HTTP parser sees them: a request target over
-//! [`MAX_URI_BYTES`] or a header section over [`MAX_HEADER_BYTES`] never
-//! reaches the parser (which would answer a bare 400 or 431 outside the
-//! application, uncounted, and log it as an error). Instead the head is
-//! replaced by a short request carrying [`LIMIT_HEADER`], which the
-//! application answers like any other error: a JSON `{kind, value}` body,
-//! counted in the response metrics, logged at debug level. The connection
-//! closes after that answer; the rest of the oversized head is read and
-//! dropped so that the client receives it.
+//! The one layer between the socket and the HTTP parser: limits on each
+//! request head that the framework does not apply.
 //!
-//! Only heads are checked: once a request announces a body (which no
-//! endpoint of the services takes), the rest of the connection is passed
-//! through unchecked, and the parser's own limits apply.
+//! The framework times only the first request head of a connection; a
+//! client that sends one request and then trickles the next head byte by
+//! byte would keep its connection forever. [`HeadGuard`] holds each head
+//! until it is whole, and gives it at most [`crate::server::HEAD_TIMEOUT`]
+//! to arrive, on every request of the connection; a new connection gets as
+//! long to start its first. A head also has to stay within
+//! [`MAX_URI_BYTES`] for its target and [`MAX_HEADER_BYTES`] for its
+//! header section, so a connection holds at most one head of bounded size,
+//! whatever the client sends.
+//!
+//! A head over a limit, or too slow, never reaches the parser: the guard
+//! hands it a short request carrying [`LIMIT_HEADER`] instead, which the
+//! application answers like any other error (a JSON `{kind, value}` body
+//! with 414, 431 or 408, counted in the response metrics, logged at debug
+//! level) before the connection closes; the rest of what the client sends
+//! is read and dropped, up to [`MAX_DISCARD`] bytes, so that it receives
+//! the answer.
+//!
+//! A request line that cannot be HTTP (a control byte, as in a TLS hello)
+//! is handed to the parser at once, which refuses it with a 400. Once a
+//! request announces a body (no endpoint of the services takes one), the
+//! rest of the connection is passed through, and the connection must end
+//! within the head timeout of that request.
 
-use actix_web::rt::net::TcpStream;
 use bytes::{Buf, BytesMut};
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
 
 /// Longest request target (path and query) accepted, in bytes.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
@@ -30,9 +44,12 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const LIMIT_HEADER: &str = "x-fcos-request-limit";
 /// Room for the method and version around the request target.
 const LINE_SLACK: usize = 64;
+/// Empty lines allowed before a request line, in bytes (RFC 9112, 2.2,
+/// asks servers to ignore at least one).
+const MAX_EMPTY_LINE_BYTES: usize = 64;
 /// Most bytes of an oversized head read and dropped before the connection
 /// stops reading altogether.
-const MAX_DISCARD: usize = 1 << 20;
+pub const MAX_DISCARD: usize = 1 << 20;
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 8 * 1024;
 
@@ -43,6 +60,8 @@ pub enum Limit {
     Uri,
     /// The header section is larger than [`MAX_HEADER_BYTES`].
     Headers,
+    /// The head did not arrive whole within the head timeout.
+    Timeout,
 }
 
 impl Limit {
@@ -51,6 +70,7 @@ impl Limit {
         match self {
             Limit::Uri => "uri",
             Limit::Headers => "headers",
+            Limit::Timeout => "timeout",
         }
     }
 
@@ -59,12 +79,14 @@ impl Limit {
         match value {
             b"uri" => Some(Limit::Uri),
             b"headers" => Some(Limit::Headers),
+            b"timeout" => Some(Limit::Timeout),
             _ => None,
         }
     }
 }
 
-/// What the bytes at the start of the buffer are.
+/// What the bytes at the start of the buffer are (empty lines before the
+/// request line already dropped).
 #[derive(Debug, PartialEq, Eq)]
 enum Scan {
     /// A complete head of this many bytes; `body` when it announces a body.
@@ -73,30 +95,32 @@ enum Scan {
     Partial,
     /// A head over a limit.
     Over(Limit),
+    /// Not an HTTP request line: for the parser to refuse.
+    Invalid,
 }
 
 /// Examines the head at the start of `buf`.
 fn scan(buf: &[u8]) -> Scan {
-    // Empty lines before a request line are allowed (RFC 9112, 2.2).
-    let start = buf
+    let line_end = buf.iter().position(|&b| b == b'\n');
+    let line = &buf[..line_end.unwrap_or(buf.len())];
+    if line
         .iter()
-        .position(|b| !matches!(b, b'\r' | b'\n'))
-        .unwrap_or(buf.len());
-    let Some(line_len) = buf[start..].iter().position(|&b| b == b'\n') else {
-        return if buf.len() - start > MAX_URI_BYTES + LINE_SLACK {
+        .any(|&b| (b < 0x20 && b != b'\r' && b != b'\t') || b == 0x7f)
+    {
+        return Scan::Invalid;
+    }
+    let Some(line_len) = line_end else {
+        return if buf.len() > MAX_URI_BYTES + LINE_SLACK {
             Scan::Over(Limit::Uri)
         } else {
             Scan::Partial
         };
     };
-    let target_len = buf[start..start + line_len]
-        .split(|&b| b == b' ')
-        .nth(1)
-        .map_or(0, <[u8]>::len);
-    if target_len > MAX_URI_BYTES {
+    let target_len = line.split(|&b| b == b' ').nth(1).map_or(0, <[u8]>::len);
+    if target_len > MAX_URI_BYTES || line_len > MAX_URI_BYTES + LINE_SLACK {
         return Scan::Over(Limit::Uri);
     }
-    let headers_start = start + line_len + 1;
+    let headers_start = line_len + 1;
     let mut pos = headers_start;
     let mut body = false;
     loop {
@@ -138,11 +162,7 @@ fn announces_body(line: &[u8]) -> bool {
 /// it can be read from the start of the head (so that the response is
 /// counted under the right handler), else `/`.
 fn stand_in(head: &[u8], limit: Limit) -> Vec<u8> {
-    let start = head
-        .iter()
-        .position(|b| !matches!(b, b'\r' | b'\n'))
-        .unwrap_or(head.len());
-    let path = head[start..]
+    let path = head
         .split(|&b| b == b' ')
         .nth(1)
         .map(|target| {
@@ -179,37 +199,78 @@ enum Mode {
     /// The stand-in request is handed out; what the client sends is read
     /// and dropped (up to [`MAX_DISCARD`] bytes).
     Discarding { dropped: usize },
-    /// Everything is handed out unchecked.
+    /// Everything is handed out unchecked, until the deadline.
     Passing,
 }
 
-/// A TCP connection whose request heads are checked against the limits.
-pub struct LimitedStream {
-    inner: TcpStream,
+/// A connection whose request heads are checked against the limits and
+/// the head timeout.
+pub struct HeadGuard<T> {
+    inner: T,
     buf: BytesMut,
     /// Bytes at the front of `buf` ready to be handed out.
     ready: usize,
     mode: Mode,
+    timeout: Duration,
+    /// When the head being read must be whole.
+    deadline: Pin<Box<Sleep>>,
+    /// Whether a head is being read (the deadline runs).
+    timing: bool,
+    /// Bytes of empty lines dropped before the current head.
+    empty_lines: usize,
 }
 
-impl LimitedStream {
-    /// Checks the request heads read from `inner`.
-    pub fn new(inner: TcpStream) -> Self {
-        LimitedStream {
+impl<T> HeadGuard<T> {
+    /// Checks the request heads read from `inner`, each within `timeout`
+    /// (the first from now).
+    pub fn new(inner: T, timeout: Duration) -> Self {
+        HeadGuard {
             inner,
             buf: BytesMut::new(),
             ready: 0,
             mode: Mode::Checking,
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            timing: true,
+            empty_lines: 0,
         }
     }
 
     /// The connection.
-    pub fn get_ref(&self) -> &TcpStream {
+    pub fn get_ref(&self) -> &T {
         &self.inner
+    }
+
+    /// Bytes held for the head being read.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Starts the deadline of a new head, at its first byte.
+    fn start_head(&mut self) {
+        self.timing = true;
+        let deadline = Instant::now() + self.timeout;
+        self.deadline.as_mut().reset(deadline);
+    }
+
+    /// Whether the deadline of the head being read has passed.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.timing && self.deadline.as_mut().poll(cx).is_ready()
+    }
+
+    /// Replaces the head being read by the stand-in request for `limit`.
+    fn refuse(&mut self, limit: Limit) {
+        tracing::debug!(limit = limit.as_str(), "request head refused");
+        let request = stand_in(&self.buf, limit);
+        self.buf.clear();
+        self.buf.extend_from_slice(&request);
+        self.ready = request.len();
+        self.mode = Mode::Discarding { dropped: 0 };
+        self.timing = false;
     }
 }
 
-impl AsyncRead for LimitedStream {
+impl<T: AsyncRead + Unpin> AsyncRead for HeadGuard<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -226,6 +287,12 @@ impl AsyncRead for LimitedStream {
             }
             match this.mode {
                 Mode::Passing => {
+                    if this.expired(cx) {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the request did not end within the head timeout",
+                        )));
+                    }
                     if !this.buf.is_empty() {
                         this.ready = this.buf.len();
                         continue;
@@ -251,47 +318,71 @@ impl AsyncRead for LimitedStream {
                         Poll::Pending => return Poll::Pending,
                     }
                 }
-                Mode::Checking => match scan(&this.buf) {
-                    Scan::Head { len, body } => {
-                        if body {
-                            this.mode = Mode::Passing;
+                Mode::Checking => {
+                    // Empty lines before a request line are dropped, up to
+                    // a few; more are for the parser to refuse.
+                    let empty = this
+                        .buf
+                        .iter()
+                        .position(|b| !matches!(b, b'\r' | b'\n'))
+                        .unwrap_or(this.buf.len());
+                    this.empty_lines += empty;
+                    this.buf.advance(empty);
+                    let scanned = if this.empty_lines > MAX_EMPTY_LINE_BYTES {
+                        Scan::Invalid
+                    } else {
+                        scan(&this.buf)
+                    };
+                    match scanned {
+                        Scan::Head { len, body } => {
+                            if body {
+                                // The deadline goes on for the body.
+                                this.mode = Mode::Passing;
+                            } else {
+                                this.timing = false;
+                            }
+                            this.empty_lines = 0;
+                            this.ready = len;
                         }
-                        this.ready = len;
-                    }
-                    Scan::Over(limit) => {
-                        tracing::debug!(
-                            limit = limit.as_str(),
-                            peer = ?this.inner.peer_addr().ok(),
-                            "request head over the limit"
-                        );
-                        let request = stand_in(&this.buf, limit);
-                        this.buf.clear();
-                        this.buf.extend_from_slice(&request);
-                        this.ready = request.len();
-                        this.mode = Mode::Discarding { dropped: 0 };
-                    }
-                    Scan::Partial => match read_more(&mut this.inner, &mut this.buf, cx) {
-                        Poll::Ready(Ok(0)) => {
-                            // End of stream in a head: the parser sees what
-                            // there is.
-                            this.mode = Mode::Passing;
-                            if this.buf.is_empty() {
-                                return Poll::Ready(Ok(()));
+                        Scan::Over(limit) => this.refuse(limit),
+                        Scan::Invalid => this.mode = Mode::Passing,
+                        Scan::Partial => {
+                            if !this.timing && (!this.buf.is_empty() || this.empty_lines > 0) {
+                                this.start_head();
+                            }
+                            if this.expired(cx) {
+                                this.refuse(Limit::Timeout);
+                                continue;
+                            }
+                            match read_more(&mut this.inner, &mut this.buf, cx) {
+                                Poll::Ready(Ok(0)) => {
+                                    // End of stream in a head: the parser
+                                    // sees what there is.
+                                    this.mode = Mode::Passing;
+                                    this.timing = false;
+                                    if this.buf.is_empty() {
+                                        return Poll::Ready(Ok(()));
+                                    }
+                                }
+                                Poll::Ready(Ok(_)) => {
+                                    if !this.timing {
+                                        this.start_head();
+                                    }
+                                }
+                                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                                Poll::Pending => return Poll::Pending,
                             }
                         }
-                        Poll::Ready(Ok(_)) => {}
-                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                        Poll::Pending => return Poll::Pending,
-                    },
-                },
+                    }
+                }
             }
         }
     }
 }
 
 /// Reads what the socket has into `buf`: `Ok(0)` at end of stream.
-fn read_more(
-    inner: &mut TcpStream,
+fn read_more<T: AsyncRead + Unpin>(
+    inner: &mut T,
     buf: &mut BytesMut,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
@@ -299,7 +390,7 @@ fn read_more(
     tokio_util::io::poll_read_buf(Pin::new(inner), cx, buf)
 }
 
-impl AsyncWrite for LimitedStream {
+impl<T: AsyncWrite + Unpin> AsyncWrite for HeadGuard<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -332,6 +423,7 @@ impl AsyncWrite for LimitedStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn complete_heads_pass() {
@@ -353,8 +445,8 @@ mod tests {
                 body: false
             }
         );
-        // Bare LF line ends, and empty lines before the request line.
-        let lf = b"\r\nGET / HTTP/1.1\nhost: x\n\n";
+        // Bare LF line ends.
+        let lf = b"GET / HTTP/1.1\nhost: x\n\n";
         assert_eq!(
             scan(lf),
             Scan::Head {
@@ -424,5 +516,198 @@ mod tests {
         let odd = stand_in(b"GET /a\"b HTTP/1.1\r\n", Limit::Headers);
         assert!(odd.starts_with(b"GET / HTTP/1.1\r\n"));
         assert!(matches!(scan(&odd), Scan::Head { body: false, .. }));
+    }
+
+    #[test]
+    fn a_request_line_that_cannot_be_http_goes_to_the_parser_at_once() {
+        // The start of a TLS hello.
+        assert_eq!(scan(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]), Scan::Invalid);
+        assert_eq!(scan(b"GET /\x00 HTTP/1.1\r\n"), Scan::Invalid);
+        assert_eq!(scan(b"GET /caf\xc3\xa9"), Scan::Partial);
+    }
+
+    /// A connection that delivers `chunks` one read at a time, then ends.
+    struct Chunks(std::collections::VecDeque<Vec<u8>>);
+
+    impl AsyncRead for Chunks {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            out: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            if let Some(mut chunk) = self.0.pop_front() {
+                let n = chunk.len().min(out.remaining());
+                out.put_slice(&chunk[..n]);
+                if n < chunk.len() {
+                    self.0.push_front(chunk.split_off(n));
+                }
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// What the parser reads from a guard over `chunks`, and the most bytes
+    /// the guard held at once; stops where the guard waits (after a
+    /// stand-in, or for its deadline).
+    fn through_guard(chunks: Vec<Vec<u8>>, timeout: Duration) -> (Vec<u8>, usize) {
+        use futures_util::FutureExt;
+        use tokio::io::AsyncReadExt;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut guard = HeadGuard::new(Chunks(chunks.into()), timeout);
+            let (mut out, mut held) = (Vec::new(), 0);
+            let mut buf = vec![0; 4096];
+            loop {
+                let read = guard.read(&mut buf).now_or_never();
+                held = held.max(guard.buffered());
+                match read {
+                    Some(Ok(0)) | Some(Err(_)) | None => break,
+                    Some(Ok(n)) => out.extend_from_slice(&buf[..n]),
+                }
+            }
+            (out, held)
+        })
+    }
+
+    /// Most bytes a guard holds for one head.
+    const MAX_HELD: usize = MAX_URI_BYTES + LINE_SLACK + MAX_HEADER_BYTES + 2 * READ_CHUNK;
+
+    fn request() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        (
+            "[a-z0-9/?=&%._-]{0,300}",
+            proptest::collection::vec(("[a-zA-Z-]{1,20}", "[ -~]{0,100}"), 0..12),
+            any::<bool>(),
+        )
+            .prop_map(|(target, headers, lf)| {
+                let end = if lf { "\n" } else { "\r\n" };
+                let mut head = format!("GET /{target} HTTP/1.1{end}");
+                for (name, value) in headers {
+                    head.push_str(&format!("{name}: {value}{end}"));
+                }
+                head.push_str(end);
+                head.into_bytes()
+            })
+    }
+
+    fn split(bytes: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        points.extend([0, bytes.len()]);
+        points.sort_unstable();
+        points.dedup();
+        points
+            .windows(2)
+            .map(|w| bytes[w[0]..w[1]].to_vec())
+            .collect()
+    }
+
+    proptest! {
+        /// Heads within the limits reach the parser exactly as sent,
+        /// however the connection splits them.
+        #[test]
+        fn heads_within_the_limits_pass_unchanged(
+            requests in proptest::collection::vec(request(), 1..6),
+            cuts in proptest::collection::vec(any::<usize>(), 0..40),
+        ) {
+            let sent: Vec<u8> = requests.concat();
+            let (out, held) = through_guard(split(&sent, &cuts), Duration::from_secs(60));
+            prop_assert_eq!(out, sent);
+            prop_assert!(held <= MAX_HELD, "{}", held);
+        }
+
+        /// Whatever a client sends, the guard holds a bounded number of
+        /// bytes, never panics, and hands the parser either what was sent
+        /// (less empty lines) or, at most once, a stand-in request that
+        /// closes the connection.
+        #[test]
+        fn any_bytes_are_held_bounded(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    request(),
+                    proptest::collection::vec(any::<u8>(), 0..64),
+                    (1usize..40_000).prop_map(|n| b"\r\n".repeat(n)),
+                    (1usize..40_000).prop_map(|n| vec![b'a'; n]),
+                    (1usize..2_000).prop_map(|n| b"x: y\r\n".repeat(n)),
+                ],
+                1..8,
+            ),
+            cuts in proptest::collection::vec(any::<usize>(), 0..40),
+        ) {
+            let sent: Vec<u8> = parts.concat();
+            let (out, held) = through_guard(split(&sent, &cuts), Duration::from_secs(60));
+            prop_assert!(held <= MAX_HELD, "{}", held);
+            let stand_ins = out
+                .windows(LIMIT_HEADER.len())
+                .filter(|w| *w == LIMIT_HEADER.as_bytes())
+                .count();
+            prop_assert!(stand_ins <= 1);
+            if stand_ins == 0 {
+                let kept: Vec<u8> = sent.iter().copied().filter(|b| !matches!(b, b'\r' | b'\n')).collect();
+                let passed: Vec<u8> = out.iter().copied().filter(|b| !matches!(b, b'\r' | b'\n')).collect();
+                prop_assert!(kept.starts_with(&passed));
+            }
+        }
+    }
+
+    #[test]
+    fn a_flood_of_empty_lines_is_not_kept() {
+        let flood = vec![b"\r\n".repeat(8 * 1024); 64];
+        let (out, held) = through_guard(flood, Duration::from_secs(60));
+        assert!(held <= READ_CHUNK * 2, "{held}");
+        // Handed to the parser, which refuses a head over its own buffer.
+        assert!(out.len() > MAX_EMPTY_LINE_BYTES);
+        assert!(out.iter().all(|b| matches!(b, b'\r' | b'\n')));
+    }
+
+    #[test]
+    fn a_head_over_a_limit_is_replaced() {
+        let long = format!(
+            "GET /v1/graph?x={} HTTP/1.1\r\n\r\n",
+            "a".repeat(MAX_URI_BYTES)
+        );
+        let (out, _) = through_guard(vec![long.into_bytes()], Duration::from_secs(60));
+        assert_eq!(out, stand_in(b"GET /v1/graph?", Limit::Uri));
+    }
+
+    #[test]
+    fn every_head_of_a_connection_must_arrive_in_time() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut client, server) = tokio::io::duplex(64 * 1024);
+            let mut guard = HeadGuard::new(server, Duration::from_millis(200));
+            let mut buf = vec![0; 4096];
+            // A first request in time passes.
+            client.write_all(b"GET /a HTTP/1.1\r\n\r\n").await.unwrap();
+            let n = guard.read(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"GET /a HTTP/1.1\r\n\r\n");
+            // Idle between requests: no deadline runs (the keep-alive
+            // timeout is the parser's).
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            // The next head trickles in, a byte every 50 ms.
+            let trickle = tokio::spawn(async move {
+                for byte in b"GET /v1/graph?stream=stable HTTP/1.1\r\n".iter() {
+                    if client.write_all(&[*byte]).await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                client
+            });
+            let started = Instant::now();
+            let n = guard.read(&mut buf).await.unwrap();
+            assert!(started.elapsed() < Duration::from_millis(400));
+            let request = String::from_utf8_lossy(&buf[..n]);
+            assert!(
+                request.contains("x-fcos-request-limit: timeout\r\n"),
+                "{request}"
+            );
+            trickle.abort();
+        });
     }
 }

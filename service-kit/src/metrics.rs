@@ -61,7 +61,7 @@ pub fn register_build_info(registry: &Registry) -> prometheus::Result<()> {
 /// the services answer (see [`GraphError`]), so that `rate()` and
 /// `increase()` see the first response of each. Other codes appear at
 /// their first response.
-pub const COMMON_CODES: [u16; 10] = [200, 304, 400, 404, 405, 406, 414, 431, 500, 503];
+pub const COMMON_CODES: [u16; 11] = [200, 304, 400, 404, 405, 406, 408, 414, 431, 500, 503];
 
 /// Response counts and latency of one service port, labelled by handler
 /// (a fixed set of names) and status code.
@@ -131,7 +131,7 @@ impl HttpMetrics {
 
     /// The handler label of a request path: one of the service's handlers,
     /// else `other`.
-    fn label(&self, path: &str) -> &'static str {
+    pub(crate) fn label(&self, path: &str) -> &'static str {
         let handler = handler_label(path);
         if self.handlers.contains(&handler) {
             handler
@@ -190,6 +190,7 @@ pub async fn record_http_metrics<B: MessageBody + 'static>(
             let error = match limit {
                 crate::limits::Limit::Uri => GraphError::UriTooLong,
                 crate::limits::Limit::Headers => GraphError::HeadersTooLarge,
+                crate::limits::Limit::Timeout => GraphError::RequestTimeout,
             };
             req.into_response(error.error_response())
                 .map_into_right_body()

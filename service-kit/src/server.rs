@@ -1,52 +1,97 @@
 //! Running a service: its HTTP servers and background tasks as one unit
-//! that lives or dies whole. Each server runs on worker threads (one per
-//! core by default), each accepting connections on a listening socket of
-//! its own (one `SO_REUSEPORT` group): no thread hands connections over,
-//! and a connection stays on the thread that accepted it. The servers check every request head
-//! against [`crate::limits`] before parsing it; on SIGTERM or SIGINT the
-//! service stops accepting, closes idle connections, finishes the requests
-//! in flight and returns; if any server or task ends by itself, everything
-//! is stopped and the reason returned, so that the process exits non-zero
-//! instead of living on half.
+//! that lives or dies whole.
+//!
+//! Each server is actix-server's (an accept thread handing connections to
+//! worker threads, a cap on the connections each worker keeps open, a
+//! graceful stop) running actix-http's HTTP/1 service over the
+//! application. Between the socket and the parser sits
+//! [`crate::limits::HeadGuard`], the one thing the framework does not do:
+//! every request head of a connection, not only the first, must arrive
+//! whole within [`HEAD_TIMEOUT`] and within the size limits.
+//!
+//! The connections a process keeps open are capped below its descriptor
+//! limit ([`connection_budget`]), so that a flood of connections on the
+//! service port leaves descriptors for the status port, upstream fetches
+//! and files. On SIGTERM or SIGINT the service stops accepting, closes
+//! idle connections, finishes the requests in flight and returns; if any
+//! server or task ends by itself, everything is stopped and the reason
+//! returned, so that the process exits non-zero instead of living on half.
 
-use crate::limits::LimitedStream;
+use crate::limits::HeadGuard;
+use crate::metrics::HttpMetrics;
+use actix_http::body::MessageBody;
+use actix_http::error::{DispatchError, ParseError};
 use actix_http::{HttpService, Request, Response};
-use actix_service::{map_config, IntoServiceFactory, Service, ServiceFactory, ServiceFactoryExt};
-use actix_web::body::MessageBody;
+use actix_server::ServerHandle;
+use actix_service::{
+    fn_service, map_config, IntoServiceFactory, ServiceFactory, ServiceFactoryExt,
+};
 use actix_web::dev::AppConfig;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_util::task::TaskTracker;
 
 /// Seconds the requests in flight get to finish when the service stops.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
-/// Pause in accepting after the process ran out of file descriptors or
-/// memory, so that connections in flight can end and free some.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// Connections a worker keeps open at most by default (as many as
-/// actix-server's default): more wait in the listening socket's backlog
-/// until one closes, so that a flood of connections cannot take all the
-/// memory.
+/// How long a request head may take to arrive whole, on every request of
+/// a connection; also how long a new connection may take to start one.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an idle keep-alive connection stays open.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
+/// Connections a service-port worker keeps open at most, whatever the
+/// descriptor limit (memory bounds them too).
 pub const MAX_CONNECTIONS_PER_WORKER: usize = 25_000;
+/// Connections the status port keeps open at most (probes and scrapes
+/// need a handful).
+pub const STATUS_CONNECTIONS: usize = 64;
+/// Descriptors kept out of the service ports' budget: the status ports'
+/// connections, upstream fetches, state and policy files, the runtime's
+/// own (epoll, wakers, the log).
+pub const RESERVED_DESCRIPTORS: usize = 256;
+/// How long a stopping service waits for a server whose workers are
+/// still starting.
+const STARTING_PATIENCE: Duration = Duration::from_secs(2);
+/// Length of each listening socket's backlog.
+const BACKLOG: u32 = 1024;
 
-/// What a worker thread runs: its accept loop, until told to stop, with
-/// at most so many connections open.
-type Worker = Box<
-    dyn FnOnce(
-            std::net::TcpListener,
-            watch::Receiver<bool>,
-            usize,
-        ) -> Pin<Box<dyn Future<Output = io::Result<()>>>>
-        + Send,
->;
+/// Service ports sharing the process's descriptors (1 per process, 2 when
+/// one process runs both services).
+static SERVICE_PORTS: AtomicUsize = AtomicUsize::new(1);
+
+/// Declares that `ports` service ports share this process's descriptor
+/// limit, before they are bound (the all-in-one binary runs two).
+pub fn share_descriptors(ports: usize) {
+    SERVICE_PORTS.store(ports.max(1), Ordering::Relaxed);
+}
+
+/// The descriptor limit of the process, after raising its soft limit to
+/// its hard limit (as much as the operator allows).
+pub fn descriptor_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!("cannot read the descriptor limit: {error}; assuming 1024");
+            1024
+        }
+    }
+}
+
+/// Connections one service port keeps open at most, over all its workers:
+/// the process's descriptor limit less [`RESERVED_DESCRIPTORS`], shared
+/// by the service ports of the process, and at most
+/// [`MAX_CONNECTIONS_PER_WORKER`] a worker.
+pub fn connection_budget(limit: u64, ports: usize, workers: usize) -> usize {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let budget = limit.saturating_sub(RESERVED_DESCRIPTORS) / ports.max(1);
+    budget
+        .min(MAX_CONNECTIONS_PER_WORKER.saturating_mul(workers))
+        .max(workers)
+}
 
 /// An HTTP server bound to its port, not yet running.
 pub struct Listening {
@@ -54,17 +99,30 @@ pub struct Listening {
     pub name: &'static str,
     /// The address bound (the real port when 0 was asked).
     pub addr: SocketAddr,
-    /// The listening socket and the accept loop of each worker thread.
-    workers: Vec<(std::net::TcpListener, Worker)>,
-    /// Connections each worker keeps open at most.
-    max_connections: usize,
+    workers: usize,
+    /// Connections kept open at most over all workers; `None`: from the
+    /// descriptor budget.
+    max_connections: Option<usize>,
+    builder: actix_server::ServerBuilder,
+    /// Workers whose services have started.
+    started: Arc<AtomicUsize>,
+    /// Where requests the parser refuses are counted.
+    metrics: Arc<OnceLock<HttpMetrics>>,
 }
 
 impl Listening {
-    /// Sets how many connections each worker keeps open at most (default
-    /// [`MAX_CONNECTIONS_PER_WORKER`], at least 1).
+    /// Sets how many connections the server keeps open at most, over all
+    /// its workers (at least one a worker).
     pub fn max_connections(mut self, max: usize) -> Self {
-        self.max_connections = max.max(1);
+        self.max_connections = Some(max.max(self.workers));
+        self
+    }
+
+    /// Counts the requests the HTTP parser refuses (a malformed head: 400,
+    /// or 431) in `metrics`, under the handler `other`, as the application
+    /// counts its own answers.
+    pub fn counting(self, metrics: HttpMetrics) -> Self {
+        let _ = self.metrics.set(metrics);
         self
     }
 }
@@ -87,234 +145,194 @@ where
     S::Response: Into<Response<B>> + 'static,
     B: MessageBody + 'static,
 {
-    let count = match workers {
+    let workers = match workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let listeners = listen(addr, count)?;
-    let addr = listeners[0].local_addr()?;
-    let mut workers = Vec::with_capacity(count);
-    for listener in listeners {
-        let factory = factory.clone();
-        let worker: Worker = Box::new(move |listener, stop, max_connections| {
-            let app = factory()
-                .into_factory()
-                .map_err(|err| err.into().error_response());
-            let signal = stop.clone();
-            let http = HttpService::build()
-                .keep_alive(Duration::from_secs(5))
-                .client_request_timeout(Duration::from_secs(5))
-                .client_disconnect_timeout(Duration::from_secs(1))
-                .local_addr(addr)
-                // Idle keep-alive connections are closed at once on stop.
-                .graceful_shutdown_signal(move || {
-                    let mut stop = signal.clone();
-                    async move {
-                        let _ = stop.wait_for(|stop| *stop).await;
-                    }
-                })
-                .h1(map_config(app, |_| AppConfig::default()));
-            Box::pin(serve(listener, stop, max_connections, http))
+    let listener = listen(addr)?;
+    let addr = listener.local_addr()?;
+    let started = Arc::new(AtomicUsize::new(0));
+    let builder = actix_server::Server::build()
+        .workers(workers)
+        .backlog(BACKLOG)
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        .disable_signals();
+    // Idle keep-alive connections are closed at once on a graceful stop.
+    let stopping = builder.graceful_shutdown_signal();
+    let counted = Arc::clone(&started);
+    let metrics = Arc::new(OnceLock::<HttpMetrics>::new());
+    let refused = Arc::clone(&metrics);
+    let builder = builder.listen(name, listener, move || {
+        let app = factory()
+            .into_factory()
+            .map_err(|err| err.into().error_response());
+        let stopping = stopping.clone();
+        let http = HttpService::build()
+            .keep_alive(KEEP_ALIVE)
+            // HeadGuard times every head, the first included.
+            .client_request_timeout(Duration::ZERO)
+            .client_disconnect_timeout(Duration::from_secs(1))
+            // A client that closes its side has left: its request (a long
+            // poll, say) ends with the connection.
+            .h1_allow_half_closed(false)
+            .local_addr(addr)
+            .graceful_shutdown_signal(move || {
+                let stopping = stopping.clone();
+                async move { stopping.notified().await }
+            })
+            .h1(map_config(app, |_| AppConfig::default()));
+        // The guard wraps each connection; what the parser refuses is
+        // logged here (and counted by the application's metrics).
+        let connection = fn_service(|io: actix_web::rt::net::TcpStream| async move {
+            let peer = io.peer_addr().ok();
+            Ok::<_, DispatchError>((HeadGuard::new(io, HEAD_TIMEOUT), peer))
         });
-        workers.push((listener, worker));
-    }
+        let refused = Arc::clone(&refused);
+        Started {
+            inner: connection.and_then(http).map_err(move |error| {
+                if let (Some(code), Some(metrics)) = (refused_code(&error), refused.get()) {
+                    metrics.observe("other", code, 0.0);
+                }
+                log_dispatch_error(&error);
+            }),
+            started: Arc::clone(&counted),
+        }
+    })?;
     Ok(Listening {
         name,
         addr,
         workers,
-        max_connections: MAX_CONNECTIONS_PER_WORKER,
+        max_connections: None,
+        builder,
+        started,
+        metrics,
     })
 }
 
-/// A worker's accept loop: serves each connection it accepts on `listener`
-/// with a service from `http`, with at most `max_connections` open, until
-/// `stop` turns true, then lets the connections finish (up to
-/// [`SHUTDOWN_TIMEOUT_SECS`]).
-async fn serve<H>(
-    listener: std::net::TcpListener,
-    mut stop: watch::Receiver<bool>,
-    max_connections: usize,
-    http: H,
-) -> io::Result<()>
+/// The status of the answer the parser gave a request it refused.
+fn refused_code(error: &DispatchError) -> Option<u16> {
+    match error {
+        DispatchError::Parse(ParseError::Io(_)) => None,
+        DispatchError::Parse(ParseError::TooLarge) => Some(431),
+        DispatchError::Parse(_) => Some(400),
+        _ => None,
+    }
+}
+
+/// Logs why a connection ended in error: at debug level for what a client
+/// did (a malformed request, a network error), as a warning otherwise.
+fn log_dispatch_error(error: &DispatchError) {
+    match error {
+        DispatchError::Parse(ParseError::Io(_)) | DispatchError::Io(_) => {
+            tracing::debug!("connection ended: {error}")
+        }
+        DispatchError::Parse(error) => tracing::debug!("malformed request: {error}"),
+        DispatchError::DisconnectTimeout | DispatchError::SlowRequestTimeout => {
+            tracing::debug!("connection ended: {error}")
+        }
+        _ => tracing::warn!("connection ended: {error}"),
+    }
+}
+
+/// A service factory that counts the services it has made.
+#[derive(Clone)]
+struct Started<T> {
+    inner: T,
+    started: Arc<AtomicUsize>,
+}
+
+impl<T, Req> ServiceFactory<Req> for Started<T>
 where
-    H: ServiceFactory<
-        (LimitedStream, Option<SocketAddr>),
-        Config = (),
-        Response = (),
-        InitError = (),
-    >,
-    H::Service: 'static,
+    T: ServiceFactory<Req, Config = ()>,
+    T::Future: 'static,
 {
-    let service = tokio::select! {
-        biased;
-        _ = stop.wait_for(|stop| *stop) => return Ok(()),
-        service = http.new_service(()) => service
-            .map_err(|()| io::Error::other("the application could not start on a worker"))?,
-    };
-    let service = Rc::new(service);
-    listener.set_nonblocking(true)?;
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    let connections = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(max_connections));
-    let mut starved = false;
-    let mut full = false;
-    let result = loop {
-        // A slot for the next connection, else wait for one to close.
-        let slot = match Arc::clone(&slots).try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
-                if !std::mem::replace(&mut full, true) {
-                    tracing::warn!("{max_connections} connections open on a worker: new ones wait in the backlog until one closes");
-                }
-                tokio::select! {
-                    biased;
-                    _ = stop.wait_for(|stop| *stop) => break Ok(()),
-                    slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
-                }
-            }
-        };
-        tokio::select! {
-            biased;
-            _ = stop.wait_for(|stop| *stop) => break Ok(()),
-            accepted = listener.accept() => match accepted {
-                // No system call per connection here: TCP_NODELAY comes
-                // from the listening socket, and the peer address is not
-                // asked for (nothing reads it; a request over a limit logs
-                // it itself).
-                Ok((io, _)) => {
-                    if std::mem::take(&mut starved) | std::mem::take(&mut full) {
-                        tracing::info!("accepting connections again");
-                    }
-                    let service = Rc::clone(&service);
-                    connections.spawn_local(async move {
-                        let _ = service.call((LimitedStream::new(io), None)).await;
-                        drop(slot);
-                    });
-                }
-                Err(error) => match error.raw_os_error() {
-                    // The listening socket itself is unusable.
-                    Some(libc::EBADF | libc::EINVAL | libc::ENOTSOCK | libc::EFAULT) => {
-                        break Err(error)
-                    }
-                    // Out of file descriptors or memory: new connections
-                    // wait in the backlog until some are freed.
-                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
-                        if !std::mem::replace(&mut starved, true) {
-                            tracing::warn!("cannot accept connections: {error}; retrying every {} ms", ACCEPT_BACKOFF.as_millis());
-                        }
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    }
-                    // The client gave up or its network failed before the
-                    // connection was accepted, a firewall refused it, or a
-                    // signal interrupted the call: the next one may succeed
-                    // (accept(2) passes pending network errors on).
-                    _ => tracing::debug!("accepting a connection failed: {error}"),
-                },
-            },
-        }
-    };
-    drop(listener);
-    connections.close();
-    let timeout = Duration::from_secs(SHUTDOWN_TIMEOUT_SECS);
-    if tokio::time::timeout(timeout, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "{} connections still busy after {SHUTDOWN_TIMEOUT_SECS} s; closing them",
-            connections.len()
-        );
+    type Response = T::Response;
+    type Error = T::Error;
+    type Config = ();
+    type Service = T::Service;
+    type InitError = T::InitError;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<T::Service, T::InitError>>>>;
+
+    fn new_service(&self, config: ()) -> Self::Future {
+        let made = self.inner.new_service(config);
+        let started = Arc::clone(&self.started);
+        Box::pin(async move {
+            let service = made.await?;
+            started.fetch_add(1, Ordering::Relaxed);
+            Ok(service)
+        })
     }
-    result
 }
 
-/// `count` listening sockets on `addr`, one per worker, in one
-/// `SO_REUSEPORT` group: the kernel spreads new connections over them, so
-/// that each worker accepts its own without waking the others. Reusable at
-/// once after a restart. Their connections send without delay
-/// (`TCP_NODELAY`, which accepted sockets inherit on Linux): a response is
-/// written whole, and Nagle's algorithm would only hold its last segment
-/// back until the client acknowledges.
-fn listen(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
+/// A listening socket on `addr`, reusable at once after a restart; a port
+/// another process listens on is refused. Its connections send without
+/// delay (`TCP_NODELAY`, which accepted sockets inherit on Linux): a
+/// response is written whole, and Nagle's algorithm would only hold its
+/// last segment back until the client acknowledges.
+fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let socket = |addr: SocketAddr, group: bool| -> io::Result<Socket> {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        socket.set_reuse_address(true)?;
-        socket.set_reuse_port(group)?;
-        socket.set_tcp_nodelay(true)?;
-        socket.bind(&addr.into())?;
-        if group {
-            // At once: a probe binding meanwhile finds the port taken.
-            socket.listen(1024)?;
-        }
-        Ok(socket)
-    };
-    // A port another process listens on is refused, as without the group:
-    // another instance of the service would otherwise join it silently.
-    // (A program of the same user that sets SO_REUSEPORT itself can still
-    // join; the kernel allows it.)
-    if addr.port() != 0 {
-        drop(socket(addr, false)?);
-    }
-    let first = socket(addr, true)?;
-    let addr = first.local_addr()?.as_socket().expect("an IP socket");
-    let mut sockets = vec![first];
-    for _ in 1..count {
-        sockets.push(socket(addr, true)?);
-    }
-    Ok(sockets.into_iter().map(Into::into).collect())
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG as i32)?;
+    Ok(socket.into())
 }
 
-/// A server running on its worker threads.
+/// A server running on its own thread.
 struct Serving {
-    /// Turned true to stop the workers.
-    stop: watch::Sender<bool>,
-    /// Ends when every worker has ended, with the first error.
+    handle: ServerHandle,
+    /// Workers whose services have started.
+    started: Arc<AtomicUsize>,
+    workers: usize,
+    /// Ends when the server has stopped, with its error.
     done: JoinHandle<io::Result<()>>,
 }
 
 impl Serving {
-    /// Starts the workers of `listening`, each on a thread of its own with
-    /// its own runtime; sends to `ended` when the first of them ends.
-    fn start(listening: Listening, ended: mpsc::UnboundedSender<String>) -> Self {
-        let (stop, stopping) = watch::channel(false);
-        let (finished_tx, mut finished) = mpsc::unbounded_channel();
-        let count = listening.workers.len();
-        let max_connections = listening.max_connections;
-        for (index, (listener, worker)) in listening.workers.into_iter().enumerate() {
-            let stopping = stopping.clone();
-            let finished = finished_tx.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("{}-{index}", listening.name))
-                .spawn(move || {
-                    let run = move || {
-                        actix_web::rt::System::new().block_on(async move {
-                            worker(listener, stopping, max_connections).await
-                        })
-                    };
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
-                        .unwrap_or_else(|_| Err(io::Error::other("a worker thread panicked")));
-                    let _ = finished.send(result);
+    /// Starts the accept thread and workers of `listening`, with at most
+    /// `max_connections` open, driven from a thread of its own; sends to
+    /// `ended` when the server ends.
+    fn start(
+        listening: Listening,
+        max_connections: usize,
+        ended: mpsc::UnboundedSender<String>,
+    ) -> Self {
+        let per_worker = max_connections.div_ceil(listening.workers).max(1);
+        let builder = listening.builder.max_concurrent_connections(per_worker);
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let (finished_tx, finished) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("{}-server", listening.name))
+            .spawn(move || {
+                let result = actix_web::rt::System::new().block_on(async move {
+                    let server = builder.run();
+                    let _ = handle_tx.send(server.handle());
+                    server.await
                 });
-            if let Err(error) = spawned {
-                let _ = finished_tx.send(Err(error));
-            }
-        }
+                let _ = finished_tx.send(result);
+            })
+            .expect("cannot start a server thread");
+        let handle = handle_rx
+            .recv()
+            .expect("a server thread sends its handle first");
         let what = format!("the {} server on {}", listening.name, listening.addr);
         let done = actix_web::rt::spawn(async move {
-            let mut result = finished.recv().await.unwrap_or(Ok(()));
+            let result = finished
+                .await
+                .unwrap_or_else(|_| Err(io::Error::other("its thread panicked")));
             let _ = ended.send(match &result {
                 Ok(()) => format!("{what} stopped"),
                 Err(error) => format!("{what} failed: {error}"),
             });
-            for _ in 1..count {
-                if let Some(Err(error)) = finished.recv().await {
-                    result = result.and(Err(error));
-                }
-            }
             result
         });
-        Serving { stop, done }
+        Serving {
+            handle,
+            started: listening.started,
+            workers: listening.workers,
+            done,
+        }
     }
 }
 
@@ -333,8 +351,10 @@ pub struct Running {
 }
 
 impl Running {
-    /// Runs the service and status servers, each on its worker threads;
-    /// the background tasks run on the current actix runtime.
+    /// Runs the service and status servers; the background tasks run on
+    /// the current actix runtime. The service port keeps at most its share
+    /// of the descriptor budget open ([`connection_budget`]), the status
+    /// port at most [`STATUS_CONNECTIONS`].
     pub fn spawn(service: Listening, status: Listening) -> Self {
         let (ended_tx, ended) = mpsc::unbounded_channel();
         let mut running = Running {
@@ -346,8 +366,22 @@ impl Running {
             ended,
             on_stop: Vec::new(),
         };
-        for listening in [service, status] {
-            let serving = Serving::start(listening, running.ended_tx.clone());
+        let limit = descriptor_limit();
+        let budget = connection_budget(
+            limit,
+            SERVICE_PORTS.load(Ordering::Relaxed),
+            service.workers,
+        );
+        let service_max = service.max_connections.unwrap_or(budget);
+        let status_max = status.max_connections.unwrap_or(STATUS_CONNECTIONS);
+        tracing::info!(
+            descriptor_limit = limit,
+            service_connections = service_max,
+            status_connections = status_max,
+            "connection limits"
+        );
+        for (listening, max) in [(service, service_max), (status, status_max)] {
+            let serving = Serving::start(listening, max, running.ended_tx.clone());
             running.servers.push(serving);
         }
         running
@@ -412,8 +446,9 @@ impl Running {
         }
     }
 
-    /// Stops gracefully now: idle connections are closed, requests in
-    /// flight finish (up to 10 s), background tasks are cancelled.
+    /// Stops gracefully now: the servers stop accepting, idle connections
+    /// are closed, requests in flight finish (up to 10 s), background
+    /// tasks are cancelled.
     pub async fn stop(mut self) -> io::Result<()> {
         for hook in self.on_stop.drain(..) {
             hook();
@@ -421,19 +456,36 @@ impl Running {
         for task in &self.tasks {
             task.abort();
         }
-        for server in &self.servers {
-            server.stop.send_replace(true);
-        }
-        // Workers finish their requests within SHUTDOWN_TIMEOUT_SECS; one
-        // that does not (a handler blocking its thread) is left behind.
+        // Every server is told to stop; one whose workers are still
+        // starting their apps stops once they have, or is left behind
+        // with the process if they never do.
+        let stops: Vec<_> = self
+            .servers
+            .iter()
+            .map(|server| {
+                let stop = server.handle.stop(true);
+                let started = server.started.load(Ordering::Relaxed) >= server.workers;
+                async move {
+                    if started {
+                        stop.await;
+                    }
+                }
+            })
+            .collect();
         let bound = Duration::from_secs(SHUTDOWN_TIMEOUT_SECS + 5);
         let mut result = Ok(());
+        if tokio::time::timeout(bound, futures_util::future::join_all(stops))
+            .await
+            .is_err()
+        {
+            result = Err(io::Error::other("a server did not stop in time"));
+        }
         for server in self.servers.drain(..) {
-            match tokio::time::timeout(bound, server.done).await {
+            match tokio::time::timeout(STARTING_PATIENCE, server.done).await {
                 Ok(Ok(Ok(()))) => {}
                 Ok(Ok(Err(error))) => result = Err(error),
                 Ok(Err(error)) => result = Err(io::Error::other(error)),
-                Err(_) => result = Err(io::Error::other("a server's workers did not stop in time")),
+                Err(_) => tracing::warn!("a server still starting was left behind"),
             }
         }
         for task in self.tasks.drain(..) {
@@ -448,6 +500,7 @@ impl Running {
 mod tests {
     use super::*;
     use actix_web::{web, App, HttpResponse};
+    use std::io::{Read, Write};
 
     fn ok_app() -> App<
         impl ServiceFactory<
@@ -465,35 +518,44 @@ mod tests {
         "127.0.0.1:0".parse().unwrap()
     }
 
-    #[test]
-    fn connections_spread_over_the_workers_sockets_and_send_without_delay() {
-        let listeners = listen(loopback(), 2).unwrap();
-        let addr = listeners[0].local_addr().unwrap();
-        assert_eq!(listeners[1].local_addr().unwrap(), addr);
-        let _clients: Vec<_> = (0..32)
-            .map(|_| std::net::TcpStream::connect(addr).unwrap())
-            .collect();
-        let mut accepted = Vec::new();
-        for listener in &listeners {
-            listener.set_nonblocking(true).unwrap();
-            let mut count = 0;
-            while let Ok((connection, _)) = listener.accept() {
-                assert!(connection.nodelay().unwrap());
-                count += 1;
+    /// Sends `request` on `stream` and reads the head of the answer, if one
+    /// comes within `patience`.
+    fn exchange(stream: &mut std::net::TcpStream, request: &[u8], patience: Duration) -> String {
+        stream.write_all(request).unwrap();
+        stream.set_read_timeout(Some(patience)).unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
             }
-            accepted.push(count);
         }
-        assert_eq!(accepted.iter().sum::<usize>(), 32, "{accepted:?}");
-        assert!(accepted.iter().all(|&n| n > 0), "{accepted:?}");
+        String::from_utf8_lossy(&head).into_owned()
+    }
+
+    #[test]
+    fn the_budget_leaves_room_under_the_descriptor_limit() {
+        assert_eq!(connection_budget(1024, 1, 2), 1024 - RESERVED_DESCRIPTORS);
+        assert_eq!(
+            connection_budget(1024, 2, 2),
+            (1024 - RESERVED_DESCRIPTORS) / 2
+        );
+        assert_eq!(
+            connection_budget(1 << 20, 1, 2),
+            2 * MAX_CONNECTIONS_PER_WORKER
+        );
+        // A limit below the reserve still serves, one connection a worker.
+        assert_eq!(connection_budget(100, 1, 2), 2);
     }
 
     #[test]
     fn a_port_already_listened_on_is_refused() {
         let taken = std::net::TcpListener::bind(loopback()).unwrap();
-        assert!(listen(taken.local_addr().unwrap(), 2).is_err());
-        // Another instance of the service does not join the group either.
-        let ours = listen(loopback(), 2).unwrap();
-        let error = listen(ours[0].local_addr().unwrap(), 2).unwrap_err();
+        let error = listen(taken.local_addr().unwrap()).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+        let ours = listen(loopback()).unwrap();
+        let error = listen(ours.local_addr().unwrap()).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
     }
 
@@ -513,7 +575,6 @@ mod tests {
         let running = Running::spawn(service, status);
         let service_addr = running.service_addr;
         let request = std::thread::spawn(move || {
-            use std::io::{Read, Write};
             let mut stream = std::net::TcpStream::connect(service_addr).unwrap();
             stream
                 .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -529,6 +590,27 @@ mod tests {
         assert!(response.ends_with("done"), "{response}");
         // Stopped: nothing listens any more.
         assert!(std::net::TcpStream::connect(service_addr).is_err());
+    }
+
+    #[actix_web::test]
+    async fn idle_keep_alive_connections_are_closed_at_once_on_stop() {
+        let service = bind("service", loopback(), 1, ok_app).unwrap();
+        let status = bind("status", loopback(), 1, ok_app).unwrap();
+        let running = Running::spawn(service, status);
+        let addr = running.service_addr;
+        let mut idle = std::net::TcpStream::connect(addr).unwrap();
+        let head = exchange(
+            &mut idle,
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            Duration::from_secs(5),
+        );
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let started = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(3), running.stop())
+            .await
+            .expect("an idle connection does not hold the stop")
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(3));
     }
 
     #[actix_web::test]
@@ -552,47 +634,35 @@ mod tests {
 
     #[actix_web::test]
     async fn connections_over_the_limit_wait_until_one_closes() {
-        use std::io::{Read, Write};
         let service = bind("service", loopback(), 1, ok_app)
             .unwrap()
             .max_connections(1);
         let status = bind("status", loopback(), 1, ok_app).unwrap();
         let running = Running::spawn(service, status);
         let addr = running.service_addr;
-        // Sends a request and reads the head of the answer, if one comes
-        // within `patience`.
-        let exchange = move |stream: &mut std::net::TcpStream, patience: Duration| {
-            stream.set_read_timeout(Some(patience)).unwrap();
-            let mut head = Vec::new();
-            let mut buf = [0; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
-            }
-            String::from_utf8_lossy(&head).into_owned()
-        };
+        let status_addr = running.status_addr;
         let result = tokio::task::spawn_blocking(move || {
             let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
             let mut first = std::net::TcpStream::connect(addr).unwrap();
-            first.write_all(request).unwrap();
-            let answered = exchange(&mut first, Duration::from_secs(5));
+            let answered = exchange(&mut first, request, Duration::from_secs(5));
             // The second connection waits in the backlog while the first
             // stays open (kept alive)...
             let mut second = std::net::TcpStream::connect(addr).unwrap();
-            second.write_all(request).unwrap();
-            let waiting = exchange(&mut second, Duration::from_millis(300));
-            // ...and is served once it closes.
+            let waiting = exchange(&mut second, request, Duration::from_millis(300));
+            // ...while the status port answers...
+            let mut status = std::net::TcpStream::connect(status_addr).unwrap();
+            let probe = exchange(&mut status, request, Duration::from_secs(5));
+            // ...and is served once the first closes.
             drop(first);
-            let served = exchange(&mut second, Duration::from_secs(5));
-            (answered, waiting, served)
+            let served = exchange(&mut second, b"", Duration::from_secs(5));
+            (answered, waiting, probe, served)
         })
         .await
         .unwrap();
         assert!(result.0.starts_with("HTTP/1.1 200"), "{}", result.0);
         assert_eq!(result.1, "", "answered over the limit");
         assert!(result.2.starts_with("HTTP/1.1 200"), "{}", result.2);
+        assert!(result.3.starts_with("HTTP/1.1 200"), "{}", result.3);
         running.stop().await.unwrap();
     }
 

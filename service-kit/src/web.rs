@@ -71,6 +71,12 @@ pub enum GraphError {
         crate::limits::MAX_HEADER_BYTES
     )]
     HeadersTooLarge,
+    /// The request head did not arrive whole in time.
+    #[error(
+        "the request head did not arrive whole within {} seconds",
+        crate::server::HEAD_TIMEOUT.as_secs()
+    )]
+    RequestTimeout,
 }
 
 impl GraphError {
@@ -89,6 +95,7 @@ impl GraphError {
             GraphError::UriTooLong => "uri_too_long",
             GraphError::PolicyUnavailable(_) => "policy_unavailable",
             GraphError::HeadersTooLarge => "headers_too_large",
+            GraphError::RequestTimeout => "request_timeout",
         }
     }
 
@@ -109,6 +116,7 @@ impl ResponseError for GraphError {
             GraphError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             GraphError::UriTooLong => StatusCode::URI_TOO_LONG,
             GraphError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            GraphError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             GraphError::NotReady(_)
             | GraphError::UpstreamUnavailable
             | GraphError::PolicyUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -479,23 +487,93 @@ impl GraphBody {
     }
 }
 
-/// CORS for the service port: any origin when `allowlist` is `None`, else
-/// only the listed origins. It never rejects a request itself (preflights
-/// for any method and header succeed; a request from an origin not on the
-/// list is served without CORS headers, so the browser withholds it), so
-/// every error a client sees is a `{"kind","value"}` one.
-pub fn cors(allowlist: Option<&[String]>) -> actix_cors::Cors {
-    let cors = actix_cors::Cors::default()
-        .allow_any_method()
-        .allow_any_header()
-        .block_on_origin_mismatch(false)
-        .max_age(3600);
-    match allowlist {
-        None => cors.allow_any_origin().send_wildcard(),
-        Some(origins) => origins
-            .iter()
-            .fold(cors, |cors, origin| cors.allowed_origin(origin)),
+/// Which origins the graph browser may read from (CORS).
+#[derive(Clone, Debug)]
+pub struct Cors {
+    /// `None`: any origin, answered with `Access-Control-Allow-Origin: *`.
+    allowlist: Option<std::sync::Arc<[HeaderValue]>>,
+}
+
+/// CORS for `allowlist` (absent: any origin). See [`cors_middleware`].
+pub fn cors(allowlist: Option<&[String]>) -> Cors {
+    Cors {
+        allowlist: allowlist.map(|origins| {
+            origins
+                .iter()
+                .filter_map(|origin| HeaderValue::from_str(origin).ok())
+                .collect()
+        }),
     }
+}
+
+impl Cors {
+    /// The `Access-Control-Allow-Origin` value for a request from
+    /// `origin`, if it is allowed.
+    fn allow(&self, origin: &HeaderValue) -> Option<HeaderValue> {
+        match &self.allowlist {
+            None => Some(HeaderValue::from_static("*")),
+            Some(list) => list.contains(origin).then(|| origin.clone()),
+        }
+    }
+
+    /// Adds the CORS headers for a request from `origin` to `headers`.
+    fn decorate(&self, origin: Option<&HeaderValue>, headers: &mut header::HeaderMap) {
+        if self.allowlist.is_some() {
+            // The answer depends on the origin: caches must know.
+            headers.append(header::VARY, HeaderValue::from_static("Origin"));
+        }
+        if let Some(allowed) = origin.and_then(|origin| self.allow(origin)) {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
+        }
+    }
+}
+
+/// CORS for every answer of the app it wraps (outermost), errors included:
+/// an allowed origin gets `Access-Control-Allow-Origin` on every status; a
+/// preflight (`OPTIONS` with `Access-Control-Request-Method`) from an
+/// allowed origin is answered 200 here, and counted like other answers;
+/// anything from another origin is answered as without CORS, with no CORS
+/// header and never an error of its own.
+pub async fn cors_middleware<B: actix_web::body::MessageBody + 'static>(
+    cors: Cors,
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<B>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::EitherBody<B>>, actix_web::Error> {
+    let Some(origin) = req.headers().get(header::ORIGIN).cloned() else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let preflight = req.method() == actix_web::http::Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    if preflight {
+        if let Some(allowed) = cors.allow(&origin) {
+            let mut response = HttpResponse::Ok();
+            response
+                .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed))
+                .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS"))
+                .insert_header((header::ACCESS_CONTROL_MAX_AGE, "3600"));
+            if let Some(asked) = req
+                .headers()
+                .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+                .cloned()
+            {
+                response.insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, asked));
+            }
+            if cors.allowlist.is_some() {
+                response.insert_header((header::VARY, "Origin"));
+            }
+            if let Some(metrics) =
+                req.app_data::<actix_web::web::Data<crate::metrics::HttpMetrics>>()
+            {
+                metrics.observe(metrics.label(req.path()), 200, 0.0);
+            }
+            return Ok(req.into_response(response.finish()).map_into_right_body());
+        }
+    }
+    let mut response = next.call(req).await?;
+    cors.decorate(Some(&origin), response.headers_mut());
+    Ok(response.map_into_left_body())
 }
 
 /// The OpenAPI 3 description of `/v1/graph`, served at `/v1/openapi`.

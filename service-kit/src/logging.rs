@@ -13,9 +13,11 @@ pub fn init(verbosity: u8) {
         _ => "trace",
     };
     // The level applies to the project's crates; libraries stay at warn
-    // unless RUST_LOG says otherwise.
+    // unless RUST_LOG says otherwise. The HTTP parser logs each request it
+    // refuses as an error: those are client mistakes, logged at debug
+    // level and counted by the servers (`service_kit::server`) instead.
     let default = format!(
-        "warn,commons={level},service_kit={level},fcos_graph_builder={level},fcos_policy_engine={level},fcos_cincinnati={level}"
+        "warn,actix_http::h1::dispatcher=off,commons={level},service_kit={level},fcos_graph_builder={level},fcos_policy_engine={level},fcos_cincinnati={level}"
     );
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()

@@ -466,6 +466,49 @@ async fn cors_never_answers_with_a_non_json_error() {
         assert_eq!(response.status(), 200);
         let header = response.headers().get("access-control-allow-origin");
         assert_eq!(header.is_some(), allowed, "{origin}");
+        // Errors carry the same CORS headers as graphs: an unknown scope,
+        // and a request over a limit.
+        for (url, code) in [
+            (
+                format!(
+                    "http://{}/v1/graph?basearch=x86_64&stream=nope",
+                    gb.service_addr
+                ),
+                404,
+            ),
+            (format!("{url}&x={}", "a".repeat(10_000)), 414),
+        ] {
+            let response = client()
+                .get(&url)
+                .header("Origin", origin)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), code);
+            let header = response.headers().get("access-control-allow-origin");
+            assert_eq!(
+                header.map(|h| h.to_str().unwrap()),
+                allowed.then_some(origin),
+                "{origin} {code}"
+            );
+        }
+        // A preflight: allowed, or answered as without CORS (JSON, no CORS
+        // header), never a CORS error.
+        let preflight = client()
+            .request(reqwest::Method::OPTIONS, &url)
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "GET")
+            .send()
+            .await
+            .unwrap();
+        let header = preflight.headers().get("access-control-allow-origin");
+        assert_eq!(header.is_some(), allowed, "{origin}");
+        if allowed {
+            assert_eq!(preflight.status(), 200);
+        } else {
+            assert_eq!(preflight.status(), 405);
+            assert_eq!(preflight.headers()["content-type"], "application/json");
+        }
     }
     gb.stop().await.unwrap();
 }

@@ -296,7 +296,9 @@ async fn malformed_requests_are_counted_client_mistakes() {
     let addr = engine.service;
     let series = r#"fcos_cincinnati_pe_http_responses_total{code="400",handler="other"}"#;
     let before = engine.metric(series);
-    let mut tls_hello = vec![0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03];
+    let mut tls_hello = vec![
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ];
     tls_hello.extend_from_slice(&[0x5a; 64]);
     let mut not_utf8 = b"GET /v1/graph?stream=".to_vec();
     not_utf8.extend_from_slice(&[0xff, 0xfe]);

@@ -187,8 +187,30 @@ fn stand_in(head: &[u8], limit: Limit) -> Vec<u8> {
     request.extend_from_slice(LIMIT_HEADER.as_bytes());
     request.extend_from_slice(b": ");
     request.extend_from_slice(limit.as_str().as_bytes());
-    request.extend_from_slice(b"\r\nconnection: close\r\n\r\n");
+    request.extend_from_slice(b"\r\nconnection: close\r\n");
+    // The origin, when the client sent it, so that a browser may read
+    // the answer (CORS).
+    if let Some(origin) = origin_line(head) {
+        request.extend_from_slice(b"origin: ");
+        request.extend_from_slice(origin);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"\r\n");
     request
+}
+
+/// The value of an `Origin` header line among the header lines of `head`,
+/// when it is short and printable.
+fn origin_line(head: &[u8]) -> Option<&[u8]> {
+    head.split(|&b| b == b'\n').skip(1).find_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let value = line
+            .get(..7)
+            .filter(|name| name.eq_ignore_ascii_case(b"origin:"))
+            .map(|_| line[7..].trim_ascii())?;
+        (!value.is_empty() && value.len() <= 256 && value.iter().all(|b| (0x21..0x7f).contains(b)))
+            .then_some(value)
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -513,6 +535,11 @@ mod tests {
             request,
             b"GET /v1/graph HTTP/1.1\r\nhost: localhost\r\nx-fcos-request-limit: uri\r\nconnection: close\r\n\r\n"
         );
+        let with_origin = stand_in(
+            b"GET /v1/graph?a HTTP/1.1\r\nHost: x\r\nORIGIN:  https://a.example\r\nx: yyyy",
+            Limit::Headers,
+        );
+        assert!(with_origin.ends_with(b"connection: close\r\norigin: https://a.example\r\n\r\n"));
         let odd = stand_in(b"GET /a\"b HTTP/1.1\r\n", Limit::Headers);
         assert!(odd.starts_with(b"GET / HTTP/1.1\r\n"));
         assert!(matches!(scan(&odd), Scan::Head { body: false, .. }));

@@ -197,13 +197,18 @@ pub async fn record_http_metrics<B: MessageBody + 'static>(
         }
         None => next.call(req).await?.map_into_left_body(),
     };
+    let elapsed = start.elapsed().as_secs_f64();
     if let Some(metrics) = metrics {
-        metrics.observe(
-            handler,
-            response.status().as_u16(),
-            start.elapsed().as_secs_f64(),
-        );
+        metrics.observe(handler, response.status().as_u16(), elapsed);
     }
+    tracing::debug!(
+        peer = ?response.request().peer_addr(),
+        method = %response.request().method(),
+        path = response.request().path(),
+        status = response.status().as_u16(),
+        seconds = elapsed,
+        "request"
+    );
     Ok(response)
 }
 

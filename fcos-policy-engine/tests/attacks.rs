@@ -285,6 +285,16 @@ async fn a_connection_flood_leaves_descriptors_for_the_status_port() {
         assert!(status.is_some(), "{path} unanswered during the flood");
         assert!(started.elapsed() < Duration::from_secs(1));
     }
+    assert_eq!(
+        engine.metric("fcos_cincinnati_pe_http_connections_max"),
+        44.0
+    );
+    assert_eq!(engine.metric("fcos_cincinnati_pe_http_connections"), 44.0);
+    let mut engine = engine;
+    engine
+        .process
+        .line_with("44 connections open on the service port: new ones wait in the backlog")
+        .await;
     let log = engine.process.log();
     assert!(!log.contains("Too many open files"), "{log}");
     drop(flood);

@@ -240,6 +240,8 @@ pub struct HeadGuard<T> {
     timing: bool,
     /// Bytes of empty lines dropped before the current head.
     empty_lines: usize,
+    /// Counts the connection as open while it lives.
+    _slot: Option<crate::server::ConnectionSlot>,
 }
 
 impl<T> HeadGuard<T> {
@@ -255,7 +257,14 @@ impl<T> HeadGuard<T> {
             deadline: Box::pin(tokio::time::sleep(timeout)),
             timing: true,
             empty_lines: 0,
+            _slot: None,
         }
+    }
+
+    /// Holds `slot` as long as the connection lives.
+    pub(crate) fn holding(mut self, slot: crate::server::ConnectionSlot) -> Self {
+        self._slot = Some(slot);
+        self
     }
 
     /// The connection.

@@ -74,6 +74,10 @@ pub struct HttpMetrics {
     /// Also counts every response of one handler (see
     /// [`HttpMetrics::counting_requests`]).
     requests_of: Option<(&'static str, IntCounter)>,
+    /// Connections open on the service port.
+    pub connections: prometheus::IntGauge,
+    /// Most connections the service port keeps open.
+    pub connections_max: prometheus::IntGauge,
 }
 
 impl HttpMetrics {
@@ -105,8 +109,18 @@ impl HttpMetrics {
             ]),
             &["handler"],
         )?;
+        let connections = prometheus::IntGauge::new(
+            format!("{prefix}_http_connections"),
+            "Connections open on the service port.",
+        )?;
+        let connections_max = prometheus::IntGauge::new(
+            format!("{prefix}_http_connections_max"),
+            "Most connections the service port keeps open; more wait in the listening backlog.",
+        )?;
         registry.register(Box::new(responses.clone()))?;
         registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(connections.clone()))?;
+        registry.register(Box::new(connections_max.clone()))?;
         for handler in handlers.iter().chain(&["other"]) {
             latency.with_label_values(&[handler]);
             for code in COMMON_CODES {
@@ -118,6 +132,8 @@ impl HttpMetrics {
             latency,
             handlers,
             requests_of: None,
+            connections,
+            connections_max,
         })
     }
 

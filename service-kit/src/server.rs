@@ -108,6 +108,7 @@ pub struct Listening {
     started: Arc<AtomicUsize>,
     /// Where requests the parser refuses are counted.
     metrics: Arc<OnceLock<HttpMetrics>>,
+    occupancy: Arc<Occupancy>,
 }
 
 impl Listening {
@@ -162,6 +163,14 @@ where
     let counted = Arc::clone(&started);
     let metrics = Arc::new(OnceLock::<HttpMetrics>::new());
     let refused = Arc::clone(&metrics);
+    let occupancy = Arc::new(Occupancy {
+        open: AtomicUsize::new(0),
+        max: AtomicUsize::new(usize::MAX),
+        full: std::sync::atomic::AtomicBool::new(false),
+        name,
+        metrics: Arc::clone(&metrics),
+    });
+    let counting = Arc::clone(&occupancy);
     let builder = builder.listen(name, listener, move || {
         let app = factory()
             .into_factory()
@@ -183,9 +192,13 @@ where
             .h1(map_config(app, |_| AppConfig::default()));
         // The guard wraps each connection; what the parser refuses is
         // logged here (and counted by the application's metrics).
-        let connection = fn_service(|io: actix_web::rt::net::TcpStream| async move {
-            let peer = io.peer_addr().ok();
-            Ok::<_, DispatchError>((HeadGuard::new(io, HEAD_TIMEOUT), peer))
+        let counting = Arc::clone(&counting);
+        let connection = fn_service(move |io: actix_web::rt::net::TcpStream| {
+            let slot = counting.enter();
+            async move {
+                let peer = io.peer_addr().ok();
+                Ok::<_, DispatchError>((HeadGuard::new(io, HEAD_TIMEOUT).holding(slot), peer))
+            }
         });
         let refused = Arc::clone(&refused);
         Started {
@@ -206,7 +219,54 @@ where
         builder,
         started,
         metrics,
+        occupancy,
     })
+}
+
+/// The connections open on one server, against its cap: logged once when
+/// the cap is reached and again when there is room, and exported when the
+/// server counts in [`HttpMetrics`].
+pub(crate) struct Occupancy {
+    open: AtomicUsize,
+    max: AtomicUsize,
+    full: std::sync::atomic::AtomicBool,
+    name: &'static str,
+    metrics: Arc<OnceLock<HttpMetrics>>,
+}
+
+impl Occupancy {
+    /// Counts a new connection until the slot is dropped.
+    fn enter(self: &Arc<Self>) -> ConnectionSlot {
+        let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(metrics) = self.metrics.get() {
+            metrics.connections.inc();
+        }
+        let max = self.max.load(Ordering::Relaxed);
+        if open >= max && !self.full.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "{max} connections open on the {} port: new ones wait in the backlog until some close",
+                self.name
+            );
+        }
+        ConnectionSlot(Arc::clone(self))
+    }
+}
+
+/// One open connection of an [`Occupancy`].
+pub(crate) struct ConnectionSlot(Arc<Occupancy>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let occupancy = &self.0;
+        let open = occupancy.open.fetch_sub(1, Ordering::Relaxed) - 1;
+        if let Some(metrics) = occupancy.metrics.get() {
+            metrics.connections.dec();
+        }
+        let max = occupancy.max.load(Ordering::Relaxed);
+        if open <= max - max / 10 && occupancy.full.swap(false, Ordering::Relaxed) {
+            tracing::info!("accepting connections on the {} port again", occupancy.name);
+        }
+    }
 }
 
 /// The status of the answer the parser gave a request it refused.
@@ -299,6 +359,13 @@ impl Serving {
         ended: mpsc::UnboundedSender<String>,
     ) -> Self {
         let per_worker = max_connections.div_ceil(listening.workers).max(1);
+        let max = per_worker * listening.workers;
+        listening.occupancy.max.store(max, Ordering::Relaxed);
+        if let Some(metrics) = listening.metrics.get() {
+            metrics
+                .connections_max
+                .set(i64::try_from(max).unwrap_or(i64::MAX));
+        }
         let builder = listening.builder.max_concurrent_connections(per_worker);
         let (handle_tx, handle_rx) = std::sync::mpsc::channel();
         let (finished_tx, finished) = tokio::sync::oneshot::channel();

@@ -426,7 +426,7 @@ impl Policy {
             for (stream, version) in &group.max_version {
                 if !versions.get(stream).is_some_and(|v| v.contains(version)) {
                     warnings.push(format!(
-                        "groups.{}.max_version.{stream}: '{version}' is not in the {stream} graphs being served; the rule is kept, and withholds nothing until that release is published",
+                        "groups.{}.max_version.{stream}: '{version}' is not in the {stream} graphs being served; the rule is kept, and the group's nodes are held where they are (no update offered) until that release is published",
                         group.name
                     ));
                 }

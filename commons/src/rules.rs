@@ -363,12 +363,20 @@ impl Policy {
             }
         };
         let mut groups = BTreeMap::new();
+        // Lower-cased name → the table's name, for tables that differ only
+        // in case.
+        let mut folded: HashMap<String, String> = HashMap::new();
         for (name, g) in file.groups {
-            if name.is_empty() || name.len() > 64 {
+            if let Err(message) = check_group_name(&name) {
+                return Err(invalid(format!("groups.{name}"), None, message));
+            }
+            if let Some(other) = folded.insert(name.to_ascii_lowercase(), name.clone()) {
                 return Err(invalid(
                     format!("groups.{name}"),
                     None,
-                    "a group name has 1 to 64 characters".into(),
+                    format!(
+                        "differs from groups.{other} only in case: Zincati sends its group as configured and it is matched exactly, so one of the two tables would apply to nodes that meant the other; keep one spelling"
+                    ),
                 ));
             }
             let table = format!("groups.{name}");
@@ -680,6 +688,27 @@ fn check_group(
     })
 }
 
+/// Longest group name.
+const MAX_GROUP_NAME: usize = 64;
+
+/// Whether `name` is a group Zincati can send: it accepts only
+/// `^[a-zA-Z0-9.-]+$` as `identity.group`, so a table of another name
+/// would never apply to any node.
+fn check_group_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_GROUP_NAME {
+        return Err(format!("a group name has 1 to {MAX_GROUP_NAME} characters"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    {
+        return Err(format!(
+            "'{name}' is not a group Zincati can send: it accepts only ASCII letters, digits, '.' and '-' (^[a-zA-Z0-9.-]+$)"
+        ));
+    }
+    Ok(())
+}
+
 /// Minutes after midnight of `HH:MM`.
 fn parse_hh_mm(text: &str) -> Option<u16> {
     let (h, m) = text.split_once(':')?;
@@ -954,6 +983,49 @@ windows = [ { days = ["sun"], start = "22:00", end = "02:00", timezone = "Americ
                 "{text}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn group_names_zincati_cannot_send_are_refused_naming_the_table() {
+        for (text, expected) in [
+            (
+                "[groups.\"prod team\"]\npaused = true\n",
+                "groups.prod team: 'prod team' is not a group Zincati can send",
+            ),
+            (
+                "[groups.prod_team]\n",
+                "groups.prod_team: 'prod_team' is not a group Zincati can send",
+            ),
+            ("[groups.\"canary/1\"]\n", "groups.canary/1:"),
+            ("[groups.\"wé\"]\n", "groups.wé:"),
+            ("[groups.\"\"]\n", "a group name has 1 to 64 characters"),
+        ] {
+            let error = parse(text).unwrap_err();
+            assert!(
+                error.contains(expected) && error.contains("policy.toml"),
+                "{text}: {error}"
+            );
+        }
+        let long = "a".repeat(65);
+        assert!(parse(&format!("[groups.{long}]\n"))
+            .unwrap_err()
+            .contains("1 to 64"));
+        // What Zincati accepts loads.
+        let policy = parse("[groups.\"web-1.eu\"]\n[groups.A9]\n").unwrap();
+        assert!(policy.groups.contains_key("web-1.eu") && policy.groups.contains_key("A9"));
+    }
+
+    #[test]
+    fn group_tables_that_differ_only_in_case_are_refused() {
+        let error = parse("[groups.Production]\npaused = true\n[groups.production]\n").unwrap_err();
+        assert!(
+            error.contains("groups.production: differs from groups.Production only in case"),
+            "{error}"
+        );
+        // Matching is exact: a group sent in another case gets the default.
+        let policy = parse("[groups.production]\npaused = true\n").unwrap();
+        assert!(policy.rules_for(Some("Production")).is_none());
+        assert_eq!(policy.group_label(Some("Production")), OTHER);
     }
 
     #[test]

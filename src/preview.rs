@@ -82,8 +82,21 @@ pub fn build(
             group,
         } => {
             use fcos_policy_engine::view::{PreparedGraph, Removal};
-            let (rules, removal) =
-                Removal::of(Some(policy), group.as_deref(), &updates_doc.stream, *now);
+            // A release's age index is its place in the release index, the
+            // order the policy-engine reads from the graphs of the stream.
+            let (rules, removal) = Removal::of(
+                Some(policy),
+                group.as_deref(),
+                &updates_doc.stream,
+                *now,
+                |version| {
+                    index
+                        .releases
+                        .iter()
+                        .position(|r| r.version == version)
+                        .map(|i| i as u64)
+                },
+            );
             let wariness = rules.map_or(*wariness, |rules| rules.clamp(*wariness));
             let body = PreparedGraph::new(graph).view(wariness, *now, &removal);
             serde_json::from_slice(body.json()).context("the policy-engine's view is a graph")?

@@ -466,3 +466,190 @@ async fn the_policy_reloads_and_the_preview_equals_the_served_graph() {
     assert!(metric(status, reloads).await.unwrap() >= 2.0);
     assert_eq!(metric(status, rejected).await, Some(0.0));
 }
+
+/// Pins of the max_version test, on the `pins` fixture: 40.2.0 is not
+/// built for aarch64, 40.3.0 has no OCI image, 40.9.9 is published
+/// nowhere.
+const PINS: &str = r#"
+[groups.before-arm-gap]
+max_version = { stable = "40.2.0" }
+
+[groups.before-oci-gap]
+max_version = { stable = "40.3.0" }
+
+[groups.unpublished]
+max_version = { stable = "40.9.9" }
+
+[groups.newest]
+max_version = { stable = "40.4.0" }
+"#;
+
+/// Zincati's query from a node on 40.1.0 of `basearch`, OSTree or OCI.
+fn zincati_on_40_1(basearch: &str, oci: bool, group: &str) -> String {
+    let arch = if basearch == "x86_64" { "x86" } else { "arm" };
+    let scheme = if oci {
+        format!("oci=true&os_checksum=quay.io%2Ffedora%2Ffedora-coreos%40sha256%3Ao40-1-{arch}")
+    } else {
+        format!("os_checksum=c40-1-{arch}")
+    };
+    format!(
+        "basearch={basearch}&stream=stable&{scheme}&os_version=40.1.0&group={group}&node_uuid=5a2c3ef4a2c54b95a2cd4a1f5e7b8f10&platform=metal"
+    )
+}
+
+/// What Zincati on `from` takes: the target of its edges with the highest
+/// age index.
+fn offered(graph: &serde_json::Value, from: &str) -> Option<String> {
+    let age = |node: &serde_json::Value| -> u64 {
+        node["metadata"]["org.fedoraproject.coreos.releases.age_index"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let nodes = graph["nodes"].as_array().unwrap();
+    let own = nodes.iter().position(|n| n["version"] == from)?;
+    graph["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e[0].as_u64() == Some(own as u64))
+        .map(|e| &nodes[e[1].as_u64().unwrap() as usize])
+        .max_by_key(|n| age(n))
+        .map(|n| n["version"].as_str().unwrap().to_string())
+}
+
+/// A pin fails closed, with the real binary: `max_version` compares
+/// releases by their place in the stream's release index even when the
+/// pinned release is not in the node's graph (not built for its
+/// architecture, or without an OCI image), and a pin to a release
+/// published nowhere holds the group where it is. The preview gives the
+/// same bytes.
+#[actix_web::test]
+async fn a_pin_missing_from_the_nodes_graph_still_holds() {
+    const BIN: &str = env!("CARGO_BIN_EXE_fcos-cincinnati");
+    let upstream = Upstream::start();
+    upstream.serve_fixture_as("pins", "stable");
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, PINS).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[graph-builder.service]\naddress = \"127.0.0.1\"\nport = 0\n[graph-builder.status]\naddress = \"127.0.0.1\"\nport = 0\n[graph-builder.upstream]\n{}refresh_secs = 1\n[graph-builder.streams]\n{STREAMS}\n[policy-engine.service]\naddress = \"127.0.0.1\"\nport = 0\n[policy-engine.status]\naddress = \"127.0.0.1\"\nport = 0\n[policy-engine.policy]\npath = \"{}\"\n",
+            upstream.upstream_toml(),
+            policy.display()
+        ),
+    )
+    .unwrap();
+    let mut process = Process::spawn(
+        std::process::Command::new(BIN)
+            .args(["serve", "-c"])
+            .arg(&config),
+    );
+    let line = process.line_with("policy-engine listening").await;
+    let (service, status) = (
+        logged_addr(&line, "service_addr"),
+        logged_addr(&line, "status_addr"),
+    );
+    let url = |basearch: &str, oci: bool, group: &str| {
+        format!(
+            "http://{service}/v1/graph?{}",
+            zincati_on_40_1(basearch, oci, group)
+        )
+    };
+    // Every scope is served before the checks (a pin is looked up in all
+    // of them).
+    for (basearch, oci) in [
+        ("x86_64", false),
+        ("x86_64", true),
+        ("aarch64", false),
+        ("aarch64", true),
+    ] {
+        wait_for_status(&url(basearch, oci, "newest"), 200).await;
+    }
+    for (basearch, oci, group, expected) in [
+        // In the node's own graph, as before.
+        ("x86_64", false, "newest", Some("40.4.0")),
+        ("x86_64", false, "before-arm-gap", Some("40.2.0")),
+        ("x86_64", false, "before-oci-gap", Some("40.3.0")),
+        // 40.2.0 is not built for aarch64: 40.3.0 and 40.4.0 are newer.
+        ("aarch64", false, "before-arm-gap", None),
+        ("aarch64", true, "before-arm-gap", None),
+        // 40.3.0 has no OCI image: 40.2.0 is older, 40.4.0 newer.
+        ("x86_64", true, "before-oci-gap", Some("40.2.0")),
+        ("aarch64", true, "before-oci-gap", None),
+        ("aarch64", false, "before-oci-gap", Some("40.3.0")),
+        // Published nowhere: held where it is.
+        ("x86_64", false, "unpublished", None),
+        ("x86_64", true, "unpublished", None),
+        ("aarch64", false, "unpublished", None),
+    ] {
+        let graph = get_graph(&url(basearch, oci, group)).await;
+        assert!(versions(&graph).contains(&"40.1.0".to_string()));
+        assert_eq!(
+            offered(&graph, "40.1.0").as_deref(),
+            expected,
+            "{group} on {basearch}, oci {oci}: {:?}",
+            edges(&graph)
+        );
+        if expected.is_none() {
+            assert_eq!(
+                edges(&graph),
+                Vec::new(),
+                "{group} on {basearch}, oci {oci}"
+            );
+        }
+    }
+    for group in ["before-arm-gap", "unpublished"] {
+        let series = format!(
+            r#"fcos_cincinnati_pe_policy_withheld_total{{group="{group}",reason="max_version"}}"#
+        );
+        assert!(metric(status, &series).await.unwrap() >= 2.0, "{series}");
+    }
+    // The warning says the unpublished pin holds the group.
+    let (_, body) = get(&format!("http://{status}/v1/policy")).await;
+    let shown: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let warnings = shown["policy"]["warnings"].to_string();
+    assert!(
+        warnings.contains("groups.unpublished.max_version.stable: '40.9.9'")
+            && warnings.contains("held where they are"),
+        "{warnings}"
+    );
+    assert!(!warnings.contains("before-"), "{warnings}");
+
+    // The preview of each case equals the served bytes.
+    for (basearch, oci, group) in [
+        ("aarch64", false, "before-arm-gap"),
+        ("x86_64", true, "before-oci-gap"),
+        ("x86_64", false, "unpublished"),
+    ] {
+        let mut command = std::process::Command::new(BIN);
+        command
+            .arg("graph")
+            .arg("--releases")
+            .arg(fixture("pins", "releases.json"))
+            .arg("--updates")
+            .arg(fixture("pins", "updates.json"))
+            .args(["--basearch", basearch])
+            .arg("--policy")
+            .arg(&policy)
+            .args(["--group", group]);
+        if oci {
+            command.arg("--oci");
+        }
+        let preview = command.output().unwrap();
+        assert!(
+            preview.status.success(),
+            "{}",
+            String::from_utf8_lossy(&preview.stderr)
+        );
+        let served = get(&url(basearch, oci, group)).await.1;
+        assert_eq!(
+            String::from_utf8_lossy(&preview.stdout).trim_end(),
+            served,
+            "{group} on {basearch}, oci {oci}"
+        );
+    }
+}

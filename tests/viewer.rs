@@ -58,7 +58,8 @@ fn header(headers: &reqwest::header::HeaderMap, name: &str) -> String {
 /// `MIDWAY` (Friday 2027-01-15 08:50 UTC, 09:50 in Berlin), `weekend` is
 /// outside its window and `friday-morning` inside it; `frozen` is frozen
 /// at any time of the test. `old-pin` pins a release the OCI graph does
-/// not have, so it withholds nothing there.
+/// not have (30.2.0, OSTree only): its place in the release index, from
+/// the OSTree graph, still withholds every OCI update newer than it.
 fn policy() -> String {
     format!(
         r#"

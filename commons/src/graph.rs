@@ -813,6 +813,47 @@ mod tests {
             })
         }
 
+        /// The generated releases with unique versions: each is prefixed
+        /// with its position and a `-` (a position has no `-`, so the
+        /// first `-` ends it and two positions never make the same text).
+        fn numbered(releases: &[(Release, Option<UpdateMetadata>)]) -> ReleaseIndex {
+            ReleaseIndex {
+                stream: None,
+                releases: releases
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (r, _))| Release {
+                        version: format!("{i}-{}", r.version),
+                        ..r.clone()
+                    })
+                    .collect(),
+            }
+        }
+
+        /// The one-pass serializer against the plain build, for every
+        /// scope of `releases`.
+        fn check_fast_path(
+            releases: &[(Release, Option<UpdateMetadata>)],
+        ) -> Result<(), TestCaseError> {
+            let index = numbered(releases);
+            let updates: Vec<Option<&UpdateMetadata>> =
+                releases.iter().map(|(_, u)| u.as_ref()).collect();
+            for basearch in ["x86_64", "aarch64"] {
+                for scheme in Scheme::ALL {
+                    let plain = Graph::build(&index, &updates, basearch, scheme);
+                    plain.validate().unwrap();
+                    let fast = serialize_graph(&index, &updates, basearch, scheme).unwrap();
+                    prop_assert_eq!(fast.nodes, plain.nodes.len());
+                    prop_assert_eq!(fast.edges, plain.edges.len());
+                    prop_assert_eq!(
+                        String::from_utf8(fast.json).unwrap(),
+                        String::from_utf8(plain.to_json()).unwrap()
+                    );
+                }
+            }
+            Ok(())
+        }
+
         proptest! {
             /// The graph-builder's one-pass serializer gives byte for byte
             /// the JSON of the graph built the plain way.
@@ -820,27 +861,31 @@ mod tests {
             fn serialize_graph_matches_build_then_to_json(
                 releases in proptest::collection::vec(release(), 0..30),
             ) {
-                let index = ReleaseIndex {
-                    stream: None,
-                    releases: releases
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (r, _))| Release { version: format!("{i}{}", r.version), ..r.clone() })
-                        .collect(),
-                };
-                let updates: Vec<Option<&UpdateMetadata>> =
-                    releases.iter().map(|(_, u)| u.as_ref()).collect();
-                for basearch in ["x86_64", "aarch64"] {
-                    for scheme in Scheme::ALL {
-                        let plain = Graph::build(&index, &updates, basearch, scheme);
-                        plain.validate().unwrap();
-                        let fast = serialize_graph(&index, &updates, basearch, scheme).unwrap();
-                        prop_assert_eq!(fast.nodes, plain.nodes.len());
-                        prop_assert_eq!(fast.edges, plain.edges.len());
-                        prop_assert_eq!(String::from_utf8(fast.json).unwrap(), String::from_utf8(plain.to_json()).unwrap());
-                    }
-                }
+                check_fast_path(&releases)?;
             }
+        }
+
+        /// Generated versions stay unique whatever the generated text:
+        /// position 1 with `1` and position 11 with nothing once both
+        /// made `11`.
+        #[test]
+        fn numbered_versions_do_not_collide() {
+            let x86 = |version: &str| Release {
+                version: version.to_string(),
+                commits: Some(vec![Commit {
+                    architecture: "x86_64".into(),
+                    checksum: format!("c-{version}"),
+                }]),
+                oci_images: None,
+            };
+            let mut releases: Vec<_> = (0..12).map(|i| (x86(&format!("r{i}")), None)).collect();
+            releases[1].0 = x86("1");
+            releases[11].0 = x86("");
+            let index = numbered(&releases);
+            let versions: std::collections::HashSet<&str> =
+                index.releases.iter().map(|r| r.version.as_str()).collect();
+            assert_eq!(versions.len(), releases.len(), "{versions:?}");
+            check_fast_path(&releases).unwrap();
         }
     }
 }

@@ -154,21 +154,43 @@ fn day_index(day: Weekday) -> usize {
 }
 
 impl Window {
-    /// Whether the window is open at `now` (seconds since the epoch).
+    /// Whether the window is open at `now` (seconds since the epoch): it
+    /// opened on one of its days (today or, wrapping past midnight,
+    /// yesterday, local time) at most its length ago. See
+    /// [`Window::opening`] for days the clocks change.
     pub fn is_open(&self, now: i64) -> bool {
         let Ok(timestamp) = jiff::Timestamp::from_second(now) else {
             return false;
         };
-        let local = timestamp.to_zoned_datetime(self.tz.clone());
-        let minute = local.time().hour() as u16 * 60 + local.time().minute() as u16;
-        let today = day_index(local.weekday());
-        let yesterday = day_index(local.weekday().previous());
-        if self.start < self.end {
-            self.days[today] && (self.start..self.end).contains(&minute)
-        } else {
-            (self.days[today] && minute >= self.start)
-                || (self.days[yesterday] && minute < self.end)
+        let today = timestamp.to_zoned_datetime(self.tz.clone()).date();
+        let length = i64::from((self.end + 24 * 60 - self.start) % (24 * 60)) * 60;
+        [today.yesterday().ok(), Some(today)]
+            .into_iter()
+            .flatten()
+            .filter(|date| self.days[day_index(date.weekday())])
+            .filter_map(|date| self.opening(date))
+            .any(|open| (open..open + length).contains(&now))
+    }
+
+    /// When the window opens on `date` (seconds since the epoch): at its
+    /// start, local time. A window lasts its wall-clock length (`end`
+    /// minus `start`) whatever the clocks do while it is open. On the day
+    /// the clocks go forward, a start they skip (02:30 where 02:00 becomes
+    /// 03:00) opens at the first instant after it, the change itself; on
+    /// the day they go back, a start that happens twice opens the first
+    /// time.
+    fn opening(&self, date: jiff::civil::Date) -> Option<i64> {
+        let start = date.at((self.start / 60) as i8, (self.start % 60) as i8, 0, 0);
+        let ambiguous = self.tz.to_ambiguous_timestamp(start);
+        let skipped = matches!(ambiguous.offset(), jiff::tz::AmbiguousOffset::Gap { .. });
+        // In a gap, the instant after it; in a fold, the first.
+        let at = ambiguous.compatible().ok()?.as_second();
+        if !skipped {
+            return Some(at);
         }
+        let after = jiff::Timestamp::from_second(at + 1).ok()?;
+        let change = self.tz.preceding(after).next()?.timestamp().as_second();
+        Some(change)
     }
 }
 
@@ -363,12 +385,20 @@ impl Policy {
             }
         };
         let mut groups = BTreeMap::new();
+        // Lower-cased name → the table's name, for tables that differ only
+        // in case.
+        let mut folded: HashMap<String, String> = HashMap::new();
         for (name, g) in file.groups {
-            if name.is_empty() || name.len() > 64 {
+            if let Err(message) = check_group_name(&name) {
+                return Err(invalid(format!("groups.{name}"), None, message));
+            }
+            if let Some(other) = folded.insert(name.to_ascii_lowercase(), name.clone()) {
                 return Err(invalid(
                     format!("groups.{name}"),
                     None,
-                    "a group name has 1 to 64 characters".into(),
+                    format!(
+                        "differs from groups.{other} only in case: Zincati sends its group as configured and it is matched exactly, so one of the two tables would apply to nodes that meant the other; keep one spelling"
+                    ),
                 ));
             }
             let table = format!("groups.{name}");
@@ -426,7 +456,7 @@ impl Policy {
             for (stream, version) in &group.max_version {
                 if !versions.get(stream).is_some_and(|v| v.contains(version)) {
                     warnings.push(format!(
-                        "groups.{}.max_version.{stream}: '{version}' is not in the {stream} graphs being served; the rule is kept, and withholds nothing until that release is published",
+                        "groups.{}.max_version.{stream}: '{version}' is not in the {stream} graphs being served; the rule is kept, and the group's nodes are held where they are (no update offered) until that release is published",
                         group.name
                     ));
                 }
@@ -680,6 +710,27 @@ fn check_group(
     })
 }
 
+/// Longest group name.
+const MAX_GROUP_NAME: usize = 64;
+
+/// Whether `name` is a group Zincati can send: it accepts only
+/// `^[a-zA-Z0-9.-]+$` as `identity.group`, so a table of another name
+/// would never apply to any node.
+fn check_group_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_GROUP_NAME {
+        return Err(format!("a group name has 1 to {MAX_GROUP_NAME} characters"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    {
+        return Err(format!(
+            "'{name}' is not a group Zincati can send: it accepts only ASCII letters, digits, '.' and '-' (^[a-zA-Z0-9.-]+$)"
+        ));
+    }
+    Ok(())
+}
+
 /// Minutes after midnight of `HH:MM`.
 fn parse_hh_mm(text: &str) -> Option<u16> {
     let (h, m) = text.split_once(':')?;
@@ -909,6 +960,58 @@ windows = [ { days = ["sun"], start = "22:00", end = "02:00", timezone = "Americ
         assert!(!w.is_open(at("2026-07-05T03:00:00Z")));
     }
 
+    /// The minutes of the 24 hours from `day` at which the window of
+    /// `policy`'s group `g` is open.
+    fn open_minutes(policy: &Policy, day: &str) -> Vec<i64> {
+        let window = &policy.groups["g"].windows.as_ref().unwrap()[0];
+        let start = at(day);
+        (0..24 * 60)
+            .map(|m| start + m * 60)
+            .filter(|t| window.is_open(*t))
+            .collect()
+    }
+
+    #[test]
+    fn a_window_lasts_its_length_on_the_days_the_clocks_change() {
+        let window = |start: &str, end: &str| {
+            parse(&format!(
+                "[groups.g]\nwindows = [ {{ start = \"{start}\", end = \"{end}\", timezone = \"America/New_York\" }} ]\n"
+            ))
+            .unwrap()
+        };
+        // 2027-03-14: 02:00 EST becomes 03:00 EDT. A 02:00-03:00 window
+        // opens at 03:00 EDT (07:00Z) and lasts an hour.
+        let spring = window("02:00", "03:00");
+        let open = open_minutes(&spring, "2027-03-14T00:00:00Z");
+        assert_eq!(open.len(), 60, "it opens, for an hour");
+        assert_eq!(open[0], at("2027-03-14T07:00:00Z"));
+        assert_eq!(*open.last().unwrap(), at("2027-03-14T07:59:00Z"));
+        // A start inside the skipped hour opens at the change too.
+        let half = window("02:30", "03:30");
+        let open = open_minutes(&half, "2027-03-14T00:00:00Z");
+        assert_eq!((open[0], open.len()), (at("2027-03-14T07:00:00Z"), 60));
+        // The day before, as usual: 02:00 EST = 07:00Z.
+        let open = open_minutes(&spring, "2027-03-13T00:00:00Z");
+        assert_eq!((open[0], open.len()), (at("2027-03-13T07:00:00Z"), 60));
+        assert_eq!(
+            spring.groups["g"].next_window(at("2027-03-14T06:30:00Z")),
+            Some(at("2027-03-14T07:00:00Z"))
+        );
+
+        // 2027-11-07: 02:00 EDT becomes 01:00 EST, 01:00-02:00 happens
+        // twice. The window opens the first time (05:00Z), for one hour.
+        let autumn = window("01:00", "02:00");
+        let open = open_minutes(&autumn, "2027-11-07T00:00:00Z");
+        assert_eq!(open.len(), 60, "one hour, not two");
+        assert_eq!(open[0], at("2027-11-07T05:00:00Z"));
+        assert_eq!(*open.last().unwrap(), at("2027-11-07T05:59:00Z"));
+        // A window across the change lasts its length too: 00:30-02:30 is
+        // two hours, 04:30Z to 06:30Z (01:30 EST).
+        let across = window("00:30", "02:30");
+        let open = open_minutes(&across, "2027-11-07T00:00:00Z");
+        assert_eq!((open[0], open.len()), (at("2027-11-07T04:30:00Z"), 120));
+    }
+
     #[test]
     fn invalid_files_are_refused_naming_the_key_and_line() {
         for (text, expected) in [
@@ -954,6 +1057,49 @@ windows = [ { days = ["sun"], start = "22:00", end = "02:00", timezone = "Americ
                 "{text}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn group_names_zincati_cannot_send_are_refused_naming_the_table() {
+        for (text, expected) in [
+            (
+                "[groups.\"prod team\"]\npaused = true\n",
+                "groups.prod team: 'prod team' is not a group Zincati can send",
+            ),
+            (
+                "[groups.prod_team]\n",
+                "groups.prod_team: 'prod_team' is not a group Zincati can send",
+            ),
+            ("[groups.\"canary/1\"]\n", "groups.canary/1:"),
+            ("[groups.\"wé\"]\n", "groups.wé:"),
+            ("[groups.\"\"]\n", "a group name has 1 to 64 characters"),
+        ] {
+            let error = parse(text).unwrap_err();
+            assert!(
+                error.contains(expected) && error.contains("policy.toml"),
+                "{text}: {error}"
+            );
+        }
+        let long = "a".repeat(65);
+        assert!(parse(&format!("[groups.{long}]\n"))
+            .unwrap_err()
+            .contains("1 to 64"));
+        // What Zincati accepts loads.
+        let policy = parse("[groups.\"web-1.eu\"]\n[groups.A9]\n").unwrap();
+        assert!(policy.groups.contains_key("web-1.eu") && policy.groups.contains_key("A9"));
+    }
+
+    #[test]
+    fn group_tables_that_differ_only_in_case_are_refused() {
+        let error = parse("[groups.Production]\npaused = true\n[groups.production]\n").unwrap_err();
+        assert!(
+            error.contains("groups.production: differs from groups.Production only in case"),
+            "{error}"
+        );
+        // Matching is exact: a group sent in another case gets the default.
+        let policy = parse("[groups.production]\npaused = true\n").unwrap();
+        assert!(policy.rules_for(Some("Production")).is_none());
+        assert_eq!(policy.group_label(Some("Production")), OTHER);
     }
 
     #[test]

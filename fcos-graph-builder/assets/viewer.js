@@ -514,15 +514,24 @@
   // What the rules withhold in `model`, as the policy-engine removes it
   // (PreparedGraph::removes): while the group is closed, every update;
   // else the updates into a denied release, then those into a release
-  // newer (by age index) than the group's max_version of the stream, when
-  // that release is in this graph.
+  // newer (by age index, the place in the release index) than the group's
+  // max_version of the stream. The pinned release's age index comes from
+  // this graph, else from the graph of the other scheme (a release without
+  // an OCI image is only in the OSTree one); a pin in neither withholds
+  // every update, as the policy-engine holds a group whose pin no graph of
+  // the stream has.
   function modelPolicy(model, view) {
     if (!view) return null;
     const pins = view.group.rules.max_version || {};
     const pin = Object.hasOwn(pins, model.stream) ? String(pins[model.stream]) : null;
+    let pinned = null;
+    if (pin !== null) {
+      const others = SCHEMES.map((s) => modelOf(s.id)).filter((m) => m && m !== model && m.stream === model.stream);
+      pinned = model.byVersion.get(pin) || others.map((m) => m.byVersion.get(pin)).find(Boolean) || { ageIndex: -1 };
+    }
     return {
       ...view,
-      pinned: pin === null ? null : model.byVersion.get(pin) || null,
+      pinned,
       denied: (version) => ({ reason: 'deny', version }),
       newer: { reason: 'max_version', version: pin, stream: model.stream },
     };
@@ -1036,7 +1045,9 @@
         ? shown.filter((s) => modelOf(s.id) && !modelOf(s.id).byVersion.has(version)).map((s) => s.title)
         : [];
       item('max_version', 'max_version ' + stream + ' = ' + version +
-        (missing.length ? ' (not in the ' + missing.join(' and ') + ' graph' + (missing.length > 1 ? 's' : '') + ': withholds nothing there)' : ''));
+        (missing.length === shown.length && missing.length > 0
+          ? ' (in no graph shown: every update withheld unless another architecture has it)'
+          : missing.length ? ' (not in the ' + missing.join(' and ') + ' graph' + (missing.length > 1 ? 's' : '') + ': its place in the release index still applies there)' : ''));
     }
     // The rules [fleet] adds to a group's table are marked as such (the
     // rules of [fleet] alone need no mark).

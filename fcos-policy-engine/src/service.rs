@@ -7,7 +7,7 @@ use crate::fleet::{FleetMetrics, Poll};
 use crate::population::Population;
 use crate::replica::Replica;
 use crate::rules;
-use crate::view::Removal;
+use crate::view::{PreparedGraph, Removal};
 use actix_web::{web, HttpRequest, HttpResponse};
 use commons::policy;
 use prometheus::{Histogram, HistogramOpts, IntCounter, Registry};
@@ -111,6 +111,7 @@ pub async fn serve_graph(
         query.group.as_deref(),
         &scope.stream,
         now,
+        |version| release_age(&state.replica, &graph, &scope.stream, version),
     );
     let wariness = policy::client_wariness(query.rollout_wariness, query.node_uuid.as_deref());
     let wariness = rules.map_or(wariness, |group| group.clamp(wariness));
@@ -163,6 +164,31 @@ pub async fn serve_graph(
         None => graph.view(wariness, now, &removal),
     };
     Ok(body.respond(&req))
+}
+
+/// The age index of release `version` of `stream` (its place in the
+/// stream's release index): from `graph`, the client's, when the release
+/// is one of its nodes, else from the other graphs of the stream being
+/// served (a release without an OCI image, or not built for the client's
+/// architecture, is a node of another scope's graph with the same age
+/// index). `None` when no graph of the stream has it. Should two graphs
+/// disagree (built from different fetches of the index), the lower age
+/// wins: it withholds more.
+fn release_age(
+    replica: &Replica,
+    graph: &PreparedGraph,
+    stream: &str,
+    version: &str,
+) -> Option<u64> {
+    graph.age_of(version).or_else(|| {
+        replica
+            .snapshot()
+            .scopes
+            .iter()
+            .filter(|(scope, _)| scope.stream == stream)
+            .filter_map(|(_, entry)| entry.as_ref()?.graph.age_of(version))
+            .min()
+    })
 }
 
 /// Routes of the service port.

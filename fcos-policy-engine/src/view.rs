@@ -18,12 +18,13 @@ pub enum Removal<'a> {
     /// Every edge: the group is paused, frozen or outside its windows.
     All(Reason),
     /// The edges into the releases the group denies or that are newer
-    /// than its maximum version of `stream`.
+    /// than its maximum version of the graph's stream.
     Targets {
         /// The group's rules.
         group: &'a Group,
-        /// The stream of the graph.
-        stream: &'a str,
+        /// The age index of the group's maximum version of the stream
+        /// (its place in the stream's release index), when it has one.
+        pin: Option<u64>,
         /// The load of the policy they come from.
         generation: u64,
     },
@@ -31,12 +32,17 @@ pub enum Removal<'a> {
 
 impl<'a> Removal<'a> {
     /// The rules of a client of `group` under `policy` (if any apply), and
-    /// what they remove from a graph of `stream` at `now`.
+    /// what they remove from a graph of `stream` at `now`. `release_age`
+    /// gives the age index of a release of the stream (its place in the
+    /// stream's release index), `None` for a release not published: a
+    /// maximum version without one holds the group where it is (every
+    /// edge removed), since what is newer than it cannot be told.
     pub fn of(
         policy: Option<&'a Policy>,
         group: Option<&str>,
-        stream: &'a str,
+        stream: &str,
         now: i64,
+        release_age: impl FnOnce(&str) -> Option<u64>,
     ) -> (Option<&'a Group>, Removal<'a>) {
         let Some(policy) = policy else {
             return (None, Removal::None);
@@ -44,14 +50,24 @@ impl<'a> Removal<'a> {
         let Some(rules) = policy.rules_for(group) else {
             return (None, Removal::None);
         };
-        let removal = match rules.closed_at(now) {
-            Some(reason) => Removal::All(reason),
-            None if rules.has_targets(stream) => Removal::Targets {
-                group: rules,
-                stream,
-                generation: policy.generation,
+        if let Some(reason) = rules.closed_at(now) {
+            return (Some(rules), Removal::All(reason));
+        }
+        let pin = match rules.max_version(stream) {
+            None => None,
+            Some(version) => match release_age(version) {
+                Some(age) => Some(age),
+                None => return (Some(rules), Removal::All(Reason::MaxVersion)),
             },
-            None => Removal::None,
+        };
+        let removal = if pin.is_some() || rules.has_targets(stream) {
+            Removal::Targets {
+                group: rules,
+                pin,
+                generation: policy.generation,
+            }
+        } else {
+            Removal::None
         };
         (Some(rules), removal)
     }
@@ -64,8 +80,10 @@ enum ViewKey {
     Plain(u64),
     /// No edges at all (the rollouts do not matter then).
     Closed,
-    /// (hidden rollouts, policy generation, group index).
-    Targets(u64, u64, usize),
+    /// (hidden rollouts, policy generation, group index, age index of the
+    /// pin): the pin's age comes from the other graphs of the stream when
+    /// this one lacks the release, so it is part of the key.
+    Targets(u64, u64, usize, Option<u64>),
 }
 
 /// Most rollouts tracked by the per-client cache (one bit each); a graph
@@ -150,15 +168,13 @@ impl PreparedGraph {
         match *removal {
             Removal::None => None,
             Removal::All(reason) => Some(reason),
-            Removal::Targets { group, stream, .. } => {
+            Removal::Targets { group, pin, .. } => {
                 let version = &self.graph.nodes[to].version;
                 if group.denies(version) {
                     return Some(Reason::Deny);
                 }
-                let pinned = group
-                    .max_version(stream)
-                    .and_then(|v| self.node_by_version(v))?;
-                (self.age[to] > self.age[pinned]).then_some(Reason::MaxVersion)
+                pin.filter(|pin| self.age[to] > *pin)
+                    .map(|_| Reason::MaxVersion)
             }
         }
     }
@@ -195,8 +211,15 @@ impl PreparedGraph {
             Removal::All(_) => ViewKey::Closed,
             Removal::None => ViewKey::Plain(self.hidden_mask(wariness, now)),
             Removal::Targets {
-                group, generation, ..
-            } => ViewKey::Targets(self.hidden_mask(wariness, now), *generation, group.index),
+                group,
+                pin,
+                generation,
+            } => ViewKey::Targets(
+                self.hidden_mask(wariness, now),
+                *generation,
+                group.index,
+                *pin,
+            ),
         }
     }
 
@@ -213,6 +236,12 @@ impl PreparedGraph {
     /// The node of release `version`.
     pub fn node_by_version(&self, version: &str) -> Option<usize> {
         self.by_version.get(version).copied()
+    }
+
+    /// The age index of release `version` (its place in the stream's
+    /// release index), when it is a node of this graph.
+    pub fn age_of(&self, version: &str) -> Option<u64> {
+        self.node_by_version(version).map(|node| self.age[node])
     }
 
     /// Bitmask of the rollouts hidden from a client of `wariness` at `now`.
@@ -492,10 +521,7 @@ mod tests {
             let group = policy.rules_for(Some("g")).unwrap();
             for (client, now) in clients {
                 let wariness = group.clamp(client);
-                let removal = match group.closed_at(now) {
-                    Some(reason) => Removal::All(reason),
-                    None => Removal::Targets { group, stream: "stable", generation: 7 },
-                };
+                let (_, removal) = Removal::of(Some(&policy), Some("g"), "stable", now, |v| prepared.age_of(v));
                 let with: Graph = serde_json::from_slice(prepared.view(wariness, now, &removal).json()).unwrap();
                 let without = policy::client_view(graph.clone(), wariness, now);
                 prop_assert_eq!(&with.nodes, &without.nodes);

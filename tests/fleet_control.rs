@@ -357,14 +357,41 @@ async fn the_graph_builder_shows_the_policy_to_the_viewer() {
         "32.1.0"
     );
     assert_eq!(policy["policy"]["groups"]["paused"]["closed"], "paused");
-    // Read on each request: a broken file is a 503 naming the problem.
+    assert_eq!(policy["refused_since"], serde_json::Value::Null);
+    // A broken file is refused: the last good policy stays, with since
+    // when the file is refused; neither its path nor the error is shown
+    // on this public port.
     std::fs::write(&path, "[groups.x]\nwariness_max = 7\n").unwrap();
-    let (status, body) = get(&url).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (status, body) = get(&url).await;
+        assert_eq!(status, 200, "{body}");
+        if !body.contains("\"refused_since\":null") {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "never refused");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    };
+    let shown: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(shown["refused_since"].is_string(), "{body}");
+    assert_eq!(shown["policy"]["groups"]["paused"]["closed"], "paused");
+    for hidden in ["policy.toml", "groups.x", "between"] {
+        assert!(!body.contains(hidden), "{hidden} in {body}");
+    }
+    gb.stop().await.unwrap();
+    // A file never loaded: a 503 that says only that.
+    let mut settings = graph_builder_settings(&upstream, STREAMS);
+    settings.policy_path = Some(path.clone());
+    let gb = fcos_graph_builder::start(settings).unwrap();
+    let (status, body) = get(&format!("http://{}/v1/policy", gb.service_addr)).await;
     assert_eq!(status, 503, "{body}");
     assert!(
-        body.contains("policy_unavailable") && body.contains("groups.x.wariness_max"),
+        body.contains("policy_unavailable") && body.contains("the policy file was refused at "),
         "{body}"
     );
+    for hidden in ["policy.toml", "groups.x", "between"] {
+        assert!(!body.contains(hidden), "{hidden} in {body}");
+    }
     gb.stop().await.unwrap();
 }
 

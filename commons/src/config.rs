@@ -26,6 +26,15 @@ pub enum ConfigError {
         /// The parser's message.
         message: String,
     },
+    /// A file that is read while serving cannot be used: the message says
+    /// why (the operating system's error, not a regular file, too large).
+    #[error("cannot read {path}: {reason}")]
+    Unreadable {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// A value is out of its allowed range.
     #[error("invalid configuration: {key}: {message}")]
     Invalid {

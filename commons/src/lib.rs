@@ -1,12 +1,14 @@
 //! The model both services share, with no HTTP dependency: the upstream
 //! metadata, graph building, per-client rollout policy, the fleet rules of
-//! the policy file, distinct-node sketches, and configuration file reading.
+//! the policy file (read safely and rendered for `/v1/policy`),
+//! distinct-node sketches, and configuration file reading.
 //! The HTTP service kit built on it is the `service-kit` crate.
 
 pub mod config;
 pub mod graph;
 pub mod metadata;
 pub mod policy;
+pub mod policy_file;
 pub mod rules;
 pub mod sketch;
 

@@ -352,12 +352,9 @@ impl Policy {
         }
     }
 
-    /// Reads and checks a policy file.
+    /// Reads (see [`crate::policy_file::read`]) and checks a policy file.
     pub fn load(path: &Path, generation: u64) -> Result<Policy, ConfigError> {
-        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let bytes = crate::policy_file::read(path)?;
         Policy::from_bytes(&bytes, path, generation)
     }
 
@@ -505,19 +502,52 @@ impl Group {
     /// The group as JSON: its rules, whether it is closed at `now` and why,
     /// the freeze's reason, and when its next window opens.
     fn describe(&self, now: i64) -> serde_json::Value {
+        self.describe_until(now, self.window_change_after(now)).0
+    }
+
+    /// The first minute after `now`, within a week, when whether one of
+    /// the group's windows is open changes (`None` without windows, or
+    /// when nothing changes within a week).
+    pub fn window_change_after(&self, now: i64) -> Option<i64> {
+        let windows = self.windows.as_ref()?;
+        let open = |t: i64| windows.iter().any(|w| w.is_open(t));
+        let open_now = open(now);
+        let start = now - now.rem_euclid(60) + 60;
+        (0..7 * 24 * 60)
+            .map(|m| start + m * 60)
+            .find(|t| open(*t) != open_now)
+    }
+
+    /// [`Group::describe`] at `now`, given `window_change`
+    /// ([`Group::window_change_after`] at `now`), and the time until which
+    /// that description holds: the next freeze boundary or window change
+    /// (a week on without one).
+    pub fn describe_until(&self, now: i64, window_change: Option<i64>) -> (serde_json::Value, i64) {
         let closed = self.closed_at(now);
         let mut value = serde_json::to_value(self).unwrap_or_default();
         value["closed"] = serde_json::to_value(closed).unwrap_or_default();
         value["freeze_reason"] =
             serde_json::to_value(self.freeze_at(now).map(|f| &f.reason)).unwrap_or_default();
+        // Closed for want of a window: no window is open, so the next
+        // change is the next opening.
         value["next_window"] = serde_json::to_value(
             closed
                 .filter(|r| *r == Reason::Window)
-                .and_then(|_| self.next_window(now))
+                .and(window_change)
                 .and_then(rfc3339),
         )
         .unwrap_or_default();
-        value
+        let windows_until = match &self.windows {
+            None => i64::MAX,
+            Some(_) => window_change.unwrap_or(now.saturating_add(7 * 24 * 3600)),
+        };
+        let until = self
+            .freezes
+            .iter()
+            .flat_map(|f| [f.from_secs, f.to_secs])
+            .filter(|t| *t > now)
+            .fold(windows_until, i64::min);
+        (value, until)
     }
 }
 

@@ -1004,7 +1004,7 @@
       : '';
     ui.policy.hidden = status !== 'error' && !(status === 'ok' && state.group !== null);
     if (status === 'ok') {
-      ui.policy.title = 'Policy ' + state.policy.hash + ' (' + state.policy.source + '), read ' + utc(state.policy.now);
+      ui.policy.title = 'Policy ' + state.policy.hash + (state.policy.source ? ' (' + state.policy.source + ')' : '') + ', read ' + utc(state.policy.now);
     }
 
     const closed = policy ? policy.closed : null;

@@ -122,8 +122,8 @@ pub struct Settings {
     pub max_body_bytes: u64,
     /// Streams, by name.
     pub streams: Vec<StreamSettings>,
-    /// The fleet policy file the viewer shows (read on each request of
-    /// `/v1/policy`), when configured.
+    /// The fleet policy file the viewer shows (reloaded when it changes,
+    /// see [`crate::policy`]), when configured.
     pub policy_path: Option<std::path::PathBuf>,
 }
 

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod fetch;
+pub mod policy;
 pub mod scraper;
 pub mod service;
 pub mod store;
@@ -35,8 +36,12 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
             .map(|s| (s.name.clone(), s.basearches.clone()))
             .collect(),
     );
-    let mut state = service::ServiceState::new(store.clone(), &registry)?;
-    state.policy_path = settings.policy_path.as_deref().map(std::sync::Arc::from);
+    let state = service::ServiceState::new(store.clone(), &registry)?;
+    let policy_view = match &settings.policy_path {
+        Some(path) => Some(policy::PolicyView::load(path.clone(), &registry)?),
+        None => None,
+    };
+    let shown_policy = policy_view.clone();
     let fetcher = fetch::Fetcher::new(settings.timeout, settings.max_body_bytes)
         .context("cannot create the HTTP client")?;
 
@@ -45,6 +50,7 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
     let service = service_kit::server::bind("service", settings.service_addr, 0, move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
+            .app_data(web::Data::new(shown_policy.clone()))
             .app_data(web::Data::new(http_metrics.clone()))
             .wrap(middleware::from_fn(
                 service_kit::metrics::record_http_metrics,
@@ -101,6 +107,9 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
             scraper_metrics.clone(),
         );
         running = running.task("scraper", scraper.run(settings.refresh));
+    }
+    if let Some(view) = policy_view {
+        running = running.task("policy reload", view.watch());
     }
     Ok(running)
 }

@@ -22,8 +22,6 @@ pub struct ServiceState {
     pub store: GraphStore,
     /// `fcos_cincinnati_gb_cache_graph_requests_total`.
     pub graph_requests: IntCounterVec,
-    /// The fleet policy file the viewer shows, if any.
-    pub policy_path: Option<std::sync::Arc<std::path::Path>>,
 }
 
 impl ServiceState {
@@ -48,7 +46,6 @@ impl ServiceState {
         Ok(ServiceState {
             store,
             graph_requests,
-            policy_path: None,
         })
     }
 }
@@ -67,27 +64,6 @@ pub async fn serve_graph(
         .with_label_values(&[&query.basearch, &query.stream, scheme.as_str()])
         .inc();
     Ok(body.respond(&req))
-}
-
-/// `GET /v1/policy`: the fleet policy file of the policy-engine, as the
-/// viewer shows it (`{"policy": null}` when none is configured). The file
-/// is read on each request, so it is always the current one; a file that
-/// does not load is a 503 naming the problem.
-pub async fn serve_policy(state: web::Data<ServiceState>) -> Result<HttpResponse, GraphError> {
-    let policy = match &state.policy_path {
-        None => None,
-        Some(path) => Some(
-            commons::rules::Policy::load(path, 0)
-                .map_err(|e| GraphError::PolicyUnavailable(e.to_string()))?,
-        ),
-    };
-    let now = commons::unix_now();
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .json(serde_json::json!({
-            "policy": policy.map(|p| p.describe(now, None)),
-            "now": now,
-        })))
 }
 
 /// Longest wait for a change that `/v1/scopes` accepts.
@@ -176,8 +152,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/v1/policy")
-            .route(web::get().to(serve_policy))
-            .route(web::head().to(serve_policy))
+            .route(web::get().to(crate::policy::serve_policy))
+            .route(web::head().to(crate::policy::serve_policy))
             .default_service(web::to(service_kit::web::method_not_allowed)),
     )
     .route("/v1/openapi", web::get().to(serve_openapi))

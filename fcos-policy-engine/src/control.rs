@@ -1,37 +1,58 @@
 //! Fleet control in force: the policy loaded from `[policy] path`, reloaded
-//! on SIGHUP and when the file changes (an invalid file is refused and the
-//! last good policy stays), its metrics, and `GET /v1/policy` on the status
-//! port.
+//! on SIGHUP and when the file changes (an unreadable or invalid file is
+//! refused and the last good policy stays), its metrics, and
+//! `GET /v1/policy` on the status port.
+//!
+//! The file is read and checked, and `/v1/policy` rendered, on a blocking
+//! thread: neither the servers nor the replica's sync wait on it. The
+//! handler serves the body rendered at the last load or change.
 
 use crate::rules::{Policy, Reason, OTHER};
+use crate::Clock;
+use actix_web::web::{Bytes, BytesMut};
 use actix_web::{web, HttpResponse};
-use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
-use std::collections::{HashMap, HashSet};
+use commons::policy_file::{self, Page, Versions};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-/// How often the file is checked for changes.
+/// How often the file is checked for changes (and `/v1/policy` for a
+/// group whose state changed with time).
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The policy in force, if any, and its metrics.
 pub struct Control {
     path: Option<PathBuf>,
+    clock: Clock,
     policy: RwLock<Option<Arc<Policy>>>,
+    /// `/v1/policy` as rendered, and the file as last read (its bytes, or
+    /// why it could not be read): used on blocking threads only.
+    watched: Mutex<Watched>,
+    /// The `policy` member of `/v1/policy`, as last rendered.
+    body: RwLock<Option<Bytes>>,
     generation: AtomicU64,
     reloads: IntCounterVec,
     rejected: IntGauge,
     info: IntGaugeVec,
     withheld: IntCounterVec,
+    renders: IntCounter,
+}
+
+#[derive(Default)]
+struct Watched {
+    page: Option<Page>,
+    last_seen: Option<Result<Vec<u8>, String>>,
 }
 
 impl Control {
     /// The control of `policy` (loaded from `path` at start), registering
-    /// its metrics.
+    /// its metrics; `/v1/policy` shows it as of the times `clock` gives.
     pub fn new(
         path: Option<PathBuf>,
         policy: Option<Policy>,
+        clock: Clock,
         registry: &Registry,
     ) -> prometheus::Result<Self> {
         let reloads = IntCounterVec::new(
@@ -59,24 +80,33 @@ impl Control {
             ),
             &["group", "reason"],
         )?;
+        let renders = IntCounter::new(
+            "fcos_cincinnati_pe_policy_renders_total",
+            "Renderings of /v1/policy: one per load, then one per change of a group's state with time or of the versions served.",
+        )?;
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
         registry.register(Box::new(info.clone()))?;
         registry.register(Box::new(withheld.clone()))?;
+        registry.register(Box::new(renders.clone()))?;
         for result in ["success", "failure"] {
             reloads.with_label_values(&[result]);
         }
         let control = Control {
             path,
+            clock,
             policy: RwLock::new(None),
+            watched: Mutex::default(),
+            body: RwLock::new(None),
             generation: AtomicU64::new(policy.as_ref().map_or(0, |p| p.generation)),
             reloads,
             rejected,
             info,
             withheld,
+            renders,
         };
         if let Some(policy) = policy {
-            control.install(policy);
+            control.install(policy, None, &mut control.watched());
         }
         Ok(control)
     }
@@ -89,15 +119,47 @@ impl Control {
             .clone()
     }
 
-    fn install(&self, policy: Policy) {
+    /// The `policy` member of `/v1/policy`, as last rendered.
+    pub fn rendered(&self) -> Option<Bytes> {
+        self.body.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn watched(&self) -> std::sync::MutexGuard<'_, Watched> {
+        self.watched.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts `policy` in force: its metrics (the withheld series of groups
+    /// it no longer names are removed) and `/v1/policy` rendered.
+    fn install(&self, policy: Policy, versions: Option<&Versions>, watched: &mut Watched) {
         self.info.reset();
         self.info.with_label_values(&[&policy.hash]).set(1);
+        if let Some(old) = self.policy() {
+            for group in old.groups.keys() {
+                if !policy.groups.contains_key(group) {
+                    for reason in Reason::ALL {
+                        let _ = self
+                            .withheld
+                            .remove_label_values(&[group.as_str(), reason.as_str()]);
+                    }
+                }
+            }
+        }
         for group in policy.groups.keys().map(String::as_str).chain([OTHER]) {
             for reason in Reason::ALL {
                 self.withheld.with_label_values(&[group, reason.as_str()]);
             }
         }
-        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(policy));
+        let policy = Arc::new(policy);
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&policy));
+        let page = Page::new(policy, (self.clock)(), versions, true);
+        self.publish(&page);
+        watched.page = Some(page);
+    }
+
+    fn publish(&self, page: &Page) {
+        self.renders.inc();
+        let body = Bytes::copy_from_slice(page.body().as_bytes());
+        *self.body.write().unwrap_or_else(|e| e.into_inner()) = Some(body);
     }
 
     /// Counts a response whose update the policy withheld.
@@ -107,17 +169,34 @@ impl Control {
             .inc();
     }
 
-    /// Loads the file from `bytes`, as just read (`None`: it could not be
-    /// read, which loading it again reports); if it is valid and differs
-    /// from the policy in force, it takes over. An invalid file is logged
-    /// and counted, and the policy in force stays. `versions` are the
-    /// versions being served, by stream, for warnings.
-    fn reload(&self, bytes: Option<&[u8]>, versions: &HashMap<String, HashSet<String>>) {
+    /// Reads the file; when it differs from what was last read (or
+    /// `forced`), loads it: if it is valid and differs from the policy in
+    /// force, it takes over; an unreadable or invalid file is logged and
+    /// counted, and the policy in force stays. Then renders `/v1/policy`
+    /// again if a group's state changed with time or `versions` (served,
+    /// by stream) changed. Blocks: run on a blocking thread.
+    fn check(&self, forced: bool, versions: &Versions) {
+        let Some(path) = &self.path else { return };
+        let mut watched = self.watched();
+        let read = policy_file::read(path).map_err(|e| e.to_string());
+        if forced || watched.last_seen.as_ref() != Some(&read) {
+            self.reload(&read, versions, &mut watched);
+            watched.last_seen = Some(read);
+        }
+        let now = (self.clock)();
+        if let Some(page) = watched.page.as_mut() {
+            if page.refresh(now, Some(versions)) {
+                self.publish(page);
+            }
+        }
+    }
+
+    fn reload(&self, read: &Result<Vec<u8>, String>, versions: &Versions, watched: &mut Watched) {
         let Some(path) = &self.path else { return };
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        let loaded = match bytes {
-            Some(bytes) => Policy::from_bytes(bytes, path, generation),
-            None => Policy::load(path, generation),
+        let loaded = match read {
+            Ok(bytes) => Policy::from_bytes(bytes, path, generation).map_err(|e| e.to_string()),
+            Err(error) => Err(error.clone()),
         };
         self.rejected.set(i64::from(loaded.is_err()));
         match loaded {
@@ -126,12 +205,13 @@ impl Control {
                 if current.as_ref().is_some_and(|c| c.hash == policy.hash) {
                     return;
                 }
-                for warning in policy.version_warnings(versions) {
-                    tracing::warn!(file = %path.display(), "{warning}");
+                let warnings = policy.version_warnings(versions);
+                if let Some(summary) = policy_file::summarize_warnings(&warnings) {
+                    tracing::warn!(file = %path.display(), count = warnings.len(), "{summary}");
                 }
                 tracing::info!(file = %path.display(), hash = %policy.hash, groups = policy.groups.len(), fleet = policy.fleet.is_some(), "policy loaded");
                 self.reloads.with_label_values(&["success"]).inc();
-                self.install(policy);
+                self.install(policy, Some(versions), watched);
             }
             Err(error) => {
                 self.reloads.with_label_values(&["failure"]).inc();
@@ -142,18 +222,17 @@ impl Control {
         }
     }
 
-    /// Whether the file's bytes differ from the policy in force (or it
-    /// cannot be read, which a reload then reports).
-    fn file_changed(&self, last_seen: &mut Option<Vec<u8>>) -> bool {
-        let Some(path) = &self.path else { return false };
-        let bytes = std::fs::read(path).ok();
-        let changed = *last_seen != bytes;
-        *last_seen = bytes;
-        changed
+    /// [`Control::check`] on a blocking thread.
+    async fn check_off_thread(self: &Arc<Self>, forced: bool, versions: Versions) {
+        let control = Arc::clone(self);
+        let checked = tokio::task::spawn_blocking(move || control.check(forced, &versions));
+        if let Err(error) = checked.await {
+            tracing::error!("checking the policy file failed: {error}");
+        }
     }
 
     /// Reloads on SIGHUP and when the file changes, until cancelled.
-    pub async fn watch(self: Arc<Self>, versions: impl Fn() -> HashMap<String, HashSet<String>>) {
+    pub async fn watch(self: Arc<Self>, versions: impl Fn() -> Versions) {
         if self.path.is_none() {
             return std::future::pending().await;
         }
@@ -165,20 +244,14 @@ impl Control {
                 None
             }
         };
-        let mut last_seen = self.path.as_ref().and_then(|p| std::fs::read(p).ok());
         let mut ticker = tokio::time::interval(CHECK_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = ticker.tick() => {
-                    if self.file_changed(&mut last_seen) {
-                        self.reload(last_seen.as_deref(), &versions());
-                    }
-                }
+                _ = ticker.tick() => self.check_off_thread(false, versions()).await,
                 Some(()) = async { match hangup.as_mut() { Some(s) => s.recv().await, None => None } } => {
                     tracing::info!("SIGHUP: reloading the policy file");
-                    self.file_changed(&mut last_seen);
-                    self.reload(last_seen.as_deref(), &versions());
+                    self.check_off_thread(true, versions()).await;
                 }
             }
         }
@@ -190,25 +263,27 @@ impl Control {
 pub struct PolicyEndpoint {
     /// The policy in force.
     pub control: Arc<Control>,
-    /// The graphs served (for warnings about versions they lack).
-    pub replica: Arc<crate::replica::Replica>,
     /// The current time.
-    pub clock: crate::Clock,
+    pub clock: Clock,
 }
 
 /// `GET /v1/policy` on the status port: the policy in force, its source,
 /// hash, load time and warnings, and for each group whether it is closed
-/// now and when its next window opens.
+/// and when its next window opens, as rendered at the last load or change
+/// (within [`CHECK_INTERVAL`]).
 pub async fn serve_policy(state: web::Data<PolicyEndpoint>) -> HttpResponse {
-    let now = (state.clock)();
-    let control = &state.control;
-    let Some(policy) = control.policy() else {
+    let Some(policy) = state.control.rendered() else {
         return HttpResponse::Ok().json(serde_json::json!({"policy": null}));
     };
+    let now = jiff::Timestamp::from_second((state.clock)())
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    let mut body = BytesMut::with_capacity(policy.len() + 64);
+    body.extend_from_slice(format!("{{\"now\":{},\"policy\":", serde_json::json!(now)).as_bytes());
+    body.extend_from_slice(&policy);
+    body.extend_from_slice(b"}");
     HttpResponse::Ok()
+        .content_type("application/json")
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-cache"))
-        .json(serde_json::json!({
-            "policy": policy.describe(now, Some(&state.replica.versions_by_stream())),
-            "now": jiff::Timestamp::from_second(now).map(|t| t.to_string()).unwrap_or_default(),
-        }))
+        .body(body.freeze())
 }

@@ -57,6 +57,7 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
     let control = Arc::new(control::Control::new(
         settings.policy_path.clone(),
         policy,
+        Arc::clone(&clock),
         &registry,
     )?);
     let state = service::ServiceState::new(
@@ -94,7 +95,6 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
 
     let policy_endpoint = control::PolicyEndpoint {
         control: Arc::clone(&control),
-        replica: Arc::clone(&replica),
         clock: Arc::clone(&clock),
     };
     let ready = Arc::clone(&replica);

@@ -9,7 +9,8 @@ use std::sync::Arc;
 fn wariness_buckets_are_exact_decimals() {
     let registry = Registry::new();
     let replica = Replica::new(&registry).unwrap();
-    let control = fcos_policy_engine::control::Control::new(None, None, &registry).unwrap();
+    let control =
+        fcos_policy_engine::control::Control::new(None, None, Arc::new(|| 0), &registry).unwrap();
     ServiceState::new(
         Arc::new(replica),
         Arc::new(|| 0),

@@ -196,7 +196,13 @@ where
         let connection = fn_service(move |io: actix_web::rt::net::TcpStream| {
             let slot = counting.enter();
             async move {
-                let peer = io.peer_addr().ok();
+                // The peer address costs a system call a connection; it is
+                // only read when requests are logged.
+                let peer = if tracing::enabled!(tracing::Level::DEBUG) {
+                    io.peer_addr().ok()
+                } else {
+                    None
+                };
                 Ok::<_, DispatchError>((HeadGuard::new(io, HEAD_TIMEOUT).holding(slot), peer))
             }
         });

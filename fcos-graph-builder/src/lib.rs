@@ -35,7 +35,8 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
             .map(|s| (s.name.clone(), s.basearches.clone()))
             .collect(),
     );
-    let mut state = service::ServiceState::new(store.clone(), &registry)?;
+    let mut state = service::ServiceState::new(store.clone(), &registry)?
+        .with_max_waiting_polls(settings.max_waiting_polls);
     state.policy_path = settings.policy_path.as_deref().map(std::sync::Arc::from);
     let fetcher = fetch::Fetcher::new(settings.timeout, settings.max_body_bytes)
         .context("cannot create the HTTP client")?;

@@ -105,6 +105,9 @@ where
                 .keep_alive(Duration::from_secs(5))
                 .client_request_timeout(Duration::from_secs(5))
                 .client_disconnect_timeout(Duration::from_secs(1))
+                // A client that closes its side has left: its request (a long
+                // poll, say) ends with the connection.
+                .h1_allow_half_closed(false)
                 .local_addr(addr)
                 // Idle keep-alive connections are closed at once on stop.
                 .graceful_shutdown_signal(move || {

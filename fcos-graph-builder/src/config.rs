@@ -20,13 +20,15 @@ pub const DEFAULT_SERVICE_PORT: u16 = 8080;
 pub const DEFAULT_STATUS_PORT: u16 = 9080;
 /// Default largest accepted upstream document.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+/// Default number of `/v1/scopes?wait=…` long polls held at once.
+pub const DEFAULT_MAX_WAITING_POLLS: usize = 256;
 
 /// The configuration file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// `[service]`: the graph port.
-    pub service: Option<ListenerFile>,
+    pub service: Option<ServiceFile>,
     /// `[status]`: the metrics and health port.
     pub status: Option<ListenerFile>,
     /// `[upstream]`: where the documents come from.
@@ -37,6 +39,32 @@ pub struct FileConfig {
     pub oci: Option<OciFile>,
     /// `[policy]`: the fleet policy, shown by the viewer.
     pub policy: Option<PolicyFile>,
+}
+
+/// The `[service]` section as written: the listener's keys, and the
+/// graph-builder's own limits.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceFile {
+    /// Address to listen on.
+    pub address: Option<std::net::IpAddr>,
+    /// Port to listen on.
+    pub port: Option<u16>,
+    /// Origins allowed by CORS.
+    pub origin_allowlist: Option<Vec<String>>,
+    /// Most `/v1/scopes?wait=…` long polls held at once; more are answered
+    /// at once, as without `wait`.
+    pub max_waiting_polls: Option<usize>,
+}
+
+impl ServiceFile {
+    fn listener(&self) -> ListenerFile {
+        ListenerFile {
+            address: self.address,
+            port: self.port,
+            origin_allowlist: self.origin_allowlist.clone(),
+        }
+    }
 }
 
 /// The `[policy]` section as written.
@@ -112,6 +140,9 @@ pub struct Settings {
     pub service_addr: SocketAddr,
     /// CORS origins; `None` allows any.
     pub origin_allowlist: Option<Vec<String>>,
+    /// Most long polls of `/v1/scopes` held at once (each holds a
+    /// connection, hence a descriptor, for up to a minute).
+    pub max_waiting_polls: usize,
     /// Status port.
     pub status_addr: SocketAddr,
     /// Time between refreshes of a stream.
@@ -141,7 +172,8 @@ impl Settings {
 
     /// Applies defaults and validates.
     pub fn from_file(file: FileConfig) -> Result<Settings, ConfigError> {
-        let service = file.service.unwrap_or_default();
+        let service_file = file.service.unwrap_or_default();
+        let service = service_file.listener();
         let status = file.status.unwrap_or_default();
         status.reject_allowlist("status")?;
         let upstream = file.upstream.unwrap_or_default();
@@ -221,9 +253,16 @@ impl Settings {
         if max_body_bytes == 0 {
             return Err(invalid("upstream.max_body_bytes", "must be at least 1"));
         }
+        let max_waiting_polls = service_file
+            .max_waiting_polls
+            .unwrap_or(DEFAULT_MAX_WAITING_POLLS);
+        if max_waiting_polls == 0 {
+            return Err(invalid("service.max_waiting_polls", "must be at least 1"));
+        }
         Ok(Settings {
             service_addr: service.socket_addr(DEFAULT_SERVICE_PORT),
             origin_allowlist: service.checked_allowlist("service")?,
+            max_waiting_polls,
             status_addr: status.socket_addr(DEFAULT_STATUS_PORT),
             refresh: positive_secs("upstream.refresh_secs", upstream.refresh_secs, 30)?,
             timeout: positive_secs("upstream.timeout_secs", upstream.timeout_secs, 60)?,
@@ -274,6 +313,7 @@ mod tests {
         assert_eq!(settings.refresh, Duration::from_secs(30));
         assert_eq!(settings.timeout, Duration::from_secs(60));
         assert_eq!(settings.origin_allowlist, None);
+        assert_eq!(settings.max_waiting_polls, 256);
         let names: Vec<&str> = settings.streams.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["next", "stable", "testing"]);
         let stable = &settings.streams[1];
@@ -302,6 +342,8 @@ mod tests {
             .contains("upstream.updates_url"));
         assert!(parse("[streams]\nstable = []").contains("streams.stable"));
         assert!(parse("[status]\norigin_allowlist = []").contains("status.origin_allowlist"));
+        assert!(parse("[service]\nmax_waiting_polls = 0").contains("service.max_waiting_polls"));
+        assert!(parse("[status]\nmax_waiting_polls = 1").contains("max_waiting_polls"));
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! Fetching one upstream document: over HTTP(S) with conditional requests
 //! and a size limit, from a local file, or from bytes compiled in.
+//!
+//! An upstream may redirect, to `http` and `https` URLs only (never to a
+//! local file), [`MAX_REDIRECTS`] times at most; each redirect is logged.
 
 use crate::config::DocumentSource;
 use bytes::{Bytes, BytesMut};
@@ -26,6 +29,10 @@ pub enum FetchError {
     /// The transfer failed midway, or a file cannot be read.
     #[error("read failed: {0}")]
     Read(String),
+    /// The server redirected where the graph-builder does not follow: to
+    /// another scheme than `http` or `https`, or once too many.
+    #[error("redirect refused: {0}")]
+    Redirect(String),
 }
 
 impl FetchError {
@@ -37,6 +44,7 @@ impl FetchError {
             FetchError::Status(_) => "http_status",
             FetchError::TooLarge(_) => "too_large",
             FetchError::Read(_) => "read",
+            FetchError::Redirect(_) => "redirect",
         }
     }
 }
@@ -61,6 +69,66 @@ pub enum Fetched {
     NotModified,
 }
 
+/// Most redirects followed for one fetch.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// Why a redirect is not followed (the cause of a [`FetchError::Redirect`]).
+#[derive(Debug, thiserror::Error)]
+enum RefusedRedirect {
+    #[error("'{from}' redirects to '{to}': only http and https URLs are followed")]
+    Scheme { from: String, to: String },
+    #[error("'{from}' redirects to '{to}': more than {MAX_REDIRECTS} redirects")]
+    TooMany { from: String, to: String },
+}
+
+/// Follows a redirect to an `http` or `https` URL, [`MAX_REDIRECTS`] at
+/// most, and logs it.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let from = attempt
+            .previous()
+            .last()
+            .map(|url| url.to_string())
+            .unwrap_or_default();
+        let to = attempt.url().to_string();
+        if !matches!(attempt.url().scheme(), "http" | "https") {
+            return attempt.error(RefusedRedirect::Scheme { from, to });
+        }
+        if attempt.previous().len() > MAX_REDIRECTS {
+            return attempt.error(RefusedRedirect::TooMany { from, to });
+        }
+        tracing::info!(%from, %to, status = attempt.status().as_u16(), "upstream redirects");
+        attempt.follow()
+    })
+}
+
+fn is_redirect(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+/// Why a redirect that reached the caller was not followed: the client
+/// follows the others, and leaves to another scheme than `http` and
+/// `https` (a `file:` URL, say) unfollowed.
+fn refused_redirect(response: &reqwest::Response) -> String {
+    let from = response.url().clone();
+    let location = response
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|value| value.to_str().ok());
+    match location.map(|location| (location, from.join(location))) {
+        Some((_, Ok(to))) if !matches!(to.scheme(), "http" | "https") => RefusedRedirect::Scheme {
+            from: from.to_string(),
+            to: to.to_string(),
+        }
+        .to_string(),
+        Some((location, _)) => format!(
+            "'{from}' redirects to '{}', which cannot be followed",
+            location.chars().take(200).collect::<String>()
+        ),
+        None => format!("'{from}' redirects without a location"),
+    }
+}
+
 /// Fetches documents with one shared HTTP client.
 #[derive(Clone)]
 pub struct Fetcher {
@@ -75,6 +143,7 @@ impl Fetcher {
     pub fn new(timeout: Duration, max_body_bytes: u64) -> reqwest::Result<Self> {
         let client = reqwest::Client::builder()
             .connect_timeout(timeout)
+            .redirect(redirect_policy())
             .user_agent(concat!("fcos-graph-builder/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Fetcher {
@@ -145,6 +214,9 @@ impl Fetcher {
         if status == StatusCode::NOT_MODIFIED && previous.is_some() {
             return Ok(Fetched::NotModified);
         }
+        if is_redirect(status) {
+            return Err(FetchError::Redirect(refused_redirect(&response)));
+        }
         if status != StatusCode::OK {
             return Err(FetchError::Status(status.as_u16()));
         }
@@ -178,7 +250,9 @@ impl Fetcher {
     }
 
     fn classify(&self, error: reqwest::Error) -> FetchError {
-        if error.is_timeout() {
+        if error.is_redirect() {
+            FetchError::Redirect(root_cause(&error))
+        } else if error.is_timeout() {
             FetchError::Timeout(self.timeout)
         } else if error.is_connect() {
             FetchError::Connect(root_cause(&error))

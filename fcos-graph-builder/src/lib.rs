@@ -36,7 +36,8 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
             .map(|s| (s.name.clone(), s.basearches.clone()))
             .collect(),
     );
-    let state = service::ServiceState::new(store.clone(), &registry)?;
+    let state = service::ServiceState::new(store.clone(), &registry)?
+        .with_max_waiting_polls(settings.max_waiting_polls);
     let policy_view = match &settings.policy_path {
         Some(path) => Some(policy::PolicyView::load(path.clone(), &registry)?),
         None => None,

@@ -154,12 +154,13 @@ pub enum RefreshError {
 
 impl RefreshError {
     /// Every [`RefreshError::kind`].
-    pub const KINDS: [&'static str; 11] = [
+    pub const KINDS: [&'static str; 12] = [
         "connect",
         "timeout",
         "http_status",
         "too_large",
         "read",
+        "redirect",
         "invalid_document",
         "wrong_stream",
         "empty_version",
@@ -480,6 +481,7 @@ mod tests {
             fetch(FetchError::Status(500)),
             fetch(FetchError::TooLarge(1)),
             fetch(FetchError::Read(String::new())),
+            fetch(FetchError::Redirect(String::new())),
             metadata(MetadataError::Malformed {
                 document: "",
                 reason: String::new(),
@@ -512,7 +514,8 @@ mod tests {
                 | FetchError::Timeout(_)
                 | FetchError::Status(_)
                 | FetchError::TooLarge(_)
-                | FetchError::Read(_) => error.kind(),
+                | FetchError::Read(_)
+                | FetchError::Redirect(_) => error.kind(),
             },
             RefreshError::Metadata { source, .. } => match source {
                 MetadataError::Malformed { .. }

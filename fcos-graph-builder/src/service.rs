@@ -5,8 +5,10 @@ use crate::store::GraphStore;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use commons::graph::Scheme;
-use prometheus::{IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use service_kit::web::{check_accepts_json, GraphError, GraphQuery};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The handlers of the service port, as labelled in
@@ -22,6 +24,8 @@ pub struct ServiceState {
     pub store: GraphStore,
     /// `fcos_cincinnati_gb_cache_graph_requests_total`.
     pub graph_requests: IntCounterVec,
+    /// The long polls of `/v1/scopes` held now, and their cap.
+    pub waiting: WaitingPolls,
 }
 
 impl ServiceState {
@@ -46,7 +50,121 @@ impl ServiceState {
         Ok(ServiceState {
             store,
             graph_requests,
+            waiting: WaitingPolls::register(crate::config::DEFAULT_MAX_WAITING_POLLS, registry)?,
         })
+    }
+
+    /// Holds at most `max` long polls of `/v1/scopes` at once.
+    pub fn with_max_waiting_polls(mut self, max: usize) -> Self {
+        self.waiting.max = max;
+        self.waiting.shared.max_gauge.set(gauge_value(max));
+        self
+    }
+}
+
+fn gauge_value(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The long polls of `/v1/scopes` held at once, capped: each holds a
+/// connection (a descriptor) for up to [`MAX_WAIT`], so without a cap a
+/// burst of polls could use up the descriptors of the process.
+#[derive(Clone)]
+pub struct WaitingPolls {
+    max: usize,
+    shared: Arc<WaitingShared>,
+}
+
+struct WaitingShared {
+    held: AtomicUsize,
+    /// Whether the cap was reached and no poll has ended since (logged
+    /// once when reached and once when there is room again).
+    full: AtomicBool,
+    /// `fcos_cincinnati_gb_scopes_waiting`.
+    waiting: IntGauge,
+    /// `fcos_cincinnati_gb_scopes_waiting_max`.
+    max_gauge: IntGauge,
+    /// `fcos_cincinnati_gb_scopes_waits_refused_total`.
+    refused: IntCounter,
+}
+
+impl WaitingPolls {
+    /// A cap of `max` held polls, its metrics registered in `registry`.
+    pub fn register(max: usize, registry: &Registry) -> prometheus::Result<Self> {
+        let waiting = IntGauge::new(
+            "fcos_cincinnati_gb_scopes_waiting",
+            "Long polls of /v1/scopes held now, waiting for a change.",
+        )?;
+        let max_gauge = IntGauge::new(
+            "fcos_cincinnati_gb_scopes_waiting_max",
+            "Most long polls of /v1/scopes held at once (service.max_waiting_polls).",
+        )?;
+        let refused = IntCounter::new(
+            "fcos_cincinnati_gb_scopes_waits_refused_total",
+            "Long polls of /v1/scopes answered at once because service.max_waiting_polls were held.",
+        )?;
+        registry.register(Box::new(waiting.clone()))?;
+        registry.register(Box::new(max_gauge.clone()))?;
+        registry.register(Box::new(refused.clone()))?;
+        max_gauge.set(gauge_value(max));
+        Ok(WaitingPolls {
+            max,
+            shared: Arc::new(WaitingShared {
+                held: AtomicUsize::new(0),
+                full: AtomicBool::new(false),
+                waiting,
+                max_gauge,
+                refused,
+            }),
+        })
+    }
+
+    /// A place for one more held poll, released when dropped; `None` (and
+    /// counted) when `max` polls are held already.
+    pub fn enter(&self) -> Option<WaitSlot> {
+        let shared = &self.shared;
+        let admitted = shared
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held < self.max).then_some(held + 1)
+            })
+            .is_ok();
+        if admitted {
+            shared.waiting.inc();
+            return Some(WaitSlot {
+                shared: Arc::clone(shared),
+            });
+        }
+        shared.refused.inc();
+        if !shared.full.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                max_waiting_polls = self.max,
+                "{} long polls of /v1/scopes held (service.max_waiting_polls): more are answered at once, without waiting, until one ends",
+                self.max
+            );
+        }
+        None
+    }
+
+    /// Polls held now.
+    pub fn held(&self) -> usize {
+        self.shared.held.load(Ordering::Acquire)
+    }
+}
+
+/// One held poll, counted until dropped (when the poll is answered or its
+/// client leaves).
+pub struct WaitSlot {
+    shared: Arc<WaitingShared>,
+}
+
+impl Drop for WaitSlot {
+    fn drop(&mut self) {
+        self.shared.held.fetch_sub(1, Ordering::AcqRel);
+        self.shared.waiting.dec();
+        if self.shared.full.swap(false, Ordering::AcqRel) {
+            tracing::info!("long polls of /v1/scopes below service.max_waiting_polls again: they wait for a change again");
+        }
     }
 }
 
@@ -72,7 +190,8 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 /// `GET /v1/scopes[?wait=N]`: every scope served and the `ETag` of its
 /// graph. With `wait` and an `If-None-Match` naming the current listing,
 /// the answer waits until the listing changes (200) or `wait` seconds pass
-/// (304).
+/// (304). Beyond [`WaitingPolls`]' cap, the answer comes at once, as
+/// without `wait`.
 pub async fn serve_scopes(
     req: HttpRequest,
     state: web::Data<ServiceState>,
@@ -84,12 +203,18 @@ pub async fn serve_scopes(
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok());
     let listing = match (wait, known) {
-        (Some(wait), Some(etag)) if !wait.is_zero() => {
-            state
-                .store
-                .listing_changed_from(&identity_etag(etag), wait)
-                .await
-        }
+        (Some(wait), Some(etag)) if !wait.is_zero() => match state.waiting.enter() {
+            Some(slot) => {
+                // Dropped with the request if its client leaves first.
+                let listing = state
+                    .store
+                    .listing_changed_from(&identity_etag(etag), wait)
+                    .await;
+                drop(slot);
+                listing
+            }
+            None => state.store.listing(),
+        },
         _ => state.store.listing(),
     };
     Ok(listing.respond(&req))
@@ -201,6 +326,25 @@ mod tests {
             parse_wait("wait=1&wait=2").unwrap_err().kind(),
             "repeated_parameter"
         );
+    }
+
+    #[test]
+    fn waits_beyond_the_cap_are_refused_and_counted() {
+        let registry = Registry::new();
+        let waiting = WaitingPolls::register(2, &registry).unwrap();
+        let render = || String::from_utf8(service_kit::metrics::render(&registry)).unwrap();
+        assert!(render().contains("fcos_cincinnati_gb_scopes_waits_refused_total 0"));
+        assert!(render().contains("fcos_cincinnati_gb_scopes_waiting_max 2"));
+        let first = waiting.enter().unwrap();
+        let _second = waiting.enter().unwrap();
+        assert!(waiting.enter().is_none());
+        assert!(waiting.enter().is_none());
+        assert!(render().contains("fcos_cincinnati_gb_scopes_waits_refused_total 2"));
+        assert!(render().contains("fcos_cincinnati_gb_scopes_waiting 2"));
+        drop(first);
+        assert_eq!(waiting.held(), 1);
+        assert!(render().contains("fcos_cincinnati_gb_scopes_waiting 1"));
+        assert!(waiting.enter().is_some());
     }
 
     #[test]

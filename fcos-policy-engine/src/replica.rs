@@ -959,7 +959,8 @@ fn write_state(path: &Path, snapshot: &Snapshot, written: i64) -> Result<(), Sta
         .tempfile_in(dir)?;
     {
         let mut out = std::io::BufWriter::new(temporary.as_file_mut());
-        serde_json::to_writer(&mut out, &file)?;
+        // An I/O error stays one (a full disk, a file-size limit).
+        serde_json::to_writer(&mut out, &file).map_err(std::io::Error::from)?;
         out.write_all(b"\n")?;
         out.flush()?;
     }
@@ -1030,6 +1031,21 @@ mod tests {
             ]),
             listing_etag: Some("\"l\"".into()),
             behind: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn graph_etags_are_those_the_graph_builder_makes() {
+        let body = GraphBody::new(GRAPH.as_bytes().to_vec());
+        assert!(is_graph_etag(body.etag()));
+        for other in [
+            "\"new\"",
+            "W/\"abc\"",
+            "",
+            "\"\"",
+            &body.etag().to_uppercase(),
+        ] {
+            assert!(!is_graph_etag(other), "{other}");
         }
     }
 

@@ -781,7 +781,8 @@ async fn a_file_size_limit_is_a_counted_write_error() {
         pe.process.log()
     );
     pe.wait_serving("stable", "x86_64", true, "1").await;
-    pe.process.line_with("cannot save the snapshot").await;
+    let logged = pe.process.line_with("cannot save the snapshot").await;
+    assert!(logged.contains("File too large"), "{logged}");
     // Nothing half-written is left behind.
     let left: Vec<_> = std::fs::read_dir(state.path())
         .unwrap()

@@ -135,7 +135,7 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
     );
     let versions = Arc::clone(&replica);
     Ok(Running::spawn(service, status)
-        .task("graph-builder sync", follower.run())
+        .task("graph-builder follower", follower.run())
         .task(
             "policy reload",
             control.watch(move || versions.versions_by_stream()),

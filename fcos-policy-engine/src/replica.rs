@@ -35,17 +35,6 @@ pub const STATE_FILE: &str = "snapshot.json";
 const STATE_FORMAT: u32 = 1;
 /// Longest pause between two attempts while the graph-builder fails.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// Every `kind` of [`FollowError`], exported at 0 from the start.
-const ERROR_KINDS: [&str; 8] = [
-    "connect",
-    "timeout",
-    "http_status",
-    "invalid_listing",
-    "invalid_graph",
-    "etag_mismatch",
-    "too_large",
-    "read",
-];
 
 /// One scope of a snapshot.
 pub struct Entry {
@@ -132,7 +121,7 @@ impl Replica {
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(state_errors.clone()))?;
         registry.register(Box::new(age.clone()))?;
-        for kind in ERROR_KINDS {
+        for kind in FollowError::KINDS {
             errors.with_label_values(&[kind]);
         }
         for operation in ["read", "write"] {
@@ -409,6 +398,18 @@ pub enum FollowError {
 }
 
 impl FollowError {
+    /// Every [`FollowError::kind`], exported at 0 from the start.
+    pub const KINDS: [&'static str; 8] = [
+        "connect",
+        "timeout",
+        "http_status",
+        "invalid_listing",
+        "invalid_graph",
+        "etag_mismatch",
+        "too_large",
+        "read",
+    ];
+
     /// The metric label of this error.
     pub fn kind(&self) -> &'static str {
         match self {

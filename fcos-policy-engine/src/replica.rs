@@ -344,30 +344,16 @@ pub enum ListingError {
 /// [`FollowError::kind`] is a metric label.
 #[derive(Debug, thiserror::Error)]
 pub enum FollowError {
-    /// No connection.
-    #[error("cannot connect to {url}: {detail}")]
-    Connect {
-        /// The URL asked.
-        url: String,
-        /// Why, with every cause.
-        detail: String,
-    },
+    /// No connection; the text is the client's, with every cause (it names
+    /// the URL).
+    #[error("{0}")]
+    Connect(String),
     /// No answer in time.
-    #[error("no answer from {url} in time: {detail}")]
-    Timeout {
-        /// The URL asked.
-        url: String,
-        /// Why, with every cause.
-        detail: String,
-    },
+    #[error("{0}")]
+    Timeout(String),
     /// The answer broke off.
-    #[error("reading the answer from {url} failed: {detail}")]
-    Read {
-        /// The URL asked.
-        url: String,
-        /// Why, with every cause.
-        detail: String,
-    },
+    #[error("{0}")]
+    Read(String),
     /// A status other than 200 (or 304 to a poll).
     #[error("HTTP status {status} for {what}")]
     HttpStatus {
@@ -413,9 +399,9 @@ impl FollowError {
     /// The metric label of this error.
     pub fn kind(&self) -> &'static str {
         match self {
-            FollowError::Connect { .. } => "connect",
-            FollowError::Timeout { .. } => "timeout",
-            FollowError::Read { .. } => "read",
+            FollowError::Connect(_) => "connect",
+            FollowError::Timeout(_) => "timeout",
+            FollowError::Read(_) => "read",
             FollowError::HttpStatus { .. } => "http_status",
             FollowError::TooLarge { .. } => "too_large",
             FollowError::InvalidListing(_) => "invalid_listing",
@@ -428,7 +414,6 @@ impl FollowError {
     }
 
     fn request(error: reqwest::Error) -> Self {
-        let url = error.url().map(|u| u.to_string()).unwrap_or_default();
         // The error's sources say why (connection refused, …).
         let mut detail = error.to_string();
         let mut source = std::error::Error::source(&error);
@@ -438,11 +423,11 @@ impl FollowError {
             source = cause.source();
         }
         if error.is_timeout() {
-            FollowError::Timeout { url, detail }
+            FollowError::Timeout(detail)
         } else if error.is_connect() {
-            FollowError::Connect { url, detail }
+            FollowError::Connect(detail)
         } else {
-            FollowError::Read { url, detail }
+            FollowError::Read(detail)
         }
     }
 }

@@ -425,7 +425,7 @@ async fn an_empty_or_malformed_listing_wipes_nothing() {
         ("stable", "aarch64", &one),
     ]));
     let state = tempfile::tempdir().unwrap();
-    let pe = PolicyEngine::start(&fake.graph_url(), &state_line(state.path())).await;
+    let mut pe = PolicyEngine::start(&fake.graph_url(), &state_line(state.path())).await;
     for (stream, basearch, oci) in ALL {
         pe.wait_serving(stream, basearch, oci, "1").await;
     }
@@ -472,6 +472,9 @@ async fn an_empty_or_malformed_listing_wipes_nothing() {
         assert_eq!(kept.len(), 4, "{what}: {kept:?}");
         assert!(kept.values().all(|v| v == "1"), "{what}: {kept:?}");
     }
+    let logged = pe.process.line_with("refusing the scope listing").await;
+    assert!(logged.contains("it lists no scope"), "{logged}");
+    assert!(logged.contains(r#"kind="invalid_listing""#), "{logged}");
 
     // A complete listing without aarch64 (its stream configuration
     // changed): aarch64 is dropped, on disk too.
@@ -500,7 +503,7 @@ async fn a_graph_that_does_not_hash_to_its_etag_is_refused() {
     );
     fake.set_listing(listing(&[("stable", "x86_64", &one)]));
     let state = tempfile::tempdir().unwrap();
-    let pe = PolicyEngine::start(&fake.graph_url(), &state_line(state.path())).await;
+    let mut pe = PolicyEngine::start(&fake.graph_url(), &state_line(state.path())).await;
     pe.wait_serving("stable", "x86_64", false, "1").await;
     wait_saved(state.path(), |s| saved_versions(s).len() == 2).await;
 
@@ -521,6 +524,14 @@ async fn a_graph_that_does_not_hash_to_its_etag_is_refused() {
     }
     let kept = saved_versions(&saved(state.path()).unwrap());
     assert!(kept.values().all(|v| v == "1"), "{kept:?}");
+    let logged = pe
+        .process
+        .line_with("serving the last good graph of this scope")
+        .await;
+    assert!(
+        logged.contains(&format!("not to the ETag {}", etag(&two))),
+        "{logged}"
+    );
 
     // The real graph 2 comes: followed.
     fake.set_graphs(
@@ -555,7 +566,7 @@ async fn a_huge_answer_is_refused_at_the_limit_and_memory_stays_bounded() {
     );
     fake.set_listing(listing(&[("stable", "x86_64", &one)]));
     // The default limit, 64 MiB.
-    let pe = PolicyEngine::start(&fake.graph_url(), "").await;
+    let mut pe = PolicyEngine::start(&fake.graph_url(), "").await;
     pe.wait_serving("stable", "x86_64", false, "1").await;
     pe.wait_serving("stable", "x86_64", true, "1").await;
     let before = pe.memory_kb("VmRSS");
@@ -584,6 +595,11 @@ async fn a_huge_answer_is_refused_at_the_limit_and_memory_stays_bounded() {
         peak < before + 100 * 1024,
         "resident memory rose from {before} kB to a peak of {peak} kB"
     );
+    let logged = pe
+        .process
+        .line_with("larger than upstream.max_body_bytes")
+        .await;
+    assert!(logged.contains("(67108864 bytes)"), "{logged}");
     for oci in [false, true] {
         pe.wait_serving("stable", "x86_64", oci, "1").await;
     }
@@ -614,7 +630,7 @@ async fn one_failing_scope_does_not_hold_back_the_others() {
         ("stable", "x86_64", &one),
         ("stable", "aarch64", &one),
     ]));
-    let pe = PolicyEngine::start(&fake.graph_url(), "").await;
+    let mut pe = PolicyEngine::start(&fake.graph_url(), "").await;
     for (stream, basearch, oci) in ALL {
         pe.wait_serving(stream, basearch, oci, "1").await;
     }
@@ -644,6 +660,15 @@ async fn one_failing_scope_does_not_hold_back_the_others() {
     pe.wait_metric(&age("stable", "x86_64"), |v| v >= 3.0).await;
     let aarch64 = pe.metric(&age("stable", "aarch64")).await.unwrap();
     assert!(aarch64 < 3.0, "aarch64 age {aarch64}");
+    let logged = pe
+        .process
+        .line_with("serving the last good graph of this scope")
+        .await;
+    assert!(logged.contains("scope=stable/x86_64/"), "{logged}");
+    assert!(logged.contains(r#"kind="http_status""#), "{logged}");
+    let (status, ready) = pe.readyz().await;
+    assert_eq!(status, 200);
+    assert_eq!(ready["details"]["scopes_behind"], 2, "{ready}");
     fake.stop().await;
 }
 

@@ -12,7 +12,7 @@
 //!
 //! Nothing the graph-builder sends is taken on trust: every answer is read
 //! up to `upstream.max_body_bytes`, a listing is applied only when it is
-//! one the graph-builder can have sent (see [`Listing::parse`]), and a graph
+//! one the graph-builder can have sent (see `Listing::parse`), and a graph
 //! only when its bytes hash to the `ETag` the listing gave for it. A scope
 //! whose new graph is refused keeps its last good graph while the others
 //! move on.

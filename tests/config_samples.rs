@@ -29,6 +29,10 @@ fn combined_sample_loads() {
         fcos_graph_builder::Settings::default()
     );
     assert!(!loaded.graph_url_given);
+    assert_eq!(
+        loaded.policy_engine,
+        fcos_policy_engine::Settings::default()
+    );
 }
 
 /// A time within the embedded sample's long rollout (2025-12-01 to

@@ -198,11 +198,15 @@ fn fixture_graph(releases: &[u8], updates: &[u8]) -> Vec<u8> {
     Graph::from_documents(&index, &updates, "x86_64", Scheme::Checksum).to_json()
 }
 
-/// A listing of one scope, stable/x86_64 OSTree, whose graph has `etag`.
+/// A listing of stable/x86_64 (both schemes, as the graph-builder lists
+/// them) whose graph has `etag`.
 fn listing(etag: &str) -> Vec<u8> {
-    serde_json::json!({"scopes": [{"stream": "stable", "basearch": "x86_64", "oci": false, "etag": etag}]})
-        .to_string()
-        .into_bytes()
+    serde_json::json!({"scopes": [
+        {"stream": "stable", "basearch": "x86_64", "oci": false, "etag": etag},
+        {"stream": "stable", "basearch": "x86_64", "oci": true, "etag": etag},
+    ]})
+    .to_string()
+    .into_bytes()
 }
 
 #[actix_web::test]
@@ -252,7 +256,13 @@ async fn last_good_graph_is_served_through_graph_builder_faults() {
     for (kind, path, canned) in faults {
         let before = metric(pe.status_addr, &errors(kind)).await.unwrap_or(0.0);
         if path == "/v1/graph" {
-            fake_gb.set("/v1/scopes", Canned::Body(listing("\"new\"")));
+            // Announced with the ETag of what comes, so that it is refused
+            // for what it is, not for not matching.
+            let announced = match &canned {
+                Canned::Body(body) => GraphBody::new(body.clone()).etag().to_string(),
+                _ => GraphBody::new(b"{}".to_vec()).etag().to_string(),
+            };
+            fake_gb.set("/v1/scopes", Canned::Body(listing(&announced)));
         }
         fake_gb.set(path, canned);
         // Clients keep being answered from the last good graph until the

@@ -13,6 +13,9 @@ pub const DEFAULT_GRAPH_URL: &str = "http://127.0.0.1:8080/v1/graph";
 pub const DEFAULT_SERVICE_PORT: u16 = 8081;
 /// Default status port.
 pub const DEFAULT_STATUS_PORT: u16 = 9081;
+/// Default largest answer taken from the graph-builder (as the
+/// graph-builder's own `upstream.max_body_bytes`).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The configuration file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -60,6 +63,9 @@ pub struct UpstreamFile {
     pub refresh_secs: Option<u64>,
     /// Directory where the last good snapshot is kept across restarts.
     pub state_dir: Option<std::path::PathBuf>,
+    /// Largest answer (listing or graph) taken from the graph-builder, in
+    /// bytes.
+    pub max_body_bytes: Option<u64>,
 }
 
 /// Validated policy-engine settings.
@@ -79,6 +85,8 @@ pub struct Settings {
     pub refresh: Duration,
     /// Where the last good snapshot is kept, when configured.
     pub state_dir: Option<std::path::PathBuf>,
+    /// Largest answer taken from the graph-builder.
+    pub max_body_bytes: u64,
     /// Known container digest aliases, when configured.
     pub digest_aliases: Option<crate::aliases::DigestAliases>,
     /// The fleet policy file, when configured (checked when the settings
@@ -129,6 +137,15 @@ impl Settings {
                     }),
                 },
             )?,
+            max_body_bytes: match upstream.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES) {
+                0 => {
+                    return Err(ConfigError::Invalid {
+                        key: "upstream.max_body_bytes".to_string(),
+                        message: "must be at least 1".to_string(),
+                    })
+                }
+                bytes => bytes,
+            },
             state_dir: match upstream.state_dir {
                 Some(dir) => Some(commons::config::writable_dir("upstream.state_dir", dir)?),
                 None => None,
@@ -158,6 +175,7 @@ mod tests {
         assert_eq!(settings.service_addr.to_string(), "0.0.0.0:8081");
         assert_eq!(settings.status_addr.to_string(), "0.0.0.0:9081");
         assert_eq!(settings.graph_url.as_str(), DEFAULT_GRAPH_URL);
+        assert_eq!(settings.max_body_bytes, 67_108_864);
     }
 
     #[test]
@@ -190,5 +208,6 @@ mod tests {
         assert!(parse("[upstream]\ngraph_url = \"file:///x\"").contains("upstream.graph_url"));
         assert!(parse("[upstream]\ntimeout_secs = 0").contains("upstream.timeout_secs"));
         assert!(parse("[servic]\nport = 1").contains("servic"));
+        assert!(parse("[upstream]\nmax_body_bytes = 0").contains("upstream.max_body_bytes"));
     }
 }

@@ -21,6 +21,17 @@ pub use service::Clock;
 use service_kit::server::Running;
 use std::sync::Arc;
 
+/// Keeps a file-size limit (`RLIMIT_FSIZE`) from killing the process when
+/// the snapshot is written: with a handler installed for `SIGXFSZ` (it
+/// stays installed for the life of the process), the write fails with
+/// `EFBIG` instead, and that is logged and counted as a write error.
+fn ignore_file_size_signal() {
+    let kind = tokio::signal::unix::SignalKind::from_raw(libc::SIGXFSZ);
+    if let Err(error) = tokio::signal::unix::signal(kind) {
+        tracing::warn!("cannot handle SIGXFSZ, a file-size limit would stop the process: {error}");
+    }
+}
+
 /// Binds both ports and returns at once, reading the wall clock.
 /// Must be called on an actix runtime.
 pub fn start(settings: Settings) -> anyhow::Result<Running> {
@@ -40,13 +51,15 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
     )?;
     let replica = Arc::new(replica::Replica::new(&registry)?);
     if let Some(dir) = &settings.state_dir {
+        ignore_file_size_signal();
         replica.load_state(dir);
     }
-    let sync = replica::Sync::new(
+    let follower = replica::Follower::new(
         Arc::clone(&replica),
         settings.graph_url.clone(),
         settings.refresh,
         settings.timeout,
+        settings.max_body_bytes,
         settings.state_dir.clone(),
     )
     .context("cannot create the HTTP client")?;
@@ -127,7 +140,7 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
     );
     let versions = Arc::clone(&replica);
     Ok(Running::spawn(service, status)
-        .task("graph-builder sync", sync.run())
+        .task("graph-builder follower", follower.run())
         .task(
             "policy reload",
             control.watch(move || versions.versions_by_stream()),

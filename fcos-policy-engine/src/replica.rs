@@ -9,9 +9,16 @@
 //! reach the graph-builder. Each new snapshot is written to the state
 //! directory, when configured, so that a restarted policy-engine serves at
 //! once, even while the graph-builder is down.
+//!
+//! Nothing the graph-builder sends is taken on trust: every answer is read
+//! up to `upstream.max_body_bytes`, a listing is applied only when it is
+//! one the graph-builder can have sent (see `Listing::parse`), and a graph
+//! only when its bytes hash to the `ETag` the listing gave for it. A scope
+//! whose new graph is refused keeps its last good graph while the others
+//! move on.
 
 use crate::view::PreparedGraph;
-use commons::graph::{Graph, GraphScope, Scheme};
+use commons::graph::{Graph, GraphScope, InvalidGraph, Scheme};
 use prometheus::{GaugeVec, IntCounterVec, Opts, Registry};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -49,6 +56,16 @@ pub struct Snapshot {
     pub scopes: HashMap<GraphScope, Option<Arc<Entry>>>,
     /// The `ETag` of the graph-builder listing this snapshot follows.
     pub listing_etag: Option<String>,
+    /// Scopes whose newer graph was refused, served from their last good
+    /// one: when that one was last confirmed (seconds since the epoch).
+    pub behind: HashMap<GraphScope, i64>,
+}
+
+impl Snapshot {
+    /// Whether any scope has a graph.
+    fn holds_a_graph(&self) -> bool {
+        self.scopes.values().any(Option::is_some)
+    }
 }
 
 /// Where the snapshot being served came from.
@@ -68,7 +85,8 @@ pub enum Source {
 pub struct Replica {
     snapshot: RwLock<Arc<Snapshot>>,
     /// Seconds since the epoch when the snapshot was last confirmed current
-    /// with the graph-builder (or written, for one read from disk).
+    /// with the graph-builder (or written, for one read from disk; 0 for a
+    /// file dated in the future, whose age is unknown).
     confirmed: AtomicI64,
     from_disk: AtomicBool,
     errors: IntCounterVec,
@@ -82,7 +100,7 @@ impl Replica {
         let errors = IntCounterVec::new(
             Opts::new(
                 "fcos_cincinnati_pe_upstream_errors_total",
-                "Failed exchanges with the graph-builder, by cause.",
+                "Failed exchanges with the graph-builder and refused answers, by cause.",
             ),
             &["kind"],
         )?;
@@ -103,14 +121,7 @@ impl Replica {
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(state_errors.clone()))?;
         registry.register(Box::new(age.clone()))?;
-        for kind in [
-            "connect",
-            "timeout",
-            "http_status",
-            "invalid_listing",
-            "invalid_graph",
-            "read",
-        ] {
+        for kind in FollowError::KINDS {
             errors.with_label_values(&[kind]);
         }
         for operation in ["read", "write"] {
@@ -176,7 +187,7 @@ impl Replica {
     /// Whether the policy-engine can serve: it holds a snapshot with at
     /// least one graph.
     pub fn ready(&self) -> bool {
-        self.snapshot().scopes.values().any(Option::is_some)
+        self.snapshot().holds_a_graph()
     }
 
     /// The `/readyz` details: source, age and number of scopes.
@@ -187,6 +198,7 @@ impl Replica {
             "age_seconds": self.age(commons::unix_now()),
             "scopes": snapshot.scopes.len(),
             "scopes_with_graph": snapshot.scopes.values().filter(|e| e.is_some()).count(),
+            "scopes_behind": snapshot.behind.len(),
             "listing_etag": snapshot.listing_etag,
         })
     }
@@ -205,14 +217,21 @@ impl Replica {
         versions
     }
 
-    /// Sets the age of every graph being served.
+    /// Sets the age of every graph being served; a scope whose newer graph
+    /// was refused ages from when its graph was last confirmed.
     pub fn update_age_metric(&self) {
         self.age.reset();
-        let Some(age) = self.age(commons::unix_now()) else {
+        let now = commons::unix_now();
+        let Some(age) = self.age(now) else {
             return;
         };
-        for (scope, entry) in &self.snapshot().scopes {
+        let snapshot = self.snapshot();
+        for (scope, entry) in &snapshot.scopes {
             if entry.is_some() {
+                let age = match snapshot.behind.get(scope) {
+                    Some(confirmed) => (now - confirmed).max(age),
+                    None => age,
+                };
                 self.age
                     .with_label_values(&[&scope.basearch, &scope.stream, scope.scheme.as_str()])
                     .set(age as f64);
@@ -221,19 +240,34 @@ impl Replica {
     }
 
     /// Loads the snapshot file of `state_dir`, if there is a valid one; an
-    /// invalid one is logged, counted and ignored.
+    /// invalid one is logged, counted and ignored. One dated in the future
+    /// is served, its graphs being checked, but its age is unknown: it is
+    /// reported as old as can be (counted from the epoch) until the
+    /// graph-builder confirms it.
     pub fn load_state(&self, state_dir: &Path) {
         let path = state_dir.join(STATE_FILE);
         match read_state(&path) {
             Ok(None) => tracing::info!(file = %path.display(), "no snapshot saved yet"),
             Ok(Some((snapshot, written))) => {
+                let now = commons::unix_now();
+                let confirmed = if written > now {
+                    tracing::warn!(
+                        file = %path.display(),
+                        written,
+                        now,
+                        "the saved snapshot is dated in the future: serving it, but as stale until the graph-builder confirms it"
+                    );
+                    0
+                } else {
+                    written
+                };
                 tracing::info!(
                     file = %path.display(),
                     scopes = snapshot.scopes.len(),
-                    age_seconds = commons::unix_now() - written,
+                    age_seconds = now - confirmed,
                     "serving the snapshot saved by an earlier run until the graph-builder answers"
                 );
-                self.replace(Arc::new(snapshot), written, true);
+                self.replace(Arc::new(snapshot), confirmed, true);
             }
             Err(error) => {
                 self.state_errors.with_label_values(&["read"]).inc();
@@ -246,9 +280,161 @@ impl Replica {
     }
 }
 
+/// Why a graph's bytes are not a graph the replica can serve.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphRefused {
+    /// The bytes are not a graph's JSON.
+    #[error("invalid graph JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The graph breaks the graph rules.
+    #[error(transparent)]
+    Rules(#[from] InvalidGraph),
+    /// The bytes are not those the `ETag` was computed from.
+    #[error("the graph hashes to {actual}, not to the ETag {expected} it was announced with")]
+    EtagMismatch {
+        /// The `ETag` announced.
+        expected: String,
+        /// The `ETag` of the bytes received.
+        actual: String,
+    },
+}
+
+/// Why a scope listing is not one the graph-builder can have sent; such a
+/// listing changes nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ListingError {
+    /// Not the listing's JSON.
+    #[error("not a scope listing: {0}")]
+    Json(#[from] serde_json::Error),
+    /// No scope at all: the graph-builder serves at least one stream.
+    #[error("it lists no scope")]
+    Empty,
+    /// A stream or basearch name the graph-builder does not accept.
+    #[error("entry {index}: '{name}' is not a stream or basearch name")]
+    Name {
+        /// Position in the listing.
+        index: usize,
+        /// The name.
+        name: String,
+    },
+    /// An `ETag` the graph-builder does not make.
+    #[error("entry {index}: {etag} is not a graph ETag")]
+    Etag {
+        /// Position in the listing.
+        index: usize,
+        /// The `ETag`.
+        etag: String,
+    },
+    /// The same scope twice.
+    #[error("{0} is listed twice")]
+    Duplicate(GraphScope),
+    /// One scheme of a stream and basearch without the other: the
+    /// graph-builder always lists both.
+    #[error("{0} is missing (the graph-builder lists both schemes of a stream and basearch)")]
+    Incomplete(GraphScope),
+    /// Applying it would leave the replica without any graph.
+    #[error("it would drop every graph held ({held} scopes with a graph, none left after it)")]
+    DropsEveryGraph {
+        /// Scopes with a graph before it.
+        held: usize,
+    },
+}
+
+/// Why an exchange with the graph-builder failed or its answer was refused;
+/// [`FollowError::kind`] is a metric label.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    /// No connection; the text is the client's, with every cause (it names
+    /// the URL).
+    #[error("{0}")]
+    Connect(String),
+    /// No answer in time.
+    #[error("{0}")]
+    Timeout(String),
+    /// The answer broke off.
+    #[error("{0}")]
+    Read(String),
+    /// A status other than 200 (or 304 to a poll).
+    #[error("HTTP status {status} for {what}")]
+    HttpStatus {
+        /// The listing, or the scope of a graph.
+        what: String,
+        /// The status.
+        status: u16,
+    },
+    /// An answer larger than `upstream.max_body_bytes`.
+    #[error("{what}: the answer is larger than upstream.max_body_bytes ({limit} bytes)")]
+    TooLarge {
+        /// The listing, or the scope of a graph.
+        what: String,
+        /// The limit.
+        limit: u64,
+    },
+    /// A listing the graph-builder cannot have sent.
+    #[error("refusing the scope listing: {0}")]
+    InvalidListing(#[from] ListingError),
+    /// A graph that cannot be served.
+    #[error("refusing the graph of {scope}: {source}")]
+    InvalidGraph {
+        /// Its scope.
+        scope: GraphScope,
+        /// Why.
+        source: GraphRefused,
+    },
+}
+
+impl FollowError {
+    /// Every [`FollowError::kind`], exported at 0 from the start.
+    pub const KINDS: [&'static str; 8] = [
+        "connect",
+        "timeout",
+        "http_status",
+        "invalid_listing",
+        "invalid_graph",
+        "etag_mismatch",
+        "too_large",
+        "read",
+    ];
+
+    /// The metric label of this error.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FollowError::Connect(_) => "connect",
+            FollowError::Timeout(_) => "timeout",
+            FollowError::Read(_) => "read",
+            FollowError::HttpStatus { .. } => "http_status",
+            FollowError::TooLarge { .. } => "too_large",
+            FollowError::InvalidListing(_) => "invalid_listing",
+            FollowError::InvalidGraph {
+                source: GraphRefused::EtagMismatch { .. },
+                ..
+            } => "etag_mismatch",
+            FollowError::InvalidGraph { .. } => "invalid_graph",
+        }
+    }
+
+    fn request(error: reqwest::Error) -> Self {
+        // The error's sources say why (connection refused, …).
+        let mut detail = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            detail.push_str(": ");
+            detail.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        if error.is_timeout() {
+            FollowError::Timeout(detail)
+        } else if error.is_connect() {
+            FollowError::Connect(detail)
+        } else {
+            FollowError::Read(detail)
+        }
+    }
+}
+
 /// The graph-builder's listing, as sent.
 #[derive(Deserialize)]
-struct Listing {
+struct ListingFile {
     scopes: Vec<ListedScope>,
 }
 
@@ -260,44 +446,77 @@ struct ListedScope {
     etag: Option<String>,
 }
 
-/// Why an exchange with the graph-builder failed; `kind` is a metric
-/// label.
-#[derive(Debug)]
-struct SyncError {
-    kind: &'static str,
-    detail: String,
+/// A scope listing the graph-builder can have sent: every scope with the
+/// `ETag` of its graph (`None` while it has none), in the order listed.
+struct Listing(Vec<(GraphScope, Option<String>)>);
+
+impl Listing {
+    /// Parses and checks a listing. It is refused whole unless it parses
+    /// fully; lists at least one scope; names each stream and basearch as
+    /// the graph-builder's configuration allows; gives each graph an `ETag`
+    /// of the graph-builder's form (a quoted 128-bit hash) or none; lists no
+    /// scope twice; and lists each stream and basearch with both schemes,
+    /// as the graph-builder does.
+    fn parse(bytes: &[u8]) -> Result<Listing, ListingError> {
+        let file: ListingFile = serde_json::from_slice(bytes)?;
+        if file.scopes.is_empty() {
+            return Err(ListingError::Empty);
+        }
+        let mut scopes = Vec::with_capacity(file.scopes.len());
+        let mut seen = HashSet::with_capacity(file.scopes.len());
+        for (index, listed) in file.scopes.into_iter().enumerate() {
+            for name in [&listed.stream, &listed.basearch] {
+                if !commons::graph::is_well_formed_name(name) {
+                    return Err(ListingError::Name {
+                        index,
+                        name: name.clone(),
+                    });
+                }
+            }
+            if let Some(etag) = listed.etag.as_ref().filter(|e| !is_graph_etag(e)) {
+                return Err(ListingError::Etag {
+                    index,
+                    etag: etag.clone(),
+                });
+            }
+            let scope = GraphScope {
+                stream: listed.stream,
+                basearch: listed.basearch,
+                scheme: Scheme::from_oci_flag(listed.oci),
+            };
+            if !seen.insert(scope.clone()) {
+                return Err(ListingError::Duplicate(scope));
+            }
+            scopes.push((scope, listed.etag));
+        }
+        for (scope, _) in &scopes {
+            for scheme in Scheme::ALL {
+                let sibling = GraphScope {
+                    scheme,
+                    ..scope.clone()
+                };
+                if !seen.contains(&sibling) {
+                    return Err(ListingError::Incomplete(sibling));
+                }
+            }
+        }
+        Ok(Listing(scopes))
+    }
 }
 
-impl SyncError {
-    fn of(kind: &'static str, detail: impl ToString) -> Self {
-        SyncError {
-            kind,
-            detail: detail.to_string(),
-        }
-    }
-
-    fn request(error: reqwest::Error) -> Self {
-        let kind = if error.is_timeout() {
-            "timeout"
-        } else if error.is_connect() {
-            "connect"
-        } else {
-            "read"
-        };
-        // The error's sources say why (connection refused, …).
-        let mut detail = error.to_string();
-        let mut source = std::error::Error::source(&error);
-        while let Some(cause) = source {
-            detail.push_str(": ");
-            detail.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        SyncError::of(kind, detail)
-    }
+/// Whether `etag` has the form of a graph's `ETag` ([`GraphBody::etag`]):
+/// 32 lowercase hexadecimal digits in quotes.
+fn is_graph_etag(etag: &str) -> bool {
+    etag.strip_prefix('"')
+        .and_then(|e| e.strip_suffix('"'))
+        .is_some_and(|hex| {
+            hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
 }
 
-/// Keeps a [`Replica`] current with the graph-builder.
-pub struct Sync {
+/// Keeps a [`Replica`] current with the graph-builder: follows its listing
+/// and fetches the graphs that changed.
+pub struct Follower {
     replica: Arc<Replica>,
     client: reqwest::Client,
     graph_url: url::Url,
@@ -306,10 +525,15 @@ pub struct Sync {
     wait: Duration,
     /// Timeout of a request, beyond `wait`.
     timeout: Duration,
+    /// Largest answer taken from the graph-builder.
+    max_body_bytes: u64,
     state_dir: Option<PathBuf>,
 }
 
-impl Sync {
+/// What one round left undone: the scopes whose newer graph was refused.
+type Refused = Vec<(GraphScope, FollowError)>;
+
+impl Follower {
     /// A task keeping `replica` current with the graph-builder at
     /// `graph_url` (its `/v1/scopes` is next to it).
     pub fn new(
@@ -317,6 +541,7 @@ impl Sync {
         graph_url: url::Url,
         wait: Duration,
         timeout: Duration,
+        max_body_bytes: u64,
         state_dir: Option<PathBuf>,
     ) -> reqwest::Result<Self> {
         let client = reqwest::Client::builder()
@@ -325,57 +550,83 @@ impl Sync {
             .user_agent(concat!("fcos-policy-engine/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let scopes_url = graph_url.join("scopes").expect("a sibling of an http URL");
-        Ok(Sync {
+        Ok(Follower {
             replica,
             client,
             graph_url,
             scopes_url,
             wait,
             timeout,
+            max_body_bytes,
             state_dir,
         })
     }
 
     /// Follows the graph-builder until cancelled; failures are counted,
     /// logged when they start and end, and retried with a growing pause.
+    /// A scope whose newer graph is refused keeps its last good graph and
+    /// is retried the same way while the other scopes move on.
     pub async fn run(self) {
         let mut failing = false;
+        let mut behind: HashSet<GraphScope> = HashSet::new();
         let mut backoff = Duration::from_millis(250);
         loop {
-            match self.sync_once().await {
-                Ok(()) => {
+            let retry = match self.follow_once().await {
+                Ok(refused) => {
                     if failing {
                         tracing::info!(url = %self.scopes_url, "the graph-builder answers again");
                     }
                     failing = false;
-                    backoff = Duration::from_millis(250);
+                    let now_behind: HashSet<GraphScope> =
+                        refused.iter().map(|(scope, _)| scope.clone()).collect();
+                    for (scope, error) in &refused {
+                        self.replica.errors.with_label_values(&[error.kind()]).inc();
+                        if behind.contains(scope) {
+                            tracing::debug!(%scope, kind = error.kind(), "still refused: {error}");
+                        } else {
+                            tracing::warn!(
+                                %scope,
+                                kind = error.kind(),
+                                "serving the last good graph of this scope: {error}"
+                            );
+                        }
+                    }
+                    for scope in behind.difference(&now_behind) {
+                        tracing::info!(%scope, "the scope follows the graph-builder again");
+                    }
+                    behind = now_behind;
+                    !refused.is_empty()
                 }
                 Err(error) => {
-                    self.replica.errors.with_label_values(&[error.kind]).inc();
+                    self.replica.errors.with_label_values(&[error.kind()]).inc();
                     if failing {
                         tracing::debug!(
-                            kind = error.kind,
-                            "graph-builder still failing: {}",
-                            error.detail
+                            kind = error.kind(),
+                            "graph-builder still failing: {error}"
                         );
                     } else {
                         tracing::warn!(
                             url = %self.scopes_url,
-                            kind = error.kind,
-                            "cannot follow the graph-builder, serving the last good snapshot: {}",
-                            error.detail
+                            kind = error.kind(),
+                            "cannot follow the graph-builder, serving the last good snapshot: {error}"
                         );
                     }
                     failing = true;
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF).min(self.wait);
+                    true
                 }
+            };
+            if retry {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF).min(self.wait);
+            } else {
+                backoff = Duration::from_millis(250);
             }
         }
     }
 
-    /// One poll of the listing, and the graphs that changed.
-    async fn sync_once(&self) -> Result<(), SyncError> {
+    /// One poll of the listing, and the graphs that changed; returns the
+    /// scopes whose newer graph was refused.
+    async fn follow_once(&self) -> Result<Refused, FollowError> {
         let current = self.replica.snapshot();
         let mut url = self.scopes_url.clone();
         url.query_pairs_mut()
@@ -393,53 +644,60 @@ impl Sync {
             request = request.header(reqwest::header::IF_NONE_MATCH, etag);
         }
         let asked = std::time::Instant::now();
-        let response = request.send().await.map_err(SyncError::request)?;
+        let response = request.send().await.map_err(FollowError::request)?;
         match response.status().as_u16() {
             304 => {
                 self.replica
                     .confirmed
                     .store(commons::unix_now(), Ordering::Relaxed);
-                // A graph-builder that does not hold polls (one stopping, or
-                // an older one) is not asked again at once.
-                if asked.elapsed() < self.wait / 2 {
-                    tokio::time::sleep(self.wait.min(Duration::from_secs(1))).await;
-                }
-                return Ok(());
+                self.pace(asked).await;
+                return Ok(Vec::new());
             }
             200 => {}
             status => {
-                return Err(SyncError::of(
-                    "http_status",
-                    format!("HTTP status {status}"),
-                ))
+                return Err(FollowError::HttpStatus {
+                    what: "the scope listing".to_string(),
+                    status,
+                })
             }
         }
         let listing_etag = header_text(&response, reqwest::header::ETAG);
-        let body = response.bytes().await.map_err(SyncError::request)?;
-        let listing: Listing = serde_json::from_slice(&body)
-            .map_err(|e| SyncError::of("invalid_listing", format!("invalid scope listing: {e}")))?;
+        let body = self.read_body(response, "the scope listing").await?;
+        let listing = Listing::parse(&body)?;
 
-        let mut scopes = HashMap::with_capacity(listing.scopes.len());
+        let confirmed_before = self.replica.confirmed.load(Ordering::Relaxed);
+        let mut scopes = HashMap::with_capacity(listing.0.len());
+        let mut behind = HashMap::new();
+        let mut refused = Vec::new();
         let mut fetched = 0;
-        for listed in listing.scopes {
-            let scope = GraphScope {
-                stream: listed.stream,
-                basearch: listed.basearch,
-                scheme: Scheme::from_oci_flag(listed.oci),
-            };
+        for (scope, etag) in listing.0 {
             let known = current.scopes.get(&scope).cloned().flatten();
-            let entry = match (listed.etag, known) {
+            let entry = match (etag, known) {
                 // Unchanged.
                 (Some(etag), Some(known)) if known.etag == etag => Some(known),
-                (Some(_), _) => {
-                    fetched += 1;
-                    Some(Arc::new(self.fetch_graph(&scope).await?))
-                }
+                (Some(etag), known) => match self.fetch_graph(&scope, &etag).await {
+                    Ok(entry) => {
+                        fetched += 1;
+                        Some(Arc::new(entry))
+                    }
+                    // The last good graph stays, aging from when it was
+                    // last confirmed.
+                    Err(error) => {
+                        let since = current.behind.get(&scope).copied();
+                        behind.insert(scope.clone(), since.unwrap_or(confirmed_before));
+                        refused.push((scope.clone(), error));
+                        known
+                    }
+                },
                 // The graph-builder has no graph yet (it is starting, or the
                 // stream's upstream is broken): the last good one stays.
                 (None, known) => known,
             };
             scopes.insert(scope, entry);
+        }
+        let held = current.scopes.values().filter(|e| e.is_some()).count();
+        if held > 0 && !scopes.values().any(Option::is_some) {
+            return Err(ListingError::DropsEveryGraph { held }.into());
         }
         let changed = fetched > 0
             || scopes.len() != current.scopes.len()
@@ -448,12 +706,20 @@ impl Sync {
         let snapshot = Snapshot {
             loaded: true,
             scopes,
-            listing_etag,
+            // A round that left scopes behind keeps the listing ETag it
+            // had, so that the next poll is answered at once and retries.
+            listing_etag: if refused.is_empty() {
+                listing_etag
+            } else {
+                current.listing_etag.clone()
+            },
+            behind,
         };
         if changed {
             tracing::info!(
                 fetched,
                 scopes = snapshot.scopes.len(),
+                behind = snapshot.behind.len(),
                 "following a new graph-builder state"
             );
         }
@@ -463,10 +729,56 @@ impl Sync {
         if let (true, Some(dir)) = (changed, &self.state_dir) {
             self.save(dir, snapshot).await;
         }
-        Ok(())
+        // A listing that brings nothing new (from a graph-builder that does
+        // not hold polls) is not asked for again at once.
+        if !changed && refused.is_empty() {
+            self.pace(asked).await;
+        }
+        Ok(refused)
     }
 
-    async fn fetch_graph(&self, scope: &GraphScope) -> Result<Entry, SyncError> {
+    /// After a poll answered with nothing new: a graph-builder that does
+    /// not hold polls (one stopping, or an older one) is not asked again at
+    /// once.
+    async fn pace(&self, asked: std::time::Instant) {
+        if asked.elapsed() < self.wait / 2 {
+            tokio::time::sleep(self.wait.min(Duration::from_secs(1))).await;
+        }
+    }
+
+    /// Reads an answer's body up to `max_body_bytes`: a larger announced
+    /// length is refused before reading, a longer stream as soon as it
+    /// passes the limit.
+    async fn read_body(
+        &self,
+        mut response: reqwest::Response,
+        what: &str,
+    ) -> Result<Vec<u8>, FollowError> {
+        let too_large = || FollowError::TooLarge {
+            what: what.to_string(),
+            limit: self.max_body_bytes,
+        };
+        if response
+            .content_length()
+            .is_some_and(|len| len > self.max_body_bytes)
+        {
+            return Err(too_large());
+        }
+        // Chunks are kept as they come (no buffer doubling past the limit),
+        // and joined once whole.
+        let mut chunks = Vec::new();
+        let mut len = 0u64;
+        while let Some(chunk) = response.chunk().await.map_err(FollowError::request)? {
+            len += chunk.len() as u64;
+            if len > self.max_body_bytes {
+                return Err(too_large());
+            }
+            chunks.push(chunk);
+        }
+        Ok(chunks.concat())
+    }
+
+    async fn fetch_graph(&self, scope: &GraphScope, etag: &str) -> Result<Entry, FollowError> {
         let mut url = self.graph_url.clone();
         url.query_pairs_mut()
             .append_pair("basearch", &scope.basearch)
@@ -486,15 +798,18 @@ impl Sync {
             .timeout(self.timeout)
             .send()
             .await
-            .map_err(SyncError::request)?;
+            .map_err(FollowError::request)?;
         if response.status() != reqwest::StatusCode::OK {
-            return Err(SyncError::of(
-                "http_status",
-                format!("HTTP status {} for {scope}", response.status().as_u16()),
-            ));
+            return Err(FollowError::HttpStatus {
+                what: scope.to_string(),
+                status: response.status().as_u16(),
+            });
         }
-        let body = response.bytes().await.map_err(SyncError::request)?;
-        entry_of(body.to_vec()).map_err(|e| SyncError::of("invalid_graph", format!("{scope}: {e}")))
+        let body = self.read_body(response, &scope.to_string()).await?;
+        entry_of(body, etag).map_err(|source| FollowError::InvalidGraph {
+            scope: scope.clone(),
+            source,
+        })
     }
 
     /// Writes `snapshot` to the state directory; a failure is logged and
@@ -507,8 +822,7 @@ impl Sync {
             move || write_state(&path, &snapshot, written)
         })
         .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r);
+        .unwrap_or_else(|e| Err(std::io::Error::other(e).into()));
         if let Err(error) = result {
             self.replica
                 .state_errors
@@ -527,17 +841,48 @@ fn header_text(response: &reqwest::Response, name: reqwest::header::HeaderName) 
         .map(String::from)
 }
 
-/// A snapshot entry from a graph's bytes, checked against the graph rules.
-fn entry_of(json: Vec<u8>) -> Result<Entry, String> {
-    let graph: Graph =
-        serde_json::from_slice(&json).map_err(|e| format!("invalid graph JSON: {e}"))?;
-    graph.validate().map_err(|e| e.to_string())?;
+/// A snapshot entry from a graph's bytes, which must hash to `etag` (the
+/// graph-builder's [`GraphBody::etag`]) and follow the graph rules.
+fn entry_of(json: Vec<u8>, etag: &str) -> Result<Entry, GraphRefused> {
     let body = GraphBody::new(json);
+    if body.etag() != etag {
+        return Err(GraphRefused::EtagMismatch {
+            expected: etag.to_string(),
+            actual: body.etag().to_string(),
+        });
+    }
+    let graph: Graph = serde_json::from_slice(body.json())?;
+    graph.validate()?;
     Ok(Entry {
         etag: body.etag().to_string(),
         body: Arc::new(body),
         graph: Arc::new(PreparedGraph::new(graph)),
     })
+}
+
+/// Why the snapshot file cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The file system refused.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// Not a snapshot file.
+    #[error("not a snapshot file: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Written by a version with another format.
+    #[error("format {0} is not {STATE_FORMAT}")]
+    Format(u32),
+    /// A graph that cannot be served.
+    #[error("{scope}: {source}")]
+    Graph {
+        /// Its scope.
+        scope: GraphScope,
+        /// Why.
+        source: GraphRefused,
+    },
+    /// An `ETag` without a graph or the reverse.
+    #[error("{0}: an ETag without a graph or a graph without one")]
+    Unpaired(GraphScope),
 }
 
 /// The snapshot file: every scope with its graph exactly as received.
@@ -561,18 +906,19 @@ struct StateScope<'a> {
     graph: Option<&'a RawValue>,
 }
 
-/// Writes the snapshot file atomically: a temporary file in the same
-/// directory, synced, then renamed over the old one.
-fn write_state(path: &Path, snapshot: &Snapshot, written: i64) -> std::io::Result<()> {
+/// Writes the snapshot file atomically: a new temporary file of a random
+/// name in the same directory (created exclusively, so nothing planted
+/// there is followed), synced, then renamed over the old one. On failure
+/// the temporary file is removed.
+fn write_state(path: &Path, snapshot: &Snapshot, written: i64) -> Result<(), StateError> {
     use std::io::Write;
     let mut scopes: Vec<StateScope<'_>> = Vec::with_capacity(snapshot.scopes.len());
     let mut raws = Vec::with_capacity(snapshot.scopes.len());
     for entry in snapshot.scopes.values() {
         raws.push(match entry {
-            Some(entry) => Some(
-                RawValue::from_string(String::from_utf8_lossy(entry.body.json()).into_owned())
-                    .map_err(std::io::Error::other)?,
-            ),
+            Some(entry) => Some(RawValue::from_string(
+                String::from_utf8_lossy(entry.body.json()).into_owned(),
+            )?),
             None => None,
         });
     }
@@ -593,28 +939,34 @@ fn write_state(path: &Path, snapshot: &Snapshot, written: i64) -> std::io::Resul
         scopes,
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    let temporary = path.with_extension("json.tmp");
+    let mut temporary = tempfile::Builder::new()
+        .prefix(".snapshot.")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
     {
-        let mut out = std::fs::File::create(&temporary)?;
-        serde_json::to_writer(&mut out, &file).map_err(std::io::Error::other)?;
+        let mut out = std::io::BufWriter::new(temporary.as_file_mut());
+        // An I/O error stays one (a full disk, a file-size limit).
+        serde_json::to_writer(&mut out, &file).map_err(std::io::Error::from)?;
         out.write_all(b"\n")?;
-        out.sync_all()?;
+        out.flush()?;
     }
-    std::fs::rename(&temporary, path)?;
-    std::fs::File::open(dir)?.sync_all()
+    temporary.as_file().sync_all()?;
+    temporary.persist(path).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
 }
 
 /// Reads and validates the snapshot file: `Ok(None)` when there is none.
 /// Every graph must parse, follow the graph rules and match its `ETag`.
-fn read_state(path: &Path) -> Result<Option<(Snapshot, i64)>, String> {
+fn read_state(path: &Path) -> Result<Option<(Snapshot, i64)>, StateError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
-    let file: StateFile<'_> = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let file: StateFile<'_> = serde_json::from_str(&text)?;
     if file.format != STATE_FORMAT {
-        return Err(format!("format {} is not {STATE_FORMAT}", file.format));
+        return Err(StateError::Format(file.format));
     }
     let mut scopes = HashMap::with_capacity(file.scopes.len());
     for saved in file.scopes {
@@ -624,20 +976,12 @@ fn read_state(path: &Path) -> Result<Option<(Snapshot, i64)>, String> {
             scheme: Scheme::from_oci_flag(saved.oci),
         };
         let entry = match (saved.etag, saved.graph) {
-            (Some(etag), Some(graph)) => {
-                let entry = entry_of(graph.get().as_bytes().to_vec())
-                    .map_err(|e| format!("{scope}: {e}"))?;
-                if entry.etag != etag {
-                    return Err(format!("{scope}: the graph does not match its ETag"));
-                }
-                Some(Arc::new(entry))
-            }
+            (Some(etag), Some(graph)) => match entry_of(graph.get().as_bytes().to_vec(), &etag) {
+                Ok(entry) => Some(Arc::new(entry)),
+                Err(source) => return Err(StateError::Graph { scope, source }),
+            },
             (None, None) => None,
-            _ => {
-                return Err(format!(
-                    "{scope}: an ETag without a graph or a graph without one"
-                ))
-            }
+            _ => return Err(StateError::Unpaired(scope)),
         };
         scopes.insert(scope, entry);
     }
@@ -645,6 +989,7 @@ fn read_state(path: &Path) -> Result<Option<(Snapshot, i64)>, String> {
         loaded: true,
         scopes,
         listing_etag: file.listing_etag,
+        behind: HashMap::new(),
     };
     Ok(Some((snapshot, file.written)))
 }
@@ -661,7 +1006,8 @@ mod tests {
             basearch: "x86_64".into(),
             scheme: Scheme::from_oci_flag(oci),
         };
-        let entry = Arc::new(entry_of(GRAPH.as_bytes().to_vec()).unwrap());
+        let etag = GraphBody::new(GRAPH.as_bytes().to_vec()).etag().to_string();
+        let entry = Arc::new(entry_of(GRAPH.as_bytes().to_vec(), &etag).unwrap());
         Snapshot {
             loaded: true,
             scopes: HashMap::from([
@@ -670,6 +1016,22 @@ mod tests {
                 (scope("next", false), None),
             ]),
             listing_etag: Some("\"l\"".into()),
+            behind: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn graph_etags_are_those_the_graph_builder_makes() {
+        let body = GraphBody::new(GRAPH.as_bytes().to_vec());
+        assert!(is_graph_etag(body.etag()));
+        for other in [
+            "\"new\"",
+            "W/\"abc\"",
+            "",
+            "\"\"",
+            &body.etag().to_uppercase(),
+        ] {
+            assert!(!is_graph_etag(other), "{other}");
         }
     }
 
@@ -688,7 +1050,11 @@ mod tests {
         for entry in read.scopes.values().flatten() {
             assert_eq!(entry.body.json().as_ref(), GRAPH.as_bytes());
         }
-        assert!(!dir.path().join("snapshot.json.tmp").exists());
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(files, [STATE_FILE]);
     }
 
     #[test]

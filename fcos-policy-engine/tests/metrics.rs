@@ -37,3 +37,26 @@ fn wariness_buckets_are_exact_decimals() {
         "{text}"
     );
 }
+
+#[test]
+fn every_upstream_error_kind_is_exported_at_zero_and_documented() {
+    use fcos_policy_engine::replica::FollowError;
+    let registry = Registry::new();
+    Replica::new(&registry).unwrap();
+    let mut text = Vec::new();
+    TextEncoder::new()
+        .encode(&registry.gather(), &mut text)
+        .unwrap();
+    let text = String::from_utf8(text).unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/metrics.md"))
+        .unwrap();
+    let row = doc
+        .lines()
+        .find(|l| l.starts_with("| `fcos_cincinnati_pe_upstream_errors_total`"))
+        .unwrap();
+    for kind in FollowError::KINDS {
+        let series = format!("fcos_cincinnati_pe_upstream_errors_total{{kind=\"{kind}\"}} 0");
+        assert!(text.lines().any(|l| l == series), "{series} in {text}");
+        assert!(row.contains(&format!("`{kind}`")), "{kind} in {row}");
+    }
+}

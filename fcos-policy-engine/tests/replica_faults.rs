@@ -1,0 +1,818 @@
+//! End to end with the real `fcos-policy-engine` binary against a stand-in
+//! graph-builder whose answers each test crafts: the replica takes only
+//! what the graph-builder can have meant, and a bad answer on the internal
+//! link never wipes or corrupts what the policy-engine serves or keeps on
+//! disk.
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use service_kit::web::GraphBody;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use test_support::{logged_addr, Process};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fcos-policy-engine");
+
+/// What the stand-in graph-builder answers for a listing or a graph.
+#[derive(Clone)]
+enum Answer {
+    /// 200 with this JSON and its `ETag`; 304 to a matching
+    /// `If-None-Match` when `conditional`, as the graph-builder does.
+    Json { body: Vec<u8>, conditional: bool },
+    /// This status, empty body.
+    Status(u16),
+    /// 200 with `len` zero bytes streamed in 1 MiB chunks, announced in
+    /// `Content-Length` when `announced` (chunked otherwise).
+    Huge { len: u64, announced: bool },
+}
+
+/// One MiB of zeroes, streamed again and again (nothing large is
+/// allocated by the test).
+static ZEROES: [u8; 1 << 20] = [0; 1 << 20];
+
+/// A stand-in graph-builder: a real HTTP server on `127.0.0.1:0` answering
+/// `/v1/scopes` and `/v1/graph?…` as set, counting the requests.
+struct FakeGraphBuilder {
+    addr: SocketAddr,
+    answers: Arc<Mutex<HashMap<String, Answer>>>,
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+/// The key of a request: `/v1/scopes`, or `stream/basearch/oci` for a
+/// graph.
+fn key_of(req: &HttpRequest) -> String {
+    if req.path() != "/v1/graph" {
+        return req.path().to_string();
+    }
+    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default();
+    let field = |name: &str| query.get(name).cloned().unwrap_or_default();
+    format!("{}/{}/{}", field("stream"), field("basearch"), field("oci"))
+}
+
+impl FakeGraphBuilder {
+    fn start() -> FakeGraphBuilder {
+        let answers: Arc<Mutex<HashMap<String, Answer>>> = Arc::default();
+        let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let (a, h) = (Arc::clone(&answers), Arc::clone(&hits));
+        let server = HttpServer::new(move || {
+            let (answers, hits) = (Arc::clone(&a), Arc::clone(&h));
+            App::new().default_service(web::to(move |req: HttpRequest| {
+                let key = key_of(&req);
+                *hits.lock().unwrap().entry(key.clone()).or_default() += 1;
+                let answer = answers.lock().unwrap().get(&key).cloned();
+                async move {
+                    match answer {
+                        Some(Answer::Json { body, conditional }) => {
+                            let tag = etag(&body);
+                            let matches = req
+                                .headers()
+                                .get("if-none-match")
+                                .is_some_and(|v| v.to_str().ok() == Some(tag.as_str()));
+                            if conditional && matches {
+                                // Held as the graph-builder holds a poll.
+                                actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+                                return HttpResponse::NotModified().finish();
+                            }
+                            HttpResponse::Ok()
+                                .content_type("application/json")
+                                .insert_header(("ETag", tag))
+                                .body(body)
+                        }
+                        Some(Answer::Status(code)) => HttpResponse::build(
+                            actix_web::http::StatusCode::from_u16(code).unwrap(),
+                        )
+                        .finish(),
+                        Some(Answer::Huge { len, announced }) => {
+                            let chunks =
+                                futures_util::stream::unfold(0u64, move |sent| async move {
+                                    (sent < len).then(|| {
+                                        let n = (len - sent).min(ZEROES.len() as u64);
+                                        let chunk = web::Bytes::from_static(&ZEROES[..n as usize]);
+                                        (Ok::<_, actix_web::Error>(chunk), sent + n)
+                                    })
+                                });
+                            let mut response = HttpResponse::Ok();
+                            response.content_type("application/json");
+                            if announced {
+                                response.no_chunking(len);
+                            }
+                            response.streaming(chunks)
+                        }
+                        None => HttpResponse::NotFound().finish(),
+                    }
+                }
+            }))
+        })
+        .workers(1)
+        .shutdown_timeout(0)
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        FakeGraphBuilder {
+            addr,
+            answers,
+            hits,
+            handle,
+        }
+    }
+
+    fn set(&self, key: &str, answer: Answer) {
+        self.answers.lock().unwrap().insert(key.to_string(), answer);
+    }
+
+    /// Answers `/v1/scopes` with `body` (conditionally).
+    fn set_listing(&self, body: Vec<u8>) {
+        self.set(
+            "/v1/scopes",
+            Answer::Json {
+                body,
+                conditional: true,
+            },
+        );
+    }
+
+    /// Answers both schemes of `stream`/`basearch` with `answer`.
+    fn set_graphs(&self, stream: &str, basearch: &str, answer: Answer) {
+        for oci in ["false", "true"] {
+            self.set(&format!("{stream}/{basearch}/{oci}"), answer.clone());
+        }
+    }
+
+    fn hits(&self, key: &str) -> usize {
+        self.hits.lock().unwrap().get(key).copied().unwrap_or(0)
+    }
+
+    fn graph_url(&self) -> String {
+        format!("http://{}/v1/graph", self.addr)
+    }
+
+    async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+}
+
+/// The `ETag` the graph-builder gives `body`.
+fn etag(body: &[u8]) -> String {
+    GraphBody::new(body.to_vec()).etag().to_string()
+}
+
+/// A valid graph of one release, `version`, its payload padded to `pad`
+/// bytes.
+fn graph_padded(version: &str, pad: usize) -> Vec<u8> {
+    let payload = format!("p-{version}-{}", "x".repeat(pad));
+    format!(
+        r#"{{"nodes":[{{"version":"{version}","metadata":{{"org.fedoraproject.coreos.releases.age_index":"0","org.fedoraproject.coreos.scheme":"checksum"}},"payload":"{payload}"}}],"edges":[]}}"#
+    )
+    .into_bytes()
+}
+
+fn graph(version: &str) -> Vec<u8> {
+    graph_padded(version, 0)
+}
+
+/// A listing of both schemes of each `(stream, basearch)` whose graph has
+/// the `ETag` of `graph`.
+fn listing(scopes: &[(&str, &str, &[u8])]) -> Vec<u8> {
+    let entries: Vec<serde_json::Value> = scopes
+        .iter()
+        .flat_map(|(stream, basearch, graph)| {
+            [false, true].map(|oci| {
+                serde_json::json!({"stream": stream, "basearch": basearch, "oci": oci, "etag": etag(graph)})
+            })
+        })
+        .collect();
+    serde_json::json!({ "scopes": entries })
+        .to_string()
+        .into_bytes()
+}
+
+/// The policy-engine binary, started with `extra` appended to its
+/// `[upstream]` section, and its addresses.
+struct PolicyEngine {
+    process: Process,
+    service: SocketAddr,
+    status: SocketAddr,
+    _config: tempfile::NamedTempFile,
+}
+
+impl PolicyEngine {
+    async fn start(graph_url: &str, extra: &str) -> PolicyEngine {
+        PolicyEngine::start_with(graph_url, extra, None).await
+    }
+
+    /// Started by `sh` after `ulimit -f blocks`, when given.
+    async fn start_with(graph_url: &str, extra: &str, ulimit_f: Option<u32>) -> PolicyEngine {
+        let config = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            config.path(),
+            format!(
+                "[service]\naddress = \"127.0.0.1\"\nport = 0\n[status]\naddress = \"127.0.0.1\"\nport = 0\n[upstream]\ngraph_url = \"{graph_url}\"\nrefresh_secs = 1\ntimeout_secs = 2\n{extra}"
+            ),
+        )
+        .unwrap();
+        let mut command = match ulimit_f {
+            Some(blocks) => {
+                let mut command = Command::new("sh");
+                command
+                    .arg("-c")
+                    .arg(format!("ulimit -f {blocks} && exec \"$0\" \"$@\""))
+                    .arg(BIN);
+                command
+            }
+            None => Command::new(BIN),
+        };
+        command.arg("-v").arg("-c").arg(config.path());
+        let mut process = Process::spawn(&mut command);
+        let line = process.line_with("policy-engine listening").await;
+        PolicyEngine {
+            service: logged_addr(&line, "service_addr"),
+            status: logged_addr(&line, "status_addr"),
+            process,
+            _config: config,
+        }
+    }
+
+    fn graph_url(&self, stream: &str, basearch: &str, oci: bool) -> String {
+        format!(
+            "http://{}/v1/graph?basearch={basearch}&stream={stream}&oci={oci}",
+            self.service
+        )
+    }
+
+    /// The status and body the policy-engine answers for a scope.
+    async fn graph(&self, stream: &str, basearch: &str, oci: bool) -> (u16, String) {
+        get(&self.graph_url(stream, basearch, oci)).await
+    }
+
+    /// Waits until a scope is served with `version` in it.
+    async fn wait_serving(&self, stream: &str, basearch: &str, oci: bool, version: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, body) = self.graph(stream, basearch, oci).await;
+            if status == 200 && body.contains(&format!("\"version\":\"{version}\"")) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{stream}/{basearch} never served {version}: {status} {body}\n{}",
+                self.process.log()
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn metric(&self, series: &str) -> Option<f64> {
+        let (_, text) = get(&format!("http://{}/metrics", self.status)).await;
+        text.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Waits until `series` passes `accept`; returns its value.
+    async fn wait_metric(&self, series: &str, accept: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(value) = self.metric(series).await {
+                if accept(value) {
+                    return value;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{series} never reached the expected value: {:?}\n{}",
+                self.metric(series).await,
+                self.process.log()
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn readyz(&self) -> (u16, serde_json::Value) {
+        let (status, body) = get(&format!("http://{}/readyz", self.status)).await;
+        (status, serde_json::from_str(&body).unwrap())
+    }
+
+    /// A figure of `/proc/PID/status`, in kB (`VmRSS`, `VmHWM`).
+    fn memory_kb(&self, field: &str) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.process.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in {status}"))
+    }
+}
+
+fn errors(kind: &str) -> String {
+    format!(r#"fcos_cincinnati_pe_upstream_errors_total{{kind="{kind}"}}"#)
+}
+
+fn age(stream: &str, basearch: &str) -> String {
+    format!(
+        r#"fcos_cincinnati_pe_graph_age_seconds{{basearch="{basearch}",stream="{stream}",type="checksum"}}"#
+    )
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+/// The saved snapshot, when there is a readable one.
+fn saved(state_dir: &Path) -> Option<serde_json::Value> {
+    let bytes = std::fs::read(state_dir.join("snapshot.json")).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Waits until the state directory holds a snapshot passing `accept`.
+async fn wait_saved(state_dir: &Path, accept: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !saved(state_dir).as_ref().is_some_and(&accept) {
+        assert!(
+            Instant::now() < deadline,
+            "no such snapshot saved: {:?}",
+            saved(state_dir)
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The saved graphs, as `stream/basearch/oci` → version of their first
+/// node.
+fn saved_versions(snapshot: &serde_json::Value) -> HashMap<String, String> {
+    snapshot["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                format!(
+                    "{}/{}/{}",
+                    s["stream"].as_str().unwrap(),
+                    s["basearch"].as_str().unwrap(),
+                    s["oci"]
+                ),
+                s["graph"]["nodes"][0]["version"]
+                    .as_str()
+                    .unwrap_or("none")
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until the fake has answered `count` more listing polls than
+/// `before` (the policy-engine has read what is set).
+async fn wait_polls(fake: &FakeGraphBuilder, before: usize, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fake.hits("/v1/scopes") < before + count {
+        assert!(Instant::now() < deadline, "the listing is not polled");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A state directory's path as a `state_dir` line.
+fn state_line(dir: &Path) -> String {
+    format!("state_dir = \"{}\"\n", dir.display())
+}
+
+const ALL: [(&str, &str, bool); 4] = [
+    ("stable", "x86_64", false),
+    ("stable", "x86_64", true),
+    ("stable", "aarch64", false),
+    ("stable", "aarch64", true),
+];
+
+#[actix_web::test]
+async fn an_empty_or_malformed_listing_wipes_nothing() {
+    let fake = FakeGraphBuilder::start();
+    let one = graph("1");
+    fake.set_graphs(
+        "stable",
+        "x86_64",
+        Answer::Json {
+            body: one.clone(),
+            conditional: false,
+        },
+    );
+    fake.set_graphs(
+        "stable",
+        "aarch64",
+        Answer::Json {
+            body: one.clone(),
+            conditional: false,
+        },
+    );
+    fake.set_listing(listing(&[
+        ("stable", "x86_64", &one),
+        ("stable", "aarch64", &one),
+    ]));
+    let state = tempfile::tempdir().unwrap();
+    let mut pe = PolicyEngine::start(&fake.graph_url(), &state_line(state.path())).await;
+    for (stream, basearch, oci) in ALL {
+        pe.wait_serving(stream, basearch, oci, "1").await;
+    }
+    wait_saved(state.path(), |s| saved_versions(s).len() == 4).await;
+
+    let entry = |stream: &str, basearch: &str, oci: bool, etag: serde_json::Value| serde_json::json!({"stream": stream, "basearch": basearch, "oci": oci, "etag": etag});
+    let good = serde_json::Value::from(etag(&one));
+    let mut complete: Vec<serde_json::Value> = ALL
+        .iter()
+        .map(|(s, b, o)| entry(s, b, *o, good.clone()))
+        .collect();
+    let without_one_scheme = complete[..3].to_vec();
+    complete.push(entry("stable", "x86_64", false, good.clone()));
+    let twice = complete;
+    let bad: [(&str, serde_json::Value); 6] = [
+        ("empty", serde_json::json!({"scopes": []})),
+        (
+            "one scheme missing",
+            serde_json::json!({ "scopes": without_one_scheme }),
+        ),
+        ("a scope twice", serde_json::json!({ "scopes": twice })),
+        (
+            "not an ETag",
+            serde_json::json!({"scopes": ALL.iter().map(|(s, b, o)| entry(s, b, *o, "\"new\"".into())).collect::<Vec<_>>()}),
+        ),
+        (
+            "not a stream name",
+            serde_json::json!({"scopes": [entry("", "x86_64", false, good.clone()), entry("", "x86_64", true, good.clone())]}),
+        ),
+        ("not a listing", serde_json::json!({"streams": []})),
+    ];
+    for (what, body) in bad {
+        let counted = pe.metric(&errors("invalid_listing")).await.unwrap_or(0.0);
+        let polls = fake.hits("/v1/scopes");
+        fake.set_listing(body.to_string().into_bytes());
+        wait_polls(&fake, polls, 2).await;
+        pe.wait_metric(&errors("invalid_listing"), |v| v > counted)
+            .await;
+        for (stream, basearch, oci) in ALL {
+            let (status, body) = pe.graph(stream, basearch, oci).await;
+            assert_eq!(status, 200, "{what}: {stream}/{basearch}: {body}");
+        }
+        let kept = saved_versions(&saved(state.path()).unwrap());
+        assert_eq!(kept.len(), 4, "{what}: {kept:?}");
+        assert!(kept.values().all(|v| v == "1"), "{what}: {kept:?}");
+    }
+    let logged = pe.process.line_with("refusing the scope listing").await;
+    assert!(logged.contains("it lists no scope"), "{logged}");
+    assert!(logged.contains(r#"kind="invalid_listing""#), "{logged}");
+
+    // A complete listing without aarch64 (its stream configuration
+    // changed): aarch64 is dropped, on disk too.
+    fake.set_listing(listing(&[("stable", "x86_64", &one)]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pe.graph("stable", "aarch64", false).await.0 != 404 {
+        assert!(Instant::now() < deadline, "aarch64 never dropped");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(pe.graph("stable", "x86_64", false).await.0, 200);
+    wait_saved(state.path(), |s| saved_versions(s).len() == 2).await;
+    fake.stop().await;
+}
+
+#[actix_web::test]
+async fn a_graph_that_does_not_hash_to_its_etag_is_refused() {
+    let fake = FakeGraphBuilder::start();
+    let (one, two) = (graph("1"), graph("2"));
+    fake.set_graphs(
+        "stable",
+        "x86_64",
+        Answer::Json {
+            body: one.clone(),
+            conditional: false,
+        },
+    );
+    fake.set_listing(listing(&[("stable", "x86_64", &one)]));
+    let state = tempfile::tempdir().unwrap();
+    let mut pe = PolicyEngine::start(&fake.graph_url(), &state_line(state.path())).await;
+    pe.wait_serving("stable", "x86_64", false, "1").await;
+    wait_saved(state.path(), |s| saved_versions(s).len() == 2).await;
+
+    // Release 2 is announced, but a valid graph of nothing comes.
+    let empty = br#"{"nodes":[],"edges":[]}"#.to_vec();
+    fake.set_graphs(
+        "stable",
+        "x86_64",
+        Answer::Json {
+            body: empty,
+            conditional: false,
+        },
+    );
+    fake.set_listing(listing(&[("stable", "x86_64", &two)]));
+    pe.wait_metric(&errors("etag_mismatch"), |v| v >= 2.0).await;
+    for oci in [false, true] {
+        pe.wait_serving("stable", "x86_64", oci, "1").await;
+    }
+    let kept = saved_versions(&saved(state.path()).unwrap());
+    assert!(kept.values().all(|v| v == "1"), "{kept:?}");
+    let logged = pe
+        .process
+        .line_with("serving the last good graph of this scope")
+        .await;
+    assert!(
+        logged.contains(&format!("not to the ETag {}", etag(&two))),
+        "{logged}"
+    );
+
+    // The real graph 2 comes: followed.
+    fake.set_graphs(
+        "stable",
+        "x86_64",
+        Answer::Json {
+            body: two,
+            conditional: false,
+        },
+    );
+    for oci in [false, true] {
+        pe.wait_serving("stable", "x86_64", oci, "2").await;
+    }
+    wait_saved(state.path(), |s| {
+        saved_versions(s).values().all(|v| v == "2")
+    })
+    .await;
+    fake.stop().await;
+}
+
+#[actix_web::test]
+async fn a_huge_answer_is_refused_at_the_limit_and_memory_stays_bounded() {
+    let fake = FakeGraphBuilder::start();
+    let (one, two) = (graph("1"), graph("2"));
+    fake.set_graphs(
+        "stable",
+        "x86_64",
+        Answer::Json {
+            body: one.clone(),
+            conditional: false,
+        },
+    );
+    fake.set_listing(listing(&[("stable", "x86_64", &one)]));
+    // The default limit, 64 MiB.
+    let mut pe = PolicyEngine::start(&fake.graph_url(), "").await;
+    pe.wait_serving("stable", "x86_64", false, "1").await;
+    pe.wait_serving("stable", "x86_64", true, "1").await;
+    let before = pe.memory_kb("VmRSS");
+
+    // 1 GB, announced for one scheme, chunked without a length for the
+    // other.
+    let gigabyte = 1 << 30;
+    fake.set(
+        "stable/x86_64/false",
+        Answer::Huge {
+            len: gigabyte,
+            announced: true,
+        },
+    );
+    fake.set(
+        "stable/x86_64/true",
+        Answer::Huge {
+            len: gigabyte,
+            announced: false,
+        },
+    );
+    fake.set_listing(listing(&[("stable", "x86_64", &two)]));
+    pe.wait_metric(&errors("too_large"), |v| v >= 4.0).await;
+    let peak = pe.memory_kb("VmHWM");
+    assert!(
+        peak < before + 100 * 1024,
+        "resident memory rose from {before} kB to a peak of {peak} kB"
+    );
+    let logged = pe
+        .process
+        .line_with("larger than upstream.max_body_bytes")
+        .await;
+    assert!(logged.contains("(67108864 bytes)"), "{logged}");
+    for oci in [false, true] {
+        pe.wait_serving("stable", "x86_64", oci, "1").await;
+    }
+    fake.stop().await;
+}
+
+#[actix_web::test]
+async fn one_failing_scope_does_not_hold_back_the_others() {
+    let fake = FakeGraphBuilder::start();
+    let (one, two) = (graph("1"), graph("2"));
+    fake.set_graphs(
+        "stable",
+        "x86_64",
+        Answer::Json {
+            body: one.clone(),
+            conditional: false,
+        },
+    );
+    fake.set_graphs(
+        "stable",
+        "aarch64",
+        Answer::Json {
+            body: one.clone(),
+            conditional: false,
+        },
+    );
+    fake.set_listing(listing(&[
+        ("stable", "x86_64", &one),
+        ("stable", "aarch64", &one),
+    ]));
+    let mut pe = PolicyEngine::start(&fake.graph_url(), "").await;
+    for (stream, basearch, oci) in ALL {
+        pe.wait_serving(stream, basearch, oci, "1").await;
+    }
+
+    // Release 2 everywhere; x86_64's graphs fail (listed first).
+    fake.set_graphs("stable", "x86_64", Answer::Status(500));
+    fake.set_graphs(
+        "stable",
+        "aarch64",
+        Answer::Json {
+            body: two.clone(),
+            conditional: false,
+        },
+    );
+    fake.set_listing(listing(&[
+        ("stable", "x86_64", &two),
+        ("stable", "aarch64", &two),
+    ]));
+    for oci in [false, true] {
+        pe.wait_serving("stable", "aarch64", oci, "2").await;
+    }
+    pe.wait_metric(&errors("http_status"), |v| v >= 2.0).await;
+    for oci in [false, true] {
+        pe.wait_serving("stable", "x86_64", oci, "1").await;
+    }
+    // The age of the scope held back grows; the others' are confirmed.
+    pe.wait_metric(&age("stable", "x86_64"), |v| v >= 3.0).await;
+    let aarch64 = pe.metric(&age("stable", "aarch64")).await.unwrap();
+    assert!(aarch64 < 3.0, "aarch64 age {aarch64}");
+    let logged = pe
+        .process
+        .line_with("serving the last good graph of this scope")
+        .await;
+    assert!(logged.contains("scope=stable/x86_64/"), "{logged}");
+    assert!(logged.contains(r#"kind="http_status""#), "{logged}");
+    let (status, ready) = pe.readyz().await;
+    assert_eq!(status, 200);
+    assert_eq!(ready["details"]["scopes_behind"], 2, "{ready}");
+    fake.stop().await;
+}
+
+#[actix_web::test]
+async fn a_200_without_change_is_paced_like_a_304() {
+    let fake = FakeGraphBuilder::start();
+    let one = graph("1");
+    fake.set_graphs(
+        "stable",
+        "x86_64",
+        Answer::Json {
+            body: one.clone(),
+            conditional: false,
+        },
+    );
+    // A listing answered 200 at once, whatever the poll says.
+    fake.set(
+        "/v1/scopes",
+        Answer::Json {
+            body: listing(&[("stable", "x86_64", &one)]),
+            conditional: false,
+        },
+    );
+    let pe = PolicyEngine::start(&fake.graph_url(), "").await;
+    pe.wait_serving("stable", "x86_64", false, "1").await;
+    let before = fake.hits("/v1/scopes");
+    actix_web::rt::time::sleep(Duration::from_secs(3)).await;
+    let polls = fake.hits("/v1/scopes") - before;
+    // Paced at most once a second (refresh_secs = 1).
+    assert!(polls <= 5, "{polls} polls in 3 s");
+    assert_eq!(fake.hits("stable/x86_64/false"), 1);
+    fake.stop().await;
+}
+
+/// A valid snapshot file of stable/x86_64 holding `graph`, written at
+/// `written`.
+fn snapshot_file(graph: &[u8], written: i64) -> String {
+    // The graph's bytes as they are: they must hash to the ETag.
+    let raw = String::from_utf8(graph.to_vec()).unwrap();
+    let tag = serde_json::Value::from(etag(graph));
+    let scopes: Vec<String> = [false, true]
+        .iter()
+        .map(|oci| format!(r#"{{"stream":"stable","basearch":"x86_64","oci":{oci},"etag":{tag},"graph":{raw}}}"#))
+        .collect();
+    format!(
+        r#"{{"format":1,"written":{written},"listing_etag":"\"l\"","scopes":[{}]}}"#,
+        scopes.join(",")
+    )
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[actix_web::test]
+async fn a_snapshot_dated_in_the_future_is_not_reported_fresh() {
+    let state = tempfile::tempdir().unwrap();
+    // Compact JSON, as the graph-builder sends it and the snapshot keeps it.
+    let one = graph("1");
+    let a_year = 365 * 86_400;
+    std::fs::write(
+        state.path().join("snapshot.json"),
+        snapshot_file(&one, unix_now() + a_year),
+    )
+    .unwrap();
+    // Nothing listens at the graph-builder's address.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let graph_url = format!("http://{}/v1/graph", free.local_addr().unwrap());
+    drop(free);
+    let mut pe = PolicyEngine::start(&graph_url, &state_line(state.path())).await;
+    pe.wait_serving("stable", "x86_64", false, "1").await;
+    let (status, ready) = pe.readyz().await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["details"]["source"], "disk");
+    let age_seconds = ready["details"]["age_seconds"].as_i64().unwrap();
+    assert!(age_seconds > a_year, "{ready}");
+    let metric = pe.metric(&age("stable", "x86_64")).await.unwrap();
+    assert!(metric > a_year as f64, "{metric}");
+    pe.process.line_with("dated in the future").await;
+}
+
+#[actix_web::test]
+async fn a_symlink_planted_at_the_temporary_path_is_not_followed() {
+    let fake = FakeGraphBuilder::start();
+    let one = graph("1");
+    fake.set_graphs(
+        "stable",
+        "x86_64",
+        Answer::Json {
+            body: one.clone(),
+            conditional: false,
+        },
+    );
+    fake.set_listing(listing(&[("stable", "x86_64", &one)]));
+    let state = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let victim = elsewhere.path().join("precious");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::os::unix::fs::symlink(&victim, state.path().join("snapshot.json.tmp")).unwrap();
+    let pe = PolicyEngine::start(&fake.graph_url(), &state_line(state.path())).await;
+    pe.wait_serving("stable", "x86_64", false, "1").await;
+    wait_saved(state.path(), |s| saved_versions(s).len() == 2).await;
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    let saved = std::fs::symlink_metadata(state.path().join("snapshot.json")).unwrap();
+    assert!(saved.file_type().is_file(), "{saved:?}");
+    fake.stop().await;
+}
+
+#[actix_web::test]
+async fn a_file_size_limit_is_a_counted_write_error() {
+    let fake = FakeGraphBuilder::start();
+    // A snapshot of several kilobytes; the limit is 512 bytes.
+    let one = graph_padded("1", 4096);
+    fake.set_graphs(
+        "stable",
+        "x86_64",
+        Answer::Json {
+            body: one.clone(),
+            conditional: false,
+        },
+    );
+    fake.set_listing(listing(&[("stable", "x86_64", &one)]));
+    let state = tempfile::tempdir().unwrap();
+    let mut pe =
+        PolicyEngine::start_with(&fake.graph_url(), &state_line(state.path()), Some(1)).await;
+    pe.wait_serving("stable", "x86_64", false, "1").await;
+    let write_errors = r#"fcos_cincinnati_pe_state_errors_total{operation="write"}"#;
+    pe.wait_metric(write_errors, |v| v >= 1.0).await;
+    assert!(
+        pe.process.child.try_wait().unwrap().is_none(),
+        "{}",
+        pe.process.log()
+    );
+    pe.wait_serving("stable", "x86_64", true, "1").await;
+    let logged = pe.process.line_with("cannot save the snapshot").await;
+    assert!(logged.contains("File too large"), "{logged}");
+    // Nothing half-written is left behind.
+    let left: Vec<_> = std::fs::read_dir(state.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    fake.stop().await;
+}

@@ -635,10 +635,19 @@ async fn a_pin_missing_from_the_nodes_graph_still_holds() {
         );
         assert!(metric(status, &series).await.unwrap() >= 2.0, "{series}");
     }
-    // The warning says the unpublished pin holds the group.
-    let (_, body) = get(&format!("http://{status}/v1/policy")).await;
-    let shown: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let warnings = shown["policy"]["warnings"].to_string();
+    // The warning says the unpublished pin holds the group (the page is
+    // rendered again, within the policy check's 2 s, once the replica's
+    // versions are known).
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    let warnings = loop {
+        let (_, body) = get(&format!("http://{status}/v1/policy")).await;
+        let shown: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let warnings = shown["policy"]["warnings"].to_string();
+        if !warnings.contains("before-") || std::time::Instant::now() > deadline {
+            break warnings;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(
         warnings.contains("groups.unpublished.max_version.stable: '40.9.9'")
             && warnings.contains("held where they are"),

@@ -347,7 +347,7 @@ mod tests {
 freezes = [ { from = "2026-12-20T00:00:00Z", to = "2026-12-21T00:00:00Z", reason = "holidays" } ]
 [groups.weekend]
 windows = [ { days = ["sat"], start = "02:00", end = "06:00", timezone = "Europe/Berlin" } ]
-[groups."also weekend"]
+[groups.also-weekend]
 windows = [ { days = ["sat"], start = "02:00", end = "06:00", timezone = "Europe/Berlin" } ]
 [groups.paused]
 paused = true

@@ -403,29 +403,20 @@ async fn the_policy_reloads_and_the_preview_equals_the_served_graph() {
     const BIN: &str = env!("CARGO_BIN_EXE_fcos-cincinnati");
     let upstream = Upstream::start();
     upstream.serve_fixture("stable");
-    let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policy.toml");
-    std::fs::write(&policy, "[groups.g]\npaused = true\n").unwrap();
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[graph-builder.service]\naddress = \"127.0.0.1\"\nport = 0\n[graph-builder.status]\naddress = \"127.0.0.1\"\nport = 0\n[graph-builder.upstream]\n{}refresh_secs = 1\n[graph-builder.streams]\nstable = [\"x86_64\"]\n[policy-engine.service]\naddress = \"127.0.0.1\"\nport = 0\n[policy-engine.status]\naddress = \"127.0.0.1\"\nport = 0\n[policy-engine.policy]\npath = \"{}\"\n",
-            upstream.upstream_toml(),
-            policy.display()
-        ),
+    let ServedWithPolicy {
+        process,
+        pe: service,
+        pe_status: status,
+        policy,
+        dir: _dir,
+        ..
+    } = serve_with_policy(
+        &upstream,
+        "stable = [\"x86_64\"]",
+        "[groups.g]\npaused = true\n",
+        "",
     )
-    .unwrap();
-    let mut process = Process::spawn(
-        std::process::Command::new(BIN)
-            .args(["serve", "-c"])
-            .arg(&config),
-    );
-    let line = process.line_with("policy-engine listening").await;
-    let (service, status) = (
-        logged_addr(&line, "service_addr"),
-        logged_addr(&line, "status_addr"),
-    );
+    .await;
     let url = |group: &str| format!("http://{service}/v1/graph?{}", zincati(group, 0.1));
     wait_for_status(&url("g"), 200).await;
     let edges_of = |group: &'static str| {
@@ -557,29 +548,14 @@ async fn a_pin_missing_from_the_nodes_graph_still_holds() {
     const BIN: &str = env!("CARGO_BIN_EXE_fcos-cincinnati");
     let upstream = Upstream::start();
     upstream.serve_fixture_as("pins", "stable");
-    let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policy.toml");
-    std::fs::write(&policy, PINS).unwrap();
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[graph-builder.service]\naddress = \"127.0.0.1\"\nport = 0\n[graph-builder.status]\naddress = \"127.0.0.1\"\nport = 0\n[graph-builder.upstream]\n{}refresh_secs = 1\n[graph-builder.streams]\n{STREAMS}\n[policy-engine.service]\naddress = \"127.0.0.1\"\nport = 0\n[policy-engine.status]\naddress = \"127.0.0.1\"\nport = 0\n[policy-engine.policy]\npath = \"{}\"\n",
-            upstream.upstream_toml(),
-            policy.display()
-        ),
-    )
-    .unwrap();
-    let mut process = Process::spawn(
-        std::process::Command::new(BIN)
-            .args(["serve", "-c"])
-            .arg(&config),
-    );
-    let line = process.line_with("policy-engine listening").await;
-    let (service, status) = (
-        logged_addr(&line, "service_addr"),
-        logged_addr(&line, "status_addr"),
-    );
+    let ServedWithPolicy {
+        process: _process,
+        pe: service,
+        pe_status: status,
+        policy,
+        dir: _dir,
+        ..
+    } = serve_with_policy(&upstream, STREAMS, PINS, "").await;
     let url = |basearch: &str, oci: bool, group: &str| {
         format!(
             "http://{service}/v1/graph?{}",

@@ -11,8 +11,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_fcos-cincinnati");
-
 /// `fcos-cincinnati serve` on loopback with a policy file, reading a
 /// local upstream.
 struct Served {
@@ -31,34 +29,21 @@ impl Served {
     async fn start(policy_text: &str) -> Served {
         let upstream = Upstream::start();
         upstream.serve_fixture("stable");
-        let dir = tempfile::tempdir().unwrap();
-        let policy = dir.path().join("policy.toml");
-        std::fs::write(&policy, policy_text).unwrap();
-        let config = dir.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[graph-builder.service]\naddress = \"127.0.0.1\"\nport = 0\n[graph-builder.status]\naddress = \"127.0.0.1\"\nport = 0\n[graph-builder.upstream]\n{}refresh_secs = 1\n[graph-builder.streams]\nstable = [\"x86_64\"]\n[policy-engine.service]\naddress = \"127.0.0.1\"\nport = 0\n[policy-engine.status]\naddress = \"127.0.0.1\"\nport = 0\n[policy-engine.upstream]\nrefresh_secs = 1\n[policy-engine.policy]\npath = \"{}\"\n",
-                upstream.upstream_toml(),
-                policy.display()
-            ),
+        let started = serve_with_policy(
+            &upstream,
+            "stable = [\"x86_64\"]",
+            policy_text,
+            "[policy-engine.upstream]\nrefresh_secs = 1\n",
         )
-        .unwrap();
-        let mut process = Process::spawn(
-            std::process::Command::new(BIN)
-                .args(["serve", "-c"])
-                .arg(&config),
-        );
-        let gb_line = process.line_with("graph-builder listening").await;
-        let pe_line = process.line_with("policy-engine listening").await;
+        .await;
         let served = Served {
-            pe: logged_addr(&pe_line, "service_addr"),
-            pe_status: logged_addr(&pe_line, "status_addr"),
-            gb: logged_addr(&gb_line, "service_addr"),
-            process,
-            policy,
+            pe: started.pe,
+            pe_status: started.pe_status,
+            gb: started.gb,
+            process: started.process,
+            policy: started.policy,
             upstream,
-            _dir: dir,
+            _dir: started.dir,
         };
         wait_for_status(&served.graph("g"), 200).await;
         served

@@ -78,16 +78,22 @@ impl Engine {
         head.get(9..12)?.parse().ok()
     }
 
-    /// The sum of the series of the status port's metrics whose line
-    /// starts with `prefix` and contains `label`.
-    fn metric_sum(&self, prefix: &str, label: &str) -> f64 {
+    /// The status port's metrics, as text.
+    fn metrics(&self) -> String {
         let mut stream = TcpStream::connect(self.status).unwrap();
         stream
             .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .unwrap();
         let mut text = String::new();
         stream.read_to_string(&mut text).unwrap();
-        text.lines()
+        text
+    }
+
+    /// The sum of the series of the status port's metrics whose line
+    /// starts with `prefix` and contains `label`.
+    fn metric_sum(&self, prefix: &str, label: &str) -> f64 {
+        self.metrics()
+            .lines()
             .filter(|l| l.starts_with(prefix) && l.contains(label))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
@@ -95,12 +101,7 @@ impl Engine {
 
     /// The value of a series of the status port's metrics.
     fn metric(&self, series: &str) -> f64 {
-        let mut stream = TcpStream::connect(self.status).unwrap();
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut text = String::new();
-        stream.read_to_string(&mut text).unwrap();
+        let text = self.metrics();
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {series} in\n{text}"))

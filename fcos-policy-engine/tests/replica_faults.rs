@@ -147,6 +147,18 @@ impl FakeGraphBuilder {
         }
     }
 
+    /// Answers both schemes of `stream`/`basearch` with the graph `body`.
+    fn set_graph(&self, stream: &str, basearch: &str, body: &[u8]) {
+        self.set_graphs(
+            stream,
+            basearch,
+            Answer::Json {
+                body: body.to_vec(),
+                conditional: false,
+            },
+        );
+    }
+
     fn hits(&self, key: &str) -> usize {
         self.hits.lock().unwrap().get(key).copied().unwrap_or(0)
     }
@@ -404,22 +416,8 @@ const ALL: [(&str, &str, bool); 4] = [
 async fn an_empty_or_malformed_listing_wipes_nothing() {
     let fake = FakeGraphBuilder::start();
     let one = graph("1");
-    fake.set_graphs(
-        "stable",
-        "x86_64",
-        Answer::Json {
-            body: one.clone(),
-            conditional: false,
-        },
-    );
-    fake.set_graphs(
-        "stable",
-        "aarch64",
-        Answer::Json {
-            body: one.clone(),
-            conditional: false,
-        },
-    );
+    fake.set_graph("stable", "x86_64", &one);
+    fake.set_graph("stable", "aarch64", &one);
     fake.set_listing(listing(&[
         ("stable", "x86_64", &one),
         ("stable", "aarch64", &one),
@@ -493,14 +491,7 @@ async fn an_empty_or_malformed_listing_wipes_nothing() {
 async fn a_graph_that_does_not_hash_to_its_etag_is_refused() {
     let fake = FakeGraphBuilder::start();
     let (one, two) = (graph("1"), graph("2"));
-    fake.set_graphs(
-        "stable",
-        "x86_64",
-        Answer::Json {
-            body: one.clone(),
-            conditional: false,
-        },
-    );
+    fake.set_graph("stable", "x86_64", &one);
     fake.set_listing(listing(&[("stable", "x86_64", &one)]));
     let state = tempfile::tempdir().unwrap();
     let mut pe = PolicyEngine::start(&fake.graph_url(), &state_line(state.path())).await;
@@ -509,14 +500,7 @@ async fn a_graph_that_does_not_hash_to_its_etag_is_refused() {
 
     // Release 2 is announced, but a valid graph of nothing comes.
     let empty = br#"{"nodes":[],"edges":[]}"#.to_vec();
-    fake.set_graphs(
-        "stable",
-        "x86_64",
-        Answer::Json {
-            body: empty,
-            conditional: false,
-        },
-    );
+    fake.set_graph("stable", "x86_64", &empty);
     fake.set_listing(listing(&[("stable", "x86_64", &two)]));
     pe.wait_metric(&errors("etag_mismatch"), |v| v >= 2.0).await;
     for oci in [false, true] {
@@ -534,14 +518,7 @@ async fn a_graph_that_does_not_hash_to_its_etag_is_refused() {
     );
 
     // The real graph 2 comes: followed.
-    fake.set_graphs(
-        "stable",
-        "x86_64",
-        Answer::Json {
-            body: two,
-            conditional: false,
-        },
-    );
+    fake.set_graph("stable", "x86_64", &two);
     for oci in [false, true] {
         pe.wait_serving("stable", "x86_64", oci, "2").await;
     }
@@ -556,14 +533,7 @@ async fn a_graph_that_does_not_hash_to_its_etag_is_refused() {
 async fn a_huge_answer_is_refused_at_the_limit_and_memory_stays_bounded() {
     let fake = FakeGraphBuilder::start();
     let (one, two) = (graph("1"), graph("2"));
-    fake.set_graphs(
-        "stable",
-        "x86_64",
-        Answer::Json {
-            body: one.clone(),
-            conditional: false,
-        },
-    );
+    fake.set_graph("stable", "x86_64", &one);
     fake.set_listing(listing(&[("stable", "x86_64", &one)]));
     // The default limit, 64 MiB.
     let mut pe = PolicyEngine::start(&fake.graph_url(), "").await;
@@ -610,22 +580,8 @@ async fn a_huge_answer_is_refused_at_the_limit_and_memory_stays_bounded() {
 async fn one_failing_scope_does_not_hold_back_the_others() {
     let fake = FakeGraphBuilder::start();
     let (one, two) = (graph("1"), graph("2"));
-    fake.set_graphs(
-        "stable",
-        "x86_64",
-        Answer::Json {
-            body: one.clone(),
-            conditional: false,
-        },
-    );
-    fake.set_graphs(
-        "stable",
-        "aarch64",
-        Answer::Json {
-            body: one.clone(),
-            conditional: false,
-        },
-    );
+    fake.set_graph("stable", "x86_64", &one);
+    fake.set_graph("stable", "aarch64", &one);
     fake.set_listing(listing(&[
         ("stable", "x86_64", &one),
         ("stable", "aarch64", &one),
@@ -637,14 +593,7 @@ async fn one_failing_scope_does_not_hold_back_the_others() {
 
     // Release 2 everywhere; x86_64's graphs fail (listed first).
     fake.set_graphs("stable", "x86_64", Answer::Status(500));
-    fake.set_graphs(
-        "stable",
-        "aarch64",
-        Answer::Json {
-            body: two.clone(),
-            conditional: false,
-        },
-    );
+    fake.set_graph("stable", "aarch64", &two);
     fake.set_listing(listing(&[
         ("stable", "x86_64", &two),
         ("stable", "aarch64", &two),
@@ -676,14 +625,7 @@ async fn one_failing_scope_does_not_hold_back_the_others() {
 async fn a_200_without_change_is_paced_like_a_304() {
     let fake = FakeGraphBuilder::start();
     let one = graph("1");
-    fake.set_graphs(
-        "stable",
-        "x86_64",
-        Answer::Json {
-            body: one.clone(),
-            conditional: false,
-        },
-    );
+    fake.set_graph("stable", "x86_64", &one);
     // A listing answered 200 at once, whatever the poll says.
     fake.set(
         "/v1/scopes",
@@ -757,14 +699,7 @@ async fn a_snapshot_dated_in_the_future_is_not_reported_fresh() {
 async fn a_symlink_planted_at_the_temporary_path_is_not_followed() {
     let fake = FakeGraphBuilder::start();
     let one = graph("1");
-    fake.set_graphs(
-        "stable",
-        "x86_64",
-        Answer::Json {
-            body: one.clone(),
-            conditional: false,
-        },
-    );
+    fake.set_graph("stable", "x86_64", &one);
     fake.set_listing(listing(&[("stable", "x86_64", &one)]));
     let state = tempfile::tempdir().unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
@@ -785,14 +720,7 @@ async fn a_file_size_limit_is_a_counted_write_error() {
     let fake = FakeGraphBuilder::start();
     // A snapshot of several kilobytes; the limit is 512 bytes.
     let one = graph_padded("1", 4096);
-    fake.set_graphs(
-        "stable",
-        "x86_64",
-        Answer::Json {
-            body: one.clone(),
-            conditional: false,
-        },
-    );
+    fake.set_graph("stable", "x86_64", &one);
     fake.set_listing(listing(&[("stable", "x86_64", &one)]));
     let state = tempfile::tempdir().unwrap();
     let mut pe =

@@ -267,11 +267,6 @@ impl<T> HeadGuard<T> {
         self
     }
 
-    /// The connection.
-    pub fn get_ref(&self) -> &T {
-        &self.inner
-    }
-
     /// Bytes held for the head being read.
     pub fn buffered(&self) -> usize {
         self.buf.len()

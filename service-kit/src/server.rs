@@ -289,13 +289,11 @@ fn refused_code(error: &DispatchError) -> Option<u16> {
 /// did (a malformed request, a network error), as a warning otherwise.
 fn log_dispatch_error(error: &DispatchError) {
     match error {
-        DispatchError::Parse(ParseError::Io(_)) | DispatchError::Io(_) => {
-            tracing::debug!("connection ended: {error}")
-        }
+        DispatchError::Parse(ParseError::Io(_))
+        | DispatchError::Io(_)
+        | DispatchError::DisconnectTimeout
+        | DispatchError::SlowRequestTimeout => tracing::debug!("connection ended: {error}"),
         DispatchError::Parse(error) => tracing::debug!("malformed request: {error}"),
-        DispatchError::DisconnectTimeout | DispatchError::SlowRequestTimeout => {
-            tracing::debug!("connection ended: {error}")
-        }
         _ => tracing::warn!("connection ended: {error}"),
     }
 }

@@ -444,3 +444,59 @@ pub fn fixture_with_new_release(stream: &str) -> (Vec<u8>, Vec<u8>) {
         updates.to_string().into_bytes(),
     )
 }
+
+/// The real `fcos-cincinnati serve` binary on loopback ports, reading an
+/// upstream, with a policy file; killed when dropped.
+pub struct ServedWithPolicy {
+    /// The process, its log read as it comes.
+    pub process: Process,
+    /// The policy-engine's service and status ports.
+    pub pe: SocketAddr,
+    pub pe_status: SocketAddr,
+    /// The graph-builder's service port.
+    pub gb: SocketAddr,
+    /// The policy file in force (rewrite it to reload).
+    pub policy: PathBuf,
+    /// Holds the policy and configuration files.
+    pub dir: tempfile::TempDir,
+}
+
+/// Starts `fcos-cincinnati serve` reading `upstream`, building the
+/// `[graph-builder.streams]` given as TOML lines in `streams`, with a
+/// policy file holding `policy_text`; `extra` is more TOML for the
+/// configuration. Returns once both services log their addresses.
+pub async fn serve_with_policy(
+    upstream: &Upstream,
+    streams: &str,
+    policy_text: &str,
+    extra: &str,
+) -> ServedWithPolicy {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, policy_text).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[graph-builder.service]\naddress = \"127.0.0.1\"\nport = 0\n[graph-builder.status]\naddress = \"127.0.0.1\"\nport = 0\n[graph-builder.upstream]\n{}refresh_secs = 1\n[graph-builder.streams]\n{streams}\n[policy-engine.service]\naddress = \"127.0.0.1\"\nport = 0\n[policy-engine.status]\naddress = \"127.0.0.1\"\nport = 0\n[policy-engine.policy]\npath = \"{}\"\n{extra}",
+            upstream.upstream_toml(),
+            policy.display()
+        ),
+    )
+    .unwrap();
+    let mut process = Process::spawn(
+        std::process::Command::new(env!("CARGO_BIN_EXE_fcos-cincinnati"))
+            .args(["serve", "-c"])
+            .arg(&config),
+    );
+    let gb_line = process.line_with("graph-builder listening").await;
+    let pe_line = process.line_with("policy-engine listening").await;
+    ServedWithPolicy {
+        pe: logged_addr(&pe_line, "service_addr"),
+        pe_status: logged_addr(&pe_line, "status_addr"),
+        gb: logged_addr(&gb_line, "service_addr"),
+        process,
+        policy,
+        dir,
+    }
+}

@@ -45,6 +45,19 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// What is wrong, without the file's path: for a page that may show
+    /// why a file was refused but not where it lives.
+    pub fn reason(&self) -> String {
+        match self {
+            ConfigError::Read { source, .. } => format!("cannot read the file: {source}"),
+            ConfigError::Parse { message, .. } => message.clone(),
+            ConfigError::Unreadable { reason, .. } => format!("cannot read the file: {reason}"),
+            ConfigError::Invalid { key, message } => format!("{key}: {message}"),
+        }
+    }
+}
+
 /// Reads and parses a TOML configuration file.
 pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

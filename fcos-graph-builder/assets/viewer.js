@@ -719,6 +719,11 @@
           hash: body.policy.hash,
           source: body.policy.source,
           loadedAt: body.policy.loaded_at,
+          // The file on disk refused: the policy above (the last good one)
+          // is still the one in force.
+          refused: body.refused_since
+            ? { since: body.refused_since, reason: body.refused_reason || 'invalid' }
+            : null,
         };
       }
     } catch (error) {
@@ -739,6 +744,7 @@
     const policy = state.policy;
     ui.groupField.hidden = policy.status === 'none' || policy.status === 'loading';
     ui.groupField.dataset.policy = policy.status;
+    ui.groupField.dataset.refused = String(Boolean(policy.refused));
     const options = [html('option', { value: '', text: '(no group rules)' })];
     if (policy.groups) {
       for (const name of [...policy.groups.keys()].sort()) {
@@ -998,10 +1004,15 @@
   function renderPolicy(policy, shown) {
     const status = state.policy.status;
     ui.legendWithheld.hidden = !policy;
-    ui.policyError.hidden = status !== 'error';
-    ui.policyError.textContent = status === 'error'
-      ? 'Cannot read the fleet policy: ' + state.policy.error + '. The graphs are shown without group rules.'
-      : '';
+    const refused = status === 'ok' ? state.policy.refused : null;
+    ui.policyError.hidden = status !== 'error' && !refused;
+    if (status === 'error') {
+      ui.policyError.textContent = 'Cannot read the fleet policy: ' + state.policy.error + '. The graphs are shown without group rules.';
+    } else if (refused) {
+      ui.policyError.textContent = 'The policy file on disk was refused (since ' + refused.since.replace('T', ' ').replace(/Z$/, ' UTC') + '): ' + refused.reason + '. The last good policy is still in force and is the one shown.';
+    } else {
+      ui.policyError.textContent = '';
+    }
     ui.policy.hidden = status !== 'error' && !(status === 'ok' && state.group !== null);
     if (status === 'ok') {
       ui.policy.title = 'Policy ' + state.policy.hash + (state.policy.source ? ' (' + state.policy.source + ')' : '') + ', read ' + utc(state.policy.now);

@@ -42,8 +42,15 @@ struct Watched {
 struct Shown {
     /// The `policy` member, as last rendered.
     body: Option<Bytes>,
-    /// Since when the file as it is now is refused.
-    refused_since: Option<i64>,
+    /// Since when the file as it is now is refused, and why (without its
+    /// path).
+    refused: Option<Refused>,
+}
+
+#[derive(Clone)]
+struct Refused {
+    since: i64,
+    reason: String,
 }
 
 impl PolicyView {
@@ -76,11 +83,11 @@ impl PolicyView {
     /// with time. Blocks: run on a blocking thread.
     fn check(&self) {
         let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
-        let read = policy_file::read(&self.path).map_err(|e| e.to_string());
+        let read = policy_file::read(&self.path).map_err(|e| e.reason());
         let now = commons::unix_now();
         if watched.last_seen.as_ref() != Some(&read) {
             let loaded = match &read {
-                Ok(bytes) => Policy::from_bytes(bytes, &self.path, 0).map_err(|e| e.to_string()),
+                Ok(bytes) => Policy::from_bytes(bytes, &self.path, 0).map_err(|e| e.reason()),
                 Err(error) => Err(error.clone()),
             };
             watched.last_seen = Some(read);
@@ -94,28 +101,30 @@ impl PolicyView {
                         self.publish(&page, None);
                         watched.page = Some(page);
                     } else {
-                        self.write().refused_since = None;
+                        self.write().refused = None;
                     }
                 }
-                Err(error) => {
-                    tracing::error!("the policy file was refused, /v1/policy shows the last good policy: {error}");
-                    self.write().refused_since.get_or_insert(now);
+                Err(reason) => {
+                    tracing::error!(file = %self.path.display(), "the policy file was refused, /v1/policy shows the last good policy: {reason}");
+                    let mut shown = self.write();
+                    let since = shown.refused.as_ref().map_or(now, |r| r.since);
+                    shown.refused = Some(Refused { since, reason });
                 }
             }
         }
         if let Some(page) = watched.page.as_mut() {
             if page.refresh(now, None) {
-                let refused_since = self.shown().refused_since;
-                self.publish(page, refused_since);
+                let refused = self.shown().refused;
+                self.publish(page, refused);
             }
         }
     }
 
-    fn publish(&self, page: &Page, refused_since: Option<i64>) {
+    fn publish(&self, page: &Page, refused: Option<Refused>) {
         self.renders.inc();
         *self.write() = Shown {
             body: Some(Bytes::copy_from_slice(page.body().as_bytes())),
-            refused_since,
+            refused,
         };
     }
 
@@ -145,8 +154,9 @@ impl PolicyView {
 
 /// `GET /v1/policy`: the fleet policy as the viewer shows it
 /// (`{"policy": null}` when none is configured), as rendered at its last
-/// load or change, with `refused_since` set while the file as it is now is
-/// refused. A 503 when no version of the file was ever loaded.
+/// load or change, with `refused_since` and `refused_reason` set while the
+/// file as it is now is refused. A 503 when no version of the file was ever
+/// loaded.
 pub async fn serve_policy(
     view: web::Data<Option<Arc<PolicyView>>>,
 ) -> Result<HttpResponse, GraphError> {
@@ -157,21 +167,28 @@ pub async fn serve_policy(
             .json(serde_json::json!({"policy": null, "now": now})));
     };
     let shown = view.shown();
-    let refused_since = shown.refused_since.and_then(policy_file::rfc3339);
+    let refused_since = shown
+        .refused
+        .as_ref()
+        .and_then(|r| policy_file::rfc3339(r.since));
+    let refused_reason = shown.refused.as_ref().map(|r| r.reason.as_str());
     let Some(policy) = shown.body else {
         return Err(GraphError::PolicyUnavailable(format!(
-            "the policy file was refused at {}",
-            refused_since.unwrap_or_default()
+            "the policy file was refused at {}: {}",
+            refused_since.unwrap_or_default(),
+            refused_reason.unwrap_or_default()
         )));
     };
-    let mut body = BytesMut::with_capacity(policy.len() + 96);
-    body.extend_from_slice(
-        format!(
-            "{{\"now\":{now},\"refused_since\":{},\"policy\":",
-            serde_json::json!(refused_since)
-        )
-        .as_bytes(),
-    );
+    let head = serde_json::json!({
+        "now": now,
+        "refused_since": refused_since,
+        "refused_reason": refused_reason,
+    })
+    .to_string();
+    // The rendered policy goes in as it is: `{…head…,"policy":…}`.
+    let mut body = BytesMut::with_capacity(head.len() + policy.len() + 16);
+    body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    body.extend_from_slice(b",\"policy\":");
     body.extend_from_slice(&policy);
     body.extend_from_slice(b"}");
     Ok(HttpResponse::Ok()

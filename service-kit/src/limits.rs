@@ -101,7 +101,7 @@ enum Scan {
 
 /// Examines the head at the start of `buf`.
 fn scan(buf: &[u8]) -> Scan {
-    let line_end = buf.iter().position(|&b| b == b'\n');
+    let line_end = memchr::memchr(b'\n', buf);
     let line = &buf[..line_end.unwrap_or(buf.len())];
     if line
         .iter()
@@ -116,7 +116,10 @@ fn scan(buf: &[u8]) -> Scan {
             Scan::Partial
         };
     };
-    let target_len = line.split(|&b| b == b' ').nth(1).map_or(0, <[u8]>::len);
+    let target_len = memchr::memchr(b' ', line).map_or(0, |start| {
+        let target = &line[start + 1..];
+        memchr::memchr(b' ', target).unwrap_or(target.len())
+    });
     if target_len > MAX_URI_BYTES || line_len > MAX_URI_BYTES + LINE_SLACK {
         return Scan::Over(Limit::Uri);
     }
@@ -124,7 +127,7 @@ fn scan(buf: &[u8]) -> Scan {
     let mut pos = headers_start;
     let mut body = false;
     loop {
-        let Some(len) = buf[pos..].iter().position(|&b| b == b'\n') else {
+        let Some(len) = memchr::memchr(b'\n', &buf[pos..]) else {
             return if buf.len() - headers_start > MAX_HEADER_BYTES {
                 Scan::Over(Limit::Headers)
             } else {
@@ -150,7 +153,7 @@ fn scan(buf: &[u8]) -> Scan {
 
 /// Whether a header line announces a request body.
 fn announces_body(line: &[u8]) -> bool {
-    let Some(colon) = line.iter().position(|&b| b == b':') else {
+    let Some(colon) = memchr::memchr(b':', line) else {
         return false;
     };
     let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());

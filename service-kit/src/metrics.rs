@@ -9,8 +9,10 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, ResponseError};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry,
 };
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The version being run (the workspace's).
@@ -78,6 +80,17 @@ pub struct HttpMetrics {
     pub connections: prometheus::IntGauge,
     /// Most connections the service port keeps open.
     pub connections_max: prometheus::IntGauge,
+    /// The series of each handler and common code, looked up once: a
+    /// response is counted without hashing its labels.
+    series: Arc<[HandlerSeries]>,
+}
+
+/// The latency and the [`COMMON_CODES`] counters of one handler.
+#[derive(Clone)]
+struct HandlerSeries {
+    handler: &'static str,
+    latency: Histogram,
+    codes: [IntCounter; COMMON_CODES.len()],
 }
 
 impl HttpMetrics {
@@ -121,12 +134,16 @@ impl HttpMetrics {
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(connections_max.clone()))?;
-        for handler in handlers.iter().chain(&["other"]) {
-            latency.with_label_values(&[handler]);
-            for code in COMMON_CODES {
-                responses.with_label_values(&[*handler, &code.to_string()]);
-            }
-        }
+        let series = handlers
+            .iter()
+            .chain(&["other"])
+            .map(|&handler| HandlerSeries {
+                handler,
+                latency: latency.with_label_values(&[handler]),
+                codes: COMMON_CODES
+                    .map(|code| responses.with_label_values(&[handler, &code.to_string()])),
+            })
+            .collect();
         Ok(HttpMetrics {
             responses,
             latency,
@@ -134,6 +151,7 @@ impl HttpMetrics {
             requests_of: None,
             connections,
             connections_max,
+            series,
         })
     }
 
@@ -158,10 +176,22 @@ impl HttpMetrics {
 
     /// Records one response.
     pub fn observe(&self, handler: &str, code: u16, seconds: f64) {
-        self.responses
-            .with_label_values(&[handler, &code.to_string()])
-            .inc();
-        self.latency.with_label_values(&[handler]).observe(seconds);
+        let series = self.series.iter().find(|s| s.handler == handler);
+        let counted = series.and_then(|s| {
+            let index = COMMON_CODES.iter().position(|&c| c == code)?;
+            Some(&s.codes[index])
+        });
+        match counted {
+            Some(counter) => counter.inc(),
+            None => self
+                .responses
+                .with_label_values(&[handler, &code.to_string()])
+                .inc(),
+        }
+        match series {
+            Some(s) => s.latency.observe(seconds),
+            None => self.latency.with_label_values(&[handler]).observe(seconds),
+        }
         if let Some((counted, counter)) = &self.requests_of {
             if *counted == handler {
                 counter.inc();

@@ -226,3 +226,49 @@ async fn policy_engine_request_counters_match_their_help() {
     assert_eq!(metric(status, uuids).await, Some(2.0));
     stack.stop().await;
 }
+
+/// The graph-builder names the kind of a stream's current failure only: a
+/// truncated document, fixed, then the upstream gone, leaves `connect`
+/// alone at 1 (what FcosGraphBuilderUpstreamRejected reads), and a success
+/// clears it.
+#[actix_web::test]
+async fn the_last_refresh_error_is_the_current_one() {
+    let upstream = Upstream::start();
+    upstream.serve_fixture("stable");
+    let gb = fcos_graph_builder::start(graph_builder_settings(&upstream, "stable = [\"x86_64\"]"))
+        .unwrap();
+    wait_ready(&gb).await;
+    let last_error = |kind: &str| {
+        format!(r#"fcos_cincinnati_gb_scraper_last_refresh_error{{kind="{kind}",stream="stable"}}"#)
+    };
+    for kind in RefreshError::KINDS {
+        assert_eq!(metric(gb.status_addr, &last_error(kind)).await, Some(0.0));
+    }
+    let body = std::fs::read(fixture("stable", "updates.json")).unwrap();
+    upstream.set(
+        "/stable/updates.json",
+        Canned::Body(body[..body.len() / 2].to_vec()),
+    );
+    wait_metric(gb.status_addr, &last_error("invalid_document"), |n| {
+        n == 1.0
+    })
+    .await;
+    upstream.serve_fixture("stable");
+    wait_metric(gb.status_addr, &last_error("invalid_document"), |n| {
+        n == 0.0
+    })
+    .await;
+    upstream.stop().await;
+    wait_metric(gb.status_addr, &last_error("connect"), |n| n == 1.0).await;
+    for kind in RefreshError::KINDS.iter().filter(|k| **k != "connect") {
+        assert_eq!(
+            metric(gb.status_addr, &last_error(kind)).await,
+            Some(0.0),
+            "{kind}"
+        );
+    }
+    let upstream = upstream.restart().await;
+    wait_metric(gb.status_addr, &last_error("connect"), |n| n == 0.0).await;
+    upstream.stop().await;
+    gb.stop().await.unwrap();
+}

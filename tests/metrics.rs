@@ -272,3 +272,128 @@ async fn the_last_refresh_error_is_the_current_one() {
     upstream.stop().await;
     gb.stop().await.unwrap();
 }
+
+const SCOPES: [(&str, &str); 3] = [
+    ("stable", "x86_64"),
+    ("stable", "aarch64"),
+    ("testing", "x86_64"),
+];
+
+/// The policy-engine's per-scope counters exist at 0 as soon as it knows
+/// the scope (from the graph-builder or its state directory), before any
+/// request for it, and the snapshot's source is exported.
+#[actix_web::test]
+async fn policy_engine_scope_series_exist_before_their_first_request() {
+    let upstream = Upstream::start();
+    upstream.serve_fixture("stable");
+    upstream.serve_fixture_as("stable", "testing");
+    let state = tempfile::tempdir().unwrap();
+    let state_line = format!("state_dir = \"{}\"\n", state.path().display());
+    let stack = Stack::start_with(&upstream, STREAMS, MIDWAY, &state_line);
+    stack.wait_ready().await;
+    let pe = metrics_page(stack.policy_engine.status_addr).await;
+    for (stream, basearch) in SCOPES {
+        for scheme in ["checksum", "oci"] {
+            for series in [
+                format!(
+                    r#"fcos_cincinnati_pe_scope_requests_total{{basearch="{basearch}",scheme="{scheme}",stream="{stream}"}} 0"#
+                ),
+                format!(
+                    r#"fcos_cincinnati_pe_unknown_payload_requests_total{{scheme="{scheme}",stream="{stream}"}} 0"#
+                ),
+            ] {
+                assert!(pe.lines().any(|l| l == series), "{series} missing:\n{pe}");
+            }
+        }
+        let series = format!(
+            r#"fcos_cincinnati_pe_digest_alias_substitutions_total{{basearch="{basearch}",stream="{stream}"}} 0"#
+        );
+        assert!(pe.lines().any(|l| l == series), "{series} missing");
+    }
+    let source =
+        |source: &str| format!(r#"fcos_cincinnati_pe_snapshot_source{{source="{source}"}}"#);
+    let status = stack.policy_engine.status_addr;
+    assert_eq!(metric(status, &source("graph_builder")).await, Some(1.0));
+    assert_eq!(metric(status, &source("disk")).await, Some(0.0));
+    assert_eq!(metric(status, &source("none")).await, Some(0.0));
+
+    // Restarted with the graph-builder gone: from its state directory.
+    let path = state.path().join("snapshot.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !path.exists() {
+        assert!(std::time::Instant::now() < deadline, "no snapshot saved");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let graph_url = format!("http://{}/v1/graph", stack.graph_builder.service_addr);
+    stack.stop().await;
+    let pe =
+        fcos_policy_engine::start(policy_engine_settings_with(&graph_url, &state_line)).unwrap();
+    assert_eq!(readyz(&pe).await.0, 200);
+    assert_eq!(metric(pe.status_addr, &source("disk")).await, Some(1.0));
+    assert_eq!(
+        metric(pe.status_addr, &source("graph_builder")).await,
+        Some(0.0)
+    );
+    let series = r#"fcos_cincinnati_pe_scope_requests_total{basearch="aarch64",scheme="oci",stream="stable"}"#;
+    assert_eq!(metric(pe.status_addr, series).await, Some(0.0));
+    pe.stop().await.unwrap();
+}
+
+/// A `node_uuid` that is not 32 hex digits is answered like any other
+/// request, but counted as malformed, not as a node; requests are counted
+/// by scope, and unknown payloads by stream and scheme.
+#[actix_web::test]
+async fn malformed_node_uuids_are_answered_but_not_counted_as_nodes() {
+    let upstream = Upstream::start();
+    upstream.serve_fixture("stable");
+    let stack = Stack::start(&upstream, STREAMS, MIDWAY);
+    stack.wait_ready().await;
+    let status = stack.policy_engine.status_addr;
+    let malformed = "fcos_cincinnati_pe_v1_graph_malformed_uuids_total";
+    assert_eq!(metric(status, malformed).await, Some(0.0));
+    let scope = "basearch=x86_64&stream=stable&os_version=32.1.0";
+    let bad = [
+        "not-a-uuid",
+        "e0f3745b-108f-471c-bd48-83c6fbed8cdd",
+        "e0f3745b108f471cbd4883c6fbed8cd",
+        "e0f3745b108f471cbd4883c6fbed8cdd0",
+        "g0f3745b108f471cbd4883c6fbed8cdd",
+    ];
+    for uuid in bad {
+        let (code, body) = get(&stack.pe(&format!("{scope}&node_uuid={uuid}"))).await;
+        assert_eq!(code, 200, "{uuid}: {body}");
+    }
+    for uuid in [
+        "E0F3745B108F471CBD4883C6FBED8CDD",
+        "e0f3745b108f471cbd4883c6fbed8cdd",
+    ] {
+        let query = format!("{scope}&node_uuid={uuid}&os_checksum=nowhere");
+        assert_eq!(get(&stack.pe(&query)).await.0, 200);
+    }
+    assert_eq!(metric(status, malformed).await, Some(bad.len() as f64));
+    assert_eq!(
+        metric(status, "fcos_cincinnati_pe_v1_graph_unique_uuids_total").await,
+        Some(2.0)
+    );
+    let scoped = |name: &str| {
+        format!(
+            r#"fcos_cincinnati_pe_{name}{{basearch="x86_64",scheme="checksum",stream="stable"}}"#
+        )
+    };
+    assert_eq!(metric(status, &scoped("active_nodes")).await, Some(2.0));
+    assert_eq!(
+        metric(status, &scoped("scope_requests_total")).await,
+        Some(bad.len() as f64 + 2.0)
+    );
+    let unknown =
+        |name: &str| format!(r#"fcos_cincinnati_pe_{name}{{scheme="checksum",stream="stable"}}"#);
+    assert_eq!(
+        metric(status, &unknown("unknown_payload_requests_total")).await,
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(status, &unknown("unknown_payload_nodes")).await,
+        Some(2.0)
+    );
+    stack.stop().await;
+}

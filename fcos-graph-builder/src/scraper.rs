@@ -21,6 +21,7 @@ pub struct ScraperMetrics {
     last_refresh: IntGaugeVec,
     last_success: IntGaugeVec,
     last_failed: IntGaugeVec,
+    last_error: IntGaugeVec,
     since_success: IntGaugeVec,
 }
 
@@ -85,6 +86,13 @@ impl ScraperMetrics {
                 ),
                 &["stream"],
             )?,
+            last_error: IntGaugeVec::new(
+                Opts::new(
+                    "fcos_cincinnati_gb_scraper_last_refresh_error",
+                    "1 for the kind of the stream's last refresh failure, 0 for the other kinds; all 0 once a refresh succeeds.",
+                ),
+                &["stream", "kind"],
+            )?,
         };
         registry.register(Box::new(metrics.scrapes.clone()))?;
         registry.register(Box::new(metrics.errors.clone()))?;
@@ -93,6 +101,7 @@ impl ScraperMetrics {
         registry.register(Box::new(metrics.last_refresh.clone()))?;
         registry.register(Box::new(metrics.last_success.clone()))?;
         registry.register(Box::new(metrics.last_failed.clone()))?;
+        registry.register(Box::new(metrics.last_error.clone()))?;
         registry.register(Box::new(metrics.since_success.clone()))?;
         Ok(metrics)
     }
@@ -103,6 +112,16 @@ impl ScraperMetrics {
         self.scrapes.with_label_values(&[stream]);
         for kind in RefreshError::KINDS {
             self.errors.with_label_values(&[stream, kind]);
+            self.last_error.with_label_values(&[stream, kind]);
+        }
+    }
+
+    /// Marks `failed` (a kind) as the stream's current failure, or none.
+    fn set_last_error(&self, stream: &str, failed: Option<&str>) {
+        for kind in RefreshError::KINDS {
+            self.last_error
+                .with_label_values(&[stream, kind])
+                .set(i64::from(failed == Some(kind)));
         }
     }
 
@@ -257,6 +276,7 @@ impl StreamScraper {
                     .last_failed
                     .with_label_values(&[&stream])
                     .set(0);
+                self.metrics.set_last_error(&stream, None);
                 Ok(outcome)
             }
             Err(error) => {
@@ -281,6 +301,7 @@ impl StreamScraper {
                     .last_failed
                     .with_label_values(&[&stream])
                     .set(1);
+                self.metrics.set_last_error(&stream, Some(error.kind()));
                 Err(error)
             }
         }

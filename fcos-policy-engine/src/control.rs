@@ -38,6 +38,7 @@ pub struct Control {
     info: IntGaugeVec,
     withheld: IntCounterVec,
     renders: IntCounter,
+    loaded: IntGauge,
 }
 
 #[derive(Default)]
@@ -84,6 +85,11 @@ impl Control {
             "fcos_cincinnati_pe_policy_renders_total",
             "Renderings of /v1/policy: one per load, then one per change of a group's state with time or of the versions served.",
         )?;
+        let loaded = IntGauge::new(
+            "fcos_cincinnati_pe_policy_loaded_timestamp_seconds",
+            "When the policy in force was loaded, seconds since the Unix epoch (0: no policy).",
+        )?;
+        registry.register(Box::new(loaded.clone()))?;
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
         registry.register(Box::new(info.clone()))?;
@@ -104,6 +110,7 @@ impl Control {
             info,
             withheld,
             renders,
+            loaded,
         };
         if let Some(policy) = policy {
             control.install(policy, None, &mut control.watched());
@@ -149,6 +156,7 @@ impl Control {
                 self.withheld.with_label_values(&[group, reason.as_str()]);
             }
         }
+        self.loaded.set((self.clock)());
         let policy = Arc::new(policy);
         *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&policy));
         let page = Page::new(policy, (self.clock)(), versions, true);

@@ -81,6 +81,8 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
         &registry,
     )?;
     let fleet = Arc::clone(&state.fleet);
+    let known = Arc::clone(&fleet);
+    replica.on_scopes(move |scope| known.know_scope(scope));
     let http_metrics = http_metrics.counting_requests("graph", state.incoming.clone());
 
     let allowlist = settings.origin_allowlist.clone();

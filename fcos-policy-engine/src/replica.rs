@@ -19,14 +19,14 @@
 
 use crate::view::PreparedGraph;
 use commons::graph::{Graph, GraphScope, InvalidGraph, Scheme};
-use prometheus::{GaugeVec, IntCounterVec, Opts, Registry};
+use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use service_kit::web::{GraphBody, GraphError};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 /// Name of the snapshot file in the state directory.
@@ -80,6 +80,20 @@ pub enum Source {
     GraphBuilder,
 }
 
+impl Source {
+    /// Every source, as labelled in `fcos_cincinnati_pe_snapshot_source`.
+    pub const ALL: [Source; 3] = [Source::None, Source::Disk, Source::GraphBuilder];
+
+    /// The label value (as in `/readyz`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::None => "none",
+            Source::Disk => "disk",
+            Source::GraphBuilder => "graph_builder",
+        }
+    }
+}
+
 /// The replica: the snapshot being served and when it was last known to be
 /// the graph-builder's.
 pub struct Replica {
@@ -92,7 +106,14 @@ pub struct Replica {
     errors: IntCounterVec,
     state_errors: IntCounterVec,
     age: GaugeVec,
+    source: IntGaugeVec,
+    /// Called with each scope of every snapshot put in place, so that
+    /// per-scope counters exist (at 0) before the scope's first request.
+    scope_hook: OnceLock<ScopeHook>,
 }
+
+/// See [`Replica::on_scopes`].
+type ScopeHook = Box<dyn Fn(&GraphScope) + Send + Sync>;
 
 impl Replica {
     /// An empty replica registering its metrics in `registry`.
@@ -120,7 +141,15 @@ impl Replica {
         )?;
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(state_errors.clone()))?;
+        let source = IntGaugeVec::new(
+            Opts::new(
+                "fcos_cincinnati_pe_snapshot_source",
+                "1 for where the snapshot being served came from (none, disk, graph_builder), 0 for the others.",
+            ),
+            &["source"],
+        )?;
         registry.register(Box::new(age.clone()))?;
+        registry.register(Box::new(source.clone()))?;
         for kind in FollowError::KINDS {
             errors.with_label_values(&[kind]);
         }
@@ -134,7 +163,27 @@ impl Replica {
             errors,
             state_errors,
             age,
+            source,
+            scope_hook: OnceLock::new(),
         })
+    }
+
+    /// Calls `hook` with every scope of the snapshot being served, and
+    /// from then on with every scope of each snapshot put in place (once
+    /// per replica; later calls are ignored).
+    pub fn on_scopes(&self, hook: impl Fn(&GraphScope) + Send + Sync + 'static) {
+        if self.scope_hook.set(Box::new(hook)).is_ok() {
+            self.snapshot()
+                .scopes
+                .keys()
+                .for_each(|s| self.call_scope_hook(s));
+        }
+    }
+
+    fn call_scope_hook(&self, scope: &GraphScope) {
+        if let Some(hook) = self.scope_hook.get() {
+            hook(scope);
+        }
     }
 
     /// The snapshot being served.
@@ -143,6 +192,7 @@ impl Replica {
     }
 
     fn replace(&self, snapshot: Arc<Snapshot>, confirmed: i64, from_disk: bool) {
+        snapshot.scopes.keys().for_each(|s| self.call_scope_hook(s));
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
         self.confirmed.store(confirmed, Ordering::Relaxed);
         self.from_disk.store(from_disk, Ordering::Relaxed);
@@ -217,9 +267,16 @@ impl Replica {
         versions
     }
 
-    /// Sets the age of every graph being served; a scope whose newer graph
-    /// was refused ages from when its graph was last confirmed.
+    /// Sets the snapshot's source and the age of every graph being served;
+    /// a scope whose newer graph was refused ages from when its graph was
+    /// last confirmed.
     pub fn update_age_metric(&self) {
+        let source = self.source();
+        for each in Source::ALL {
+            self.source
+                .with_label_values(&[each.as_str()])
+                .set(i64::from(each == source));
+        }
         self.age.reset();
         let now = commons::unix_now();
         let Some(age) = self.age(now) else {

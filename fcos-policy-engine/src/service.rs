@@ -37,6 +37,7 @@ pub struct ServiceState {
     /// (other methods and heads over a limit never reach [`serve_graph`]).
     pub incoming: IntCounter,
     unique_uuids: IntCounter,
+    malformed_uuids: IntCounter,
     wariness: Histogram,
 }
 
@@ -57,6 +58,10 @@ impl ServiceState {
             "fcos_cincinnati_pe_v1_graph_unique_uuids_total",
             "Distinct node UUIDs of requests answered with a graph since start (Bloom filter estimate).",
         )?;
+        let malformed_uuids = IntCounter::new(
+            "fcos_cincinnati_pe_v1_graph_malformed_uuids_total",
+            "Requests answered with a graph whose node_uuid is not 32 hexadecimal digits (not counted as nodes).",
+        )?;
         let wariness = Histogram::with_opts(
             HistogramOpts::new(
                 "fcos_cincinnati_pe_v1_graph_rollout_wariness",
@@ -68,6 +73,7 @@ impl ServiceState {
         )?;
         registry.register(Box::new(incoming.clone()))?;
         registry.register(Box::new(unique_uuids.clone()))?;
+        registry.register(Box::new(malformed_uuids.clone()))?;
         registry.register(Box::new(wariness.clone()))?;
         Ok(ServiceState {
             replica,
@@ -78,6 +84,7 @@ impl ServiceState {
             population: Arc::default(),
             incoming,
             unique_uuids,
+            malformed_uuids,
             wariness,
         })
     }
@@ -100,9 +107,20 @@ pub async fn serve_graph(
     let query = GraphQuery::parse(req.query_string())?;
     let scope = query.scope();
     let graph = state.replica.get(&scope)?;
-    if let Some(uuid) = query.node_uuid.as_deref().filter(|u| !u.is_empty()) {
-        state.record_node(uuid);
-    }
+    // Zincati's node_uuid is 32 hex digits; anything else is answered all
+    // the same, but counted apart rather than as a node.
+    let node_uuid = query.node_uuid.as_deref().filter(|u| !u.is_empty());
+    let node_uuid = match node_uuid {
+        Some(uuid) if is_node_uuid(uuid) => {
+            state.record_node(uuid);
+            Some(uuid)
+        }
+        Some(_) => {
+            state.malformed_uuids.inc();
+            None
+        }
+        None => None,
+    };
     let now = (state.clock)();
     // The client's group policy: its wariness clamped, and what it removes.
     let fleet_policy = state.control.policy();
@@ -148,7 +166,7 @@ pub async fn serve_graph(
     state.fleet.record(
         &Poll {
             scope: &scope,
-            node_uuid: query.node_uuid.as_deref(),
+            node_uuid,
             known_version: own_node.and(query.os_version.as_deref()),
             unknown_payload: payload_known == Some(false) && alias.is_none(),
             group: group_label,
@@ -164,6 +182,11 @@ pub async fn serve_graph(
         None => graph.view(wariness, now, &removal),
     };
     Ok(body.respond(&req))
+}
+
+/// Whether `uuid` is a node UUID as Zincati sends it: 32 hexadecimal digits.
+fn is_node_uuid(uuid: &str) -> bool {
+    uuid.len() == 32 && uuid.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The age index of release `version` of `stream` (its place in the

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod graph;
 pub mod metadata;
+pub mod outcomes;
 pub mod policy;
 pub mod policy_file;
 pub mod rules;

@@ -29,7 +29,7 @@ pub struct FileConfig {
     pub upstream: Option<UpstreamFile>,
     /// `[oci]`: the move to OCI updates.
     pub oci: Option<OciFile>,
-    /// `[policy]`: fleet control.
+    /// `[policy]`: the fleet policy file.
     pub policy: Option<PolicySection>,
 }
 
@@ -156,7 +156,7 @@ impl Settings {
             },
             policy_path: match file.policy.and_then(|policy| policy.path) {
                 Some(path) => {
-                    crate::rules::Policy::load(&path, 0)?;
+                    commons::fleet_policy::Policy::load(&path, 0)?;
                     Some(path)
                 }
                 None => None,

@@ -1,6 +1,7 @@
-//! Watching the fleet move from OSTree to OCI: distinct nodes per scope and
-//! per version over the last day, nodes whose payload is in no graph, and
-//! digest alias substitutions. Memory is fixed per series, and series exist
+//! The fleet census: distinct nodes per scope, per version and per group
+//! and platform over the last day (watching the fleet move from OSTree to
+//! OCI), nodes whose payload is in no graph, and digest alias
+//! substitutions. Memory is fixed per series, and series exist
 //! only for scopes the graph-builder serves and versions in its graphs.
 
 use commons::graph::{GraphScope, Scheme};
@@ -114,14 +115,14 @@ pub struct Poll<'a> {
     pub known_version: Option<&'a str>,
     /// Whether the node sent a payload that is in no node of the graph.
     pub unknown_payload: bool,
-    /// The node's group, as a bounded label (see [`crate::rules::OTHER`]).
+    /// The node's group, as a bounded label (see [`commons::fleet_policy::OTHER`]).
     pub group: &'a str,
     /// The node's platform, as a bounded label.
     pub platform: &'static str,
 }
 
-/// Fleet metrics of the policy-engine.
-pub struct FleetMetrics {
+/// The fleet census of the policy-engine: its sketches and metrics.
+pub struct Census {
     active: Sketches<GraphScope>,
     unknown_nodes: Sketches<(String, Scheme)>,
     by_version: Sketches<(String, String)>,
@@ -137,10 +138,10 @@ pub struct FleetMetrics {
     sketch_bytes_gauge: prometheus::IntGauge,
 }
 
-impl FleetMetrics {
-    /// Creates and registers the fleet metrics.
+impl Census {
+    /// Creates the census and registers its metrics.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let metrics = FleetMetrics {
+        let metrics = Census {
             active: Sketches::new(SCOPE_PRECISION),
             unknown_nodes: Sketches::new(SCOPE_PRECISION),
             by_version: Sketches::new(VERSION_PRECISION),

@@ -55,7 +55,7 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
     let follower = replica::Follower::new(
         Arc::clone(&replica),
         settings.graph_url.clone(),
-        settings.refresh,
+        settings.wait,
         settings.timeout,
         settings.max_body_bytes,
         settings.state_dir.clone(),

@@ -104,17 +104,79 @@ impl Window {
     /// yesterday, local time) at most its length ago. See
     /// [`Window::opening`] for days the clocks change.
     pub fn is_open(&self, now: i64) -> bool {
+        #[cfg(test)]
+        tests::OPEN_CHECKS.with(|checks| checks.set(checks.get() + 1));
         let Ok(timestamp) = jiff::Timestamp::from_second(now) else {
             return false;
         };
         let today = timestamp.to_zoned_datetime(self.tz.clone()).date();
-        let length = i64::from((self.end + 24 * 60 - self.start) % (24 * 60)) * 60;
+        let length = self.length();
         [today.yesterday().ok(), Some(today)]
             .into_iter()
             .flatten()
             .filter(|date| self.days[day_index(date.weekday())])
             .filter_map(|date| self.opening(date))
             .any(|open| (open..open + length).contains(&now))
+    }
+
+    /// The local dates whose openings can matter between `from` and
+    /// `until`: from the day before `from`'s to `until`'s.
+    fn dates(&self, from: i64, until: i64) -> Vec<jiff::civil::Date> {
+        let date = |t: i64| {
+            jiff::Timestamp::from_second(t)
+                .ok()
+                .map(|t| t.to_zoned_datetime(self.tz.clone()).date())
+        };
+        let (Some(first), Some(last)) = (date(from).and_then(|d| d.yesterday().ok()), date(until))
+        else {
+            return Vec::new();
+        };
+        first
+            .series(jiff::Span::new().days(1))
+            .take_while(|d| *d <= last)
+            .collect()
+    }
+
+    /// The window's openings between `from` and `until` (and a day around).
+    fn openings(&self, from: i64, until: i64) -> Vec<i64> {
+        self.dates(from, until)
+            .into_iter()
+            .filter(|date| self.days[day_index(date.weekday())])
+            .filter_map(|date| self.opening(date))
+            .collect()
+    }
+
+    /// The instants between `from` and `until` (and a day around) at which
+    /// whether the window is open may change: its openings, its closings,
+    /// local midnights and the clock changes of its time zone (the local
+    /// date, which says which openings count, moves only at those).
+    fn changes(&self, from: i64, until: i64) -> Vec<i64> {
+        let length = self.length();
+        let mut instants: Vec<i64> = jiff::Timestamp::from_second(from)
+            .map(|from| {
+                self.tz
+                    .following(from)
+                    .map(|change| change.timestamp().as_second())
+                    .take_while(|t| *t < until)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for date in self.dates(from, until) {
+            if let Ok(midnight) = date.to_zoned_datetime(self.tz.clone()) {
+                instants.push(midnight.timestamp().as_second());
+            }
+            if self.days[day_index(date.weekday())] {
+                if let Some(open) = self.opening(date) {
+                    instants.extend([open, open + length]);
+                }
+            }
+        }
+        instants
+    }
+
+    /// How long the window stays open, in seconds.
+    fn length(&self) -> i64 {
+        i64::from((self.end + 24 * 60 - self.start) % (24 * 60)) * 60
     }
 
     /// When the window opens on `date` (seconds since the epoch): at its
@@ -247,16 +309,60 @@ impl Group {
         }
     }
 
-    /// The next time after `now`, within a week, when the group's windows
-    /// open (`None` without windows, or when none opens within a week).
+    /// The first minute after `now`, within a week, at which one of the
+    /// group's windows is open (`None` without windows, or when none opens
+    /// within a week).
+    ///
+    /// Computed from the windows' openings: a window that is closed at one
+    /// minute and open at the next opened in between, so the answer is the
+    /// first minute after `now`, or the first minute at or after an
+    /// opening, at which a window is open. A few dozen instants are
+    /// checked, not the 10,080 minutes of the week.
     pub fn next_window(&self, now: i64) -> Option<i64> {
         let windows = self.windows.as_ref()?;
-        // Minute by minute is 10,080 steps at most: only on /v1/policy.
-        let start = now - now.rem_euclid(60) + 60;
-        (0..7 * 24 * 60)
-            .map(|m| start + m * 60)
-            .find(|t| windows.iter().any(|w| w.is_open(*t)))
+        let open = |t: i64| windows.iter().any(|w| w.is_open(t));
+        first_minute(now, windows, Window::openings).find(|t| open(*t))
     }
+
+    /// The first minute after `now`, within a week, when whether one of
+    /// the group's windows is open changes (`None` without windows, or
+    /// when nothing changes within a week).
+    ///
+    /// Computed as [`Group::next_window`] is: whether a window is open
+    /// changes only at its openings, its closings and local midnights
+    /// (when the days it may have opened on move on).
+    pub fn window_change_after(&self, now: i64) -> Option<i64> {
+        let windows = self.windows.as_ref()?;
+        let open = |t: i64| windows.iter().any(|w| w.is_open(t));
+        let open_now = open(now);
+        first_minute(now, windows, Window::changes).find(|t| open(*t) != open_now)
+    }
+}
+
+/// Seconds in a week: how far [`Group::next_window`] and
+/// [`Group::window_change_after`] look.
+const WEEK: i64 = 7 * 24 * 3600;
+
+/// The minutes at which something may happen after `now`, within a week,
+/// in order: the first minute after `now`, and the first minute at or after
+/// each instant `instants` gives for each of `windows` in that week.
+fn first_minute(
+    now: i64,
+    windows: &[Window],
+    instants: fn(&Window, i64, i64) -> Vec<i64>,
+) -> impl Iterator<Item = i64> {
+    let start = now - now.rem_euclid(60) + 60;
+    let end = start + WEEK;
+    let mut minutes: Vec<i64> = windows
+        .iter()
+        .flat_map(|w| instants(w, start, end))
+        .map(|t| t + (60 - t.rem_euclid(60)) % 60)
+        .filter(|t| (start..end).contains(t))
+        .chain([start])
+        .collect();
+    minutes.sort_unstable();
+    minutes.dedup();
+    minutes.into_iter()
 }
 
 /// A loaded policy: the groups, where it came from, and when.
@@ -295,21 +401,6 @@ impl Policy {
             Some((name, _)) => name,
             None => OTHER,
         }
-    }
-}
-
-impl Group {
-    /// The first minute after `now`, within a week, when whether one of
-    /// the group's windows is open changes (`None` without windows, or
-    /// when nothing changes within a week).
-    pub fn window_change_after(&self, now: i64) -> Option<i64> {
-        let windows = self.windows.as_ref()?;
-        let open = |t: i64| windows.iter().any(|w| w.is_open(t));
-        let open_now = open(now);
-        let start = now - now.rem_euclid(60) + 60;
-        (0..7 * 24 * 60)
-            .map(|m| start + m * 60)
-            .find(|t| open(*t) != open_now)
     }
 }
 
@@ -355,6 +446,18 @@ pub fn platform_label(platform: Option<&str>) -> &'static str {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    thread_local! {
+        /// Calls of [`Window::is_open`] on this thread.
+        pub(super) static OPEN_CHECKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    /// The calls of [`Window::is_open`] that `f` makes.
+    fn open_checks(f: impl FnOnce()) -> u64 {
+        let before = OPEN_CHECKS.with(|c| c.get());
+        f();
+        OPEN_CHECKS.with(|c| c.get()) - before
+    }
 
     fn parse(text: &str) -> Result<Policy, String> {
         Policy::parse(text, Path::new("policy.toml"), 1).map_err(|e| e.to_string())
@@ -549,6 +652,143 @@ windows = [ { days = ["sun"], start = "22:00", end = "02:00", timezone = "Americ
         let across = window("00:30", "02:30");
         let open = open_minutes(&across, "2027-11-07T00:00:00Z");
         assert_eq!((open[0], open.len()), (at("2027-11-07T04:30:00Z"), 120));
+    }
+
+    /// [`Group::next_window`] the slow way: minute by minute over a week.
+    fn next_window_by_minutes(group: &Group, now: i64) -> Option<i64> {
+        let windows = group.windows.as_ref()?;
+        let start = now - now.rem_euclid(60) + 60;
+        (0..7 * 24 * 60)
+            .map(|m| start + m * 60)
+            .find(|t| windows.iter().any(|w| w.is_open(*t)))
+    }
+
+    /// [`Group::window_change_after`] the slow way: minute by minute.
+    fn window_change_by_minutes(group: &Group, now: i64) -> Option<i64> {
+        let windows = group.windows.as_ref()?;
+        let open = |t: i64| windows.iter().any(|w| w.is_open(t));
+        let open_now = open(now);
+        let start = now - now.rem_euclid(60) + 60;
+        (0..7 * 24 * 60)
+            .map(|m| start + m * 60)
+            .find(|t| open(*t) != open_now)
+    }
+
+    /// A group with the windows of `windows` (`(days, start, end, zone)`).
+    fn group_with(windows: &[(&str, &str, &str, &str)]) -> Group {
+        let windows: Vec<String> = windows
+            .iter()
+            .map(|(days, start, end, tz)| {
+                format!("{{ days = [{days}], start = \"{start}\", end = \"{end}\", timezone = \"{tz}\" }}")
+            })
+            .collect();
+        let text = format!("[groups.g]\nwindows = [ {} ]\n", windows.join(", "));
+        parse(&text).unwrap().groups.remove("g").unwrap()
+    }
+
+    /// The days the clocks change in America/New_York and Europe/Berlin,
+    /// at 00:00Z.
+    const CLOCK_CHANGES: [&str; 6] = [
+        "2026-03-08T00:00:00Z",
+        "2026-03-29T00:00:00Z",
+        "2026-10-25T00:00:00Z",
+        "2026-11-01T00:00:00Z",
+        "2027-03-14T00:00:00Z",
+        "2027-11-07T00:00:00Z",
+    ];
+
+    #[test]
+    fn next_window_matches_the_minute_by_minute_search_on_the_days_the_clocks_change() {
+        for tz in ["America/New_York", "Europe/Berlin"] {
+            for (start, end) in [("02:30", "03:30"), ("23:30", "02:30")] {
+                let group = group_with(&[("\"sun\"", start, end, tz)]);
+                for day in CLOCK_CHANGES {
+                    // Every five hours of the day before, the day and the
+                    // day after, and a second off a minute.
+                    for hour in (-24..48).step_by(5) {
+                        let now = at(day) + hour * 3600 + 17;
+                        assert_eq!(
+                            group.next_window(now),
+                            next_window_by_minutes(&group, now),
+                            "{tz} {start}-{end} at {now}"
+                        );
+                        assert_eq!(
+                            group.window_change_after(now),
+                            window_change_by_minutes(&group, now),
+                            "{tz} {start}-{end} at {now}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next opening is computed, not searched for: a week away, it
+    /// takes a few dozen checks of the windows, not one per minute.
+    #[test]
+    fn next_window_checks_a_few_instants_not_every_minute() {
+        let group = group_with(&[("\"sat\"", "02:00", "06:00", "Europe/Berlin")]);
+        let sunday = at("2026-11-29T12:00:00Z");
+        let checks = open_checks(|| {
+            assert_eq!(group.next_window(sunday), Some(at("2026-12-05T01:00:00Z")));
+        });
+        assert!(checks < 100, "{checks} checks");
+        let checks = open_checks(|| {
+            assert_eq!(
+                group.window_change_after(sunday),
+                Some(at("2026-12-05T01:00:00Z"))
+            );
+        });
+        assert!(checks < 100, "{checks} checks");
+    }
+
+    fn window_strategy(
+    ) -> impl proptest::strategy::Strategy<Value = (String, String, String, &'static str)> {
+        use proptest::prelude::*;
+        let zones = prop::sample::select(vec![
+            "America/New_York",
+            "Europe/Berlin",
+            "UTC",
+            "Australia/Lord_Howe",
+            "Asia/Kolkata",
+        ]);
+        let minute = (0u16..24 * 60).prop_map(|m| format!("{:02}:{:02}", m / 60, m % 60));
+        let days = prop::sample::subsequence(DAY_NAMES.to_vec(), 1..=7).prop_map(|days| {
+            days.iter()
+                .map(|d| format!("\"{d}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        (days, minute.clone(), minute, zones)
+            .prop_filter("a window starts and ends apart", |(_, start, end, _)| {
+                start != end
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(40))]
+
+        /// The direct computation equals the minute-by-minute search, for
+        /// any windows at any time, around the clock changes of New York
+        /// and Berlin (and Lord Howe's half-hour one) too.
+        #[test]
+        fn next_window_matches_the_minute_by_minute_search(
+            windows in proptest::collection::vec(window_strategy(), 1..=2),
+            day in proptest::sample::select(CLOCK_CHANGES.to_vec()),
+            offset in -3 * 24 * 3600i64..3 * 24 * 3600,
+        ) {
+            let windows: Vec<(&str, &str, &str, &str)> = windows
+                .iter()
+                .map(|(days, start, end, tz)| (days.as_str(), start.as_str(), end.as_str(), *tz))
+                .collect();
+            let group = group_with(&windows);
+            let now = at(day) + offset;
+            proptest::prop_assert_eq!(group.next_window(now), next_window_by_minutes(&group, now));
+            proptest::prop_assert_eq!(
+                group.window_change_after(now),
+                window_change_by_minutes(&group, now)
+            );
+        }
     }
 
     #[test]

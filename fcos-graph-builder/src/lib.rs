@@ -39,7 +39,13 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
     let state = service::ServiceState::new(store.clone(), &registry)?
         .with_max_waiting_polls(settings.max_waiting_polls);
     let policy_view = match &settings.policy_path {
-        Some(path) => Some(policy_view::PolicyView::load(path.clone(), &registry)?),
+        Some(path) => {
+            tracing::info!(
+                "time zones of the policy's windows: {}",
+                commons::fleet_policy::time_zones::source()
+            );
+            Some(policy_view::PolicyView::load(path.clone(), &registry)?)
+        }
         None => None,
     };
     let shown_policy = policy_view.clone();

@@ -62,7 +62,13 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
     )
     .context("cannot create the HTTP client")?;
     let policy = match &settings.policy_path {
-        Some(path) => Some(commons::fleet_policy::Policy::load(path, 1)?),
+        Some(path) => {
+            tracing::info!(
+                "time zones of the policy's windows: {}",
+                commons::fleet_policy::time_zones::source()
+            );
+            Some(commons::fleet_policy::Policy::load(path, 1)?)
+        }
         None => None,
     };
     let in_force = Arc::new(in_force::PolicyInForce::new(

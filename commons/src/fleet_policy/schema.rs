@@ -4,7 +4,6 @@
 
 use super::evaluation::{Freeze, Group, Policy, Window, DAY_NAMES};
 use crate::config::ConfigError;
-use jiff::tz::TimeZone;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -249,7 +248,7 @@ fn check_group(
             for (i, w) in list.into_iter().enumerate() {
                 let at = |field: &str| key(&format!("windows[{i}].{field}"));
                 let w = w.into_inner();
-                let tz = TimeZone::get(w.timezone.get_ref()).map_err(|_| {
+                let tz = super::time_zones::get(w.timezone.get_ref()).ok_or_else(|| {
                     invalid(
                         at("timezone"),
                         Some(w.timezone.span()),

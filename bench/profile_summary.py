@@ -80,7 +80,7 @@ USER = [
                                    "unlink_chunk", "malloc_consolidate", "tcache"], True),
     ("request head check (LimitedStream)", ["LimitedStream"], False),
     ("query parsing", ["GraphQuery::parse", "web::decode", "form_urlencoded", "percent_encoding"], False),
-    ("fleet metrics and node counting", ["record_node", "FleetMetrics", "Population", "WindowedSketch"], False),
+    ("fleet census and node counting", ["record_node", "Census", "Population", "WindowedSketch"], False),
     ("HTTP metrics and counters (prometheus)", ["HttpMetrics", "prometheus::"], False),
     ("response headers (GraphBody::respond, HeaderMap)", ["GraphBody::respond", "HeaderMap", "HttpResponseBuilder"], False),
     ("CORS middleware", ["actix_cors"], False),

@@ -129,13 +129,13 @@ fn run_serve(config: Option<PathBuf>) -> anyhow::Result<()> {
 fn run_graph(args: GraphArgs) -> anyhow::Result<()> {
     let now = args.at.unwrap_or_else(commons::unix_now);
     if let Some(path) = &args.policy {
-        let policy = fcos_policy_engine::rules::Policy::load(path, 1)?;
+        let policy = commons::fleet_policy::Policy::load(path, 1)?;
         anyhow::ensure!(
             args.rollout_wariness.is_none_or(f64::is_finite),
             "--rollout-wariness must be a finite number"
         );
         let viewer = Viewer::Group {
-            wariness: commons::policy::client_wariness(
+            wariness: commons::rollout::client_wariness(
                 args.rollout_wariness,
                 args.node_uuid.as_deref(),
             ),
@@ -150,11 +150,11 @@ fn run_graph(args: GraphArgs) -> anyhow::Result<()> {
             anyhow::bail!("--rollout-wariness must be a finite number")
         }
         (Some(w), _) => Viewer::Client {
-            wariness: commons::policy::client_wariness(Some(w), None),
+            wariness: commons::rollout::client_wariness(Some(w), None),
             now,
         },
         (None, Some(uuid)) => Viewer::Client {
-            wariness: commons::policy::wariness_from_uuid(uuid),
+            wariness: commons::rollout::wariness_from_uuid(uuid),
             now,
         },
         (None, None) => Viewer::GraphBuilder,

@@ -5,7 +5,7 @@
 use anyhow::Context;
 use commons::graph::{Graph, Scheme};
 use commons::metadata::{ReleaseIndex, UpdatesMetadata};
-use commons::policy::{self, RolloutParams};
+use commons::rollout::{self, RolloutParams};
 use std::fmt::Write;
 use std::path::Path;
 
@@ -29,7 +29,7 @@ pub enum Viewer {
         /// Seconds since the Unix epoch.
         now: i64,
         /// The policy.
-        policy: Box<fcos_policy_engine::rules::Policy>,
+        policy: Box<commons::fleet_policy::Policy>,
         /// The client's group (`None`: Zincati sent none).
         group: Option<String>,
     },
@@ -74,7 +74,7 @@ pub fn build(
         .context("the built graph breaks the graph rules")?;
     Ok(match viewer {
         Viewer::GraphBuilder => graph,
-        Viewer::Client { wariness, now } => policy::client_view(graph, *wariness, *now),
+        Viewer::Client { wariness, now } => rollout::client_view(graph, *wariness, *now),
         Viewer::Group {
             wariness,
             now,

@@ -57,7 +57,7 @@ fn embedded_sample_builds_valid_graphs_with_every_feature() {
                 seen.0 |= graph.nodes.iter().any(|n| n.is_barrier());
                 seen.1 |= graph.nodes.iter().any(|n| n.is_deadend());
                 seen.2 |= graph.nodes.iter().any(|n| {
-                    commons::policy::RolloutParams::of(n)
+                    commons::rollout::RolloutParams::of(n)
                         .is_some_and(|r| (0.0..1.0).contains(&r.progress(IN_SAMPLE_ROLLOUT)))
                 });
                 seen.3 |= scheme == Scheme::Oci

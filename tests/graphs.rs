@@ -165,7 +165,7 @@ async fn rollout_midway_is_offered_by_wariness() {
     }
 
     // Without rollout_wariness the node UUID decides, the same way every time.
-    let uuid_wariness = |uuid: &str| commons::policy::wariness_from_uuid(uuid);
+    let uuid_wariness = |uuid: &str| commons::rollout::wariness_from_uuid(uuid);
     let (eager, wary) = (
         "00000000000000000000000000000000",
         "0123456789abcdef0123456789abcdef",

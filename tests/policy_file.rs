@@ -33,7 +33,7 @@ impl Served {
             &upstream,
             "stable = [\"x86_64\"]",
             policy_text,
-            "[policy-engine.upstream]\nrefresh_secs = 1\n",
+            "[policy-engine.upstream]\nwait_secs = 1\n",
         )
         .await;
         let served = Served {

@@ -218,8 +218,8 @@ async fn graph_builder_serves_the_viewer() {
 
     // When the windows of `weekend` open next after MIDWAY, as the
     // policy-engine computes it: the page must say the same.
-    let rules =
-        commons::rules::Policy::parse(&policy(), &policy_file, 0).expect("the test policy loads");
+    let rules = commons::fleet_policy::Policy::parse(&policy(), &policy_file, 0)
+        .expect("the test policy loads");
     let next_window = rules.groups["weekend"]
         .next_window(MIDWAY)
         .expect("the weekend opens within a week");

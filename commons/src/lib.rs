@@ -1,16 +1,16 @@
 //! The model both services share, with no HTTP dependency: the upstream
-//! metadata, graph building, per-client rollout policy, the fleet rules of
-//! the policy file (read safely and rendered for `/v1/policy`),
+//! metadata, graph building, rollouts (a client's wariness and each
+//! rollout's progress), the fleet policy (the operator's file of rules per
+//! group: read safely, checked, evaluated and rendered for `/v1/policy`),
 //! distinct-node sketches, and configuration file reading.
 //! The HTTP service kit built on it is the `service-kit` crate.
 
 pub mod config;
+pub mod fleet_policy;
 pub mod graph;
 pub mod metadata;
 pub mod outcomes;
-pub mod policy;
-pub mod policy_file;
-pub mod rules;
+pub mod rollout;
 pub mod sketch;
 
 /// Seconds since the Unix epoch, now.

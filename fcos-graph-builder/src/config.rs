@@ -154,7 +154,7 @@ pub struct Settings {
     /// Streams, by name.
     pub streams: Vec<StreamSettings>,
     /// The fleet policy file the viewer shows (reloaded when it changes,
-    /// see [`crate::policy`]), when configured.
+    /// see [`crate::policy_view`]), when configured.
     pub policy_path: Option<std::path::PathBuf>,
 }
 
@@ -270,7 +270,7 @@ impl Settings {
             streams: stream_settings,
             policy_path: match file.policy.and_then(|policy| policy.path) {
                 Some(path) => {
-                    commons::rules::Policy::load(&path, 0)?;
+                    commons::fleet_policy::Policy::load(&path, 0)?;
                     Some(path)
                 }
                 None => None,

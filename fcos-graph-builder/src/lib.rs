@@ -4,7 +4,7 @@
 
 pub mod config;
 pub mod fetch;
-pub mod policy;
+pub mod policy_view;
 pub mod scraper;
 pub mod service;
 pub mod store;
@@ -39,7 +39,13 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
     let state = service::ServiceState::new(store.clone(), &registry)?
         .with_max_waiting_polls(settings.max_waiting_polls);
     let policy_view = match &settings.policy_path {
-        Some(path) => Some(policy::PolicyView::load(path.clone(), &registry)?),
+        Some(path) => {
+            tracing::info!(
+                "time zones of the policy's windows: {}",
+                commons::fleet_policy::time_zones::source()
+            );
+            Some(policy_view::PolicyView::load(path.clone(), &registry)?)
+        }
         None => None,
     };
     let shown_policy = policy_view.clone();

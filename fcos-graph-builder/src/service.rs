@@ -277,8 +277,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/v1/policy")
-            .route(web::get().to(crate::policy::serve_policy))
-            .route(web::head().to(crate::policy::serve_policy))
+            .route(web::get().to(crate::policy_view::serve_policy))
+            .route(web::head().to(crate::policy_view::serve_policy))
             .default_service(web::to(service_kit::web::method_not_allowed)),
     )
     .route("/v1/openapi", web::get().to(serve_openapi))

@@ -29,7 +29,7 @@ pub struct FileConfig {
     pub upstream: Option<UpstreamFile>,
     /// `[oci]`: the move to OCI updates.
     pub oci: Option<OciFile>,
-    /// `[policy]`: fleet control.
+    /// `[policy]`: the fleet policy file.
     pub policy: Option<PolicySection>,
 }
 
@@ -57,9 +57,12 @@ pub struct UpstreamFile {
     pub graph_url: Option<String>,
     /// Seconds before a fetch from the graph-builder is abandoned.
     pub timeout_secs: Option<u64>,
-    /// Longest time the graph-builder may hold a poll for changes, in
-    /// seconds (a change is followed at once; this bounds how long the
-    /// replica goes without confirmation).
+    /// Longest time the graph-builder may hold a poll of `/v1/scopes` for
+    /// changes, in seconds, sent as its `wait` parameter (a change is
+    /// followed at once; this bounds how long the replica goes without
+    /// confirmation).
+    pub wait_secs: Option<u64>,
+    /// The former name of `wait_secs`, still read (with a warning).
     pub refresh_secs: Option<u64>,
     /// Directory where the last good snapshot is kept across restarts.
     pub state_dir: Option<std::path::PathBuf>,
@@ -81,8 +84,9 @@ pub struct Settings {
     pub graph_url: url::Url,
     /// Time before a fetch is abandoned.
     pub timeout: Duration,
-    /// Longest time the graph-builder may hold a poll for changes.
-    pub refresh: Duration,
+    /// Longest time the graph-builder may hold a poll for changes
+    /// (`upstream.wait_secs`).
+    pub wait: Duration,
     /// Where the last good snapshot is kept, when configured.
     pub state_dir: Option<std::path::PathBuf>,
     /// Largest answer taken from the graph-builder.
@@ -126,17 +130,7 @@ impl Settings {
             status_addr: status.socket_addr(DEFAULT_STATUS_PORT),
             graph_url,
             timeout: positive_secs("upstream.timeout_secs", upstream.timeout_secs, 10)?,
-            refresh: positive_secs("upstream.refresh_secs", upstream.refresh_secs, 10).and_then(
-                |refresh| match refresh.as_secs() {
-                    0..=60 => Ok(refresh),
-                    _ => Err(ConfigError::Invalid {
-                        key: "upstream.refresh_secs".to_string(),
-                        message:
-                            "must be at most 60 seconds (the longest poll the graph-builder holds)"
-                                .to_string(),
-                    }),
-                },
-            )?,
+            wait: wait(&upstream)?,
             max_body_bytes: match upstream.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES) {
                 0 => {
                     return Err(ConfigError::Invalid {
@@ -156,13 +150,42 @@ impl Settings {
             },
             policy_path: match file.policy.and_then(|policy| policy.path) {
                 Some(path) => {
-                    crate::rules::Policy::load(&path, 0)?;
+                    commons::fleet_policy::Policy::load(&path, 0)?;
                     Some(path)
                 }
                 None => None,
             },
         })
     }
+}
+
+/// `upstream.wait_secs`, or its former name `upstream.refresh_secs` (with
+/// a warning naming both; both at once are refused): 1 to 60 seconds.
+fn wait(upstream: &UpstreamFile) -> Result<Duration, ConfigError> {
+    let (key, secs) = match (upstream.wait_secs, upstream.refresh_secs) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Invalid {
+                key: "upstream.refresh_secs".to_string(),
+                message: "is the former name of upstream.wait_secs, which is set too: keep only upstream.wait_secs".to_string(),
+            })
+        }
+        (None, Some(secs)) => {
+            tracing::warn!(
+                "upstream.refresh_secs is deprecated in the policy-engine's configuration: it is the longest time the graph-builder may hold a poll, now named upstream.wait_secs; rename the key (the value {secs} is used)"
+            );
+            ("upstream.refresh_secs", Some(secs))
+        }
+        (wait_secs, None) => ("upstream.wait_secs", wait_secs),
+    };
+    let wait = positive_secs(key, secs, 10)?;
+    if wait.as_secs() > 60 {
+        return Err(ConfigError::Invalid {
+            key: key.to_string(),
+            message: "must be at most 60 seconds (the longest poll the graph-builder holds)"
+                .to_string(),
+        });
+    }
+    Ok(wait)
 }
 
 #[cfg(test)]
@@ -209,5 +232,30 @@ mod tests {
         assert!(parse("[upstream]\ntimeout_secs = 0").contains("upstream.timeout_secs"));
         assert!(parse("[servic]\nport = 1").contains("servic"));
         assert!(parse("[upstream]\nmax_body_bytes = 0").contains("upstream.max_body_bytes"));
+        assert!(parse("[upstream]\nwait_secs = 61").contains("upstream.wait_secs"));
+        assert!(parse("[upstream]\nrefresh_secs = 61").contains("upstream.refresh_secs"));
+        let both = parse("[upstream]\nwait_secs = 5\nrefresh_secs = 5");
+        assert!(
+            both.contains("upstream.refresh_secs") && both.contains("upstream.wait_secs"),
+            "{both}"
+        );
+    }
+
+    #[test]
+    fn the_poll_wait_has_its_own_key_and_the_former_one_still_works() {
+        let parse = |text: &str| {
+            commons::config::parse_toml::<FileConfig>(text, "pe.toml")
+                .and_then(Settings::from_file)
+                .unwrap()
+        };
+        assert_eq!(Settings::default().wait, Duration::from_secs(10));
+        assert_eq!(
+            parse("[upstream]\nwait_secs = 7").wait,
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            parse("[upstream]\nrefresh_secs = 7").wait,
+            Duration::from_secs(7)
+        );
     }
 }

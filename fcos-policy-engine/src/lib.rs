@@ -3,15 +3,13 @@
 //! the client's wariness, dead-ends cut.
 
 pub mod aliases;
+pub mod census;
 pub mod config;
-pub mod control;
-pub mod fleet;
+pub mod in_force;
 pub mod population;
 pub mod replica;
 pub mod service;
 pub mod view;
-
-pub use commons::rules;
 
 use actix_web::{middleware, web, App};
 use anyhow::Context;
@@ -57,17 +55,23 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
     let follower = replica::Follower::new(
         Arc::clone(&replica),
         settings.graph_url.clone(),
-        settings.refresh,
+        settings.wait,
         settings.timeout,
         settings.max_body_bytes,
         settings.state_dir.clone(),
     )
     .context("cannot create the HTTP client")?;
     let policy = match &settings.policy_path {
-        Some(path) => Some(rules::Policy::load(path, 1)?),
+        Some(path) => {
+            tracing::info!(
+                "time zones of the policy's windows: {}",
+                commons::fleet_policy::time_zones::source()
+            );
+            Some(commons::fleet_policy::Policy::load(path, 1)?)
+        }
         None => None,
     };
-    let control = Arc::new(control::Control::new(
+    let in_force = Arc::new(in_force::PolicyInForce::new(
         settings.policy_path.clone(),
         policy,
         Arc::clone(&clock),
@@ -77,11 +81,11 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
         Arc::clone(&replica),
         Arc::clone(&clock),
         settings.digest_aliases.clone(),
-        Arc::clone(&control),
+        Arc::clone(&in_force),
         &registry,
     )?;
-    let fleet = Arc::clone(&state.fleet);
-    let known = Arc::clone(&fleet);
+    let census = Arc::clone(&state.census);
+    let known = Arc::clone(&census);
     replica.on_scopes(move |scope| known.know_scope(scope));
     let http_metrics = http_metrics.counting_requests("graph", state.incoming.clone());
 
@@ -108,8 +112,8 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
     })?
     .counting(refused);
 
-    let policy_endpoint = control::PolicyEndpoint {
-        control: Arc::clone(&control),
+    let policy_endpoint = in_force::PolicyEndpoint {
+        in_force: Arc::clone(&in_force),
         clock: Arc::clone(&clock),
     };
     let ready = Arc::clone(&replica);
@@ -119,13 +123,13 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
         ready: Arc::new(move || (ready.ready(), ready.status())),
         before_render: Arc::new(move || {
             rendered.update_age_metric();
-            fleet.update_gauges(clock(), &rendered.versions_by_stream());
+            census.update_gauges(clock(), &rendered.versions_by_stream());
         }),
     };
     let status = service_kit::server::bind("status", settings.status_addr, 1, move || {
         App::new()
             .app_data(web::Data::new(policy_endpoint.clone()))
-            .route("/v1/policy", web::get().to(control::serve_policy))
+            .route("/v1/policy", web::get().to(in_force::serve_policy))
             .configure(service_kit::status::configure(status_state.clone()))
     })
     .with_context(|| {
@@ -145,6 +149,6 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
         .task("graph-builder follower", follower.run())
         .task(
             "policy reload",
-            control.watch(move || versions.versions_by_stream()),
+            in_force.watch(move || versions.versions_by_stream()),
         ))
 }

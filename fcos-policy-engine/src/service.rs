@@ -2,14 +2,13 @@
 //! parameters returns the graph as that client should see it.
 
 use crate::aliases::DigestAliases;
-use crate::control::Control;
-use crate::fleet::{FleetMetrics, Poll};
+use crate::census::{Census, Poll};
+use crate::in_force::PolicyInForce;
 use crate::population::Population;
 use crate::replica::Replica;
-use crate::rules;
 use crate::view::{PreparedGraph, Removal};
 use actix_web::{web, HttpRequest, HttpResponse};
-use commons::policy;
+use commons::{fleet_policy, rollout};
 use prometheus::{Histogram, HistogramOpts, IntCounter, Registry};
 use service_kit::web::{check_accepts_json, GraphError, GraphQuery};
 use std::hash::Hasher;
@@ -27,10 +26,11 @@ pub struct ServiceState {
     pub clock: Clock,
     /// Known digest aliases, when configured.
     pub aliases: Option<Arc<DigestAliases>>,
-    /// Fleet metrics.
-    pub fleet: Arc<FleetMetrics>,
+    /// The fleet census: distinct nodes by scope, version, group and
+    /// platform.
+    pub census: Arc<Census>,
     /// The fleet policy in force.
-    pub control: Arc<Control>,
+    pub in_force: Arc<PolicyInForce>,
     population: Arc<Population>,
     /// `fcos_cincinnati_pe_v1_graph_incoming_requests_total`: counted by
     /// the HTTP metrics middleware, which sees every request to `/v1/graph`
@@ -47,7 +47,7 @@ impl ServiceState {
         replica: Arc<Replica>,
         clock: Clock,
         aliases: Option<DigestAliases>,
-        control: Arc<Control>,
+        in_force: Arc<PolicyInForce>,
         registry: &Registry,
     ) -> prometheus::Result<Self> {
         let incoming = IntCounter::new(
@@ -79,8 +79,8 @@ impl ServiceState {
             replica,
             clock,
             aliases: aliases.map(Arc::new),
-            fleet: Arc::new(FleetMetrics::register(registry)?),
-            control,
+            census: Arc::new(Census::register(registry)?),
+            in_force,
             population: Arc::default(),
             incoming,
             unique_uuids,
@@ -123,7 +123,7 @@ pub async fn serve_graph(
     };
     let now = (state.clock)();
     // The client's group policy: its wariness clamped, and what it removes.
-    let fleet_policy = state.control.policy();
+    let fleet_policy = state.in_force.policy();
     let (rules, removal) = Removal::of(
         fleet_policy.as_deref(),
         query.group.as_deref(),
@@ -131,7 +131,7 @@ pub async fn serve_graph(
         now,
         |version| release_age(&state.replica, &graph, &scope.stream, version),
     );
-    let wariness = policy::client_wariness(query.rollout_wariness, query.node_uuid.as_deref());
+    let wariness = rollout::client_wariness(query.rollout_wariness, query.node_uuid.as_deref());
     let wariness = rules.map_or(wariness, |group| group.clamp(wariness));
     state.wariness.observe(wariness);
     let own_node = query
@@ -157,26 +157,26 @@ pub async fn serve_graph(
         }
         _ => None,
     };
-    let group_label = fleet_policy
-        .as_deref()
-        .map_or(rules::OTHER, |p| p.group_label(query.group.as_deref()));
+    let group_label = fleet_policy.as_deref().map_or(fleet_policy::OTHER, |p| {
+        p.group_label(query.group.as_deref())
+    });
     if let Some(reason) = own_node.and_then(|node| graph.withheld(wariness, now, &removal, node)) {
-        state.control.record_withheld(group_label, reason);
+        state.in_force.record_withheld(group_label, reason);
     }
-    state.fleet.record(
+    state.census.record(
         &Poll {
             scope: &scope,
             node_uuid,
             known_version: own_node.and(query.os_version.as_deref()),
             unknown_payload: payload_known == Some(false) && alias.is_none(),
             group: group_label,
-            platform: rules::platform_label(query.platform.as_deref()),
+            platform: fleet_policy::platform_label(query.platform.as_deref()),
         },
         now,
     );
     let body = match alias {
         Some((node, checksum)) => {
-            state.fleet.record_substitution(&scope);
+            state.census.record_substitution(&scope);
             graph.view_with_payload(wariness, now, &removal, node, checksum)
         }
         None => graph.view(wariness, now, &removal),

@@ -3,9 +3,9 @@
 //! what its group's policy removes, so each distinct combination is
 //! serialized (and compressed) once and shared.
 
-use crate::rules::{Group, Policy, Reason};
+use commons::fleet_policy::{Group, Policy, Reason};
 use commons::graph::Graph;
-use commons::policy::{self, RolloutParams};
+use commons::rollout::{self, RolloutParams};
 use service_kit::web::GraphBody;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -117,7 +117,7 @@ pub struct PreparedGraph {
 impl PreparedGraph {
     /// Prepares `graph` (edges out of dead-ends are removed here, once).
     pub fn new(mut graph: Graph) -> Self {
-        policy::filter_deadends(&mut graph);
+        rollout::filter_deadends(&mut graph);
         let rollouts = graph
             .nodes
             .iter()
@@ -200,7 +200,7 @@ impl PreparedGraph {
                 !self
                     .rollouts
                     .binary_search_by_key(&(to as u64), |(node, _)| *node)
-                    .is_ok_and(|at| policy::is_hidden(wariness, self.rollouts[at].1.progress(now)))
+                    .is_ok_and(|at| rollout::is_hidden(wariness, self.rollouts[at].1.progress(now)))
             })
             .max_by_key(|&to| self.age[to])?;
         self.removes(removal, best)
@@ -249,7 +249,7 @@ impl PreparedGraph {
         self.rollouts
             .iter()
             .enumerate()
-            .filter(|(_, (_, params))| policy::is_hidden(wariness, params.progress(now)))
+            .filter(|(_, (_, params))| rollout::is_hidden(wariness, params.progress(now)))
             .fold(0u64, |mask, (bit, _)| mask | (1 << bit))
     }
 
@@ -264,7 +264,7 @@ impl PreparedGraph {
     }
 
     /// The view computed without the caches: the client view of
-    /// [`policy::client_view`], less the edges `removal` removes.
+    /// [`rollout::client_view`], less the edges `removal` removes.
     fn plain_view(
         &self,
         wariness: f64,
@@ -272,7 +272,7 @@ impl PreparedGraph {
         removal: &Removal<'_>,
         replace: Option<(usize, &str)>,
     ) -> GraphBody {
-        let mut view = policy::client_view(self.graph.clone(), wariness, now);
+        let mut view = rollout::client_view(self.graph.clone(), wariness, now);
         view.edges
             .retain(|&(_, to)| self.removes(removal, to as usize).is_none());
         if let Some((node, payload)) = replace {
@@ -440,7 +440,7 @@ mod tests {
             let prepared = PreparedGraph::new(graph.clone());
             for (i, (wariness, now)) in clients.into_iter().enumerate() {
                 let fast = prepared.view(wariness, now, &Removal::None);
-                let plain = policy::client_view(graph.clone(), wariness, now);
+                let plain = rollout::client_view(graph.clone(), wariness, now);
                 let plain_json = plain.to_json();
                 prop_assert_eq!(fast.json().as_ref(), plain_json.as_slice());
                 // A client with an aliased payload on some node.
@@ -517,13 +517,13 @@ mod tests {
             let graph = graph_of(&releases);
             let prepared = PreparedGraph::new(graph.clone());
             let text = policy_text(&deny, pin, paused, window, freeze, wariness);
-            let policy = crate::rules::Policy::parse(&text, std::path::Path::new("p.toml"), 7).unwrap();
+            let policy = commons::fleet_policy::Policy::parse(&text, std::path::Path::new("p.toml"), 7).unwrap();
             let group = policy.rules_for(Some("g")).unwrap();
             for (client, now) in clients {
                 let wariness = group.clamp(client);
                 let (_, removal) = Removal::of(Some(&policy), Some("g"), "stable", now, |v| prepared.age_of(v));
                 let with: Graph = serde_json::from_slice(prepared.view(wariness, now, &removal).json()).unwrap();
-                let without = policy::client_view(graph.clone(), wariness, now);
+                let without = rollout::client_view(graph.clone(), wariness, now);
                 prop_assert_eq!(&with.nodes, &without.nodes);
                 for edge in &with.edges {
                     prop_assert!(without.edges.contains(edge), "{:?} added by {}", edge, text);

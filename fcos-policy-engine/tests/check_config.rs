@@ -71,6 +71,7 @@ fn bad_configuration_is_rejected_naming_the_key() {
     let bad = dir.path().join("bad.toml");
     for (text, key) in [
         ("[upstream]\ntimeout_secs = 0\n", "upstream.timeout_secs"),
+        ("[upstream]\nwait_secs = 61\n", "upstream.wait_secs"),
         ("[upstream]\nrefresh_secs = 61\n", "upstream.refresh_secs"),
         (
             "[upstream]\nstate_dir = \"/nonexistent/state\"\n",
@@ -96,6 +97,37 @@ fn bad_configuration_is_rejected_naming_the_key() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(key), "{key}: {stderr}");
     }
+}
+
+/// `upstream.refresh_secs`, the former name of `upstream.wait_secs`, is
+/// still accepted, with a warning naming both keys; the new key alone
+/// warns of nothing.
+#[test]
+fn the_former_name_of_the_poll_wait_is_accepted_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pe.toml");
+    let check = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        let output = Command::new(BIN)
+            .arg("--check-config")
+            .arg("-c")
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{text}: {stderr}");
+        stderr
+    };
+    let stderr = check("[upstream]\nrefresh_secs = 5\n");
+    assert!(
+        stderr.contains("WARN")
+            && stderr.contains("upstream.refresh_secs is deprecated")
+            && stderr.contains("upstream.wait_secs"),
+        "{stderr}"
+    );
+    let stderr = check("[upstream]\nwait_secs = 5\n");
+    assert!(!stderr.contains("refresh_secs"), "{stderr}");
 }
 
 /// A configuration the service cannot start with never leaves a process

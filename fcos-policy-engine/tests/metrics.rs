@@ -9,13 +9,14 @@ use std::sync::Arc;
 fn wariness_buckets_are_exact_decimals() {
     let registry = Registry::new();
     let replica = Replica::new(&registry).unwrap();
-    let control =
-        fcos_policy_engine::control::Control::new(None, None, Arc::new(|| 0), &registry).unwrap();
+    let in_force =
+        fcos_policy_engine::in_force::PolicyInForce::new(None, None, Arc::new(|| 0), &registry)
+            .unwrap();
     ServiceState::new(
         Arc::new(replica),
         Arc::new(|| 0),
         None,
-        Arc::new(control),
+        Arc::new(in_force),
         &registry,
     )
     .unwrap();

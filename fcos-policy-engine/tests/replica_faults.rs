@@ -227,7 +227,7 @@ impl PolicyEngine {
         std::fs::write(
             config.path(),
             format!(
-                "[service]\naddress = \"127.0.0.1\"\nport = 0\n[status]\naddress = \"127.0.0.1\"\nport = 0\n[upstream]\ngraph_url = \"{graph_url}\"\nrefresh_secs = 1\ntimeout_secs = 2\n{extra}"
+                "[service]\naddress = \"127.0.0.1\"\nport = 0\n[status]\naddress = \"127.0.0.1\"\nport = 0\n[upstream]\ngraph_url = \"{graph_url}\"\nwait_secs = 1\ntimeout_secs = 2\n{extra}"
             ),
         )
         .unwrap();
@@ -639,7 +639,7 @@ async fn a_200_without_change_is_paced_like_a_304() {
     let before = fake.hits("/v1/scopes");
     actix_web::rt::time::sleep(Duration::from_secs(3)).await;
     let polls = fake.hits("/v1/scopes") - before;
-    // Paced at most once a second (refresh_secs = 1).
+    // Paced at most once a second (wait_secs = 1).
     assert!(polls <= 5, "{polls} polls in 3 s");
     assert_eq!(fake.hits("stable/x86_64/false"), 1);
     fake.stop().await;

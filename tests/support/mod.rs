@@ -216,7 +216,7 @@ pub fn policy_engine_settings_with(
     upstream: &str,
 ) -> fcos_policy_engine::Settings {
     let text = format!(
-        "[service]\naddress = \"127.0.0.1\"\nport = 0\n[status]\naddress = \"127.0.0.1\"\nport = 0\n[upstream]\ngraph_url = \"{graph_url}\"\nrefresh_secs = 1\ntimeout_secs = 2\n{upstream}"
+        "[service]\naddress = \"127.0.0.1\"\nport = 0\n[status]\naddress = \"127.0.0.1\"\nport = 0\n[upstream]\ngraph_url = \"{graph_url}\"\nwait_secs = 1\ntimeout_secs = 2\n{upstream}"
     );
     let file = commons::config::parse_toml(&text, "test").unwrap();
     fcos_policy_engine::Settings::from_file(file).unwrap()

@@ -1,4 +1,4 @@
-//! Fleet control in force: the policy loaded from `[policy] path`, reloaded
+//! The fleet policy in force: the policy loaded from `[policy] path`, reloaded
 //! on SIGHUP and when the file changes (an unreadable or invalid file is
 //! refused and the last good policy stays), its metrics, and
 //! `GET /v1/policy` on the status port.
@@ -7,11 +7,10 @@
 //! thread: neither the servers nor the replica's sync wait on it. The
 //! handler serves the body rendered at the last load or change.
 
-use crate::rules::{Policy, Reason, OTHER};
 use crate::Clock;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{web, HttpResponse};
-use commons::policy_file::{self, Page, Versions};
+use commons::fleet_policy::{self, Page, Policy, Reason, Versions, OTHER};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +22,7 @@ use std::time::Duration;
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The policy in force, if any, and its metrics.
-pub struct Control {
+pub struct PolicyInForce {
     path: Option<PathBuf>,
     clock: Clock,
     policy: RwLock<Option<Arc<Policy>>>,
@@ -47,8 +46,8 @@ struct Watched {
     last_seen: Option<Result<Vec<u8>, String>>,
 }
 
-impl Control {
-    /// The control of `policy` (loaded from `path` at start), registering
+impl PolicyInForce {
+    /// Puts `policy` (loaded from `path` at start) in force, registering
     /// its metrics; `/v1/policy` shows it as of the times `clock` gives.
     pub fn new(
         path: Option<PathBuf>,
@@ -98,7 +97,7 @@ impl Control {
         for result in ["success", "failure"] {
             reloads.with_label_values(&[result]);
         }
-        let control = Control {
+        let in_force = PolicyInForce {
             path,
             clock,
             policy: RwLock::new(None),
@@ -113,9 +112,9 @@ impl Control {
             loaded,
         };
         if let Some(policy) = policy {
-            control.install(policy, None, &mut control.watched());
+            in_force.install(policy, None, &mut in_force.watched());
         }
-        Ok(control)
+        Ok(in_force)
     }
 
     /// The policy in force.
@@ -186,7 +185,7 @@ impl Control {
     fn check(&self, forced: bool, versions: &Versions) {
         let Some(path) = &self.path else { return };
         let mut watched = self.watched();
-        let read = policy_file::read(path).map_err(|e| e.to_string());
+        let read = fleet_policy::read(path).map_err(|e| e.to_string());
         if forced || watched.last_seen.as_ref() != Some(&read) {
             self.reload(&read, versions, &mut watched);
             watched.last_seen = Some(read);
@@ -214,7 +213,7 @@ impl Control {
                     return;
                 }
                 let warnings = policy.version_warnings(versions);
-                if let Some(summary) = policy_file::summarize_warnings(&warnings) {
+                if let Some(summary) = fleet_policy::summarize_warnings(&warnings) {
                     tracing::warn!(file = %path.display(), count = warnings.len(), "{summary}");
                 }
                 tracing::info!(file = %path.display(), hash = %policy.hash, groups = policy.groups.len(), fleet = policy.fleet.is_some(), "policy loaded");
@@ -230,10 +229,10 @@ impl Control {
         }
     }
 
-    /// [`Control::check`] on a blocking thread.
+    /// [`PolicyInForce::check`] on a blocking thread.
     async fn check_off_thread(self: &Arc<Self>, forced: bool, versions: Versions) {
-        let control = Arc::clone(self);
-        let checked = tokio::task::spawn_blocking(move || control.check(forced, &versions));
+        let in_force = Arc::clone(self);
+        let checked = tokio::task::spawn_blocking(move || in_force.check(forced, &versions));
         if let Err(error) = checked.await {
             tracing::error!("checking the policy file failed: {error}");
         }
@@ -270,7 +269,7 @@ impl Control {
 #[derive(Clone)]
 pub struct PolicyEndpoint {
     /// The policy in force.
-    pub control: Arc<Control>,
+    pub in_force: Arc<PolicyInForce>,
     /// The current time.
     pub clock: Clock,
 }
@@ -280,7 +279,7 @@ pub struct PolicyEndpoint {
 /// and when its next window opens, as rendered at the last load or change
 /// (within [`CHECK_INTERVAL`]).
 pub async fn serve_policy(state: web::Data<PolicyEndpoint>) -> HttpResponse {
-    let Some(policy) = state.control.rendered() else {
+    let Some(policy) = state.in_force.rendered() else {
         return HttpResponse::Ok().json(serde_json::json!({"policy": null}));
     };
     let now = jiff::Timestamp::from_second((state.clock)())

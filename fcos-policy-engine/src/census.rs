@@ -1,6 +1,7 @@
-//! Watching the fleet move from OSTree to OCI: distinct nodes per scope and
-//! per version over the last day, nodes whose payload is in no graph, and
-//! digest alias substitutions. Memory is fixed per series, and series exist
+//! The fleet census: distinct nodes per scope, per version and per group
+//! and platform over the last day (watching the fleet move from OSTree to
+//! OCI), nodes whose payload is in no graph, and digest alias
+//! substitutions. Memory is fixed per series, and series exist
 //! only for scopes the graph-builder serves and versions in its graphs.
 
 use commons::graph::{GraphScope, Scheme};
@@ -118,14 +119,14 @@ pub struct Poll<'a> {
     pub known_version: Option<&'a str>,
     /// Whether the node sent a payload that is in no node of the graph.
     pub unknown_payload: bool,
-    /// The node's group, as a bounded label (see [`crate::rules::OTHER`]).
+    /// The node's group, as a bounded label (see [`commons::fleet_policy::OTHER`]).
     pub group: &'a str,
     /// The node's platform, as a bounded label.
     pub platform: &'static str,
 }
 
-/// Fleet metrics of the policy-engine.
-pub struct FleetMetrics {
+/// The fleet census of the policy-engine: its sketches and metrics.
+pub struct Census {
     active: Sketches<GraphScope>,
     unknown_nodes: Sketches<(String, Scheme)>,
     by_version: Sketches<(String, String)>,
@@ -142,10 +143,10 @@ pub struct FleetMetrics {
     sketch_bytes_gauge: prometheus::IntGauge,
 }
 
-impl FleetMetrics {
-    /// Creates and registers the fleet metrics.
+impl Census {
+    /// Creates the census and registers its metrics.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
-        let metrics = FleetMetrics {
+        let metrics = Census {
             active: Sketches::new(SCOPE_PRECISION),
             unknown_nodes: Sketches::new(SCOPE_PRECISION),
             by_version: Sketches::new(VERSION_PRECISION),
@@ -354,7 +355,7 @@ mod tests {
     #[test]
     fn estimates_of_a_thousand_nodes_and_more_are_within_two_percent() {
         let registry = Registry::new();
-        let fleet = FleetMetrics::register(&registry).unwrap();
+        let census = Census::register(&registry).unwrap();
         let now = 1_800_000_000;
         let sizes = [1_000, 1_500, 2_500, 4_586, 7_000, 10_000, 30_000];
         let mut worst = [0.0f64; 4];
@@ -366,7 +367,7 @@ mod tests {
             };
             let version = format!("{n}.0");
             for uuid in uuids(n as u64, size) {
-                fleet.record(
+                census.record(
                     &Poll {
                         scope: &scope,
                         node_uuid: Some(&uuid),
@@ -380,23 +381,23 @@ mod tests {
             }
             let stream = scope.stream.clone();
             let estimates = [
-                fleet.active.snapshot()[..]
+                census.active.snapshot()[..]
                     .iter()
                     .find(|(s, _)| *s == scope)
                     .map(|(_, s)| s.estimate(now)),
-                fleet
+                census
                     .by_group
                     .snapshot()
                     .iter()
                     .find(|(k, _)| *k == census_key(&stream, "default", "metal"))
                     .map(|(_, s)| s.estimate(now)),
-                fleet
+                census
                     .unknown_nodes
                     .snapshot()
                     .iter()
                     .find(|((s, _), _)| *s == stream)
                     .map(|(_, s)| s.estimate(now)),
-                fleet
+                census
                     .by_version
                     .snapshot()
                     .iter()
@@ -428,7 +429,7 @@ mod tests {
         // Memory: 4 buckets of 2^precision one-byte registers per series.
         let series = sizes.len();
         assert_eq!(
-            fleet.sketch_bytes(),
+            census.sketch_bytes(),
             series * BUCKETS * ((3 << SCOPE_PRECISION) + (1 << VERSION_PRECISION))
         );
     }

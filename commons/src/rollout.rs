@@ -1,5 +1,6 @@
-//! Per-client policies of the policy-engine: a client's rollout wariness,
-//! the progress of each rollout at a given time, and the graph a client sees.
+//! Rollouts: a client's rollout wariness, the progress of each rollout
+//! Fedora has in progress at a given time, and the graph a client sees
+//! (rollouts it is not offered yet hidden, dead-ends cut).
 
 use crate::graph::{Graph, Node};
 use crate::metadata;

@@ -9,8 +9,7 @@
 use actix_web::http::header;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{web, HttpResponse};
-use commons::policy_file::{self, Page};
-use commons::rules::Policy;
+use commons::fleet_policy::{self, Page, Policy};
 use prometheus::{IntCounter, IntGauge, Registry};
 use service_kit::web::GraphError;
 use std::path::PathBuf;
@@ -83,7 +82,7 @@ impl PolicyView {
     /// with time. Blocks: run on a blocking thread.
     fn check(&self) {
         let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
-        let read = policy_file::read(&self.path).map_err(|e| e.reason());
+        let read = fleet_policy::read(&self.path).map_err(|e| e.reason());
         let now = commons::unix_now();
         if watched.last_seen.as_ref() != Some(&read) {
             let loaded = match &read {
@@ -170,7 +169,7 @@ pub async fn serve_policy(
     let refused_since = shown
         .refused
         .as_ref()
-        .and_then(|r| policy_file::rfc3339(r.since));
+        .and_then(|r| fleet_policy::rfc3339(r.since));
     let refused_reason = shown.refused.as_ref().map(|r| r.reason.as_str());
     let Some(policy) = shown.body else {
         return Err(GraphError::PolicyUnavailable(format!(

@@ -1,18 +1,10 @@
-//! The fleet policy file as the services hold it: read safely (regular
-//! files only, at most [`MAX_BYTES`], an open that never waits on a FIFO),
-//! and rendered for `/v1/policy` once per load ([`Page`]), a group being
-//! rendered again only when what it shows changes with time.
+//! The fleet policy rendered for `/v1/policy`: once per load ([`Page`]), a
+//! group being rendered again only when what it shows changes with time,
+//! and the version warnings when the versions served change.
 
-use crate::config::ConfigError;
-use crate::rules::{Group, Policy};
+use super::evaluation::{Group, Policy, Reason};
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::Path;
 use std::sync::Arc;
-
-/// Largest policy file read: 4 MiB.
-pub const MAX_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Version warnings listed in `/v1/policy` (`warnings_total` counts all).
 pub const WARNINGS_SHOWN: usize = 100;
@@ -22,57 +14,6 @@ pub const WARNINGS_LOGGED: usize = 5;
 
 /// The versions being served, by stream.
 pub type Versions = HashMap<String, HashSet<String>>;
-
-/// Reads the policy file at `path`: a regular file (a symbolic link to
-/// one, as Kubernetes mounts a ConfigMap, is followed) of at most
-/// [`MAX_BYTES`]. The open does not wait (a FIFO is refused, not waited
-/// on), the file's type is checked on the opened file, and at most one
-/// byte more than the limit is read. Errors name the file and say why.
-pub fn read(path: &Path) -> Result<Vec<u8>, ConfigError> {
-    read_at_most(path, MAX_BYTES)
-}
-
-fn read_at_most(path: &Path, limit: u64) -> Result<Vec<u8>, ConfigError> {
-    let refused = |reason: String| ConfigError::Unreadable {
-        path: path.display().to_string(),
-        reason,
-    };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| refused(e.to_string()))?;
-    let kind = file
-        .metadata()
-        .map_err(|e| refused(e.to_string()))?
-        .file_type();
-    if !kind.is_file() {
-        let what = if kind.is_dir() {
-            "a directory"
-        } else if kind.is_fifo() {
-            "a FIFO"
-        } else if kind.is_char_device() {
-            "a character device"
-        } else if kind.is_block_device() {
-            "a block device"
-        } else if kind.is_socket() {
-            "a socket"
-        } else {
-            "not a file"
-        };
-        return Err(refused(format!("it is {what}, not a regular file")));
-    }
-    let mut bytes = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| refused(e.to_string()))?;
-    if bytes.len() as u64 > limit {
-        return Err(refused(format!(
-            "it is larger than the limit of {limit} bytes"
-        )));
-    }
-    Ok(bytes)
-}
 
 /// One log line for many version warnings: how many, and the first
 /// [`WARNINGS_LOGGED`] (`None` without warnings).
@@ -274,56 +215,77 @@ fn render(group: &Group, now: i64, scans: &mut HashMap<String, Option<i64>>) -> 
     }
 }
 
+impl Policy {
+    /// The policy as JSON for people and the viewer: source, hash, load
+    /// time, warnings about `versions` (the versions served, by stream,
+    /// when known), and for `[fleet]` and each group (with `[fleet]`'s
+    /// rules added) its rules, whether it is closed at `now` and why, the
+    /// freeze's reason, and when its next window opens.
+    pub fn describe(
+        &self,
+        now: i64,
+        versions: Option<&HashMap<String, HashSet<String>>>,
+    ) -> serde_json::Value {
+        let groups: serde_json::Map<String, serde_json::Value> = self
+            .groups
+            .iter()
+            .map(|(name, group)| (name.clone(), group.describe(now)))
+            .collect();
+        serde_json::json!({
+            "source": self.source,
+            "hash": self.hash,
+            "loaded_at": rfc3339(self.loaded_at),
+            "warnings": versions.map(|v| self.version_warnings(v)).unwrap_or_default(),
+            "fleet": self.fleet.as_ref().map(|fleet| fleet.describe(now)),
+            "groups": groups,
+        })
+    }
+}
+
+impl Group {
+    /// The group as JSON: its rules, whether it is closed at `now` and why,
+    /// the freeze's reason, and when its next window opens.
+    fn describe(&self, now: i64) -> serde_json::Value {
+        self.describe_until(now, self.window_change_after(now)).0
+    }
+
+    /// [`Group::describe`] at `now`, given `window_change`
+    /// ([`Group::window_change_after`] at `now`), and the time until which
+    /// that description holds: the next freeze boundary or window change
+    /// (a week on without one).
+    pub fn describe_until(&self, now: i64, window_change: Option<i64>) -> (serde_json::Value, i64) {
+        let closed = self.closed_at(now);
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        value["closed"] = serde_json::to_value(closed).unwrap_or_default();
+        value["freeze_reason"] =
+            serde_json::to_value(self.freeze_at(now).map(|f| &f.reason)).unwrap_or_default();
+        // Closed for want of a window: no window is open, so the next
+        // change is the next opening.
+        value["next_window"] = serde_json::to_value(
+            closed
+                .filter(|r| *r == Reason::Window)
+                .and(window_change)
+                .and_then(rfc3339),
+        )
+        .unwrap_or_default();
+        let windows_until = match &self.windows {
+            None => i64::MAX,
+            Some(_) => window_change.unwrap_or(now.saturating_add(7 * 24 * 3600)),
+        };
+        let until = self
+            .freezes
+            .iter()
+            .flat_map(|f| [f.from_secs, f.to_secs])
+            .filter(|t| *t > now)
+            .fold(windows_until, i64::min);
+        (value, until)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn refused(path: &Path) -> String {
-        read(path).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn only_regular_files_within_the_limit_are_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("policy.toml");
-        std::fs::write(&file, "[groups.a]\n").unwrap();
-        assert_eq!(read(&file).unwrap(), b"[groups.a]\n");
-        // A symbolic link to a regular file is followed (ConfigMaps).
-        let link = dir.path().join("link.toml");
-        std::os::unix::fs::symlink(&file, &link).unwrap();
-        assert_eq!(read(&link).unwrap(), b"[groups.a]\n");
-
-        let missing = dir.path().join("missing.toml");
-        let error = refused(&missing);
-        assert!(
-            error.contains("missing.toml") && error.contains("No such file or directory"),
-            "{error}"
-        );
-        let error = refused(dir.path());
-        assert!(error.contains("it is a directory"), "{error}");
-
-        // A FIFO with no writer: refused at once, not waited on.
-        let fifo = dir.path().join("fifo.toml");
-        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
-        assert!(made.unwrap().success());
-        let error = refused(&fifo);
-        assert!(error.contains("fifo.toml: it is a FIFO"), "{error}");
-
-        // A link to an endless device: refused without reading it.
-        let zero = dir.path().join("zero.toml");
-        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
-        let error = refused(&zero);
-        assert!(error.contains("it is a character device"), "{error}");
-
-        // At most one byte over the limit is read.
-        std::fs::write(&file, vec![b'#'; 11]).unwrap();
-        assert_eq!(read_at_most(&file, 11).unwrap().len(), 11);
-        let error = read_at_most(&file, 10).unwrap_err().to_string();
-        assert!(
-            error.contains("larger than the limit of 10 bytes"),
-            "{error}"
-        );
-    }
+    use std::path::Path;
 
     #[test]
     fn warnings_are_summarized_in_one_line() {

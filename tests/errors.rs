@@ -183,6 +183,98 @@ async fn client_mistakes_are_4xx_with_json_bodies() {
     stack.stop().await;
 }
 
+/// Zincati's query (graph semantics, section 4), on a node booted from a
+/// container image.
+const ZINCATI_QUERY: &str = "os_version=31.1.0&group=default&rollout_wariness=0.500000&basearch=x86_64&node_uuid=e0f3745b108f471cbd4883c6fbed8cdd&platform=metal&os_checksum=quay.io%2Ffedora%2Ffedora-coreos%40sha256%3Aab12&stream=stable&oci=true";
+
+#[actix_web::test]
+async fn queries_are_decoded_alike_by_both_services() {
+    let upstream = Upstream::start();
+    upstream.serve_fixture("stable");
+    let stack = Stack::start(&upstream, STREAMS, MIDWAY);
+    stack.wait_ready().await;
+    let huge = "9".repeat(7_000);
+    let not_a_name = |got: &str| {
+        format!(
+            "the query parameter 'stream' is invalid: expected at most {} letters, digits, '.', '_' or '-', got '{got}'",
+            commons::graph::MAX_NAME_LEN
+        )
+    };
+    // (query, status, body): the body whole, as a client reads it.
+    let cases = [
+        (
+            "basearch=x86_64&stream=st%zzable".to_string(),
+            400,
+            serde_json::json!({"kind": "invalid_parameter", "value": not_a_name("st%zzable")}),
+        ),
+        (
+            "basearch=x86_64&stream=stable%".to_string(),
+            400,
+            serde_json::json!({"kind": "invalid_parameter", "value": not_a_name("stable%")}),
+        ),
+        (
+            "basearch=x86_64&stream=stable&os_version=31%C3".to_string(),
+            400,
+            serde_json::json!({
+                "kind": "invalid_parameter",
+                "value": "the query parameter 'os_version' is invalid: the value is not valid UTF-8"
+            }),
+        ),
+        (
+            "basearch=x86_64&stream=stable&str%65am=stable".to_string(),
+            400,
+            serde_json::json!({
+                "kind": "repeated_parameter",
+                "value": "the query parameter 'stream' is given more than once"
+            }),
+        ),
+        (
+            format!("basearch=x86_64&stream=stable&rollout_wariness={huge}"),
+            400,
+            serde_json::json!({
+                "kind": "invalid_parameter",
+                "value": format!(
+                    "the query parameter 'rollout_wariness' is invalid: expected a finite number between 0 and 1, got '{}…'",
+                    &huge[..40]
+                )
+            }),
+        ),
+    ];
+    for base in [
+        format!("http://{}", stack.graph_builder.service_addr),
+        format!("http://{}", stack.policy_engine.service_addr),
+    ] {
+        // Zincati's query, and the same in another order.
+        let zincati = get_graph(&format!("{base}/v1/graph?{ZINCATI_QUERY}")).await;
+        let mut pairs: Vec<&str> = ZINCATI_QUERY.split('&').collect();
+        pairs.reverse();
+        let reordered = get_graph(&format!("{base}/v1/graph?{}", pairs.join("&"))).await;
+        assert_eq!(zincati, reordered, "{base}");
+        assert!(!versions(&zincati).is_empty(), "{base}");
+        for node in zincati["nodes"].as_array().unwrap() {
+            let payload = node["payload"].as_str().unwrap();
+            assert!(
+                payload.starts_with("quay.io/"),
+                "{base}: not OCI: {payload}"
+            );
+        }
+        for (query, status, expected) in &cases {
+            let response = client()
+                .get(format!("{base}/v1/graph?{query}"))
+                .header("Accept", "application/json")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), *status, "{base} {query:.80}");
+            assert_eq!(response.headers()["content-type"], "application/json");
+            let body: serde_json::Value =
+                serde_json::from_str(&response.text().await.unwrap()).unwrap();
+            assert_eq!(&body, expected, "{base} {query:.80}");
+        }
+    }
+    stack.stop().await;
+}
+
 #[actix_web::test]
 async fn no_graph_yet_is_503_on_both_services() {
     let upstream = Upstream::start();

@@ -1,8 +1,7 @@
 //! The service kit both services are built with: the HTTP surface (the
 //! `/v1/graph` query, the `{"kind","value"}` error type, content
 //! negotiation, CORS, prepared bodies), the servers and their request-head
-//! limits, the status port, metrics, logging, and the synthetic streams of
-//! the benchmarks. The model they serve (metadata, graphs, rollouts, fleet
+//! limits, the status port, metrics and logging. The model they serve (metadata, graphs, rollouts, fleet
 //! rules) is in `commons`, which has no HTTP dependency.
 
 pub mod limits;
@@ -10,5 +9,4 @@ pub mod logging;
 pub mod metrics;
 pub mod server;
 pub mod status;
-pub mod synthetic;
 pub mod web;

@@ -13,7 +13,7 @@ pub mod view;
 
 pub use commons::rules;
 
-use actix_web::{middleware, web, App};
+use actix_web::web;
 use anyhow::Context;
 pub use config::Settings;
 use prometheus::Registry;
@@ -83,28 +83,15 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
     let fleet = Arc::clone(&state.fleet);
     let http_metrics = http_metrics.counting_requests("graph", state.incoming.clone());
 
-    let allowlist = settings.origin_allowlist.clone();
-    let refused = http_metrics.clone();
-    let service = service_kit::server::bind("service", settings.service_addr, 0, move || {
-        App::new()
-            .app_data(web::Data::new(state.clone()))
-            .app_data(web::Data::new(http_metrics.clone()))
-            .wrap(middleware::from_fn(
-                service_kit::metrics::record_http_metrics,
-            ))
-            .wrap(middleware::from_fn({
-                let cors = service_kit::web::cors(allowlist.as_deref());
-                move |req, next| service_kit::web::cors_middleware(cors.clone(), req, next)
-            }))
-            .configure(service::configure)
-    })
-    .with_context(|| {
-        format!(
-            "cannot listen on {} (service.address/service.port)",
-            settings.service_addr
-        )
-    })?
-    .counting(refused);
+    let service = service_kit::ports::bind_service(
+        settings.service_addr,
+        settings.origin_allowlist.as_deref(),
+        http_metrics,
+        move |cfg| {
+            cfg.app_data(web::Data::new(state.clone()));
+            service::configure(cfg);
+        },
+    )?;
 
     let policy_endpoint = control::PolicyEndpoint {
         control: Arc::clone(&control),
@@ -120,17 +107,9 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
             fleet.update_gauges(clock(), &rendered.versions_by_stream());
         }),
     };
-    let status = service_kit::server::bind("status", settings.status_addr, 1, move || {
-        App::new()
-            .app_data(web::Data::new(policy_endpoint.clone()))
-            .route("/v1/policy", web::get().to(control::serve_policy))
-            .configure(service_kit::status::configure(status_state.clone()))
-    })
-    .with_context(|| {
-        format!(
-            "cannot listen on {} (status.address/status.port)",
-            settings.status_addr
-        )
+    let status = service_kit::ports::bind_status(settings.status_addr, status_state, move |cfg| {
+        cfg.app_data(web::Data::new(policy_endpoint.clone()))
+            .route("/v1/policy", web::get().to(control::serve_policy));
     })?;
     tracing::info!(
         service_addr = %service.addr,

@@ -10,6 +10,7 @@ pub mod binary;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod ports;
 pub mod server;
 pub mod status;
 pub mod web;

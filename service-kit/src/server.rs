@@ -661,7 +661,9 @@ mod tests {
             let _ = stream.read_to_string(&mut response);
             response
         });
-        in_flight.notified().await;
+        tokio::time::timeout(Duration::from_secs(10), in_flight.notified())
+            .await
+            .expect("the request reaches its handler");
         running.stop().await.unwrap();
         let response = request.join().unwrap();
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
@@ -758,7 +760,9 @@ mod tests {
         .unwrap();
         let status = bind("status", loopback(), 1, ok_app).unwrap();
         let running = Running::spawn(service, status);
-        starting.notified().await;
+        tokio::time::timeout(Duration::from_secs(10), starting.notified())
+            .await
+            .expect("the worker starts its app");
         tokio::time::timeout(Duration::from_secs(5), running.stop())
             .await
             .expect("stopped without waiting for the app")

@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use commons::config::ServiceSettings;
 use commons::graph::Scheme;
 use fcos_cincinnati::preview::{self, Viewer};
 use fcos_cincinnati::serve;
@@ -91,17 +92,12 @@ enum Format {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     service_kit::logging::init(cli.verbose.max(1));
-    let result = match cli.command.unwrap_or(Command::Serve { config: None }) {
-        Command::Serve { config } => run_serve(config),
-        Command::Graph(args) => run_graph(args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    service_kit::binary::exit_code(
+        match cli.command.unwrap_or(Command::Serve { config: None }) {
+            Command::Serve { config } => run_serve(config),
+            Command::Graph(args) => run_graph(args),
+        },
+    )
 }
 
 fn run_serve(config: Option<PathBuf>) -> anyhow::Result<()> {

@@ -1,11 +1,10 @@
 //! `fcos-cincinnati serve`: the graph-builder and the policy-engine in one
 //! process, the policy-engine reading the graph-builder over loopback.
 
-use commons::config::ConfigError;
+use commons::config::{ConfigError, ServiceSettings};
 use fcos_graph_builder::config::{DocumentSource, StreamSettings};
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
 
 /// The combined configuration file: the two services' files as tables.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -57,10 +56,14 @@ impl Settings {
             graph_url_given: false,
         }
     }
+}
 
-    /// Reads a combined configuration file.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let file: FileConfig = commons::config::read_toml(path)?;
+/// The combined file's settings; without a file, both services' production
+/// defaults.
+impl ServiceSettings for Settings {
+    type File = FileConfig;
+
+    fn from_file(file: FileConfig) -> Result<Self, ConfigError> {
         let pe_file = file.policy_engine.unwrap_or_default();
         let graph_url_given = pe_file
             .upstream

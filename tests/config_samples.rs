@@ -1,6 +1,7 @@
 //! The configuration samples shipped in `dist/` load, and say what the
 //! defaults are.
 
+use commons::config::ServiceSettings;
 use std::path::Path;
 
 fn dist(name: &str) -> std::path::PathBuf {

@@ -2,7 +2,8 @@
 //! faults. It holds every scope the graph-builder serves (asked for or
 //! not), keeps serving them while the graph-builder is down or broken,
 //! serves from its state directory after a restart, refuses a damaged state
-//! file, and follows a change within a second.
+//! file, and follows a change when the graph-builder publishes it, not when
+//! its held poll would end.
 
 mod support;
 
@@ -161,10 +162,22 @@ async fn a_damaged_state_file_is_refused_and_the_graph_builder_followed_once_bac
 }
 
 #[actix_web::test]
-async fn a_published_change_is_served_within_a_second() {
+async fn a_published_change_is_followed_before_the_held_poll_ends() {
     let upstream = Upstream::start();
     upstream.serve_fixture("stable");
-    let stack = Stack::start(&upstream, STREAMS, MIDWAY);
+    let graph_builder =
+        fcos_graph_builder::start(graph_builder_settings(&upstream, STREAMS)).unwrap();
+    let graph_url = format!("http://{}/v1/graph", graph_builder.service_addr);
+    let mut settings = policy_engine_settings(&graph_url);
+    // Polls held a minute, longer than this test may wait: a change
+    // followed sooner came with the answer to the held poll.
+    settings.wait = Duration::from_secs(60);
+    let policy_engine =
+        fcos_policy_engine::start_with_clock(settings, std::sync::Arc::new(|| MIDWAY)).unwrap();
+    let stack = Stack {
+        graph_builder,
+        policy_engine,
+    };
     stack.wait_ready().await;
     let (releases, updates) = fixture_with_new_release("stable");
     upstream.set("/stable/releases.json", Canned::Body(releases));
@@ -179,12 +192,11 @@ async fn a_published_change_is_served_within_a_second() {
         );
         actix_web::rt::time::sleep(Duration::from_millis(5)).await;
     }
-    let published = Instant::now();
-    // ... the policy-engine serves it within a second.
+    // ... the policy-engine serves it, well before its poll would end.
     while newest(&get_graph(&stack.pe(SCOPES[0])).await).as_deref() != Some("33.1.0") {
         assert!(
-            published.elapsed() < Duration::from_secs(1),
-            "not followed within a second"
+            Instant::now() < deadline,
+            "not followed while the poll was held"
         );
         actix_web::rt::time::sleep(Duration::from_millis(5)).await;
     }

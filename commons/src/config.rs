@@ -1,10 +1,32 @@
-//! Configuration pieces both services share: reading a TOML file with
-//! unknown keys rejected, and the `[service]`/`[status]` listener sections.
+//! Configuration pieces both services share: the stages a configuration
+//! goes through ([`ServiceSettings`]: the TOML file as written, unknown keys
+//! rejected, then defaults applied and values checked), the
+//! `[service]`/`[status]` listener sections ([`Ports`]), and checks of
+//! single values that name their key.
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
+
+/// A service's validated settings, made from its configuration file.
+pub trait ServiceSettings: Sized {
+    /// The file as written: every key optional, unknown keys rejected.
+    type File: DeserializeOwned + Default;
+
+    /// Applies defaults and validates; an error names the key.
+    fn from_file(file: Self::File) -> Result<Self, ConfigError>;
+
+    /// Reads, defaults and validates a configuration file.
+    fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::from_file(read_toml(path)?)
+    }
+
+    /// The production defaults: the settings without a file.
+    fn production() -> Self {
+        Self::from_file(Self::File::default()).expect("the defaults are valid")
+    }
+}
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +165,52 @@ impl ListenerFile {
     }
 }
 
+/// The two ports of a service, from its `[service]` and `[status]`
+/// sections.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ports {
+    /// The service port.
+    pub service_addr: SocketAddr,
+    /// CORS origins of the service port; `None` allows any.
+    pub origin_allowlist: Option<Vec<String>>,
+    /// The status port (metrics, health).
+    pub status_addr: SocketAddr,
+}
+
+impl Ports {
+    /// The ports of `service` and `status` (absent: every default), on
+    /// `0.0.0.0` and the default ports unless set. Only `[service]` takes
+    /// an origin allowlist.
+    pub fn from_sections(
+        service: &ListenerFile,
+        status: Option<&ListenerFile>,
+        default_service_port: u16,
+        default_status_port: u16,
+    ) -> Result<Ports, ConfigError> {
+        let status = status.cloned().unwrap_or_default();
+        status.reject_allowlist("status")?;
+        Ok(Ports {
+            service_addr: service.socket_addr(default_service_port),
+            origin_allowlist: service.checked_allowlist("service")?,
+            status_addr: status.socket_addr(default_status_port),
+        })
+    }
+}
+
+/// A count or size that must be at least 1.
+pub fn at_least_one<T>(key: &str, value: Option<T>, default: T) -> Result<T, ConfigError>
+where
+    T: Copy + PartialEq + From<u8>,
+{
+    match value.unwrap_or(default) {
+        zero if zero == T::from(0) => Err(ConfigError::Invalid {
+            key: key.to_string(),
+            message: "must be at least 1".to_string(),
+        }),
+        value => Ok(value),
+    }
+}
+
 /// A number of seconds that must be at least 1.
 pub fn positive_secs(
     key: &str,
@@ -185,7 +253,6 @@ mod tests {
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Sample {
-        #[allow(dead_code)]
         service: Option<ListenerFile>,
     }
 
@@ -201,5 +268,42 @@ mod tests {
         let listener = ListenerFile::default();
         assert_eq!(listener.socket_addr(8080).to_string(), "0.0.0.0:8080");
         assert!(positive_secs("a.b", Some(0), 3).is_err());
+        assert_eq!(at_least_one("a.b", None, 7u64).unwrap(), 7);
+        assert_eq!(at_least_one("a.b", Some(2usize), 7).unwrap(), 2);
+        let zero = at_least_one("a.b", Some(0u64), 7).unwrap_err().to_string();
+        assert_eq!(zero, "invalid configuration: a.b: must be at least 1");
+    }
+
+    #[test]
+    fn ports_take_defaults_and_name_the_key() {
+        let ports = Ports::from_sections(&ListenerFile::default(), None, 8080, 9080).unwrap();
+        assert_eq!(ports.service_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(ports.status_addr.to_string(), "0.0.0.0:9080");
+        assert_eq!(ports.origin_allowlist, None);
+        let sample: Sample =
+            parse_toml("[service]\naddress = \"127.0.0.1\"\nport = 1\norigin_allowlist = [\"https://a.example\"]\n", "x.toml")
+                .unwrap();
+        let service = sample.service.unwrap();
+        let ports = Ports::from_sections(&service, None, 8080, 9080).unwrap();
+        assert_eq!(ports.service_addr.to_string(), "127.0.0.1:1");
+        assert_eq!(
+            ports.origin_allowlist.as_deref(),
+            Some(&["https://a.example".to_string()][..])
+        );
+        // The status port takes no allowlist; the service port's are origins.
+        let refused = Ports::from_sections(&ListenerFile::default(), Some(&service), 8080, 9080);
+        assert!(refused
+            .unwrap_err()
+            .to_string()
+            .contains("status.origin_allowlist"));
+        let path = ListenerFile {
+            origin_allowlist: Some(vec!["https://a.example/x".to_string()]),
+            ..ListenerFile::default()
+        };
+        let refused = Ports::from_sections(&path, None, 8080, 9080);
+        assert!(refused
+            .unwrap_err()
+            .to_string()
+            .contains("service.origin_allowlist[0]"));
     }
 }

@@ -14,7 +14,7 @@ fn build(c: &mut Criterion) {
     let stream = StreamSettings {
         oci_repository: None,
         name: "bench".into(),
-        basearches: service_kit::synthetic::ARCHES.map(String::from).to_vec(),
+        basearches: test_support::synthetic::ARCHES.map(String::from).to_vec(),
         release_index: DocumentSource::Static(b""),
         updates: DocumentSource::Static(b""),
     };
@@ -23,7 +23,7 @@ fn build(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(20));
     for n in [1_000usize, 10_000, 100_000] {
-        let (releases, updates) = service_kit::synthetic::stream("bench", n, 0);
+        let (releases, updates) = test_support::synthetic::stream("bench", n, 0);
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {

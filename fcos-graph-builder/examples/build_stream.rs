@@ -29,7 +29,7 @@ fn main() {
         .position(|a| a == "--write")
         .and_then(|at| args.get(at + 1));
     let (releases, updates) =
-        service_kit::synthetic::stream("bench", n, commons::unix_now() - 3600);
+        test_support::synthetic::stream("bench", n, commons::unix_now() - 3600);
     if let Some(dir) = write_to {
         let dir = std::path::Path::new(dir);
         std::fs::create_dir_all(dir).expect("cannot create the output directory");
@@ -39,7 +39,7 @@ fn main() {
     let stream = StreamSettings {
         oci_repository: None,
         name: "bench".into(),
-        basearches: service_kit::synthetic::ARCHES.map(String::from).to_vec(),
+        basearches: test_support::synthetic::ARCHES.map(String::from).to_vec(),
         release_index: DocumentSource::Static(b""),
         updates: DocumentSource::Static(b""),
     };

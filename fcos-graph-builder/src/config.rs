@@ -1,11 +1,12 @@
 //! Graph-builder configuration: the TOML file as written (every key
 //! optional, unknown keys rejected) and the validated [`Settings`].
 
-use commons::config::{positive_secs, ConfigError, ListenerFile};
+use commons::config::{
+    at_least_one, positive_secs, ConfigError, ListenerFile, Ports, ServiceSettings,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 /// Production release index location; `${stream}` is substituted.
@@ -160,22 +161,25 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings::from_file(FileConfig::default()).expect("the defaults are valid")
+        Settings::production()
     }
 }
 
-impl Settings {
-    /// Reads, defaults and validates a configuration file.
-    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
-        Settings::from_file(commons::config::read_toml(path)?)
-    }
+impl ServiceSettings for Settings {
+    type File = FileConfig;
 
-    /// Applies defaults and validates.
-    pub fn from_file(file: FileConfig) -> Result<Settings, ConfigError> {
+    fn from_file(file: FileConfig) -> Result<Settings, ConfigError> {
         let service_file = file.service.unwrap_or_default();
-        let service = service_file.listener();
-        let status = file.status.unwrap_or_default();
-        status.reject_allowlist("status")?;
+        let Ports {
+            service_addr,
+            origin_allowlist,
+            status_addr,
+        } = Ports::from_sections(
+            &service_file.listener(),
+            file.status.as_ref(),
+            DEFAULT_SERVICE_PORT,
+            DEFAULT_STATUS_PORT,
+        )?;
         let upstream = file.upstream.unwrap_or_default();
         let release_template = upstream
             .release_index_url
@@ -249,24 +253,22 @@ impl Settings {
                 oci_repository: oci_repository.clone(),
             });
         }
-        let max_body_bytes = upstream.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
-        if max_body_bytes == 0 {
-            return Err(invalid("upstream.max_body_bytes", "must be at least 1"));
-        }
-        let max_waiting_polls = service_file
-            .max_waiting_polls
-            .unwrap_or(DEFAULT_MAX_WAITING_POLLS);
-        if max_waiting_polls == 0 {
-            return Err(invalid("service.max_waiting_polls", "must be at least 1"));
-        }
         Ok(Settings {
-            service_addr: service.socket_addr(DEFAULT_SERVICE_PORT),
-            origin_allowlist: service.checked_allowlist("service")?,
-            max_waiting_polls,
-            status_addr: status.socket_addr(DEFAULT_STATUS_PORT),
+            service_addr,
+            origin_allowlist,
+            max_waiting_polls: at_least_one(
+                "service.max_waiting_polls",
+                service_file.max_waiting_polls,
+                DEFAULT_MAX_WAITING_POLLS,
+            )?,
+            status_addr,
             refresh: positive_secs("upstream.refresh_secs", upstream.refresh_secs, 30)?,
             timeout: positive_secs("upstream.timeout_secs", upstream.timeout_secs, 60)?,
-            max_body_bytes,
+            max_body_bytes: at_least_one(
+                "upstream.max_body_bytes",
+                upstream.max_body_bytes,
+                DEFAULT_MAX_BODY_BYTES,
+            )?,
             streams: stream_settings,
             policy_path: match file.policy.and_then(|policy| policy.path) {
                 Some(path) => {

@@ -10,7 +10,7 @@ pub mod service;
 pub mod store;
 pub mod viewer;
 
-use actix_web::{middleware, web, App};
+use actix_web::web;
 use anyhow::Context;
 pub use config::Settings;
 use prometheus::Registry;
@@ -52,29 +52,16 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
     let fetcher = fetch::Fetcher::new(settings.timeout, settings.max_body_bytes)
         .context("cannot create the HTTP client")?;
 
-    let allowlist = settings.origin_allowlist.clone();
-    let refused = http_metrics.clone();
-    let service = service_kit::server::bind("service", settings.service_addr, 0, move || {
-        App::new()
-            .app_data(web::Data::new(state.clone()))
-            .app_data(web::Data::new(shown_policy.clone()))
-            .app_data(web::Data::new(http_metrics.clone()))
-            .wrap(middleware::from_fn(
-                service_kit::metrics::record_http_metrics,
-            ))
-            .wrap(middleware::from_fn({
-                let cors = service_kit::web::cors(allowlist.as_deref());
-                move |req, next| service_kit::web::cors_middleware(cors.clone(), req, next)
-            }))
-            .configure(service::configure)
-    })
-    .with_context(|| {
-        format!(
-            "cannot listen on {} (service.address/service.port)",
-            settings.service_addr
-        )
-    })?
-    .counting(refused);
+    let service = service_kit::ports::bind_service(
+        settings.service_addr,
+        settings.origin_allowlist.as_deref(),
+        http_metrics,
+        move |cfg| {
+            cfg.app_data(web::Data::new(state.clone()))
+                .app_data(web::Data::new(shown_policy.clone()));
+            service::configure(cfg);
+        },
+    )?;
 
     let ready_store = store.clone();
     let stream_names: Vec<String> = settings.streams.iter().map(|s| s.name.clone()).collect();
@@ -93,15 +80,7 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
             staleness.update_staleness(&stream_names, started, commons::unix_now())
         }),
     };
-    let status = service_kit::server::bind("status", settings.status_addr, 1, move || {
-        App::new().configure(service_kit::status::configure(status_state.clone()))
-    })
-    .with_context(|| {
-        format!(
-            "cannot listen on {} (status.address/status.port)",
-            settings.status_addr
-        )
-    })?;
+    let status = service_kit::ports::bind_status(settings.status_addr, status_state, |_| {})?;
     tracing::info!(service_addr = %service.addr, status_addr = %status.addr, "graph-builder listening");
 
     let closing = store.clone();

@@ -1,10 +1,11 @@
 //! Policy-engine configuration: the TOML file as written (every key
 //! optional, unknown keys rejected) and the validated [`Settings`].
 
-use commons::config::{positive_secs, ConfigError, ListenerFile};
+use commons::config::{
+    at_least_one, positive_secs, ConfigError, ListenerFile, Ports, ServiceSettings,
+};
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 /// Default graph-builder endpoint (the graph-builder in the same pod).
@@ -100,21 +101,24 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings::from_file(FileConfig::default()).expect("the defaults are valid")
+        Settings::production()
     }
 }
 
-impl Settings {
-    /// Reads, defaults and validates a configuration file.
-    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
-        Settings::from_file(commons::config::read_toml(path)?)
-    }
+impl ServiceSettings for Settings {
+    type File = FileConfig;
 
-    /// Applies defaults and validates.
-    pub fn from_file(file: FileConfig) -> Result<Settings, ConfigError> {
-        let service = file.service.unwrap_or_default();
-        let status = file.status.unwrap_or_default();
-        status.reject_allowlist("status")?;
+    fn from_file(file: FileConfig) -> Result<Settings, ConfigError> {
+        let Ports {
+            service_addr,
+            origin_allowlist,
+            status_addr,
+        } = Ports::from_sections(
+            &file.service.unwrap_or_default(),
+            file.status.as_ref(),
+            DEFAULT_SERVICE_PORT,
+            DEFAULT_STATUS_PORT,
+        )?;
         let upstream = file.upstream.unwrap_or_default();
         let text = upstream.graph_url.as_deref().unwrap_or(DEFAULT_GRAPH_URL);
         let graph_url = url::Url::parse(text)
@@ -125,21 +129,17 @@ impl Settings {
                 message: format!("'{text}' is not an http or https URL"),
             })?;
         Ok(Settings {
-            service_addr: service.socket_addr(DEFAULT_SERVICE_PORT),
-            origin_allowlist: service.checked_allowlist("service")?,
-            status_addr: status.socket_addr(DEFAULT_STATUS_PORT),
+            service_addr,
+            origin_allowlist,
+            status_addr,
             graph_url,
             timeout: positive_secs("upstream.timeout_secs", upstream.timeout_secs, 10)?,
             wait: wait(&upstream)?,
-            max_body_bytes: match upstream.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES) {
-                0 => {
-                    return Err(ConfigError::Invalid {
-                        key: "upstream.max_body_bytes".to_string(),
-                        message: "must be at least 1".to_string(),
-                    })
-                }
-                bytes => bytes,
-            },
+            max_body_bytes: at_least_one(
+                "upstream.max_body_bytes",
+                upstream.max_body_bytes,
+                DEFAULT_MAX_BODY_BYTES,
+            )?,
             state_dir: match upstream.state_dir {
                 Some(dir) => Some(commons::config::writable_dir("upstream.state_dir", dir)?),
                 None => None,

@@ -11,7 +11,7 @@ pub mod replica;
 pub mod service;
 pub mod view;
 
-use actix_web::{middleware, web, App};
+use actix_web::web;
 use anyhow::Context;
 pub use config::Settings;
 use prometheus::Registry;
@@ -89,28 +89,15 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
     replica.on_scopes(move |scope| known.know_scope(scope));
     let http_metrics = http_metrics.counting_requests("graph", state.incoming.clone());
 
-    let allowlist = settings.origin_allowlist.clone();
-    let refused = http_metrics.clone();
-    let service = service_kit::server::bind("service", settings.service_addr, 0, move || {
-        App::new()
-            .app_data(web::Data::new(state.clone()))
-            .app_data(web::Data::new(http_metrics.clone()))
-            .wrap(middleware::from_fn(
-                service_kit::metrics::record_http_metrics,
-            ))
-            .wrap(middleware::from_fn({
-                let cors = service_kit::web::cors(allowlist.as_deref());
-                move |req, next| service_kit::web::cors_middleware(cors.clone(), req, next)
-            }))
-            .configure(service::configure)
-    })
-    .with_context(|| {
-        format!(
-            "cannot listen on {} (service.address/service.port)",
-            settings.service_addr
-        )
-    })?
-    .counting(refused);
+    let service = service_kit::ports::bind_service(
+        settings.service_addr,
+        settings.origin_allowlist.as_deref(),
+        http_metrics,
+        move |cfg| {
+            cfg.app_data(web::Data::new(state.clone()));
+            service::configure(cfg);
+        },
+    )?;
 
     let policy_endpoint = in_force::PolicyEndpoint {
         in_force: Arc::clone(&in_force),
@@ -126,17 +113,9 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
             census.update_gauges(clock(), &rendered.versions_by_stream());
         }),
     };
-    let status = service_kit::server::bind("status", settings.status_addr, 1, move || {
-        App::new()
-            .app_data(web::Data::new(policy_endpoint.clone()))
-            .route("/v1/policy", web::get().to(in_force::serve_policy))
-            .configure(service_kit::status::configure(status_state.clone()))
-    })
-    .with_context(|| {
-        format!(
-            "cannot listen on {} (status.address/status.port)",
-            settings.status_addr
-        )
+    let status = service_kit::ports::bind_status(settings.status_addr, status_state, move |cfg| {
+        cfg.app_data(web::Data::new(policy_endpoint.clone()))
+            .route("/v1/policy", web::get().to(in_force::serve_policy));
     })?;
     tracing::info!(
         service_addr = %service.addr,

@@ -145,3 +145,30 @@ fn a_service_that_cannot_start_exits_non_zero() {
     assert!(!status.success());
     assert!(stderr.contains("service.origin_allowlist[1]"), "{stderr}");
 }
+
+/// A port another process listens on is refused, naming the address and
+/// the keys that set it.
+#[test]
+fn a_port_in_use_is_refused() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("taken.toml");
+    for (service_port, status_port, keys) in [
+        (port, 0, "service.address/service.port"),
+        (0, port, "status.address/status.port"),
+    ] {
+        std::fs::write(
+            &config,
+            format!("[service]\naddress = \"127.0.0.1\"\nport = {service_port}\n[status]\naddress = \"127.0.0.1\"\nport = {status_port}\n"),
+        )
+        .unwrap();
+        let (status, stderr) = run_until_exit(Command::new(BIN).arg("-c").arg(&config));
+        assert!(!status.success());
+        assert!(
+            stderr.contains(&format!("cannot listen on 127.0.0.1:{port} ({keys})")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("in use"), "{stderr}");
+    }
+}

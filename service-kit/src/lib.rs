@@ -1,14 +1,16 @@
 //! The service kit both services are built with: the HTTP surface (the
 //! `/v1/graph` query, the `{"kind","value"}` error type, content
 //! negotiation, CORS, prepared bodies), the servers and their request-head
-//! limits, the status port, metrics, logging, and the synthetic streams of
-//! the benchmarks. The model they serve (metadata, graphs, rollouts, fleet
-//! rules) is in `commons`, which has no HTTP dependency.
+//! limits, the status port, metrics, logging, and what each service binary
+//! does (command line, start, exit). The model they serve (metadata,
+//! graphs, rollouts, fleet rules) is in `commons`, which has no HTTP
+//! dependency.
 
+pub mod binary;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod ports;
 pub mod server;
 pub mod status;
-pub mod synthetic;
 pub mod web;

@@ -632,12 +632,19 @@ mod tests {
 
     #[actix_web::test]
     async fn serves_and_finishes_a_request_in_flight_when_stopped() {
-        let app = || {
+        let in_flight = Arc::new(tokio::sync::Notify::new());
+        let handling = Arc::clone(&in_flight);
+        let app = move || {
+            let handling = Arc::clone(&handling);
             App::new().route(
                 "/slow",
-                web::get().to(|| async {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    HttpResponse::Ok().body("done")
+                web::get().to(move || {
+                    let handling = Arc::clone(&handling);
+                    async move {
+                        handling.notify_one();
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        HttpResponse::Ok().body("done")
+                    }
                 }),
             )
         };
@@ -654,7 +661,9 @@ mod tests {
             let _ = stream.read_to_string(&mut response);
             response
         });
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::timeout(Duration::from_secs(10), in_flight.notified())
+            .await
+            .expect("the request reaches its handler");
         running.stop().await.unwrap();
         let response = request.join().unwrap();
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
@@ -739,13 +748,21 @@ mod tests {
 
     #[actix_web::test]
     async fn a_worker_still_starting_its_app_stops_at_once() {
-        let service = bind("service", loopback(), 1, || {
-            ok_app().data_factory(std::future::pending::<Result<u32, ()>>)
+        let starting = Arc::new(tokio::sync::Notify::new());
+        let factory = Arc::clone(&starting);
+        let service = bind("service", loopback(), 1, move || {
+            let factory = Arc::clone(&factory);
+            ok_app().data_factory(move || {
+                factory.notify_one();
+                std::future::pending::<Result<u32, ()>>()
+            })
         })
         .unwrap();
         let status = bind("status", loopback(), 1, ok_app).unwrap();
         let running = Running::spawn(service, status);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::timeout(Duration::from_secs(10), starting.notified())
+            .await
+            .expect("the worker starts its app");
         tokio::time::timeout(Duration::from_secs(5), running.stop())
             .await
             .expect("stopped without waiting for the app")

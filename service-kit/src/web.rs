@@ -163,8 +163,9 @@ pub struct GraphQuery<'a> {
 
 impl<'a> GraphQuery<'a> {
     /// Parses a raw (still percent-encoded) query string, as
-    /// `application/x-www-form-urlencoded`: only the values of the
-    /// parameters used are decoded, and only when they need it.
+    /// `application/x-www-form-urlencoded` ([`url::form_urlencoded`]: `+`
+    /// is a space, `%XX` a byte); values are borrowed from `raw` when
+    /// nothing needed decoding.
     pub fn parse(raw: &'a str) -> Result<Self, GraphError> {
         let mut stream = None;
         let mut basearch = None;
@@ -175,9 +176,8 @@ impl<'a> GraphQuery<'a> {
         let mut os_checksum = None;
         let mut group = None;
         let mut platform = None;
-        for pair in raw.split('&').filter(|pair| !pair.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let (name, slot): (&'static str, &mut Option<Cow<'a, str>>) = match &*decode(key) {
+        for (key, value) in url::form_urlencoded::parse(raw.as_bytes()) {
+            let (name, slot): (&'static str, &mut Option<Cow<'a, str>>) = match &*key {
                 "stream" => ("stream", &mut stream),
                 "basearch" => ("basearch", &mut basearch),
                 "oci" => ("oci", &mut oci),
@@ -192,7 +192,7 @@ impl<'a> GraphQuery<'a> {
             if slot.is_some() {
                 return Err(GraphError::RepeatedParameter(name));
             }
-            let value = decode(value);
+            // The decoder replaces bytes that are not UTF-8.
             if value.contains(char::REPLACEMENT_CHARACTER) {
                 return Err(GraphError::InvalidParameter {
                     name,
@@ -254,40 +254,6 @@ impl<'a> GraphQuery<'a> {
             basearch: self.basearch.to_string(),
             scheme: self.scheme(),
         }
-    }
-}
-
-/// A name or value of a query string decoded as
-/// `application/x-www-form-urlencoded` (`+` is a space, `%XX` a byte,
-/// invalid UTF-8 replaced), as `url::form_urlencoded` decodes it; borrowed
-/// when there is nothing to decode.
-fn decode(raw: &str) -> Cow<'_, str> {
-    if !raw.bytes().any(|b| b == b'%' || b == b'+') {
-        return Cow::Borrowed(raw);
-    }
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let digit = |at: usize| bytes.get(at).and_then(|&d| (d as char).to_digit(16));
-                match (digit(i + 1), digit(i + 2)) {
-                    (Some(high), Some(low)) => {
-                        out.push((high << 4 | low) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    match String::from_utf8(out) {
-        Ok(text) => Cow::Owned(text),
-        Err(invalid) => Cow::Owned(String::from_utf8_lossy(invalid.as_bytes()).into_owned()),
     }
 }
 
@@ -613,40 +579,113 @@ mod tests {
     use super::*;
     use actix_web::test::TestRequest;
 
+    /// Zincati's query (graph semantics, section 4): every parameter, its
+    /// pullspec percent-encoded, in any order.
+    const ZINCATI_QUERY: [&str; 9] = [
+        "basearch=x86_64",
+        "stream=stable",
+        "os_version=41.20250105.3.0",
+        "os_checksum=quay.io%2Ffedora%2Ffedora-coreos%40sha256%3Aab12",
+        "group=default",
+        "node_uuid=e0f3745b108f471cbd4883c6fbed8cdd",
+        "platform=metal",
+        "rollout_wariness=0.500000",
+        "oci=true",
+    ];
+
     #[test]
     fn parses_zincati_query() {
-        let q = GraphQuery::parse(
-            "basearch=x86_64&stream=stable&os_version=41.1&os_checksum=quay.io%2Ffedora%2Ffedora-coreos%40sha256%3Aab&group=default&node_uuid=e0f3745b108f471cbd4883c6fbed8cdd&platform=metal&rollout_wariness=0.500000&oci=true",
-        )
-        .unwrap();
-        assert_eq!(q.stream, "stable");
-        assert_eq!(q.basearch, "x86_64");
-        assert!(q.oci);
-        assert_eq!(q.rollout_wariness, Some(0.5));
-        assert_eq!(
-            q.os_checksum.as_deref(),
-            Some("quay.io/fedora/fedora-coreos@sha256:ab")
-        );
-        assert_eq!(q.scheme(), Scheme::Oci);
+        let expected = GraphQuery {
+            stream: "stable".into(),
+            basearch: "x86_64".into(),
+            oci: true,
+            rollout_wariness: Some(0.5),
+            node_uuid: Some("e0f3745b108f471cbd4883c6fbed8cdd".into()),
+            os_version: Some("41.20250105.3.0".into()),
+            os_checksum: Some("quay.io/fedora/fedora-coreos@sha256:ab12".into()),
+            group: Some("default".into()),
+            platform: Some("metal".into()),
+        };
+        let mut pairs = ZINCATI_QUERY;
+        for turn in 0..pairs.len() {
+            pairs.rotate_left(1);
+            pairs.swap(0, turn);
+            let raw = pairs.join("&");
+            let q = GraphQuery::parse(&raw).unwrap();
+            assert_eq!(q, expected, "{raw}");
+            // Only the pullspec needed decoding.
+            assert!(matches!(q.node_uuid, Some(Cow::Borrowed(_))), "{raw}");
+            assert!(matches!(q.os_checksum, Some(Cow::Owned(_))), "{raw}");
+        }
+        assert_eq!(expected.scheme(), Scheme::Oci);
     }
 
-    proptest::proptest! {
-        /// Pairs are split and decoded as `url::form_urlencoded` does.
-        #[test]
-        fn decodes_as_form_urlencoded(raw in "([a-z_=&+%]|%[0-9a-fA-F]{2}|%[0-9g]|é|%C3|%FF){0,24}") {
-            let ours: Vec<(String, String)> = raw
-                .split('&')
-                .filter(|pair| !pair.is_empty())
-                .map(|pair| {
-                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                    (decode(key).into_owned(), decode(value).into_owned())
-                })
-                .collect();
-            let reference: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes())
-                .map(|(key, value)| (key.into_owned(), value.into_owned()))
-                .collect();
-            proptest::prop_assert_eq!(ours, reference);
+    #[test]
+    fn malformed_queries_get_the_documented_errors() {
+        let error = |qs: &str| GraphQuery::parse(qs).unwrap_err();
+        // A '%' without two hex digits is kept as written, and is not part
+        // of a name.
+        for (bad, echoed) in [
+            ("st%zzable", "st%zzable"),
+            ("stable%", "stable%"),
+            ("stable%F", "stable%F"),
+            ("%%41", "%A"),
+        ] {
+            let err = error(&format!("basearch=x86_64&stream={bad}"));
+            assert_eq!(err.kind(), "invalid_parameter", "{bad}");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "the query parameter 'stream' is invalid: expected at most \
+                     {MAX_NAME_LEN} letters, digits, '.', '_' or '-', got '{echoed}'"
+                ),
+            );
         }
+        // Bytes that are not UTF-8, encoded or in a '%' kept as written.
+        for bad in ["%FF", "%C3", "ok%ED%A0%80"] {
+            let err = error(&format!("basearch=x86_64&stream=stable&os_version={bad}"));
+            assert_eq!(
+                err,
+                GraphError::InvalidParameter {
+                    name: "os_version",
+                    reason: "the value is not valid UTF-8".to_string()
+                },
+                "{bad}"
+            );
+        }
+        // A key given twice, however it is spelled, even when empty.
+        for repeated in [
+            "stream=stable&basearch=x86_64&stream=next",
+            "stream=stable&basearch=x86_64&str%65am=stable",
+            "stream=&stream=stable&basearch=x86_64",
+            "basearch=x86_64&stream=stable&group=a&group=a",
+        ] {
+            let err = error(repeated);
+            assert_eq!(err.kind(), "repeated_parameter", "{repeated}");
+            assert!(
+                err.to_string().ends_with("is given more than once"),
+                "{err}"
+            );
+        }
+        // A huge value is echoed shortened.
+        let huge = "9".repeat(8_000);
+        let err = error(&format!(
+            "basearch=x86_64&stream=stable&rollout_wariness={huge}"
+        ));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the query parameter 'rollout_wariness' is invalid: expected a finite \
+                 number between 0 and 1, got '{}…'",
+                &huge[..40]
+            )
+        );
+        // A huge value of a parameter that is only passed on is kept whole.
+        let raw = format!("basearch=x86_64&stream=stable&os_version={huge}");
+        let q = GraphQuery::parse(&raw).unwrap();
+        assert_eq!(q.os_version.as_deref(), Some(huge.as_str()));
+        // Unknown keys, even undecodable ones, are ignored.
+        assert!(GraphQuery::parse("%FF=%FF&stream=s&basearch=x&&=&x").is_ok());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use commons::config::ServiceSettings;
 use futures_util::StreamExt;
 use service_kit::server::Running;
 use std::collections::HashMap;

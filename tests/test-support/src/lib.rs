@@ -1,6 +1,10 @@
 //! Running the project's binaries in tests, shared by the test crates of
 //! the services and of the root package: a process whose log is read line
-//! by line as it comes, the addresses it logs, and how it exits.
+//! by line as it comes, the addresses it logs, and how it exits. Also the
+//! synthetic streams the benchmarks and examples build graphs of
+//! ([`synthetic`]).
+
+pub mod synthetic;
 
 use std::io::BufRead;
 use std::net::SocketAddr;

@@ -42,6 +42,7 @@ fn census_key(stream: &str, group: &str, platform: &str) -> u64 {
 }
 
 /// Sketches by key, created on first use.
+#[derive(Debug)]
 struct Sketches<K> {
     precision: u8,
     map: RwLock<HashMap<K, Arc<WindowedSketch>>>,
@@ -106,6 +107,7 @@ impl<K: std::hash::Hash + Eq + Clone> Sketches<K> {
 }
 
 /// What a request said about the node that sent it.
+#[derive(Debug)]
 pub struct Poll<'a> {
     /// The scope asked for (served by the graph-builder).
     pub scope: &'a GraphScope,
@@ -122,6 +124,7 @@ pub struct Poll<'a> {
 }
 
 /// The fleet census of the policy-engine: its sketches and metrics.
+#[derive(Debug)]
 pub struct Census {
     active: Sketches<GraphScope>,
     unknown_nodes: Sketches<(String, Scheme)>,

@@ -37,6 +37,7 @@ const STATE_FORMAT: u32 = 1;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// One scope of a snapshot.
+#[derive(Debug)]
 pub struct Entry {
     /// The `ETag` of the graph-builder's graph this was made from.
     pub etag: String,
@@ -47,7 +48,7 @@ pub struct Entry {
 }
 
 /// Everything the policy-engine serves, as of one moment.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct Snapshot {
     /// Whether this holds the graph-builder's state (from it or from disk);
     /// `false` only before the first snapshot.
@@ -82,6 +83,7 @@ pub enum Source {
 
 /// The replica: the snapshot being served and when it was last known to be
 /// the graph-builder's.
+#[derive(Debug)]
 pub struct Replica {
     snapshot: RwLock<Arc<Snapshot>>,
     /// Seconds since the epoch when the snapshot was last confirmed current
@@ -516,6 +518,7 @@ fn is_graph_etag(etag: &str) -> bool {
 
 /// Keeps a [`Replica`] current with the graph-builder: follows its listing
 /// and fetches the graphs that changed.
+#[derive(Debug)]
 pub struct Follower {
     replica: Arc<Replica>,
     client: reqwest::Client,

@@ -5,6 +5,7 @@
 //! the benchmarks. The model they serve (metadata, graphs, rollouts, fleet
 //! rules) is in `commons`, which has no HTTP dependency.
 
+mod debug;
 pub mod limits;
 pub mod logging;
 pub mod metrics;

@@ -65,7 +65,7 @@ pub const COMMON_CODES: [u16; 11] = [200, 304, 400, 404, 405, 406, 408, 414, 431
 
 /// Response counts and latency of one service port, labelled by handler
 /// (a fixed set of names) and status code.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct HttpMetrics {
     responses: IntCounterVec,
     latency: HistogramVec,

@@ -153,7 +153,7 @@ impl Census {
             by_group_gauge: GaugeVec::new(
                 Opts::new(
                     "fcos_cincinnati_pe_active_nodes_by_group",
-                    "Estimated distinct nodes that polled in the last 24 hours, by stream, policy group (other: a group the policy file does not name) and platform (other: not a Fedora CoreOS platform).",
+                    "Estimated distinct nodes that polled in the last 24 hours, by stream, fleet policy group (other: a group the fleet policy file does not name) and platform (other: not a Fedora CoreOS platform).",
                 ),
                 &["stream", "group", "platform"],
             )?,

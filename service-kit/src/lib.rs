@@ -2,8 +2,8 @@
 //! `/v1/graph` query, the `{"kind","value"}` error type, content
 //! negotiation, CORS, prepared bodies), the servers and their request-head
 //! limits, the status port, metrics, logging, and the synthetic streams of
-//! the benchmarks. The model they serve (metadata, graphs, rollouts, fleet
-//! rules) is in `commons`, which has no HTTP dependency.
+//! the benchmarks. The model they serve (metadata, graphs, rollouts, the
+//! fleet policy) is in `commons`, which has no HTTP dependency.
 
 mod debug;
 pub mod limits;

@@ -94,6 +94,7 @@ pub fn loopback_graph_url(addr: SocketAddr) -> url::Url {
 }
 
 /// Both services, started.
+#[derive(Debug)]
 pub struct Both {
     /// The graph-builder.
     pub graph_builder: service_kit::server::Running,

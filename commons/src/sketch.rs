@@ -37,6 +37,17 @@ pub struct WindowedSketch {
     ring: Box<[Registers]>,
 }
 
+/// The shape of the sketch, not its registers (thousands of bytes).
+impl std::fmt::Debug for WindowedSketch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowedSketch")
+            .field("precision", &self.precision)
+            .field("period_secs", &self.period_secs)
+            .field("buckets", &self.ring.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl WindowedSketch {
     /// A sketch of `2^precision` registers per bucket (relative standard
     /// error `1.04 / sqrt(2^precision)`); memory is `buckets << precision`

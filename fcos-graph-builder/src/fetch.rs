@@ -130,7 +130,7 @@ fn refused_redirect(response: &reqwest::Response) -> String {
 }
 
 /// Fetches documents with one shared HTTP client.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Fetcher {
     client: reqwest::Client,
     timeout: Duration,

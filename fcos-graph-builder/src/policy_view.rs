@@ -21,6 +21,7 @@ use std::time::Duration;
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The policy file the viewer shows, as last loaded and rendered.
+#[derive(Debug)]
 pub struct PolicyView {
     path: PathBuf,
     /// The rendering, and the file as last read: used on blocking threads.
@@ -30,14 +31,14 @@ pub struct PolicyView {
     rejected: IntGauge,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Watched {
     page: Option<Page>,
     last_seen: Option<Result<Vec<u8>, String>>,
 }
 
 /// What `/v1/policy` serves.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 struct Shown {
     /// The `policy` member, as last rendered.
     body: Option<Bytes>,
@@ -46,7 +47,7 @@ struct Shown {
     refused: Option<Refused>,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct Refused {
     since: i64,
     reason: String,

@@ -12,7 +12,7 @@ use service_kit::web::GraphBody;
 use std::time::Duration;
 
 /// Scraper metrics, shared by every stream's scraper.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ScraperMetrics {
     scrapes: IntCounterVec,
     errors: IntCounterVec,
@@ -212,6 +212,7 @@ pub enum Refreshed {
 pub type BuildFn = fn(&StreamSettings, &[u8], &[u8]) -> Result<Vec<BuiltGraph>, RefreshError>;
 
 /// The scraper of one stream.
+#[derive(Debug)]
 pub struct StreamScraper {
     stream: StreamSettings,
     fetcher: Fetcher,

@@ -18,7 +18,7 @@ pub const HANDLERS: &[&str] = &[
 ];
 
 /// State of the service port.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ServiceState {
     /// The graphs being served.
     pub store: GraphStore,
@@ -69,12 +69,13 @@ fn gauge_value(n: usize) -> i64 {
 /// The long polls of `/v1/scopes` held at once, capped: each holds a
 /// connection (a descriptor) for up to [`MAX_WAIT`], so without a cap a
 /// burst of polls could use up the descriptors of the process.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct WaitingPolls {
     max: usize,
     shared: Arc<WaitingShared>,
 }
 
+#[derive(Debug)]
 struct WaitingShared {
     held: AtomicUsize,
     /// Whether the cap was reached and no poll has ended since (logged
@@ -154,6 +155,7 @@ impl WaitingPolls {
 
 /// One held poll, counted until dropped (when the poll is answered or its
 /// client leaves).
+#[derive(Debug)]
 pub struct WaitSlot {
     shared: Arc<WaitingShared>,
 }

@@ -75,14 +75,14 @@ struct ListedScope<'a> {
 
 /// What long-polling readers watch: the listing, and whether the store is
 /// closing (every wait then ends at once).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct Published {
     listing: Arc<GraphBody>,
     closing: bool,
 }
 
 /// Cheap, cloneable handle to the served graphs.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct GraphStore {
     /// stream → basearches it is configured with.
     configured: Arc<BTreeMap<String, Vec<String>>>,

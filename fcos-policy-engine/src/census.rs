@@ -46,6 +46,7 @@ fn census_key(stream: &str, group: &str, platform: &str) -> u64 {
 }
 
 /// Sketches by key, created on first use.
+#[derive(Debug)]
 struct Sketches<K> {
     precision: u8,
     map: RwLock<HashMap<K, Arc<WindowedSketch>>>,
@@ -110,6 +111,7 @@ impl<K: std::hash::Hash + Eq + Clone> Sketches<K> {
 }
 
 /// What a request said about the node that sent it.
+#[derive(Debug)]
 pub struct Poll<'a> {
     /// The scope asked for (served by the graph-builder).
     pub scope: &'a GraphScope,
@@ -126,6 +128,7 @@ pub struct Poll<'a> {
 }
 
 /// The fleet census of the policy-engine: its sketches and metrics.
+#[derive(Debug)]
 pub struct Census {
     active: Sketches<GraphScope>,
     unknown_nodes: Sketches<(String, Scheme)>,
@@ -155,7 +158,7 @@ impl Census {
             by_group_gauge: GaugeVec::new(
                 Opts::new(
                     "fcos_cincinnati_pe_active_nodes_by_group",
-                    "Estimated distinct nodes that polled in the last 24 hours, by stream, policy group (other: a group the policy file does not name) and platform (other: not a Fedora CoreOS platform).",
+                    "Estimated distinct nodes that polled in the last 24 hours, by stream, fleet policy group (other: a group the fleet policy file does not name) and platform (other: not a Fedora CoreOS platform).",
                 ),
                 &["stream", "group", "platform"],
             )?,

@@ -40,7 +40,18 @@ pub struct PolicyInForce {
     loaded: IntGauge,
 }
 
-#[derive(Default)]
+/// The file, the policy in force and its load count (the clock is code).
+impl std::fmt::Debug for PolicyInForce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyInForce")
+            .field("path", &self.path)
+            .field("policy", &self.policy())
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default)]
 struct Watched {
     page: Option<Page>,
     last_seen: Option<Result<Vec<u8>, String>>,
@@ -272,6 +283,15 @@ pub struct PolicyEndpoint {
     pub in_force: Arc<PolicyInForce>,
     /// The current time.
     pub clock: Clock,
+}
+
+/// The policy in force (the clock is code).
+impl std::fmt::Debug for PolicyEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEndpoint")
+            .field("in_force", &self.in_force)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `GET /v1/policy` on the status port: the policy in force, its source,

@@ -10,6 +10,7 @@ const BITS: u64 = 1 << 23;
 const PROBES: u64 = 7;
 
 /// A lock-free Bloom filter over 64-bit hashes.
+#[derive(Debug)]
 pub struct Population {
     words: Vec<AtomicU64>,
 }

@@ -37,6 +37,7 @@ const STATE_FORMAT: u32 = 1;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// One scope of a snapshot.
+#[derive(Debug)]
 pub struct Entry {
     /// The `ETag` of the graph-builder's graph this was made from.
     pub etag: String,
@@ -47,7 +48,7 @@ pub struct Entry {
 }
 
 /// Everything the policy-engine serves, as of one moment.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct Snapshot {
     /// Whether this holds the graph-builder's state (from it or from disk);
     /// `false` only before the first snapshot.
@@ -114,6 +115,17 @@ pub struct Replica {
 
 /// See [`Replica::on_scopes`].
 type ScopeHook = Box<dyn Fn(&GraphScope) + Send + Sync>;
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("snapshot", &self.snapshot)
+            .field("confirmed", &self.confirmed)
+            .field("from_disk", &self.from_disk)
+            .field("scope_hook", &self.scope_hook.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
 
 impl Replica {
     /// An empty replica registering its metrics in `registry`.
@@ -573,6 +585,7 @@ fn is_graph_etag(etag: &str) -> bool {
 
 /// Keeps a [`Replica`] current with the graph-builder: follows its listing
 /// and fetches the graphs that changed.
+#[derive(Debug)]
 pub struct Follower {
     replica: Arc<Replica>,
     client: reqwest::Client,

@@ -41,6 +41,18 @@ pub struct ServiceState {
     wariness: Histogram,
 }
 
+/// What it serves from and with (the clock is code).
+impl std::fmt::Debug for ServiceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceState")
+            .field("replica", &self.replica)
+            .field("aliases", &self.aliases)
+            .field("census", &self.census)
+            .field("in_force", &self.in_force)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ServiceState {
     /// Creates the state and registers its metrics.
     pub fn new(

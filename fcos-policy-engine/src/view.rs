@@ -95,6 +95,7 @@ const MAX_CACHED_ROLLOUTS: usize = 64;
 const MAX_CACHED_VIEWS: usize = 128;
 
 /// A graph from the graph-builder, ready for per-client views.
+#[derive(Debug)]
 pub struct PreparedGraph {
     graph: Graph,
     /// Rollout nodes and their parameters, in node order.

@@ -3,10 +3,11 @@
 //! negotiation, CORS, prepared bodies), the servers and their request-head
 //! limits, the status port, metrics, logging, and what each service binary
 //! does (command line, start, exit). The model they serve (metadata,
-//! graphs, rollouts, fleet rules) is in `commons`, which has no HTTP
+//! graphs, rollouts, the fleet policy) is in `commons`, which has no HTTP
 //! dependency.
 
 pub mod binary;
+mod debug;
 pub mod limits;
 pub mod logging;
 pub mod metrics;

@@ -67,7 +67,7 @@ pub const COMMON_CODES: [u16; 11] = [200, 304, 400, 404, 405, 406, 408, 414, 431
 
 /// Response counts and latency of one service port, labelled by handler
 /// (a fixed set of names) and status code.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct HttpMetrics {
     responses: IntCounterVec,
     latency: HistogramVec,
@@ -86,7 +86,7 @@ pub struct HttpMetrics {
 }
 
 /// The latency and the [`COMMON_CODES`] counters of one handler.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct HandlerSeries {
     handler: &'static str,
     latency: Histogram,

@@ -19,6 +19,15 @@ pub struct StatusState {
     pub before_render: Arc<dyn Fn() + Send + Sync>,
 }
 
+/// The registry; the callbacks are code.
+impl std::fmt::Debug for StatusState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusState")
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Routes of the status port.
 pub fn configure(state: StatusState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {

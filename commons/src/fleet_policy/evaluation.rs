@@ -321,7 +321,7 @@ impl Group {
     pub fn next_window(&self, now: i64) -> Option<i64> {
         let windows = self.windows.as_ref()?;
         let open = |t: i64| windows.iter().any(|w| w.is_open(t));
-        first_minute(now, windows, Window::openings).find(|t| open(*t))
+        candidate_minutes(now, windows, Window::openings).find(|t| open(*t))
     }
 
     /// The first minute after `now`, within a week, when whether one of
@@ -335,7 +335,7 @@ impl Group {
         let windows = self.windows.as_ref()?;
         let open = |t: i64| windows.iter().any(|w| w.is_open(t));
         let open_now = open(now);
-        first_minute(now, windows, Window::changes).find(|t| open(*t) != open_now)
+        candidate_minutes(now, windows, Window::changes).find(|t| open(*t) != open_now)
     }
 }
 
@@ -346,7 +346,7 @@ const WEEK: i64 = 7 * 24 * 3600;
 /// The minutes at which something may happen after `now`, within a week,
 /// in order: the first minute after `now`, and the first minute at or after
 /// each instant `instants` gives for each of `windows` in that week.
-fn first_minute(
+fn candidate_minutes(
     now: i64,
     windows: &[Window],
     instants: fn(&Window, i64, i64) -> Vec<i64>,

@@ -31,6 +31,7 @@ pub fn summarize_warnings(warnings: &[String]) -> Option<String> {
 }
 
 /// A group (or `[fleet]`) as rendered, and until when that holds.
+#[derive(Debug)]
 struct Rendered {
     json: String,
     until: i64,
@@ -40,6 +41,7 @@ struct Rendered {
 /// renders again only the groups whose state (closed or not, the freeze,
 /// the next window) has changed since, and the warnings when the versions
 /// served change.
+#[derive(Debug)]
 pub struct Page {
     policy: Arc<Policy>,
     show_source: bool,

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 /// A running binary whose standard error is read line by line as it
 /// comes; killed when the test ends, however it ends.
+#[derive(Debug)]
 pub struct Process {
     /// The process.
     pub child: Child,

@@ -197,21 +197,21 @@ impl Release {
     }
 }
 
-/// Names given small ids.
+/// Names given small ids (a name is copied once, at its first use).
 #[derive(Debug, Default)]
-struct Names<T> {
-    ids: HashMap<T, u32>,
-    names: Vec<T>,
+struct Names {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
 }
 
-impl<T: Clone + Eq + std::hash::Hash> Names<T> {
-    fn id(&mut self, name: T) -> u32 {
-        if let Some(&id) = self.ids.get(&name) {
+impl Names {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
             return id;
         }
         let id = self.names.len() as u32;
-        self.ids.insert(name.clone(), id);
-        self.names.push(name);
+        self.ids.insert(name.to_owned(), id);
+        self.names.push(name.to_owned());
         id
     }
 }
@@ -221,10 +221,13 @@ impl<T: Clone + Eq + std::hash::Hash> Names<T> {
 pub struct Tracker {
     settings: Settings,
     nodes: HashMap<u64, Node>,
-    scopes: Names<(String, String, String)>,
-    groups: Names<String>,
-    platforms: Names<String>,
-    releases: Names<String>,
+    /// Stream, basearch and scheme names, and the scopes made of them.
+    labels: Names,
+    scopes: HashMap<(u32, u32, u32), u16>,
+    scope_names: Vec<(u32, u32, u32)>,
+    groups: Names,
+    platforms: Names,
+    releases: Names,
     /// Per scope and release.
     outcomes: HashMap<(u16, u32), Release>,
     /// The last poll of each scope.
@@ -242,7 +245,9 @@ impl Tracker {
         Tracker {
             settings,
             nodes: HashMap::new(),
-            scopes: Names::default(),
+            labels: Names::default(),
+            scopes: HashMap::new(),
+            scope_names: Vec::new(),
             groups: Names::default(),
             platforms: Names::default(),
             releases: Names::default(),
@@ -269,18 +274,11 @@ impl Tracker {
 
     /// Records one poll.
     pub fn record(&mut self, poll: &Poll<'_>) {
-        let (stream, basearch, scheme) = poll.scope;
-        let scope = small(self.scopes.id((
-            stream.to_owned(),
-            basearch.to_owned(),
-            scheme.to_owned(),
-        )));
-        let group = small(self.groups.id(poll.group.to_owned()));
-        let platform = small(self.platforms.id(poll.platform.to_owned()));
-        let from = self.releases.id(poll.from.0.to_owned());
-        let offer = poll
-            .offer
-            .map(|(version, _)| self.releases.id(version.to_owned()));
+        let scope = self.scope_id(poll.scope);
+        let group = small(self.groups.id(poll.group));
+        let platform = small(self.platforms.id(poll.platform));
+        let from = self.releases.id(poll.from.0);
+        let offer = poll.offer.map(|(version, _)| self.releases.id(version));
         self.scope_last_poll.insert(scope, poll.now);
         if !self.nodes.contains_key(&poll.node) && self.nodes.len() >= self.settings.max_nodes {
             self.evict();
@@ -350,6 +348,21 @@ impl Tracker {
         self.nodes.insert(poll.node, node);
     }
 
+    fn scope_id(&mut self, (stream, basearch, scheme): (&str, &str, &str)) -> u16 {
+        let key = (
+            self.labels.id(stream),
+            self.labels.id(basearch),
+            self.labels.id(scheme),
+        );
+        if let Some(&id) = self.scopes.get(&key) {
+            return id;
+        }
+        let id = small(self.scope_names.len() as u32);
+        self.scopes.insert(key, id);
+        self.scope_names.push(key);
+        id
+    }
+
     /// Makes room for a node: the least recently seen 1% go (at least
     /// one), so that evicting costs a scan per 1% of the capacity.
     fn evict(&mut self) {
@@ -405,11 +418,13 @@ impl Tracker {
                 release.each(node.group, node.platform, |c| c.stuck += 1);
             }
         }
-        let name = |names: &Names<String>, id: u16| names.names[usize::from(id)].clone();
+        let name = |names: &Names, id: u16| names.names[usize::from(id)].clone();
         let mut out: Vec<ReleaseOutcomes> = releases
             .into_iter()
             .map(|((scope, release), r)| {
-                let (stream, basearch, scheme) = self.scopes.names[usize::from(scope)].clone();
+                let (stream, basearch, scheme) = self.scope_names[usize::from(scope)];
+                let label = |id: u32| self.labels.names[id as usize].clone();
+                let (stream, basearch, scheme) = (label(stream), label(basearch), label(scheme));
                 let mut by_group: Vec<(String, Counts)> = r
                     .by_group
                     .into_iter()

@@ -143,6 +143,12 @@ async fn graph_builder_serves_the_viewer() {
     for (file, content_type) in [
         ("index.html", "text/html; charset=utf-8"),
         ("viewer.js", "text/javascript; charset=utf-8"),
+        ("page.js", "text/javascript; charset=utf-8"),
+        ("data.js", "text/javascript; charset=utf-8"),
+        ("policy.js", "text/javascript; charset=utf-8"),
+        ("layout.js", "text/javascript; charset=utf-8"),
+        ("draw.js", "text/javascript; charset=utf-8"),
+        ("controls.js", "text/javascript; charset=utf-8"),
         ("viewer.css", "text/css; charset=utf-8"),
         ("favicon.svg", "image/svg+xml"),
     ] {
@@ -160,7 +166,7 @@ async fn graph_builder_serves_the_viewer() {
         assert_eq!(header(&headers, "x-content-type-options"), "nosniff");
     }
     let (_, _, page) = fetch(&base).await;
-    assert!(page.contains("<script src=\"assets/viewer.js\" defer></script>"));
+    assert!(page.contains("<script type=\"module\" src=\"assets/viewer.js\"></script>"));
     assert!(page.contains("href=\"assets/viewer.css\""));
 
     // The pickers' list, and the graphs the page reads.

@@ -1,0 +1,138 @@
+// Controls: the page state kept in the address, and the pickers, slider,
+// buttons and keys that change it.
+
+import { fillArches, loadGraphs, loadPolicy, loadStreams, modelOf, showReleaseNotes, showWariness } from './data.js';
+import { render } from './draw.js';
+import { goTo, setZoom, startOverview, zoomBy } from './layout.js';
+import { POLICY_STALE_MS, ZOOM_MAX, ZOOM_STEP, clamp, integer, number, state, ui } from './page.js';
+import { otherGroupName } from './policy.js';
+
+export function readState() {
+  const query = new URLSearchParams(window.location.search);
+  state.stream = query.get('stream') || '';
+  state.basearch = query.get('basearch') || '';
+  const scheme = query.get('scheme');
+  if (scheme === 'checksum' || scheme === 'oci') state.scheme = scheme;
+  const wariness = number(query.get('wariness'), 0);
+  state.wariness = clamp(wariness, 0, 1);
+  state.group = query.get('group') || null;
+  const zoom = query.get('zoom');
+  state.zoom = zoom === 'fit' ? 'fit' : clamp(number(zoom, 1), 0.01, ZOOM_MAX);
+  const at = integer(query.get('at'), null);
+  state.at = at;
+  const release = query.get('release');
+  const graph = query.get('graph');
+  if (release && (graph === 'checksum' || graph === 'oci')) state.selected = { scheme: graph, version: release };
+}
+
+export function saveState() {
+  const query = new URLSearchParams();
+  if (state.stream) query.set('stream', state.stream);
+  if (state.basearch) query.set('basearch', state.basearch);
+  if (state.scheme !== 'both') query.set('scheme', state.scheme);
+  if (state.group !== null) query.set('group', state.group);
+  if (state.wariness) query.set('wariness', state.wariness.toFixed(2));
+  if (state.zoom !== 1) query.set('zoom', state.zoom === 'fit' ? 'fit' : state.zoom.toFixed(2));
+  if (state.at !== null) query.set('at', String(state.at));
+  if (state.selected) {
+    query.set('graph', state.selected.scheme);
+    query.set('release', state.selected.version);
+  }
+  const search = '?' + query;
+  if (search !== window.location.search) window.history.replaceState(null, '', search);
+}
+
+export function showControls() {
+  ui.wariness.value = String(state.wariness);
+  showWariness();
+  ui.at.value = state.at === null ? '' : new Date(state.at * 1000).toISOString().slice(0, 16);
+  for (const radio of document.querySelectorAll('input[name="scheme"]')) {
+    radio.checked = radio.value === state.scheme;
+  }
+}
+
+export function start() {
+  readState();
+  showControls();
+  ui.stream.addEventListener('change', () => {
+    state.stream = ui.stream.value;
+    fillArches();
+    loadGraphs(false);
+  });
+  ui.basearch.addEventListener('change', () => {
+    state.basearch = ui.basearch.value;
+    showReleaseNotes();
+    loadGraphs(false);
+  });
+  for (const radio of document.querySelectorAll('input[name="scheme"]')) {
+    radio.addEventListener('change', () => {
+      if (!radio.checked) return;
+      state.scheme = radio.value;
+      // Keep the selection in view: the same release in the graph shown.
+      const selected = state.selected;
+      if (selected && state.scheme !== 'both' && selected.scheme !== state.scheme) {
+        const model = modelOf(state.scheme);
+        const twin = model && model.byVersion.has(selected.version);
+        state.selected = twin ? { scheme: state.scheme, version: selected.version } : null;
+      }
+      render(state.selected ? { reveal: true, center: true } : { end: true });
+    });
+  }
+  ui.wariness.addEventListener('input', () => {
+    state.wariness = number(ui.wariness.value, 0);
+    showWariness();
+    render();
+  });
+  ui.group.addEventListener('change', () => {
+    const value = ui.group.value;
+    state.group = value === '' ? null : value === 'other' ? otherGroupName() : value.slice('group:'.length);
+    showWariness();
+    render();
+    // Whether a group is closed now is the server's answer of when the
+    // policy was read: read it again when that is a while ago.
+    if (state.at === null && Date.now() - state.policy.fetched > POLICY_STALE_MS) loadPolicy();
+  });
+  ui.at.addEventListener('change', () => {
+    const parsed = Date.parse(ui.at.value + 'Z');
+    state.at = Number.isNaN(parsed) ? null : Math.floor(parsed / 1000);
+    render();
+  });
+  ui.now.addEventListener('click', () => {
+    state.at = null;
+    showControls();
+    render();
+  });
+  ui.reload.addEventListener('click', () => {
+    loadPolicy();
+    loadGraphs(true);
+  });
+  ui.detailsClose.addEventListener('click', () => {
+    state.selected = null;
+    render();
+  });
+  ui.zoomOut.addEventListener('click', () => zoomBy(1 / ZOOM_STEP, 0.5));
+  ui.zoomIn.addEventListener('click', () => zoomBy(ZOOM_STEP, 0.5));
+  ui.zoomFit.addEventListener('click', () => setZoom(0, 0.5));
+  ui.zoomFull.addEventListener('click', () => setZoom(1, 0.5));
+  ui.gotoForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    goTo(ui.gotoVersion.value);
+  });
+  startOverview();
+  // A new width: the overview and fit-to-width follow.
+  let width = ui.panels.clientWidth;
+  new ResizeObserver(() => {
+    if (ui.panels.clientWidth === width) return;
+    width = ui.panels.clientWidth;
+    if (state.view) render({ anchor: { fraction: 0.5 } });
+  }).observe(ui.panels);
+  document.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape' && state.selected) {
+      state.selected = null;
+      render();
+    }
+  });
+  document.getElementById('controls').addEventListener('submit', (event) => event.preventDefault());
+  loadPolicy();
+  loadStreams();
+}

@@ -285,7 +285,7 @@ export async function loadPolicy() {
   if (state.view) render();
 }
 
-// The group picker: "(no group rules)", the groups of the file, and
+// The group picker: "(no group)" (a node that sends none), the groups of the file, and
 // "other group" (any group without a table) when the file has
 // [groups.default] or [fleet]. Hidden without a policy; disabled when it
 // cannot be read.
@@ -294,7 +294,11 @@ export function fillGroups() {
   ui.groupField.hidden = policy.status === 'none' || policy.status === 'loading';
   ui.groupField.dataset.policy = policy.status;
   ui.groupField.dataset.refused = String(Boolean(policy.refused));
-  const options = [html('option', { value: '', text: '(no group rules)' })];
+  const options = [html('option', {
+    value: '',
+    text: '(no group)',
+    title: 'A node that sends no group: it gets [groups.default], else the rules of [fleet], as the policy-engine serves it',
+  })];
   if (policy.groups) {
     for (const name of [...policy.groups.keys()].sort()) {
       options.push(html('option', { value: 'group:' + name, text: name }));
@@ -318,7 +322,7 @@ export function fillGroups() {
 // rules.
 export function showGroup() {
   const group = groupRules();
-  ui.group.value = !group ? '' : group.own ? 'group:' + group.table : 'other';
+  ui.group.value = state.group === null || !group ? '' : group.own ? 'group:' + group.table : 'other';
   showWariness();
 }
 

@@ -111,7 +111,7 @@ export function renderPolicy(policy, shown) {
   } else {
     ui.policyError.textContent = '';
   }
-  ui.policy.hidden = status !== 'error' && !(status === 'ok' && state.group !== null);
+  ui.policy.hidden = status !== 'error' && !(status === 'ok' && (state.group !== null || policy));
   if (status === 'ok') {
     ui.policy.title = 'Policy ' + state.policy.hash + (state.policy.source ? ' (' + state.policy.source + ')' : '') + ', read ' + utc(state.policy.now);
   }
@@ -119,7 +119,7 @@ export function renderPolicy(policy, shown) {
   const closed = policy ? policy.closed : null;
   ui.policyClosed.hidden = !closed;
   if (closed) {
-    const who = policy.group.own ? 'group ' + state.group : 'other groups';
+    const who = policy.group.own ? 'group ' + state.group : state.group === null ? 'nodes without a group' : 'other groups';
     const when = closed.current ? 'now (' + utc(closed.at) + ')' : 'at ' + utc(closed.at);
     ui.policyClosed.dataset.reason = closed.reason;
     ui.policyClosed.textContent = 'No updates for ' + who + ' ' + when + ': ' + reasonText(closed, policy) + '.' +
@@ -129,7 +129,7 @@ export function renderPolicy(policy, shown) {
     delete ui.policyClosed.dataset.reason;
   }
 
-  if (status !== 'ok' || state.group === null) {
+  if (status !== 'ok' || (state.group === null && !policy)) {
     ui.policyRules.replaceChildren();
     return;
   }
@@ -173,11 +173,13 @@ export function renderPolicy(policy, shown) {
       { reason: 'freeze', freeze }));
   }
   if (!items.length) item('none', 'no rules: the client gets what Fedora offers');
-  const head = policy.group.own
-    ? 'Group ' + state.group + ', ' + tableName(policy.group) + ':'
-    : 'Other group (' + state.group + ', no table of its own): ' + tableName(policy.group) + ':';
+  let head;
+  if (policy.group.own) head = 'Group ' + state.group + ', ' + tableName(policy.group) + ':';
+  else if (state.group !== null) head = 'Other group (' + state.group + ', no table of its own): ' + tableName(policy.group) + ':';
+  else if (policy.group.table === null) head = 'No group: the rules of [fleet] are in force for every node:';
+  else head = 'No group: ' + tableName(policy.group) + ' is in force' + (state.policy.fleet ? ', with the rules of [fleet]' : '') + ':';
   ui.policyRules.replaceChildren(
-    html('p', { className: 'policy-head', text: head }),
+    html('p', { className: 'policy-head', id: 'policy-head', 'data-table': policy.group.table === null ? 'fleet' : policy.group.table, text: head }),
     html('ul', { className: 'rules' }, items),
   );
 }

@@ -88,7 +88,7 @@ export const state = {
   basearch: '',
   scheme: 'both', // 'both', 'checksum' or 'oci'
   wariness: 0,
-  group: null, // the Zincati group of the client shown, null for no group rules
+  group: null, // the Zincati group of the client shown, null for a node that sends none
   // The fleet policy: status 'loading', 'none' (not configured), 'ok'
   // (groups: name -> rules, now: the server's time) or 'error'.
   policy: { status: 'loading' },

@@ -6,13 +6,15 @@ import { modelOf } from './data.js';
 import { DAYS, SCHEMES, WEEKDAYS, WEEK_MINUTES, clamp, state, utc } from './page.js';
 
 // The rules a client of the group picked gets, as the policy-engine
-// picks them: the group's table, else [groups.default] (each with
-// [fleet]'s rules added by the server), else [fleet]'s alone, else none.
+// picks them (Policy::rules_for): the group's table, else
+// [groups.default] (each with [fleet]'s rules added by the server), else
+// [fleet]'s alone, else none. A node that sends no group (`state.group`
+// null, the default view) gets the same as a group without a table.
 // `table` names the table the rules come from.
 export function groupRules() {
   const groups = state.policy.groups;
-  if (state.group === null || !groups) return null;
-  if (groups.has(state.group)) return { table: state.group, rules: groups.get(state.group), own: true };
+  if (!groups) return null;
+  if (state.group !== null && groups.has(state.group)) return { table: state.group, rules: groups.get(state.group), own: true };
   if (groups.has('default')) return { table: 'default', rules: groups.get('default'), own: false };
   if (state.policy.fleet) return { table: null, rules: state.policy.fleet, own: false };
   return null;

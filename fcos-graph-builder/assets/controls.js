@@ -2,9 +2,9 @@
 // buttons and keys that change it.
 
 import { fillArches, loadGraphs, loadPolicy, loadStreams, modelOf, showReleaseNotes, showWariness } from './data.js';
-import { render } from './draw.js';
+import { focusRelease, refresh, releaseFrom, render, select } from './draw.js';
 import { goTo, setZoom, startOverview, zoomBy } from './layout.js';
-import { POLICY_STALE_MS, ZOOM_MAX, ZOOM_STEP, clamp, integer, number, state, ui } from './page.js';
+import { PHONE, POLICY_STALE_MS, ZOOM_MAX, ZOOM_STEP, clamp, integer, number, state, ui } from './page.js';
 import { otherGroupName } from './policy.js';
 
 export function readState() {
@@ -81,13 +81,13 @@ export function start() {
   ui.wariness.addEventListener('input', () => {
     state.wariness = number(ui.wariness.value, 0);
     showWariness();
-    render();
+    refresh();
   });
   ui.group.addEventListener('change', () => {
     const value = ui.group.value;
     state.group = value === '' ? null : value === 'other' ? otherGroupName() : value.slice('group:'.length);
     showWariness();
-    render();
+    refresh();
     // Whether a group is closed now is the server's answer of when the
     // policy was read: read it again when that is a while ago.
     if (state.at === null && Date.now() - state.policy.fetched > POLICY_STALE_MS) loadPolicy();
@@ -119,6 +119,9 @@ export function start() {
     goTo(ui.gotoVersion.value);
   });
   startOverview();
+  // On a phone the legend starts closed: the graphs start in the first
+  // screen.
+  if (window.matchMedia(PHONE).matches) ui.legendBox.open = false;
   // A new width: the overview and fit-to-width follow.
   let width = ui.panels.clientWidth;
   new ResizeObserver(() => {
@@ -126,10 +129,53 @@ export function start() {
     width = ui.panels.clientWidth;
     if (state.view) render({ anchor: { fraction: 0.5 } });
   }).observe(ui.panels);
+  // The releases: a click or Enter selects one; the graphs are one tab
+  // stop, the arrow keys move between releases (left and right along the
+  // history, up and down between the graphs), Home and End to either end.
+  const releaseOf = (target) => {
+    const element = target instanceof Element ? target.closest('.node') : null;
+    const model = element && modelOf(element.dataset.scheme);
+    return model ? model.byVersion.get(element.dataset.version) : null;
+  };
+  ui.panels.addEventListener('click', (event) => {
+    const node = releaseOf(event.target);
+    if (node) select(node.scheme, node.version);
+  });
+  ui.panels.addEventListener('keydown', (event) => {
+    const node = releaseOf(event.target);
+    if (!node || event.altKey || event.ctrlKey || event.metaKey) return;
+    if (event.key === 'Enter' || event.key === ' ') {
+      event.preventDefault();
+      state.cursor = { scheme: node.scheme, version: node.version };
+      select(node.scheme, node.version);
+    } else if (['ArrowLeft', 'ArrowRight', 'ArrowUp', 'ArrowDown', 'Home', 'End'].includes(event.key)) {
+      event.preventDefault();
+      focusRelease(releaseFrom(node, event.key));
+    }
+  });
+  ui.skip.addEventListener('click', (event) => {
+    const stop = ui.panels.querySelector('.node[tabindex="0"]');
+    if (!stop) return;
+    event.preventDefault();
+    stop.focus();
+  });
+  // Escape closes the details; + and - zoom (but in a text field).
   document.addEventListener('keydown', (event) => {
     if (event.key === 'Escape' && state.selected) {
       state.selected = null;
       render();
+      return;
+    }
+    const target = event.target;
+    const typing = target instanceof HTMLInputElement && target.type !== 'range' && target.type !== 'radio' ||
+      target instanceof HTMLSelectElement || target instanceof HTMLTextAreaElement;
+    if (typing || event.altKey || event.ctrlKey || event.metaKey) return;
+    if (event.key === '+' || event.key === '=') {
+      event.preventDefault();
+      zoomBy(ZOOM_STEP, 0.5);
+    } else if (event.key === '-') {
+      event.preventDefault();
+      zoomBy(1 / ZOOM_STEP, 0.5);
     }
   });
   document.getElementById('controls').addEventListener('submit', (event) => event.preventDefault());

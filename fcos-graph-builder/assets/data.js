@@ -2,7 +2,7 @@
 // rollouts), what a client of a wariness is offered, and the loading of
 // the streams, graphs and fleet policy.
 
-import { render } from './draw.js';
+import { refresh, render } from './draw.js';
 import { scrollers } from './layout.js';
 import { KEYS, RETRY_MS, SCHEMES, buildDate, html, integer, now, number, releaseNotesUrl, state, streamOrder, ui } from './page.js';
 import { clientWariness, groupRules, modelPolicy, tableName, withheldInto } from './policy.js';
@@ -282,7 +282,7 @@ export async function loadPolicy() {
   policy.fetched = Date.now();
   state.policy = policy;
   fillGroups();
-  if (state.view) render();
+  if (state.view) refresh();
 }
 
 // The group picker: "(no group)" (a node that sends none), the groups of the file, and

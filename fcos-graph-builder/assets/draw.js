@@ -14,6 +14,7 @@ export function render(options) {
     focused && focused.dataset && focused.dataset.version && focused.dataset.scheme
       ? { scheme: focused.dataset.scheme, version: focused.dataset.version }
       : null;
+  if (refocus) state.cursor = refocus;
   const previousScroll = scrollers()[0];
   const scrollLeft = previousScroll ? previousScroll.scrollLeft : 0;
   const anchor = opts.anchor ? viewAnchor(opts.anchor.fraction) : null;
@@ -66,6 +67,7 @@ export function render(options) {
 
   const panels = shown.map((scheme) => renderPanel(scheme, layout));
   ui.panels.replaceChildren(...panels);
+  placeTabStop(shown.map((s) => modelOf(s.id)).filter((m) => m && m.nodes.length));
   ui.panels.classList.toggle('single', panels.length === 1);
   ui.panels.dataset.scope = state.loaded;
   ui.panels.dataset.zoom = zoom.toFixed(4);
@@ -300,7 +302,6 @@ export function drawGraph(scheme, model, layout) {
   const g = layout.geometry;
   const columns = layout.columns;
   const x = (node) => layout.left + columns.get(node.ageIndex) * g.column;
-  const counts = model.counts;
   let maxSpan = 1;
   for (const edge of model.edges) {
     maxSpan = Math.max(maxSpan, Math.abs(columns.get(edge.to.ageIndex) - columns.get(edge.from.ageIndex)));
@@ -314,9 +315,7 @@ export function drawGraph(scheme, model, layout) {
     height,
     viewBox: '0 0 ' + width + ' ' + height,
     role: 'group',
-    'aria-label':
-      scheme.title + ' update graph of ' + state.stream + ' ' + state.basearch + ': ' +
-      counts.nodes + ' nodes, ' + counts.edges + ' edges',
+    'aria-label': graphLabel(model),
   });
 
   const defs = svg('defs', {}, root);
@@ -377,18 +376,63 @@ export function drawGraph(scheme, model, layout) {
 
   // Edges: arcs above the nodes, leaving a node right of its centre and
   // landing left of it; selected ones drawn last, on top.
+  // Every update is drawn once; those the client is not offered at its
+  // wariness are kept out of the document, so that a change of wariness
+  // or group restyles what is drawn (see refresh()) instead of drawing
+  // it again. Withheld updates under the others, the selected release's
+  // on top.
   const edgeLayer = svg('g', { class: 'edges' }, root);
-  // Withheld updates under the others, the selected release's on top.
-  const rank = (edge) => (mine && (edge.from === mine || edge.to === mine) ? 2 : edge.withheld ? 0 : 1);
-  const ordered = model.edges.filter((e) => !e.hidden).sort((a, b) => rank(a) - rank(b));
+  const layers = {
+    under: svg('g', { class: 'edges-withheld' }, edgeLayer),
+    main: svg('g', { class: 'edges-offered' }, edgeLayer),
+    top: svg('g', { class: 'edges-selected' }, edgeLayer),
+  };
   const offset = Math.min(3, g.radius / 3);
-  for (const edge of ordered) {
+  for (const edge of model.edges) {
     const x1 = x(edge.from) + offset;
     const x2 = x(edge.to) - offset;
     const span = Math.abs(columns.get(edge.to.ageIndex) - columns.get(edge.from.ageIndex));
     const lift = arcHeight(span, g) * 4 / 3; // a cubic's peak is 3/4 of its control height
     const y1 = base - g.radius;
     const y2 = base - (edge.to.inProgress ? g.ring : g.radius) - 1;
+    edge.path = svg('path', {
+      d: 'M' + x1 + ' ' + y1 + ' C' + x1 + ' ' + (y1 - lift) + ' ' + x2 + ' ' + (y2 - lift) + ' ' + x2 + ' ' + y2,
+      'data-from': edge.from.version,
+      'data-to': edge.to.version,
+    });
+    edge.path.append(svg('title'));
+    edge.drawnStyle = null;
+  }
+  model.drawn = { root, layers, markers, geometry: g, mine, next };
+  styleEdges(model);
+
+  const nodeLayer = svg('g', { class: 'nodes' }, root);
+  for (const node of model.nodes) {
+    const column = columns.get(node.ageIndex);
+    const label = column % g.labelEvery === 0 || node === mine || node === peer;
+    drawNode(nodeLayer, scheme, node, x(node), base, g, { selected: node === mine, peer: node === peer, label });
+  }
+  return root;
+}
+
+function graphLabel(model) {
+  const scheme = SCHEMES.find((s) => s.id === model.scheme);
+  return scheme.title + ' update graph of ' + state.stream + ' ' + state.basearch + ': ' +
+    model.counts.nodes + ' nodes, ' + model.counts.edges + ' edges';
+}
+
+// Styles the drawn updates of `model` as its last evaluate() left them:
+// kind, arrow, why withheld, and in the document or out of it (not
+// offered at the client's wariness).
+function styleEdges(model) {
+  const { layers, markers, geometry: g, mine, next } = model.drawn;
+  const policy = model.policy;
+  for (const edge of model.edges) {
+    const path = edge.path;
+    if (edge.hidden) {
+      if (path.parentNode) path.remove();
+      continue;
+    }
     let kind = edge.withheld ? 'withheld' : edge.to.inProgress ? 'throttled' : 'plain';
     if (mine) {
       if (edge.to === mine) kind = 'in';
@@ -399,26 +443,52 @@ export function drawGraph(scheme, model, layout) {
     if (mine && edge.from === mine && edge.to === next) classes.push('next');
     if (kind === 'dim' && edge.to.inProgress && !edge.withheld) classes.push('throttled');
     if (edge.withheld && kind !== 'withheld') classes.push('withheld');
-    const attributes = {
-      d: 'M' + x1 + ' ' + y1 + ' C' + x1 + ' ' + (y1 - lift) + ' ' + x2 + ' ' + (y2 - lift) + ' ' + x2 + ' ' + y2,
-      class: classes.join(' '),
-      'data-from': edge.from.version,
-      'data-to': edge.to.version,
-    };
-    if (edge.withheld) attributes['data-withheld'] = edge.withheld.reason;
-    if (g.arrows || kind === 'in' || kind === 'out') attributes['marker-end'] = markers[kind];
-    const path = svg('path', attributes, edgeLayer);
-    svg('title', {}, path).textContent = edge.from.version + ' → ' + edge.to.version +
-      (edge.withheld ? '\nwithheld: ' + reasonText(edge.withheld, policy) : '');
+    // Written only when changed: a step of the slider changes few.
+    const arrow = g.arrows || kind === 'in' || kind === 'out';
+    const why = edge.withheld ? reasonText(edge.withheld, policy) : '';
+    const style = classes.join(' ') + (arrow ? ' >' : '') + why;
+    if (edge.drawnStyle !== style) {
+      edge.drawnStyle = style;
+      path.setAttribute('class', classes.join(' '));
+      if (edge.withheld) path.setAttribute('data-withheld', edge.withheld.reason);
+      else path.removeAttribute('data-withheld');
+      if (arrow) path.setAttribute('marker-end', markers[kind]);
+      else path.removeAttribute('marker-end');
+      path.firstChild.textContent = edge.from.version + ' → ' + edge.to.version + (why ? '\nwithheld: ' + why : '');
+    }
+    const layer = mine && (edge.from === mine || edge.to === mine) ? layers.top : edge.withheld ? layers.under : layers.main;
+    if (path.parentNode !== layer) layer.append(path);
   }
+}
 
-  const nodeLayer = svg('g', { class: 'nodes' }, root);
-  for (const node of model.nodes) {
-    const column = columns.get(node.ageIndex);
-    const label = column % g.labelEvery === 0 || node === mine || node === peer;
-    drawNode(nodeLayer, scheme, node, x(node), base, g, { selected: node === mine, peer: node === peer, label });
+// After a change of the client's wariness or group: the facts evaluated
+// again and what is drawn restyled in place (the updates offered, the
+// releases withheld, the counts, the rules, the details), without drawing
+// the graphs again. Draws them when they are not drawn yet.
+export function refresh() {
+  const shown = shownSchemes();
+  const models = shown.map((s) => modelOf(s.id)).filter((m) => m && m.nodes.length);
+  if (!state.view || models.some((m) => !m.drawn || !m.drawn.root.isConnected)) {
+    render();
+    return;
   }
-  return root;
+  const policy = policyView();
+  for (const scheme of SCHEMES) {
+    const model = modelOf(scheme.id);
+    if (model) model.counts = evaluate(model, policy);
+  }
+  showGroup();
+  renderPolicy(policy, shown);
+  for (const model of models) {
+    styleEdges(model);
+    for (const node of model.nodes) styleNode(node);
+    const panel = document.getElementById('panel-' + model.scheme);
+    const counts = panel && panel.querySelector('.counts');
+    if (counts) counts.replaceWith(renderCounts(model.counts, model.policy));
+    model.drawn.root.setAttribute('aria-label', graphLabel(model));
+  }
+  renderDetails();
+  saveState();
 }
 
 // A hatched band over columns `from` to `to` of a graph with no release
@@ -486,29 +556,43 @@ export function releaseWithheld(node) {
   return Boolean(node.withheld) && (node.withheld.reason === 'deny' || node.withheld.reason === 'max_version');
 }
 
-export function drawNode(layer, scheme, node, cx, cy, g, marks) {
+// Styles a drawn release as its last evaluate() left it: its kind, and
+// whether the updates into it are withheld.
+function styleNode(node) {
+  const group = node.element;
   const classes = ['node'];
   if (node.barrier) classes.push('barrier');
   if (node.deadend) classes.push('deadend');
   if (node.rollout) classes.push('rollout');
   if (node.inProgress) classes.push('in-progress');
   if (releaseWithheld(node)) classes.push('withheld');
-  if (marks.selected) classes.push('selected');
-  if (marks.peer) classes.push('peer');
+  if (node.marks.selected) classes.push('selected');
+  if (node.marks.peer) classes.push('peer');
   const kinds = describe(node);
+  const style = classes.join(' ') + kinds.join(', ');
+  if (node.drawnStyle === style) return;
+  node.drawnStyle = style;
+  group.setAttribute('class', classes.join(' '));
+  group.setAttribute('aria-label', node.version + (kinds.length ? ', ' + kinds.join(', ') : ''));
+  group.firstChild.textContent =
+    node.version + (kinds.length ? ' (' + kinds.join(', ') + ')' : '') +
+    (node.date ? '\nbuilt ' + node.date : '') + '\nage index ' + node.ageIndex;
+}
+
+export function drawNode(layer, scheme, node, cx, cy, g, marks) {
   const group = svg('g', {
-    class: classes.join(' '),
     transform: 'translate(' + cx + ' ' + cy + ')',
-    tabindex: 0,
+    tabindex: -1,
     role: 'button',
     'aria-pressed': marks.selected ? 'true' : 'false',
-    'aria-label': node.version + (kinds.length ? ', ' + kinds.join(', ') : ''),
     'data-scheme': scheme.id,
     'data-version': node.version,
   }, layer);
-  svg('title', {}, group).textContent =
-    node.version + (kinds.length ? ' (' + kinds.join(', ') + ')' : '') +
-    (node.date ? '\nbuilt ' + node.date : '') + '\nage index ' + node.ageIndex;
+  svg('title', {}, group);
+  node.element = group;
+  node.marks = marks;
+  node.drawnStyle = null;
+  styleNode(node);
   svg('circle', { class: 'hit', r: Math.max(g.radius + 2, Math.min(g.radius + 10, g.column / 2)) }, group);
   // Barriers, dead-ends and rollouts in progress stay visible when small.
   const r = node.barrier || node.deadend || node.inProgress ? Math.max(g.radius, 3.5) : g.radius;
@@ -543,15 +627,55 @@ export function drawNode(layer, scheme, node, cx, cy, g, marks) {
       transform: 'translate(4 ' + g.labelTop + ') rotate(-' + LABEL_ANGLE + ')',
     }, group).textContent = node.version;
   }
+}
 
-  const choose = () => select(scheme.id, node.version);
-  group.addEventListener('click', choose);
-  group.addEventListener('keydown', (event) => {
-    if (event.key === 'Enter' || event.key === ' ') {
-      event.preventDefault();
-      choose();
-    }
-  });
+// The release that holds the graphs' one tab stop: the one last moved to
+// with the keys, else the selected one, else the newest of the first
+// graph shown.
+function tabStop(models) {
+  for (const key of [state.cursor, state.selected]) {
+    const model = key && models.find((m) => m.scheme === key.scheme);
+    const node = model && model.byVersion.get(key.version);
+    if (node) return node;
+  }
+  return models.length ? models[0].nodes[models[0].nodes.length - 1] : null;
+}
+
+// The graphs are one tab stop: the release tabStop() names.
+function placeTabStop(models) {
+  const stop = tabStop(models);
+  if (stop && stop.element) stop.element.setAttribute('tabindex', '0');
+}
+
+// Moves the graphs' tab stop, and the focus, to `node`.
+export function focusRelease(node) {
+  if (!node || !node.element) return;
+  for (const other of ui.panels.querySelectorAll('.node[tabindex="0"]')) other.setAttribute('tabindex', '-1');
+  node.element.setAttribute('tabindex', '0');
+  state.cursor = { scheme: node.scheme, version: node.version };
+  node.element.focus();
+}
+
+// The release a key moves to from `node`: the one before or after it in
+// its graph (ArrowLeft, ArrowRight, Home, End), or the same release, else
+// the nearest, in the other graph shown (ArrowUp, ArrowDown).
+export function releaseFrom(node, key) {
+  const model = modelOf(node.scheme);
+  if (key === 'ArrowLeft') return model.nodes[node.index - 1] || null;
+  if (key === 'ArrowRight') return model.nodes[node.index + 1] || null;
+  if (key === 'Home') return model.nodes[0];
+  if (key === 'End') return model.nodes[model.nodes.length - 1];
+  const shown = shownSchemes().map((s) => modelOf(s.id)).filter((m) => m && m.nodes.length);
+  const at = shown.indexOf(model) + (key === 'ArrowDown' ? 1 : -1);
+  const other = shown[at];
+  if (!other) return null;
+  const twin = other.byVersion.get(node.version);
+  if (twin) return twin;
+  let nearest = null;
+  for (const candidate of other.nodes) {
+    if (!nearest || Math.abs(candidate.ageIndex - node.ageIndex) < Math.abs(nearest.ageIndex - node.ageIndex)) nearest = candidate;
+  }
+  return nearest;
 }
 
 // ---- details -------------------------------------------------------------
@@ -567,6 +691,8 @@ export function renderDetails() {
   const graph = selected && state.graphs[selected.scheme];
   const node = graph && graph.model ? graph.model.byVersion.get(selected.version) : null;
   ui.detailsEmpty.hidden = Boolean(node);
+  // On a phone, the details open over the bottom of the screen.
+  document.body.classList.toggle('has-details', Boolean(node));
   ui.detailsList.hidden = !node;
   ui.detailsClose.hidden = !node;
   if (!node) {

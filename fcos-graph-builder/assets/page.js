@@ -37,6 +37,8 @@ export const OVERVIEW_LEFT = 58; // room for the row titles
 export const OVERVIEW_RIGHT = 12;
 export const OVERVIEW_ROW = 18;
 
+// The screens the page lays out for phones (as viewer.css).
+export const PHONE = '(max-width: 640px)';
 export const RETRY_MS = 10000; // wait before asking again for a graph not built yet
 
 // Fleet policy: day names as the policy file writes them, Monday first.
@@ -77,6 +79,8 @@ export const ui = {
   zoomValue: $('zoom-value'),
   inView: $('in-view'),
   panels: $('panels'),
+  skip: $('skip'),
+  legendBox: $('legend-box'),
   detailsEmpty: $('details-empty'),
   detailsList: $('details-list'),
   detailsClose: $('details-close'),
@@ -97,6 +101,7 @@ export const state = {
   graphs: {}, // scheme id -> {model} or {error}
   loaded: '', // 'stream/basearch' of the graphs
   selected: null, // {scheme, version}
+  cursor: null, // {scheme, version}: the release the arrow keys last moved to
   loading: 0, // sequence number of the latest load
   view: null, // geometry of the graphs drawn: see render()
 };

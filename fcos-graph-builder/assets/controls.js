@@ -2,7 +2,7 @@
 // buttons and keys that change it.
 
 import { fillArches, loadGraphs, loadPolicy, loadStreams, modelOf, showReleaseNotes, showWariness } from './data.js';
-import { focusRelease, refresh, releaseFrom, render, select } from './draw.js';
+import { addTooltip, focusRelease, refresh, releaseFrom, render, select } from './draw.js';
 import { goTo, setZoom, startOverview, zoomBy } from './layout.js';
 import { PHONE, POLICY_STALE_MS, ZOOM_MAX, ZOOM_STEP, clamp, integer, number, state, ui } from './page.js';
 import { otherGroupName } from './policy.js';
@@ -83,11 +83,13 @@ export function start() {
     showWariness();
     refresh();
   });
+  ui.wariness.addEventListener('change', saveState);
   ui.group.addEventListener('change', () => {
     const value = ui.group.value;
     state.group = value === '' ? null : value === 'other' ? otherGroupName() : value.slice('group:'.length);
     showWariness();
     refresh();
+    saveState();
     // Whether a group is closed now is the server's answer of when the
     // policy was read: read it again when that is a while ago.
     if (state.at === null && Date.now() - state.policy.fetched > POLICY_STALE_MS) loadPolicy();
@@ -141,6 +143,7 @@ export function start() {
     const node = releaseOf(event.target);
     if (node) select(node.scheme, node.version);
   });
+  ui.panels.addEventListener('pointerover', (event) => addTooltip(event.target));
   ui.panels.addEventListener('keydown', (event) => {
     const node = releaseOf(event.target);
     if (!node || event.altKey || event.ctrlKey || event.metaKey) return;

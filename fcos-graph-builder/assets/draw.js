@@ -400,8 +400,8 @@ export function drawGraph(scheme, model, layout) {
       'data-from': edge.from.version,
       'data-to': edge.to.version,
     });
-    edge.path.append(svg('title'));
     edge.drawnStyle = null;
+    drawnEdges.set(edge.path, edge);
   }
   model.drawn = { root, layers, markers, geometry: g, mine, next };
   styleEdges(model);
@@ -413,6 +413,30 @@ export function drawGraph(scheme, model, layout) {
     drawNode(nodeLayer, scheme, node, x(node), base, g, { selected: node === mine, peer: node === peer, label });
   }
   return root;
+}
+
+// The update each path drawn stands for.
+const drawnEdges = new WeakMap();
+
+// The tooltip of a release or an update, made when the pointer first comes
+// over it (a <title> for each of thousands would make drawing slower).
+export function addTooltip(target) {
+  if (!(target instanceof Element)) return;
+  const element = target.closest('.node, path.edge');
+  if (!element || (element.firstChild && element.firstChild.nodeName === 'title')) return;
+  let text = null;
+  if (element.classList.contains('node')) {
+    const model = modelOf(element.dataset.scheme);
+    const node = model && model.byVersion.get(element.dataset.version);
+    text = node ? node.title : null;
+  } else {
+    const edge = drawnEdges.get(element);
+    text = edge ? edge.title : null;
+  }
+  if (text === null) return;
+  const title = svg('title');
+  title.textContent = text;
+  element.prepend(title);
 }
 
 function graphLabel(model) {
@@ -454,7 +478,8 @@ function styleEdges(model) {
       else path.removeAttribute('data-withheld');
       if (arrow) path.setAttribute('marker-end', markers[kind]);
       else path.removeAttribute('marker-end');
-      path.firstChild.textContent = edge.from.version + ' → ' + edge.to.version + (why ? '\nwithheld: ' + why : '');
+      edge.title = edge.from.version + ' → ' + edge.to.version + (why ? '\nwithheld: ' + why : '');
+      if (path.firstChild) path.firstChild.textContent = edge.title;
     }
     const layer = mine && (edge.from === mine || edge.to === mine) ? layers.top : edge.withheld ? layers.under : layers.main;
     if (path.parentNode !== layer) layer.append(path);
@@ -464,7 +489,9 @@ function styleEdges(model) {
 // After a change of the client's wariness or group: the facts evaluated
 // again and what is drawn restyled in place (the updates offered, the
 // releases withheld, the counts, the rules, the details), without drawing
-// the graphs again. Draws them when they are not drawn yet.
+// the graphs again. Draws them when they are not drawn yet. The address
+// is left to the caller (saveState(): the browser's history is slow to
+// write at every step of the slider).
 export function refresh() {
   const shown = shownSchemes();
   const models = shown.map((s) => modelOf(s.id)).filter((m) => m && m.nodes.length);
@@ -488,7 +515,6 @@ export function refresh() {
     model.drawn.root.setAttribute('aria-label', graphLabel(model));
   }
   renderDetails();
-  saveState();
 }
 
 // A hatched band over columns `from` to `to` of a graph with no release
@@ -574,9 +600,10 @@ function styleNode(node) {
   node.drawnStyle = style;
   group.setAttribute('class', classes.join(' '));
   group.setAttribute('aria-label', node.version + (kinds.length ? ', ' + kinds.join(', ') : ''));
-  group.firstChild.textContent =
+  node.title =
     node.version + (kinds.length ? ' (' + kinds.join(', ') + ')' : '') +
     (node.date ? '\nbuilt ' + node.date : '') + '\nage index ' + node.ageIndex;
+  if (group.firstChild && group.firstChild.nodeName === 'title') group.firstChild.textContent = node.title;
 }
 
 export function drawNode(layer, scheme, node, cx, cy, g, marks) {
@@ -588,7 +615,6 @@ export function drawNode(layer, scheme, node, cx, cy, g, marks) {
     'data-scheme': scheme.id,
     'data-version': node.version,
   }, layer);
-  svg('title', {}, group);
   node.element = group;
   node.marks = marks;
   node.drawnStyle = null;

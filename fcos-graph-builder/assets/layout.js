@@ -108,6 +108,7 @@ export function revealSelected(center) {
 // the page, one row per graph, barriers, dead-ends and rollouts in
 // progress marked, the years under them, and a window over what the
 // graphs below show. Click or drag in it to move the graphs there.
+let overviewKey = '';
 export function renderNavigator(hasReleases) {
   ui.navigator.hidden = !hasReleases;
   if (!hasReleases) {
@@ -124,6 +125,11 @@ export function renderNavigator(hasReleases) {
   const axis = top + rows.length * OVERVIEW_ROW + 4;
   const height = axis + 18;
   view.overview = { x, step, width, count };
+  // Drawn again only when what it shows changes (not on a zoom).
+  const selected = state.selected ? state.selected.scheme + ' ' + state.selected.version : '';
+  const key = [state.loaded, width, count, selected, ...rows.map((s) => s.id + ' ' + modelOf(s.id).nodes.filter((n) => n.inProgress).map((n) => n.version))].join('|');
+  if (key === overviewKey && ui.overview.childElementCount) return;
+  overviewKey = key;
 
   const root = ui.overview;
   root.replaceChildren();

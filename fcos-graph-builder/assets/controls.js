@@ -25,6 +25,18 @@ export function readState() {
   if (release && (graph === 'checksum' || graph === 'oci')) state.selected = { scheme: graph, version: release };
 }
 
+// Seconds since the epoch of `YYYY-MM-DD HH:MM` in UTC (a T between
+// date and time is taken too), or undefined when it is no such time.
+export function utcMinute(text) {
+  const match = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2})$/.exec(text);
+  if (!match) return undefined;
+  const [year, month, day, hour, minute] = match.slice(1).map(Number);
+  const epoch = Date.UTC(year, month - 1, day, hour, minute);
+  const date = new Date(epoch);
+  if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day || hour > 23 || minute > 59) return undefined;
+  return epoch / 1000;
+}
+
 export function saveState() {
   const query = new URLSearchParams();
   if (state.stream) query.set('stream', state.stream);
@@ -45,7 +57,8 @@ export function saveState() {
 export function showControls() {
   ui.wariness.value = String(state.wariness);
   showWariness();
-  ui.at.value = state.at === null ? '' : new Date(state.at * 1000).toISOString().slice(0, 16);
+  ui.at.value = state.at === null ? '' : new Date(state.at * 1000).toISOString().slice(0, 16).replace('T', ' ');
+  ui.at.setCustomValidity('');
   for (const radio of document.querySelectorAll('input[name="scheme"]')) {
     radio.checked = radio.value === state.scheme;
   }
@@ -94,10 +107,22 @@ export function start() {
     // policy was read: read it again when that is a while ago.
     if (state.at === null && Date.now() - state.policy.fetched > POLICY_STALE_MS) loadPolicy();
   });
+  // The time, in UTC, as YYYY-MM-DD HH:MM (24 hours), whatever the
+  // browser's locale; empty is now. Anything else is refused, saying so,
+  // and the time shown stays.
   ui.at.addEventListener('change', () => {
-    const parsed = Date.parse(ui.at.value + 'Z');
-    state.at = Number.isNaN(parsed) ? null : Math.floor(parsed / 1000);
+    const text = ui.at.value.trim();
+    const at = text === '' ? null : utcMinute(text);
+    if (at === undefined) {
+      ui.at.setCustomValidity('Not a time: write it as YYYY-MM-DD HH:MM, in UTC (for example 2027-01-15 08:50), or leave it empty for now.');
+      ui.at.reportValidity();
+      return;
+    }
+    ui.at.setCustomValidity('');
+    if (at === state.at) return;
+    state.at = at;
     render();
+    saveState();
   });
   ui.now.addEventListener('click', () => {
     state.at = null;

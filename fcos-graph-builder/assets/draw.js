@@ -761,8 +761,14 @@ export function renderDetails() {
     row('rollout-start', 'Rollout start', r.given.startEpoch ? utc(r.startEpoch) + ' (' + r.startEpoch + ')' : 'not given (0)');
     row('rollout-start-value', 'Start value', r.given.startValue ? percent(r.startValue) : 'not given (0%)');
     row('rollout-duration', 'Duration', r.durationMinutes === null ? 'none: stays at the start value' : minutesText(r.durationMinutes));
-    const phase = now() < r.startEpoch ? 'not started' : node.progress >= 1 ? 'complete' : 'in progress';
-    row('rollout-progress', 'Progress', html('b', { text: percent(node.progress) }), ' ' + phase + ', at ' + (state.at === null ? 'now, ' : '') + utc(now()));
+    // Complete since its end; else where it is at the time of the view.
+    const at = utc(now()) + (state.at === null ? ' (now)' : '');
+    const phase = now() < r.startEpoch
+      ? 'not started at ' + at
+      : node.progress >= 1
+        ? 'complete since ' + utc(r.startEpoch + (r.durationMinutes || 0) * 60)
+        : 'in progress at ' + at;
+    row('rollout-progress', 'Progress', html('b', { text: percent(node.progress) }), ' ' + phase);
     row('rollout-clients', 'Offered to', 'clients of wariness up to ' + node.progress.toFixed(3));
   } else {
     row('rollout', 'Rollout', 'no');

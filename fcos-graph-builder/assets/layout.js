@@ -3,7 +3,7 @@
 
 import { coverage, modelOf } from './data.js';
 import { placeGapNote, render } from './draw.js';
-import { $, COLUMN, LABEL_GAP, OVERVIEW_LEFT, OVERVIEW_RIGHT, OVERVIEW_ROW, RADIUS, SCHEMES, ZOOM_MAX, clamp, plural, state, svg, ui } from './page.js';
+import { $, COLUMN, LABEL_GAP, OVERVIEW_LEFT, OVERVIEW_RIGHT, OVERVIEW_ROW, RADIUS, SCHEMES, ZOOM_MAX, clamp, number, plural, state, svg, ui } from './page.js';
 
 // ---- geometry --------------------------------------------------------
 
@@ -223,6 +223,7 @@ export function updateViewport() {
   const visible = visibleColumns();
   const count = view.ages.length;
   const shown = Math.max(visible.last - visible.first + 1, 0);
+  fold(visible);
   const frame = $('overview-window');
   if (frame && view.overview) {
     const fromColumn = clamp((scroller.scrollLeft - view.left) / view.column, 0, count - 1);
@@ -251,6 +252,28 @@ export function updateViewport() {
   ui.inView.dataset.total = String(count);
   for (const note of ui.panels.querySelectorAll('.gap-note')) placeGapNote(note, scroller);
   showZoom();
+}
+
+// With both graphs, a graph that has no release in view (the OCI graph
+// over the years before its first release) is folded to the height of
+// its note, scrolled to it, instead of showing a tall empty band.
+function fold(visible) {
+  const both = shownSchemes().length > 1;
+  for (const scroller of scrollers()) {
+    const panel = scroller.closest('.panel');
+    const span = coverage(panel.dataset.scheme);
+    let out = false;
+    if (both && span && visible) {
+      const first = state.view.columns.get(span.first.ageIndex);
+      const last = state.view.columns.get(span.last.ageIndex);
+      out = last < visible.first || first > visible.last;
+    }
+    if (out === panel.classList.contains('folded')) continue;
+    panel.classList.toggle('folded', out);
+    const note = out ? scroller.querySelector('.gap-note') : null;
+    const line = note ? note.querySelector('text') : null;
+    scroller.scrollTop = line ? Math.max(0, number(line.getAttribute('y'), 0) - 24) : 0;
+  }
 }
 
 let viewportFrame = 0;
@@ -284,6 +307,13 @@ export function setZoom(zoom, fraction, column) {
   const view = state.view;
   if (!view) return;
   state.zoom = zoom <= view.minZoom * 1.001 ? 'fit' : Math.min(zoom, ZOOM_MAX);
+  // From a view of the whole history, zooming in opens on the selected
+  // release, else on the newest ones, rather than on the middle.
+  const visible = visibleColumns();
+  if (column === undefined && visible && visible.first === 0 && visible.last === view.ages.length - 1) {
+    render(state.selected ? { reveal: true, center: true } : { end: true });
+    return;
+  }
   render({ anchor: { fraction, column } });
 }
 

@@ -517,6 +517,29 @@ async function checkNoPolicy(page) {
   check(await page.locator('#policy').isHidden(), 'without a policy, no rules above the graphs');
 }
 
+// "Rollouts at (UTC)": YYYY-MM-DD HH:MM in 24 hours whatever the locale
+// (the test's is en-US); a time typed moves the address, anything else is
+// refused with a message and changes nothing.
+async function checkTimeField(page) {
+  const field = page.locator('#at');
+  const shown = utcText(at).replace(' UTC', '');
+  equal(await field.inputValue(), shown, 'the time field shows the pinned time in UTC, 24 hours');
+  equal(await field.evaluate((e) => e.validationMessage), '', 'the pinned time is valid');
+  await field.fill('01/15/2027 08:50 AM');
+  await field.press('Enter');
+  await field.evaluate((e) => e.dispatchEvent(new Event('change')));
+  const refused = await field.evaluate((e) => e.validationMessage);
+  check(refused.includes('YYYY-MM-DD HH:MM'), 'a time in another format is refused, saying how to write it', refused);
+  check(page.url().includes('at=' + at), 'a refused time changes nothing', page.url());
+  const later = utcText(at + 3600).replace(' UTC', '');
+  await field.fill(later);
+  await field.evaluate((e) => e.dispatchEvent(new Event('change')));
+  check(page.url().includes('at=' + (at + 3600)), 'a time typed moves the address', page.url());
+  await field.fill(shown);
+  await field.evaluate((e) => e.dispatchEvent(new Event('change')));
+  check(page.url().includes('at=' + at), 'and back', page.url());
+}
+
 // The time as the page writes it: 2027-01-15 08:50 UTC.
 function utcText(epoch) {
   return new Date(epoch * 1000).toISOString().replace('T', ' ').replace(/:\d\d\.\d+Z$/, ' UTC');
@@ -760,6 +783,10 @@ async function checkLongHistory(page, stream, now) {
   }
   equal(await page.locator('#in-view').textContent(), 'All ' + total + ' releases in view', 'fit width: the page says all are in view');
   check(page.url().includes('zoom=fit'), 'the address keeps the zoom', page.url());
+  // 100% from Fit opens on the newest releases, not the middle.
+  await page.locator('#zoom-full').click();
+  await checkInView(page, 'checksum', ostree.at(-1), '100% after Fit');
+  await page.locator('#zoom-fit').click();
   const fit = spacing(await geometryOf(page, 'checksum'));
   await page.locator('#zoom-in').click();
   const zoomed = spacing(await geometryOf(page, 'checksum'));
@@ -795,6 +822,15 @@ async function checkLongHistory(page, stream, now) {
     const r = note.getBoundingClientRect();
     return { text: note.textContent, inside: r.left >= scroller.left && r.right <= scroller.right };
   });
+  // Not a tall empty box: folded to the height of its note.
+  const heights = await page.evaluate(() => {
+    const box = (scheme) => document.querySelector('#panel-' + scheme + ' .scroll').getBoundingClientRect();
+    const line = document.querySelector('#panel-oci .gap[data-edge="start"] .gap-note text').getBoundingClientRect();
+    const oci = box('oci');
+    return { oci: oci.height, checksum: box('checksum').height, noteInside: line.top >= oci.top && line.bottom <= oci.bottom };
+  });
+  console.log('# ' + stream + ', both graphs, at ' + old + ': the OCI graph ' + Math.round(heights.oci) + ' px high, the OSTree graph ' + Math.round(heights.checksum) + ' px');
+  check(heights.oci <= 120 && heights.checksum > 2 * heights.oci && heights.noteInside, 'with no OCI release in view, the OCI graph is folded to its note', heights);
   check(
     gapNote !== null && gapNote.inside && gapNote.text.startsWith('No OCI payloads before ' + versionDate(first.version)),
     'where the OCI graph has no release yet, a note in view says why',
@@ -817,6 +853,14 @@ async function checkLongHistory(page, stream, now) {
   await page.locator('#goto-version').press('Enter');
   const message = await page.locator('#goto-message').textContent();
   check(message.startsWith('No release 0.0.0-none'), 'go to version says when there is no such release', message);
+
+  // A complete rollout: complete since when it ended.
+  const complete = raw.checksum.nodes.find((n) => n.metadata[PREFIX + 'updates.rollout'] === 'true' &&
+    n.metadata[PREFIX + 'updates.duration_minutes'] !== undefined && rolloutProgress(n.metadata, now) >= 1);
+  await page.locator('#goto-version').fill(complete.version);
+  await page.locator('#goto-version').press('Enter');
+  const end = Number(complete.metadata[PREFIX + 'updates.start_epoch']) + Number(complete.metadata[PREFIX + 'updates.duration_minutes']) * 60;
+  equal(await page.locator('#details-rollout-progress').textContent(), '100% complete since ' + utcText(end), 'a complete rollout says since when');
 
   // For the screenshot: the first OCI release, zoomed out twice.
   await page.locator('#goto-version').fill(first.version);
@@ -1111,6 +1155,7 @@ async function run() {
     if (at !== null) start.searchParams.set('at', String(at));
     await page.goto(start.href);
     equal(await page.title(), 'Fedora CoreOS update graph', 'page title');
+    if (at !== null) await checkTimeField(page);
 
     // Pickers: filled from /v1/streams.
     await page.locator('#stream:not([disabled])').waitFor();
@@ -1228,6 +1273,11 @@ async function run() {
           await page.locator('#details-rollout-progress b').textContent(),
           args['expect-progress'],
           'details show the rollout progress',
+        );
+        equal(
+          await page.locator('#details-rollout-progress').textContent(),
+          args['expect-progress'] + ' in progress at ' + utcText(now) + (at === null ? ' (now)' : ''),
+          'details say the rollout is in progress at the time of the view',
         );
       }
       // Above its progress, the updates into it are hidden: say how many

@@ -60,6 +60,8 @@ fn header(headers: &reqwest::header::HeaderMap, name: &str) -> String {
 /// at any time of the test. `old-pin` pins a release the OCI graph does
 /// not have (30.2.0, OSTree only): its place in the release index, from
 /// the OSTree graph, still withholds every OCI update newer than it.
+/// `no-op` denies the first release of `stable`, which no update leads
+/// into: a rule that changes nothing, which the page warns about.
 fn policy() -> String {
     format!(
         r#"
@@ -95,6 +97,9 @@ freezes = [ {{ from = "2020-01-01T00:00:00Z", to = "2100-01-01T00:00:00Z", reaso
 
 [groups.default]
 deny = ["32.2.0"]
+
+[groups.no-op]
+deny = ["30.1.0"]
 "#,
         pinned_next = long_version(PINNED_NEXT)
     )

@@ -1,7 +1,7 @@
 // Controls: the page state kept in the address, and the pickers, slider,
 // buttons and keys that change it.
 
-import { fillArches, loadGraphs, loadPolicy, loadStreams, modelOf, showReleaseNotes, showWariness } from './data.js';
+import { fillArches, loadGraphs, loadPolicy, loadStreams, modelOf, nodeUuid, showReleaseNotes, showWariness, warinessFromUuid } from './data.js';
 import { addTooltip, focusRelease, refresh, releaseFrom, render, select } from './draw.js';
 import { goTo, setZoom, startOverview, zoomBy } from './layout.js';
 import { PHONE, POLICY_STALE_MS, ZOOM_MAX, ZOOM_STEP, clamp, integer, number, state, ui } from './page.js';
@@ -15,6 +15,9 @@ export function readState() {
   if (scheme === 'checksum' || scheme === 'oci') state.scheme = scheme;
   const wariness = number(query.get('wariness'), 0);
   state.wariness = clamp(wariness, 0, 1);
+  // A node UUID: the wariness derived from it.
+  state.uuid = nodeUuid(query.get('uuid') || '');
+  if (state.uuid !== null) state.wariness = warinessFromUuid(state.uuid);
   state.group = query.get('group') || null;
   const zoom = query.get('zoom');
   state.zoom = zoom === 'fit' ? 'fit' : clamp(number(zoom, 1), 0.01, ZOOM_MAX);
@@ -43,7 +46,8 @@ export function saveState() {
   if (state.basearch) query.set('basearch', state.basearch);
   if (state.scheme !== 'both') query.set('scheme', state.scheme);
   if (state.group !== null) query.set('group', state.group);
-  if (state.wariness) query.set('wariness', state.wariness.toFixed(2));
+  if (state.uuid !== null) query.set('uuid', state.uuid);
+  else if (state.wariness) query.set('wariness', state.wariness.toFixed(2));
   if (state.zoom !== 1) query.set('zoom', state.zoom === 'fit' ? 'fit' : state.zoom.toFixed(2));
   if (state.at !== null) query.set('at', String(state.at));
   if (state.selected) {
@@ -56,6 +60,7 @@ export function saveState() {
 
 export function showControls() {
   ui.wariness.value = String(state.wariness);
+  ui.uuid.value = state.uuid || '';
   showWariness();
   ui.at.value = state.at === null ? '' : new Date(state.at * 1000).toISOString().slice(0, 16).replace('T', ' ');
   ui.at.setCustomValidity('');
@@ -93,10 +98,35 @@ export function start() {
   }
   ui.wariness.addEventListener('input', () => {
     state.wariness = number(ui.wariness.value, 0);
+    // The slider moved: no longer the wariness of the UUID.
+    if (state.uuid !== null) {
+      state.uuid = null;
+      ui.uuid.value = '';
+    }
     showWariness();
     refresh();
   });
   ui.wariness.addEventListener('change', saveState);
+  // A node UUID: the wariness Zincati's node gets from it when none is
+  // configured, and what that node is offered. Anything but a UUID is
+  // refused, saying so, and changes nothing.
+  ui.uuid.addEventListener('change', () => {
+    const text = ui.uuid.value.trim();
+    const uuid = nodeUuid(text);
+    if (text !== '' && uuid === null) {
+      ui.uuid.setCustomValidity('Not a node UUID: paste the 32 hex digits of the node\'s UUID (dashes allowed), as Zincati sends it.');
+      ui.uuid.reportValidity();
+      return;
+    }
+    ui.uuid.setCustomValidity('');
+    if (uuid === state.uuid) return;
+    state.uuid = uuid;
+    if (uuid !== null) state.wariness = warinessFromUuid(uuid);
+    ui.wariness.value = String(state.wariness);
+    showWariness();
+    refresh();
+    saveState();
+  });
   ui.group.addEventListener('change', () => {
     const value = ui.group.value;
     state.group = value === '' ? null : value === 'other' ? otherGroupName() : value.slice('group:'.length);
@@ -148,7 +178,10 @@ export function start() {
   startOverview();
   // On a phone the legend starts closed: the graphs start in the first
   // screen.
-  if (window.matchMedia(PHONE).matches) ui.legendBox.open = false;
+  if (window.matchMedia(PHONE).matches) {
+    ui.legendBox.open = false;
+    ui.more.open = false;
+  }
   // A new width: the overview and fit-to-width follow.
   let width = ui.panels.clientWidth;
   new ResizeObserver(() => {

@@ -4,7 +4,7 @@
 
 import { refresh, render } from './draw.js';
 import { scrollers } from './layout.js';
-import { KEYS, RETRY_MS, SCHEMES, buildDate, html, integer, now, number, releaseNotesUrl, state, streamOrder, ui } from './page.js';
+import { KEYS, RETRY_MS, SCHEMES, buildDate, clamp, html, integer, now, number, releaseNotesUrl, state, streamOrder, ui } from './page.js';
 import { clientWariness, groupRules, modelPolicy, tableName, withheldInto } from './policy.js';
 
 // Rollout parameters of a node's metadata, or null when it has none.
@@ -21,6 +21,65 @@ export function rolloutOf(metadata) {
       startValue: metadata[KEYS.startValue] !== undefined,
     },
   };
+}
+
+// The rollout wariness Zincati's node gets from the service when it sends
+// none: derived from its UUID as the policy-engine derives it
+// (wariness_from_uuid): SipHash-1-3 with both keys zero over the UUID's
+// bytes and one 0xff byte, divided by 2^64 - 1, clamped into
+// [0.000001, 1]. `uuid` as Zincati sends it: 32 lowercase hex digits.
+export function warinessFromUuid(uuid) {
+  const bytes = [...new TextEncoder().encode(uuid), 0xff];
+  const digest = sipHash13(bytes);
+  return clamp(Number(digest) / Number(U64_MAX), 0.000001, 1);
+}
+
+const U64_MAX = (1n << 64n) - 1n;
+
+// SipHash-1-3 of `bytes` with both keys zero, as a BigInt.
+function sipHash13(bytes) {
+  const rotl = (x, b) => ((x << b) | (x >> (64n - b))) & U64_MAX;
+  let v0 = 0x736f6d6570736575n;
+  let v1 = 0x646f72616e646f6dn;
+  let v2 = 0x6c7967656e657261n;
+  let v3 = 0x7465646279746573n;
+  const round = () => {
+    v0 = (v0 + v1) & U64_MAX;
+    v1 = rotl(v1, 13n) ^ v0;
+    v0 = rotl(v0, 32n);
+    v2 = (v2 + v3) & U64_MAX;
+    v3 = rotl(v3, 16n) ^ v2;
+    v0 = (v0 + v3) & U64_MAX;
+    v3 = rotl(v3, 21n) ^ v0;
+    v2 = (v2 + v1) & U64_MAX;
+    v1 = rotl(v1, 17n) ^ v2;
+    v2 = rotl(v2, 32n);
+  };
+  const whole = bytes.length - (bytes.length % 8);
+  for (let i = 0; i < whole; i += 8) {
+    let m = 0n;
+    for (let j = 7; j >= 0; j -= 1) m = (m << 8n) | BigInt(bytes[i + j]);
+    v3 ^= m;
+    round();
+    v0 ^= m;
+  }
+  let last = BigInt(bytes.length & 0xff) << 56n;
+  for (let j = whole; j < bytes.length; j += 1) last |= BigInt(bytes[j]) << BigInt(8 * (j - whole));
+  v3 ^= last;
+  round();
+  v0 ^= last;
+  v2 ^= 0xffn;
+  round();
+  round();
+  round();
+  return v0 ^ v1 ^ v2 ^ v3;
+}
+
+// A node UUID as Zincati sends it (32 lowercase hex digits, dashes
+// taken out), or null when `text` is none.
+export function nodeUuid(text) {
+  const simple = text.trim().replace(/-/g, '').toLowerCase();
+  return /^[0-9a-f]{32}$/.test(simple) ? simple : null;
 }
 
 // Share of the fleet offered a rollout at `at` (seconds since the epoch).
@@ -330,6 +389,8 @@ export function showGroup() {
 // its clients get and why.
 export function showWariness() {
   ui.warinessValue.textContent = state.wariness.toFixed(2);
+  ui.uuidWariness.textContent = state.uuid === null ? '' : '→ wariness ' + state.wariness.toFixed(6);
+  ui.uuidWariness.dataset.wariness = state.uuid === null ? '' : String(state.wariness);
   const group = groupRules();
   const effective = clientWariness();
   const clamped = group !== null && effective !== state.wariness;

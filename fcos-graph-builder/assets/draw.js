@@ -5,7 +5,7 @@ import { saveState } from './controls.js';
 import { coverage, evaluate, modelOf, nextUpdate, showGroup } from './data.js';
 import { arcHeight, geometry, labelWidth, onWheel, renderNavigator, revealSelected, scheduleViewport, scrollToColumn, scrollers, shownSchemes, textWidth, updateViewport, viewAnchor } from './layout.js';
 import { COLUMN, LABEL_ANGLE, RETRY_MS, RIGHT, SCHEMES, ZOOM_MAX, clamp, html, minutesText, now, number, percent, plural, reason, releaseNotesUrl, state, svg, ui, utc } from './page.js';
-import { clientWariness, fromFleet, policyView, reasonText, tableName, windowText } from './policy.js';
+import { clientWariness, fromFleet, groupSummary, idleRules, policyView, reasonText, tableName, windowText } from './policy.js';
 
 export function render(options) {
   const opts = options || {};
@@ -28,6 +28,7 @@ export function render(options) {
   const shown = shownSchemes();
   showGroup();
   renderPolicy(policy, shown);
+  renderSummary(shown);
   const models = shown.map((s) => modelOf(s.id)).filter((m) => m && m.nodes.length);
   // Columns: every age index of the graphs shown, in release order.
   const ages = new Set();
@@ -97,6 +98,55 @@ export function render(options) {
   }
   renderDetails();
   saveState();
+}
+
+// Under the graphs, with a fleet policy: for no group and each group,
+// where its nodes end up in each graph shown (groupSummary()), and the
+// rules that change nothing. A group's name picks it.
+function renderSummary(shown) {
+  const models = shown.map((s) => modelOf(s.id)).filter((m) => m && m.nodes.length);
+  const groups = state.policy.status === 'ok' ? state.policy.groups : null;
+  ui.summary.hidden = !groups || !models.length;
+  if (ui.summary.hidden) return;
+  ui.summaryTitle.textContent = 'Where each group ends up on ' + state.stream + ' · ' + state.basearch;
+  ui.summaryWarnings.replaceChildren(...idleRules(models, state.stream).map((w) =>
+    html('li', { 'data-table': w.table, 'data-rule': w.rule, 'data-version': w.version, text: w.text })));
+  const head = html('tr', {}, [html('th', { text: 'Group' })]);
+  for (const model of models) {
+    const title = SCHEMES.find((s) => s.id === model.scheme).title;
+    head.append(html('th', { text: title + ': converges to' }), html('th', { text: 'no way forward' }));
+  }
+  const rows = [head];
+  for (const name of [null, ...[...groups.keys()].sort()]) {
+    const pick = html('button', { type: 'button', className: 'link', text: name === null ? '(no group)' : name });
+    pick.addEventListener('click', () => {
+      state.group = name;
+      showGroup();
+      refresh();
+      saveState();
+    });
+    const row = html('tr', { 'data-group': name === null ? '' : name }, [html('th', {}, [pick])]);
+    if (name === state.group) row.className = 'current';
+    for (const model of models) {
+      const summary = groupSummary(model, name);
+      const converges = summary.converges ? summary.converges.version : '';
+      row.append(
+        html('td', {
+          'data-scheme': model.scheme,
+          'data-converges': converges,
+          text: summary.closed ? 'none now (' + summary.closed.reason + ')' : converges || 'none',
+        }),
+        html('td', {
+          'data-scheme': model.scheme,
+          'data-stuck': String(summary.stuck.length),
+          title: summary.stuck.map((n) => n.version).join(', '),
+          text: summary.closed ? 'all' : String(summary.stuck.length),
+        }),
+      );
+    }
+    rows.push(row);
+  }
+  ui.summaryTable.replaceChildren(...rows);
 }
 
 // Above the graphs: why the fleet policy cannot be read, or the rules of
@@ -506,6 +556,7 @@ export function refresh() {
   }
   showGroup();
   renderPolicy(policy, shown);
+  renderSummary(shown);
   for (const model of models) {
     styleEdges(model);
     for (const node of model.nodes) styleNode(node);

@@ -58,6 +58,9 @@ export const ui = {
   warinessValue: $('wariness-value'),
   warinessClamp: $('wariness-clamp'),
   at: $('at'),
+  uuid: $('uuid'),
+  uuidWariness: $('uuid-wariness'),
+  more: $('more'),
   now: $('now'),
   reload: $('reload'),
   status: $('status'),
@@ -80,6 +83,10 @@ export const ui = {
   inView: $('in-view'),
   panels: $('panels'),
   skip: $('skip'),
+  summary: $('summary'),
+  summaryTitle: $('summary-title'),
+  summaryWarnings: $('summary-warnings'),
+  summaryTable: $('summary-table'),
   legendBox: $('legend-box'),
   detailsEmpty: $('details-empty'),
   detailsList: $('details-list'),
@@ -92,6 +99,7 @@ export const state = {
   basearch: '',
   scheme: 'both', // 'both', 'checksum' or 'oci'
   wariness: 0,
+  uuid: null, // the node UUID the wariness is derived from, if any
   group: null, // the Zincati group of the client shown, null for a node that sends none
   // The fleet policy: status 'loading', 'none' (not configured), 'ok'
   // (groups: name -> rules, now: the server's time) or 'error'.

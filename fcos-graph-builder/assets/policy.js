@@ -12,9 +12,15 @@ import { DAYS, SCHEMES, WEEKDAYS, WEEK_MINUTES, clamp, state, utc } from './page
 // null, the default view) gets the same as a group without a table.
 // `table` names the table the rules come from.
 export function groupRules() {
+  return rulesOf(state.group);
+}
+
+// The rules a client of group `name` gets (null: a node that sends no
+// group), as groupRules().
+export function rulesOf(name) {
   const groups = state.policy.groups;
   if (!groups) return null;
-  if (state.group !== null && groups.has(state.group)) return { table: state.group, rules: groups.get(state.group), own: true };
+  if (name !== null && groups.has(name)) return { table: name, rules: groups.get(name), own: true };
   if (groups.has('default')) return { table: 'default', rules: groups.get('default'), own: false };
   if (state.policy.fleet) return { table: null, rules: state.policy.fleet, own: false };
   return null;
@@ -144,9 +150,88 @@ export function closedState(rules) {
 // What the group's rules do at the time of the view, for every graph:
 // null without rules.
 export function policyView() {
-  const group = groupRules();
+  return viewOf(groupRules());
+}
+
+// What the rules of `group` (from rulesOf()) do at the time of the view.
+function viewOf(group) {
   if (!group) return null;
   return { group, closed: closedState(group.rules), deny: new Set(group.rules.deny || []) };
+}
+
+// Where the nodes of group `name` (null: no group) end up in `model` at
+// the time of the view and the slider's wariness (clamped into the
+// group's bounds), following the update each release is offered (the
+// target with the highest age index, as Zincati takes it): the release
+// reached from the most releases (`converges`, the newest on a tie), and
+// the other releases that are offered no update at all (`stuck`). Reads
+// each rollout's progress as evaluate() left it.
+export function groupSummary(model, name) {
+  const group = rulesOf(name);
+  const policy = modelPolicy(model, viewOf(group));
+  const wariness = group ? clamp(state.wariness, group.rules.wariness_min, group.rules.wariness_max) : state.wariness;
+  const next = new Map();
+  for (const node of model.nodes) {
+    let best = null;
+    for (const edge of node.outEdges) {
+      const to = edge.to;
+      if ((to.rollout !== null && wariness > to.progress) || withheldInto(policy, to)) continue;
+      if (!best || to.ageIndex > best.ageIndex) best = to;
+    }
+    next.set(node, best);
+  }
+  const reached = new Map();
+  for (const node of model.nodes) {
+    let end = node;
+    // Updates go to higher age indexes: a walk ends within as many steps.
+    for (let steps = 0; next.get(end) && steps < model.nodes.length; steps += 1) end = next.get(end);
+    reached.set(end, (reached.get(end) || 0) + 1);
+  }
+  let converges = null;
+  for (const [node, count] of reached) {
+    const best = converges ? reached.get(converges) : -1;
+    if (count > best || (count === best && node.ageIndex > converges.ageIndex)) converges = node;
+  }
+  const stuck = model.nodes.filter((node) => node !== converges && !next.get(node));
+  return { group, converges, stuck, closed: policy ? policy.closed : null };
+}
+
+// The rules of the policy that change nothing in `models` (the graphs of
+// the stream and architecture shown): a deny of a release that no update
+// leads into, and a max_version of the stream at such a release (its
+// nodes stop at the last release before it that updates lead into).
+// [fleet]'s rules are named once, as [fleet]'s.
+export function idleRules(models, stream) {
+  const policy = state.policy;
+  if (!policy.groups) return [];
+  const present = new Set();
+  const targets = new Set();
+  for (const model of models) {
+    for (const node of model.nodes) present.add(node.version);
+    for (const edge of model.edges) targets.add(edge.to.version);
+  }
+  const idle = (version) => present.has(String(version)) && !targets.has(String(version));
+  const fleetDeny = new Set((policy.fleet && policy.fleet.deny) || []);
+  const tables = [[null, policy.fleet], ...[...policy.groups].sort((a, b) => (a[0] < b[0] ? -1 : 1))];
+  const found = [];
+  for (const [table, rules] of tables) {
+    if (!rules) continue;
+    const name = table === null ? '[fleet]' : '[groups.' + table + ']';
+    for (const version of rules.deny || []) {
+      if (table !== null && fleetDeny.has(version)) continue;
+      if (idle(version)) found.push({ table: name, rule: 'deny', version, text: 'deny ' + version + ' in ' + name + ' changes nothing: no update leads into ' + version });
+    }
+    const pin = (rules.max_version || {})[stream];
+    if (pin !== undefined && idle(pin)) {
+      found.push({
+        table: name,
+        rule: 'max_version',
+        version: String(pin),
+        text: 'max_version ' + stream + ' = ' + pin + ' in ' + name + ': no update leads into ' + pin + ', so its nodes stop at an older release',
+      });
+    }
+  }
+  return found;
 }
 
 // What the rules withhold in `model`, as the policy-engine removes it

@@ -256,7 +256,13 @@ async function pageEdges(page, scheme) {
 
 // What the policy-engine serves a node of `group` of wariness `w` (its
 // clock at the time the page is pinned to).
+const served = new Map();
 async function servedTo(stream, scheme, group, w) {
+  const key = [stream, scheme, group, w].join(' ');
+  if (!served.has(key)) served.set(key, await fetchServed(stream, scheme, group, w));
+  return served.get(key);
+}
+async function fetchServed(stream, scheme, group, w) {
   const query = new URLSearchParams({ basearch: args.basearch, stream, rollout_wariness: String(w) });
   // null: a node that sends no group.
   if (group !== null) query.set('group', group);
@@ -284,6 +290,63 @@ async function checkAgainstPolicyEngine(page, raw, policy, stream, group, w, now
     const counts = await pageCounts(page, scheme);
     equal([counts.counts.edges, counts.withheld], [served.length, rest.length], label + ': the ' + scheme + ' counts');
   }
+}
+
+// Where the nodes of a group end up in a served graph, following the
+// update each release is offered (the target with the highest age index):
+// the release reached from the most releases (the newest on a tie), and
+// how many other releases are offered no update.
+function whereItEnds(graph) {
+  const next = graph.nodes.map(() => null);
+  for (const [from, to] of graph.edges) {
+    if (next[from] === null || ageOf(graph.nodes[to]) > ageOf(graph.nodes[next[from]])) next[from] = to;
+  }
+  const reached = new Map();
+  graph.nodes.forEach((_, i) => {
+    let end = i;
+    while (next[end] !== null) end = next[end];
+    reached.set(end, (reached.get(end) ?? 0) + 1);
+  });
+  let converges = null;
+  for (const [i, count] of reached) {
+    if (converges === null || count > reached.get(converges) || (count === reached.get(converges) && ageOf(graph.nodes[i]) > ageOf(graph.nodes[converges]))) converges = i;
+  }
+  const stuck = next.filter((n, i) => n === null && i !== converges).length;
+  return { converges: graph.nodes[converges].version, stuck };
+}
+
+// The summary under the graphs: for no group and every group, where its
+// nodes end up in each graph, as in the policy-engine's answers; and the
+// rules that change nothing (a deny of a release no update leads into).
+async function checkSummary(page, raw, policy, stream, w) {
+  await page.locator('#wariness').fill(String(w));
+  const shown = await page.evaluate(() => [...document.querySelectorAll('#summary-table tr[data-group]')].map((row) => ({
+    group: row.dataset.group,
+    cells: Object.fromEntries([...row.querySelectorAll('td[data-converges]')].map((td) => [td.dataset.scheme, {
+      converges: td.dataset.converges,
+      stuck: Number(row.querySelector('td[data-stuck][data-scheme="' + td.dataset.scheme + '"]').dataset.stuck),
+    }])),
+  })));
+  const names = Object.keys(policy.groups).sort();
+  equal(shown.map((r) => r.group), ['', ...names], stream + ': the summary has a row for no group and each group');
+  for (const row of shown) {
+    const group = row.group === '' ? null : row.group;
+    const expected = {};
+    for (const scheme of ['checksum', 'oci']) expected[scheme] = whereItEnds(await servedTo(stream, scheme, group, w));
+    equal(row.cells, expected, stream + ', wariness ' + w + ', ' + (group ?? 'no group') + ': where its nodes end up, as the policy-engine serves it');
+  }
+  const targets = new Set(['checksum', 'oci'].flatMap((s) => versionEdges(raw[s]).map(([, to]) => to)));
+  const present = new Set(['checksum', 'oci'].flatMap((s) => raw[s].nodes.map((n) => n.version)));
+  const fleetDeny = new Set(policy.fleet?.deny ?? []);
+  const idle = [];
+  for (const [table, rules] of [['[fleet]', policy.fleet], ...names.map((n) => ['[groups.' + n + ']', policy.groups[n]])]) {
+    for (const version of rules?.deny ?? []) {
+      if (table !== '[fleet]' && fleetDeny.has(version)) continue;
+      if (present.has(version) && !targets.has(version)) idle.push(table + ' ' + version);
+    }
+  }
+  const warned = await page.locator('#summary-warnings li[data-rule="deny"]').evaluateAll((items) => items.map((i) => i.dataset.table + ' ' + i.dataset.version));
+  equal(warned, idle, stream + ': the summary warns about each deny of a release no update leads into');
 }
 
 // The group picker: the groups of the policy; for each, what the page
@@ -316,7 +379,10 @@ async function checkGroups(page, raw, now) {
     await pickGroup(page, group);
     for (const w of [0, wariness]) await checkAgainstPolicyEngine(page, raw, policy, stream, group, w, now);
   }
+
   check(page.url().includes('group=other'), 'the address names "other group" as group=other', page.url());
+  for (const w of [0, wariness]) await checkSummary(page, raw, policy, stream, w);
+  await checkNodeUuid(page, policy, stream);
 
   // Paused: a banner, and every update withheld.
   const paused = names.find((n) => policy.groups[n].paused);
@@ -469,6 +535,58 @@ async function checkGroups(page, raw, now) {
   await page.goto(back.href);
   await waitScope(page, stream, args.basearch);
   await page.locator('#group-field[data-policy="ok"]').waitFor();
+}
+
+// A node UUID: the page shows the wariness the node gets from it and what
+// the node is offered, which is what the policy-engine serves a node that
+// sends that UUID and no wariness. The UUID is one whose wariness matters
+// (the policy-engine hides a rollout from it that it shows at wariness 0),
+// found by asking the policy-engine.
+async function checkNodeUuid(page, policy, stream) {
+  // A group whose nodes a rollout is hidden from above some wariness.
+  let group = null;
+  for (const name of Object.keys(policy.groups).sort()) {
+    const [low, high] = await Promise.all([0, 1].map((w) => servedTo(stream, 'checksum', name, w)));
+    if (versionEdges(high).length < versionEdges(low).length) {
+      group = name;
+      break;
+    }
+  }
+  check(group !== null, 'a group whose wariness matters on ' + stream);
+  await pickGroup(page, group);
+  await page.locator('#wariness').fill('0');
+  const byUuid = async (scheme, uuid) => {
+    const query = new URLSearchParams({ basearch: args.basearch, stream, group, node_uuid: uuid });
+    if (scheme === 'oci') query.set('oci', 'true');
+    const response = await fetch(new URL('v1/graph?' + query, args['policy-engine']), { headers: { Accept: 'application/json' } });
+    return versionEdges(await response.json());
+  };
+  const atZero = versionEdges(await servedTo(stream, 'checksum', group, 0));
+  let uuid = null;
+  for (let i = 1; i <= 64 && uuid === null; i += 1) {
+    const candidate = (i * 2654435761).toString(16).padStart(32, '0').slice(-32);
+    if ((await byUuid('checksum', candidate)).length < atZero.length) uuid = candidate;
+  }
+  check(uuid !== null, 'a node UUID whose wariness hides a rollout');
+  // Pasted as a UUID is often written: with dashes, in capitals.
+  const pasted = [uuid.slice(0, 8), uuid.slice(8, 12), uuid.slice(12, 16), uuid.slice(16, 20), uuid.slice(20)].join('-').toUpperCase();
+  await page.locator('#uuid').fill(pasted);
+  await page.locator('#uuid').evaluate((e) => e.dispatchEvent(new Event('change')));
+  const shown = await page.locator('#uuid-wariness').textContent();
+  check(/^→ wariness 0\.\d{6}$/.test(shown), 'the wariness the UUID gets is shown', shown);
+  check(page.url().includes('uuid=' + uuid), 'the address keeps the UUID', page.url());
+  for (const scheme of ['checksum', 'oci']) {
+    const shownEdges = await pageEdges(page, scheme);
+    sameEdges(shownEdges.offered, await byUuid(scheme, uuid), group + ', node UUID ' + uuid + ': the ' + scheme + ' updates offered are the policy-engine\'s for it');
+  }
+  await page.locator('#uuid').fill('not-a-uuid');
+  await page.locator('#uuid').evaluate((e) => e.dispatchEvent(new Event('change')));
+  const refused = await page.locator('#uuid').evaluate((e) => e.validationMessage);
+  check(refused.startsWith('Not a node UUID'), 'anything but a UUID is refused, saying why', refused);
+  check(page.url().includes('uuid=' + uuid), 'a refused UUID changes nothing', page.url());
+  await page.locator('#wariness').fill('0');
+  check(!page.url().includes('uuid='), 'moving the slider leaves the UUID', page.url());
+  equal(await page.locator('#uuid').inputValue(), '', 'and empties its field');
 }
 
 // The policy file refused: the page keeps the last good policy in force,
@@ -875,7 +993,7 @@ async function checkLongHistory(page, stream, now) {
 }
 
 // Runs `count` steps of `kind` in the page ('wariness': the slider moved
-// by 0.05, 'group': `group` picked and back to none, 'zoom': in and out)
+// by 0.05 from 0, 'group': `group` picked and back to none, 'zoom': in and out)
 // and returns the script time of each (performance.now() around it, the
 // page's work being synchronous), how many SVG elements were created, and
 // whether the graphs' <svg> elements are still the ones drawn before.
@@ -884,7 +1002,7 @@ async function timeSteps(page, count, kind, group) {
     const step = (i) => {
       if (kind === 'wariness') {
         const slider = document.getElementById('wariness');
-        slider.value = String((i % 20) / 20 + (i >= 20 ? 0.025 : 0));
+        slider.value = String(i / 20);
         slider.dispatchEvent(new Event('input'));
       } else if (kind === 'group') {
         const select = document.getElementById('group');
@@ -928,7 +1046,7 @@ function figures(times) {
 // element created, the same <svg>), and how long each takes, a drag of
 // the slider's long tasks and a zoom step, measured and printed ('# ').
 async function checkSteps(page, stream, group) {
-  const steps = await timeSteps(page, 40, 'wariness');
+  const steps = await timeSteps(page, 20, 'wariness');
   console.log('# ' + stream + ', both graphs, ' + (group === null ? 'no group' : group) + ': wariness step: ' + figures(steps.times));
   check(steps.same && steps.created === 0, stream + ': a wariness step restyles the graphs drawn (no SVG element created)', { created: steps.created, same: steps.same });
   if (group !== null) {
@@ -1107,10 +1225,13 @@ async function checkLongGroups(page, raw, stream, now) {
   const grouped = await redraw(groupOption(pinned));
   console.log('# ' + stream + ': drawn in ' + plain.toFixed(0) + ' ms without a group, ' + grouped.toFixed(0) + ' ms with ' + pinned + '\'s');
   await checkSteps(page, stream, pinned);
+  // At wariness 0 (both wariness values are compared on the short
+  // history: on the long one, every group at both would take long).
   for (const group of [null, ...names, 'other']) {
     await pickGroup(page, group);
-    for (const w of [0, wariness]) await checkAgainstPolicyEngine(page, raw, policy, stream, group, w, now);
+    await checkAgainstPolicyEngine(page, raw, policy, stream, group, 0, now);
   }
+  await checkSummary(page, raw, policy, stream, 0);
   // For the screenshot: the pinned release, the updates after it withheld.
   await page.locator('#wariness').fill('0');
   await pickGroup(page, pinned);

@@ -2,31 +2,42 @@
 // a running graph-builder, checks the order of the streams, picks a stream
 // and an architecture, checks the counts and the drawing of both graphs
 // against the graphs the server serves, clicks releases and checks the
-// details panel (build date, release notes, hidden updates), moves the
-// wariness slider, and saves a screenshot. With --long-stream, then opens
-// a long history and checks the overview, the zoom, the wheel, a deep link
-// to an old release, "go to version" and why the OCI graph starts later.
-// With --policy-engine (a policy-engine reading the server's fleet policy,
-// its clock at --at), checks the group picker: for every group, the
-// updates shown offered are the policy-engine's and the others are shown
-// withheld, with why (paused, pinned, denied, the wariness clamp, windows,
-// freezes); with --policy-file, that the page says why when the file
-// cannot be read; with --no-policy-url, that a server without a policy
-// shows no picker.
+// details panel (build date, release notes, rollout progress, hidden
+// updates), the time field, moves the wariness slider, and checks dark
+// mode. With --long-stream, opens a long history and checks the overview,
+// the zoom, the wheel, a deep link to an old release (the OCI graph folded
+// to its note), "go to version", the keyboard (one tab stop, arrow keys,
+// + and -), measures a slider step, a group change and a zoom (and checks
+// that the first two restyle what is drawn), checks a phone's screen, and
+// saves a screenshot. With --policy-engine (a policy-engine reading the
+// server's fleet policy, its clock at --at), checks the group picker: for
+// no group and every group, the updates shown offered are the
+// policy-engine's and the others are shown withheld, with why (paused,
+// pinned, denied, the wariness clamp, windows, freezes); where each group
+// ends up and the rules that change nothing; a node UUID's wariness and
+// what it is offered; with --policy-file, that the page says why when the
+// file is refused; with --no-policy-url, that a server without a policy
+// shows no picker. Figures are printed on lines starting with '# '.
 //
 //   node viewer.mjs --url http://127.0.0.1:8080/ --screenshot viewer.png \
 //       [--stream stable] [--basearch x86_64] [--at EPOCH] [--wariness 0.7] \
 //       [--click VERSION [--expect-payload PAYLOAD]] \
 //       [--rollout VERSION [--expect-progress 60%]] [--long-stream next] \
 //       [--policy-engine URL [--window-group GROUP --expect-next-window EPOCH]] \
-//       [--policy-file FILE] [--no-policy-url URL]
+//       [--policy-file FILE] [--no-policy-url URL] [--part short|long|all]
 //
 // --click: a release of the OSTree graph to click (default: its last);
 // --rollout: a rollout of the OCI graph to click last (its progress is
 // checked when --expect-progress is given); --at pins the time rollout
 // progress is computed at; --long-stream: a stream of the same basearch
 // with a long history (at least 60 releases, OCI payloads starting later
-// than OSTree ones). Exits 0 when every check passed.
+// than OSTree ones); --part: the short part (pickers, details, groups on
+// --stream, the summary, a node UUID, dark mode, the policy file), the
+// long part (--long-stream: overview, zoom, keyboard, the figures of a
+// slider step, a group change and a zoom, a phone's screen, the
+// screenshot) or both (the default). Exits 0 when every check passed.
+// VIEWER_KEEP_GOING=1 reports every failed check rather than stopping at
+// the first.
 
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
@@ -66,6 +77,7 @@ const { values: args } = parseArgs({
     'no-policy-url': { type: 'string' },
     'window-group': { type: 'string' },
     'expect-next-window': { type: 'string' },
+    part: { type: 'string', default: 'all' },
   },
 });
 if (!args.url || !args.screenshot) {
@@ -75,6 +87,8 @@ if (!args.url || !args.screenshot) {
 const base = new URL(args.url);
 const at = args.at === undefined ? null : Number.parseInt(args.at, 10);
 const wariness = Number.parseFloat(args.wariness);
+// 'short', 'long' or 'all' (both, one after the other).
+const part = args.part;
 
 let checks = 0;
 let failed = 0;
@@ -1280,173 +1294,175 @@ async function run() {
     if (at !== null) start.searchParams.set('at', String(at));
     await page.goto(start.href);
     equal(await page.title(), 'Fedora CoreOS update graph', 'page title');
-    if (at !== null) await checkTimeField(page);
+    // The short part: the pickers, the details, the groups on the short
+    // history, the summary, a node UUID.
+    if (part !== 'long') {
+      if (at !== null) await checkTimeField(page);
 
-    // Pickers: filled from /v1/streams.
-    await page.locator('#stream:not([disabled])').waitFor();
-    const streamOptions = await page.locator('#stream option').evaluateAll((os) => os.map((o) => o.value));
-    equal(streamOptions, fedoraOrder(Object.keys(streams)), 'stream picker lists the configured streams in Fedora\'s order');
-    await page.selectOption('#stream', args.stream);
-    const archOptions = await page.locator('#basearch option').evaluateAll((os) => os.map((o) => o.value));
-    equal(archOptions, streams[args.stream], 'architecture picker lists the basearches of ' + args.stream);
-    // Pick another architecture first (when there is one), then the one
-    // under test: the page must follow.
-    const other = streams[args.stream].find((a) => a !== args.basearch);
-    if (other) {
-      await page.selectOption('#basearch', other);
-      await page.locator('#panels[data-scope="' + args.stream + '/' + other + '"]').waitFor();
-      check(true, 'switched to ' + other);
-    }
-    await page.selectOption('#basearch', args.basearch);
-    await waitScope(page, args.stream, args.basearch);
-    check(page.url().includes('basearch=' + args.basearch), 'the address follows the pickers', page.url());
-    if (['stable', 'testing', 'next'].includes(args.stream)) {
-      equal(
-        await page.locator('#release-notes').getAttribute('href'),
-        releaseNotes(args.stream, args.basearch),
-        'the release notes link follows the stream and architecture',
-      );
-    }
-
-    // Both schemes side by side, counts and drawing matching the graphs.
-    await checkGraphs(page, raw, now, args.stream);
-    await checkStart(page, raw, args.stream);
-
-    // Click a release of the OSTree graph: details.
-    const clickVersion = args.click ?? raw.checksum.nodes.at(-1).version;
-    const clicked = raw.checksum.nodes.find((n) => n.version === clickVersion);
-    check(clicked !== undefined, clickVersion + ' is in the OSTree graph');
-    await page.locator('#panel-checksum .node[data-version="' + clickVersion + '"] .shape').click();
-    equal(await page.locator('#details-version').textContent(), clickVersion, 'details show the version');
-    equal(await page.locator('#details-payload').textContent(), clicked.payload, 'details show the payload');
-    if (args['expect-payload'] !== undefined) {
-      equal(clicked.payload, args['expect-payload'], 'the payload is the expected one');
-    }
-    equal(
-      await page.locator('#details-age-index').textContent().then((t) => t.split(' ')[0]),
-      clicked.metadata[PREFIX + 'releases.age_index'],
-      'details show the age index',
-    );
-    if (clicked.metadata[PREFIX + 'updates.barrier'] === 'true') {
-      await checkReason(page, 'barrier', clicked.metadata[PREFIX + 'updates.barrier_reason']);
-    }
-    if (clicked.metadata[PREFIX + 'updates.deadend'] === 'true') {
-      await checkReason(page, 'deadend', clicked.metadata[PREFIX + 'updates.deadend_reason']);
-    }
-    check(
-      (await page.locator('#panel-checksum .node.selected').count()) === 1,
-      'the clicked release is marked selected',
-    );
-    check(page.url().includes('release=' + encodeURIComponent(clickVersion)), 'the address names the selection');
-    const date = versionDate(clickVersion);
-    equal(
-      await page.locator('#details-build-date').textContent(),
-      date ?? 'not in the version',
-      'details show the build date (from the version)',
-    );
-    if (['stable', 'testing', 'next'].includes(args.stream)) {
-      equal(
-        await page.locator('#details-release-notes a').getAttribute('href'),
-        releaseNotes(args.stream, args.basearch),
-        'details link the release notes',
-      );
-    }
-
-    // Keyboard: Escape closes, Enter on a focused release opens.
-    await page.keyboard.press('Escape');
-    check(await page.locator('#details-list').isHidden(), 'Escape closes the details');
-    await page.locator('#panel-checksum .node[data-version="' + clickVersion + '"]').focus();
-    await page.keyboard.press('Enter');
-    equal(await page.locator('#details-version').textContent(), clickVersion, 'Enter opens the details');
-
-    // One scheme at a time.
-    await page.locator('label:has(input[value="checksum"])').click();
-    equal(await page.locator('.panel').count(), 1, 'OSTree alone shows one graph');
-    check((await page.locator('#panel-checksum').count()) === 1, 'the one graph is the OSTree graph');
-    await page.locator('label:has(input[value="both"])').click();
-    equal(await page.locator('.panel').count(), 2, 'both graphs side by side again');
-
-    // Wariness: what a client of that wariness sees.
-    await page.locator('#wariness').fill(String(wariness));
-    for (const scheme of ['checksum', 'oci']) {
-      const shown = await pageCounts(page, scheme);
-      const expected = expectedCounts(raw[scheme], wariness, now);
-      equal({ ...shown.counts, edges: shown.counts.edges + shown.withheld }, expected, scheme + ' counts at wariness ' + wariness);
-      equal(shown.drawnEdges, expected.edges, scheme + ' edges drawn at wariness ' + wariness);
-    }
-    await page.locator('#wariness').fill('0');
-
-    // A rollout of the OCI graph: its parameters and progress.
-    if (args.rollout !== undefined) {
-      const rollout = raw.oci.nodes.find((n) => n.version === args.rollout);
-      check(rollout && rollout.metadata[PREFIX + 'updates.rollout'] === 'true', args.rollout + ' is an OCI rollout');
-      await page.locator('#panel-oci .node[data-version="' + args.rollout + '"] .shape').click();
-      equal(await page.locator('#details-version').textContent(), args.rollout, 'details show the rollout');
-      equal(await page.locator('#details-payload').textContent(), rollout.payload, 'details show the OCI payload');
-      const startEpoch = rollout.metadata[PREFIX + 'updates.start_epoch'];
-      if (startEpoch !== undefined) {
-        const text = await page.locator('#details-rollout-start').textContent();
-        check(text.includes('(' + startEpoch + ')'), 'details show the rollout start', text);
+      // Pickers: filled from /v1/streams.
+      await page.locator('#stream:not([disabled])').waitFor();
+      const streamOptions = await page.locator('#stream option').evaluateAll((os) => os.map((o) => o.value));
+      equal(streamOptions, fedoraOrder(Object.keys(streams)), 'stream picker lists the configured streams in Fedora\'s order');
+      await page.selectOption('#stream', args.stream);
+      const archOptions = await page.locator('#basearch option').evaluateAll((os) => os.map((o) => o.value));
+      equal(archOptions, streams[args.stream], 'architecture picker lists the basearches of ' + args.stream);
+      // Pick another architecture first (when there is one), then the one
+      // under test: the page must follow.
+      const other = streams[args.stream].find((a) => a !== args.basearch);
+      if (other) {
+        await page.selectOption('#basearch', other);
+        await page.locator('#panels[data-scope="' + args.stream + '/' + other + '"]').waitFor();
+        check(true, 'switched to ' + other);
       }
-      const minutes = rollout.metadata[PREFIX + 'updates.duration_minutes'];
-      if (minutes !== undefined) {
-        const text = await page.locator('#details-rollout-duration').textContent();
-        check(text.startsWith(minutes + ' minutes'), 'details show the rollout duration', text);
-      }
-      if (args['expect-progress'] !== undefined) {
+      await page.selectOption('#basearch', args.basearch);
+      await waitScope(page, args.stream, args.basearch);
+      check(page.url().includes('basearch=' + args.basearch), 'the address follows the pickers', page.url());
+      if (['stable', 'testing', 'next'].includes(args.stream)) {
         equal(
-          await page.locator('#details-rollout-progress b').textContent(),
-          args['expect-progress'],
-          'details show the rollout progress',
+          await page.locator('#release-notes').getAttribute('href'),
+          releaseNotes(args.stream, args.basearch),
+          'the release notes link follows the stream and architecture',
         );
+      }
+
+      // Both schemes side by side, counts and drawing matching the graphs.
+      await checkGraphs(page, raw, now, args.stream);
+      await checkStart(page, raw, args.stream);
+
+      // Click a release of the OSTree graph: details.
+      const clickVersion = args.click ?? raw.checksum.nodes.at(-1).version;
+      const clicked = raw.checksum.nodes.find((n) => n.version === clickVersion);
+      check(clicked !== undefined, clickVersion + ' is in the OSTree graph');
+      await page.locator('#panel-checksum .node[data-version="' + clickVersion + '"] .shape').click();
+      equal(await page.locator('#details-version').textContent(), clickVersion, 'details show the version');
+      equal(await page.locator('#details-payload').textContent(), clicked.payload, 'details show the payload');
+      if (args['expect-payload'] !== undefined) {
+        equal(clicked.payload, args['expect-payload'], 'the payload is the expected one');
+      }
+      equal(
+        await page.locator('#details-age-index').textContent().then((t) => t.split(' ')[0]),
+        clicked.metadata[PREFIX + 'releases.age_index'],
+        'details show the age index',
+      );
+      if (clicked.metadata[PREFIX + 'updates.barrier'] === 'true') {
+        await checkReason(page, 'barrier', clicked.metadata[PREFIX + 'updates.barrier_reason']);
+      }
+      if (clicked.metadata[PREFIX + 'updates.deadend'] === 'true') {
+        await checkReason(page, 'deadend', clicked.metadata[PREFIX + 'updates.deadend_reason']);
+      }
+      check(
+        (await page.locator('#panel-checksum .node.selected').count()) === 1,
+        'the clicked release is marked selected',
+      );
+      check(page.url().includes('release=' + encodeURIComponent(clickVersion)), 'the address names the selection');
+      const date = versionDate(clickVersion);
+      equal(
+        await page.locator('#details-build-date').textContent(),
+        date ?? 'not in the version',
+        'details show the build date (from the version)',
+      );
+      if (['stable', 'testing', 'next'].includes(args.stream)) {
         equal(
-          await page.locator('#details-rollout-progress').textContent(),
-          args['expect-progress'] + ' in progress at ' + utcText(now) + (at === null ? ' (now)' : ''),
-          'details say the rollout is in progress at the time of the view',
+          await page.locator('#details-release-notes a').getAttribute('href'),
+          releaseNotes(args.stream, args.basearch),
+          'details link the release notes',
         );
       }
-      // Above its progress, the updates into it are hidden: say how many
-      // and why rather than "none".
-      const into = raw.oci.edges.filter(([, to]) => raw.oci.nodes[to].version === args.rollout).length;
-      const share = rolloutProgress(rollout.metadata, now);
-      if (into > 0 && share < wariness) {
-        await page.locator('#wariness').fill(String(wariness));
-        const from = await page.locator('#details-from').textContent();
-        check(from.startsWith('none at wariness ' + wariness.toFixed(2)), 'no update into the rollout at wariness ' + wariness, from);
-        const note = await page.locator('#details-from .hidden-note').textContent();
-        check(
-          note.startsWith(into + ' update' + (into === 1 ? '' : 's') + ' into it hidden') &&
-            note.includes('once it reaches ' + Math.round(wariness * 100) + '%'),
-          'details say how many updates into the rollout are hidden and why',
-          note,
-        );
-        await page.locator('#wariness').fill('0');
-        // Offered, or withheld by the default view's rules.
-        const all = await page.locator('#details-from button, #details-withheld-from button').count();
-        equal(all, into, 'at wariness 0 the updates into the rollout are listed');
+
+      // Keyboard: Escape closes, Enter on a focused release opens.
+      await page.keyboard.press('Escape');
+      check(await page.locator('#details-list').isHidden(), 'Escape closes the details');
+      await page.locator('#panel-checksum .node[data-version="' + clickVersion + '"]').focus();
+      await page.keyboard.press('Enter');
+      equal(await page.locator('#details-version').textContent(), clickVersion, 'Enter opens the details');
+
+      // One scheme at a time.
+      await page.locator('label:has(input[value="checksum"])').click();
+      equal(await page.locator('.panel').count(), 1, 'OSTree alone shows one graph');
+      check((await page.locator('#panel-checksum').count()) === 1, 'the one graph is the OSTree graph');
+      await page.locator('label:has(input[value="both"])').click();
+      equal(await page.locator('.panel').count(), 2, 'both graphs side by side again');
+
+      // Wariness: what a client of that wariness sees.
+      await page.locator('#wariness').fill(String(wariness));
+      for (const scheme of ['checksum', 'oci']) {
+        const shown = await pageCounts(page, scheme);
+        const expected = expectedCounts(raw[scheme], wariness, now);
+        equal({ ...shown.counts, edges: shown.counts.edges + shown.withheld }, expected, scheme + ' counts at wariness ' + wariness);
+        equal(shown.drawnEdges, expected.edges, scheme + ' edges drawn at wariness ' + wariness);
+      }
+      await page.locator('#wariness').fill('0');
+
+      // A rollout of the OCI graph: its parameters and progress.
+      if (args.rollout !== undefined) {
+        const rollout = raw.oci.nodes.find((n) => n.version === args.rollout);
+        check(rollout && rollout.metadata[PREFIX + 'updates.rollout'] === 'true', args.rollout + ' is an OCI rollout');
+        await page.locator('#panel-oci .node[data-version="' + args.rollout + '"] .shape').click();
+        equal(await page.locator('#details-version').textContent(), args.rollout, 'details show the rollout');
+        equal(await page.locator('#details-payload').textContent(), rollout.payload, 'details show the OCI payload');
+        const startEpoch = rollout.metadata[PREFIX + 'updates.start_epoch'];
+        if (startEpoch !== undefined) {
+          const text = await page.locator('#details-rollout-start').textContent();
+          check(text.includes('(' + startEpoch + ')'), 'details show the rollout start', text);
+        }
+        const minutes = rollout.metadata[PREFIX + 'updates.duration_minutes'];
+        if (minutes !== undefined) {
+          const text = await page.locator('#details-rollout-duration').textContent();
+          check(text.startsWith(minutes + ' minutes'), 'details show the rollout duration', text);
+        }
+        if (args['expect-progress'] !== undefined) {
+          equal(
+            await page.locator('#details-rollout-progress b').textContent(),
+            args['expect-progress'],
+            'details show the rollout progress',
+          );
+          equal(
+            await page.locator('#details-rollout-progress').textContent(),
+            args['expect-progress'] + ' in progress at ' + utcText(now) + (at === null ? ' (now)' : ''),
+            'details say the rollout is in progress at the time of the view',
+          );
+        }
+        // Above its progress, the updates into it are hidden: say how many
+        // and why rather than "none".
+        const into = raw.oci.edges.filter(([, to]) => raw.oci.nodes[to].version === args.rollout).length;
+        const share = rolloutProgress(rollout.metadata, now);
+        if (into > 0 && share < wariness) {
+          await page.locator('#wariness').fill(String(wariness));
+          const from = await page.locator('#details-from').textContent();
+          check(from.startsWith('none at wariness ' + wariness.toFixed(2)), 'no update into the rollout at wariness ' + wariness, from);
+          const note = await page.locator('#details-from .hidden-note').textContent();
+          check(
+            note.startsWith(into + ' update' + (into === 1 ? '' : 's') + ' into it hidden') &&
+              note.includes('once it reaches ' + Math.round(wariness * 100) + '%'),
+            'details say how many updates into the rollout are hidden and why',
+            note,
+          );
+          await page.locator('#wariness').fill('0');
+          // Offered, or withheld by the default view's rules.
+          const all = await page.locator('#details-from button, #details-withheld-from button').count();
+          equal(all, into, 'at wariness 0 the updates into the rollout are listed');
+        }
+      }
+
+      if (args['policy-engine'] !== undefined) {
+        await checkGroups(page, raw, now);
       }
     }
 
-    if (args['policy-engine'] !== undefined) {
-      await checkGroups(page, raw, now);
-    }
-
-    if (args['long-stream'] !== undefined) {
+    // The long part: the long history, the keyboard, the figures, the
+    // screenshot, a phone's screen.
+    if (part !== 'short' && args['long-stream'] !== undefined) {
       await checkLongHistory(page, args['long-stream'], now);
+      fs.mkdirSync(path.dirname(path.resolve(args.screenshot)), { recursive: true });
+      await page.screenshot({ path: args.screenshot, fullPage: true });
+      check(fs.statSync(args.screenshot).size > 10_000, 'screenshot saved to ' + args.screenshot);
+      await checkPhone(context, args['long-stream'], problems);
     }
 
-    fs.mkdirSync(path.dirname(path.resolve(args.screenshot)), { recursive: true });
-    await page.screenshot({ path: args.screenshot, fullPage: true });
-    check(fs.statSync(args.screenshot).size > 10_000, 'screenshot saved to ' + args.screenshot);
-
-    await checkDarkMode(page);
-    if (args['long-stream'] !== undefined) await checkPhone(context, args['long-stream'], problems);
-
-    if (args['policy-file'] !== undefined) {
-      await checkPolicyRefused(page);
-    }
-    if (args['no-policy-url'] !== undefined) {
-      await checkNoPolicy(page);
+    if (part !== 'long') {
+      await checkDarkMode(page);
+      if (args['policy-file'] !== undefined) await checkPolicyRefused(page);
+      if (args['no-policy-url'] !== undefined) await checkNoPolicy(page);
     }
     equal(problems, [], 'no console error, failed request or HTTP error');
   } finally {

@@ -2,7 +2,8 @@
 // buttons and keys that change it.
 
 import { fillArches, loadGraphs, loadPolicy, loadStreams, modelOf, nodeUuid, showReleaseNotes, showWariness, warinessFromUuid } from './data.js';
-import { addTooltip, focusRelease, refresh, releaseFrom, render, select } from './draw.js';
+import { select } from './details.js';
+import { addTooltip, focusRelease, refresh, releaseFrom, render } from './draw.js';
 import { goTo, setZoom, startOverview, zoomBy } from './layout.js';
 import { PHONE, POLICY_STALE_MS, ZOOM_MAX, ZOOM_STEP, clamp, integer, number, state, ui } from './page.js';
 import { otherGroupName } from './policy.js';

@@ -16,8 +16,9 @@
 // ES modules, served as they are (no build step), by concern: `page.js`
 // (state, elements, DOM helpers), `data.js` (models and loading),
 // `policy.js` (the fleet policy's rules), `layout.js` (geometry, overview,
-// zoom), `draw.js` (the SVG and the details) and `controls.js` (the
-// address and the controls). Served under a Content-Security-Policy
+// zoom), `draw.js` (the SVG, the rules and the summary), `details.js`
+// (the selected release) and `controls.js` (the address, the controls
+// and the keys). Served under a Content-Security-Policy
 // without 'unsafe-inline': the page is built with DOM calls only (no HTML
 // strings, no inline styles).
 

@@ -31,7 +31,7 @@ pub struct Asset {
 /// The viewer's files: the page, then what it loads. The script is ES
 /// modules served as they are, no build step: `viewer.js` imports the
 /// others by relative path (`./draw.js`), so each is listed here.
-pub static ASSETS: [Asset; 10] = [
+pub static ASSETS: [Asset; 11] = [
     Asset {
         path: "/",
         content_type: "text/html; charset=utf-8",
@@ -66,6 +66,11 @@ pub static ASSETS: [Asset; 10] = [
         path: "/assets/draw.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../assets/draw.js"),
+    },
+    Asset {
+        path: "/assets/details.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/details.js"),
     },
     Asset {
         path: "/assets/controls.js",

@@ -206,7 +206,7 @@ const ageOf = (node) => Number.parseInt(node.metadata[PREFIX + 'releases.age_ind
 // ---- the group picker ------------------------------------------------------
 
 // The value of the picker's option for `group` (a group of the policy,
-// 'other' for "other group", null for no group rules).
+// 'other' for "other group", null for a node that sends none).
 function groupOption(group) {
   return group === null ? '' : group === 'other' ? 'other' : 'group:' + group;
 }

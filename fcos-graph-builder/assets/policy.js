@@ -180,12 +180,16 @@ export function groupSummary(model, name) {
     }
     next.set(node, best);
   }
+  // Where the walk from each release ends: updates go to higher age
+  // indexes, so from the newest release down each ends where its update's
+  // does.
+  const end = new Map();
   const reached = new Map();
-  for (const node of model.nodes) {
-    let end = node;
-    // Updates go to higher age indexes: a walk ends within as many steps.
-    for (let steps = 0; next.get(end) && steps < model.nodes.length; steps += 1) end = next.get(end);
-    reached.set(end, (reached.get(end) || 0) + 1);
+  for (const node of [...model.nodes].sort((a, b) => b.ageIndex - a.ageIndex)) {
+    const to = next.get(node);
+    const last = to && to.ageIndex > node.ageIndex ? end.get(to) || to : node;
+    end.set(node, last);
+    reached.set(last, (reached.get(last) || 0) + 1);
   }
   let converges = null;
   for (const [node, count] of reached) {

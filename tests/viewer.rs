@@ -66,8 +66,9 @@ fn header(headers: &reqwest::header::HeaderMap, name: &str) -> String {
 /// at any time of the test. `old-pin` pins a release the OCI graph does
 /// not have (30.2.0, OSTree only): its place in the release index, from
 /// the OSTree graph, still withholds every OCI update newer than it.
-/// `no-op` denies the first release of `stable`, which no update leads
-/// into: a rule that changes nothing, which the page warns about.
+/// `no-op` denies the first release of `stable` and is pinned to the first
+/// of `next`, which no update leads into: a deny that changes nothing and
+/// a pin no node reaches, which the page warns about.
 fn policy() -> String {
     format!(
         r#"
@@ -106,8 +107,10 @@ deny = ["32.2.0"]
 
 [groups.no-op]
 deny = ["30.1.0"]
+max_version = {{ next = "{first_next}" }}
 "#,
-        pinned_next = long_version(PINNED_NEXT)
+        pinned_next = long_version(PINNED_NEXT),
+        first_next = long_version(0)
     )
 }
 

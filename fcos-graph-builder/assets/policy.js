@@ -202,8 +202,8 @@ export function groupSummary(model, name) {
 
 // The rules of the policy that change nothing in `models` (the graphs of
 // the stream and architecture shown): a deny of a release that no update
-// leads into, and a max_version of the stream at such a release (its
-// nodes stop at the last release before it that updates lead into).
+// leads into, and a max_version of the stream at such a release (no node
+// reaches it: its nodes stop at an older release).
 // [fleet]'s rules are named once, as [fleet]'s.
 export function idleRules(models, stream) {
   const policy = state.policy;
@@ -231,7 +231,7 @@ export function idleRules(models, stream) {
         table: name,
         rule: 'max_version',
         version: String(pin),
-        text: 'max_version ' + stream + ' = ' + pin + ' in ' + name + ': no update leads into ' + pin + ', so its nodes stop at an older release',
+        text: 'max_version ' + stream + ' = ' + pin + ' in ' + name + ': no update leads into ' + pin + ', so no node of the group reaches it',
       });
     }
   }

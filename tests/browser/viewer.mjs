@@ -356,11 +356,13 @@ async function checkSummary(page, raw, policy, stream, w) {
   for (const [table, rules] of [['[fleet]', policy.fleet], ...names.map((n) => ['[groups.' + n + ']', policy.groups[n]])]) {
     for (const version of rules?.deny ?? []) {
       if (table !== '[fleet]' && fleetDeny.has(version)) continue;
-      if (present.has(version) && !targets.has(version)) idle.push(table + ' ' + version);
+      if (present.has(version) && !targets.has(version)) idle.push('deny ' + table + ' ' + version);
     }
+    const pin = rules?.max_version?.[stream];
+    if (pin !== undefined && present.has(pin) && !targets.has(pin)) idle.push('max_version ' + table + ' ' + pin);
   }
-  const warned = await page.locator('#summary-warnings li[data-rule="deny"]').evaluateAll((items) => items.map((i) => i.dataset.table + ' ' + i.dataset.version));
-  equal(warned, idle, stream + ': the summary warns about each deny of a release no update leads into');
+  const warned = await page.locator('#summary-warnings li').evaluateAll((items) => items.map((i) => i.dataset.rule + ' ' + i.dataset.table + ' ' + i.dataset.version));
+  equal(warned, idle, stream + ': the summary warns about each deny of, and each max_version at, a release no update leads into');
 }
 
 // The group picker: the groups of the policy; for each, what the page

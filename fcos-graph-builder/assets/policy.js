@@ -163,7 +163,8 @@ function viewOf(group) {
 // the time of the view and the slider's wariness (clamped into the
 // group's bounds), following the update each release is offered (the
 // target with the highest age index, as Zincati takes it): the release
-// reached from the most releases (`converges`, the newest on a tie), and
+// reached from the most releases (`converges`, the newest on a tie; null
+// when each release is reached from itself alone), and
 // the other releases that are offered no update at all (`stuck`). Reads
 // each rollout's progress as evaluate() left it.
 export function groupSummary(model, name) {
@@ -196,6 +197,9 @@ export function groupSummary(model, name) {
     const best = converges ? reached.get(converges) : -1;
     if (count > best || (count === best && node.ageIndex > converges.ageIndex)) converges = node;
   }
+  // Reached from no other release: nothing converges (every update is
+  // withheld, say).
+  if (converges && reached.get(converges) === 1 && model.nodes.length > 1) converges = null;
   const stuck = model.nodes.filter((node) => node !== converges && !next.get(node));
   return { group, converges, stuck, closed: policy ? policy.closed : null };
 }

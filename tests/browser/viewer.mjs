@@ -308,8 +308,9 @@ async function checkAgainstPolicyEngine(page, raw, policy, stream, group, w, now
 
 // Where the nodes of a group end up in a served graph, following the
 // update each release is offered (the target with the highest age index):
-// the release reached from the most releases (the newest on a tie), and
-// how many other releases are offered no update.
+// the release reached from the most releases (the newest on a tie; none
+// when each is reached from itself alone), and how many other releases
+// are offered no update.
 function whereItEnds(graph) {
   const next = graph.nodes.map(() => null);
   for (const [from, to] of graph.edges) {
@@ -325,8 +326,10 @@ function whereItEnds(graph) {
   for (const [i, count] of reached) {
     if (converges === null || count > reached.get(converges) || (count === reached.get(converges) && ageOf(graph.nodes[i]) > ageOf(graph.nodes[converges]))) converges = i;
   }
+  // Reached from no other release: nothing converges.
+  if (reached.get(converges) === 1 && graph.nodes.length > 1) converges = null;
   const stuck = next.filter((n, i) => n === null && i !== converges).length;
-  return { converges: graph.nodes[converges].version, stuck };
+  return { converges: converges === null ? '' : graph.nodes[converges].version, stuck };
 }
 
 // The summary under the graphs: for no group and every group, where its
@@ -1231,7 +1234,11 @@ async function checkDarkMode(page) {
 async function checkLongGroups(page, raw, stream, now) {
   const { policy } = await getJson('v1/policy');
   const names = Object.keys(policy.groups).sort();
-  const pinned = names.find((n) => (policy.groups[n].max_version || {})[stream]);
+  // A group pinned at a release of both graphs.
+  const pinned = names.find((n) => {
+    const pin = (policy.groups[n].max_version || {})[stream];
+    return pin && ['checksum', 'oci'].every((s) => raw[s].nodes.some((node) => node.version === pin));
+  });
   check(pinned !== undefined, 'a group is pinned on ' + stream);
   const redraw = (value) =>
     page.evaluate((value) => {

@@ -4,13 +4,19 @@
 
 import { modelOf, nextUpdate } from './data.js';
 import { render } from './draw.js';
-import { SCHEMES, html, minutesText, now, percent, plural, reason, releaseNotesUrl, state, ui, utc } from './page.js';
+import { PHONE, SCHEMES, html, minutesText, now, percent, plural, reason, releaseNotesUrl, state, ui, utc } from './page.js';
 import { clientWariness, reasonText, tableName } from './policy.js';
 
 export function select(scheme, version, reveal) {
   const same = state.selected && state.selected.scheme === scheme && state.selected.version === version;
   state.selected = same ? null : { scheme, version };
   render(reveal ? { reveal: true } : undefined);
+  // On a phone the details cover the bottom of the screen: the graph of
+  // the release goes to the top, above them.
+  if (state.selected && window.matchMedia(PHONE).matches) {
+    const panel = document.getElementById('panel-' + scheme);
+    if (panel) panel.scrollIntoView({ block: 'start' });
+  }
 }
 
 export function renderDetails() {

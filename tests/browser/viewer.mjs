@@ -1186,13 +1186,15 @@ async function checkPhone(context, stream, problems) {
     return node.dataset.version;
   });
   await page.locator('#panels .node[data-version="' + version + '"] .shape').first().click();
-  const details = await page.evaluate(() => {
+  const details = await page.evaluate((version) => {
     const r = document.getElementById('details-version').getBoundingClientRect();
-    const list = document.getElementById('details-list').getBoundingClientRect();
-    return { top: r.top, bottom: r.bottom, listTop: list.top, height: window.innerHeight };
-  });
-  console.log('# phone 390 × 844: a release\'s details open at y = ' + Math.round(details.listTop));
+    const sheet = document.getElementById('details').getBoundingClientRect();
+    const node = document.querySelector('#panels .node[data-version="' + CSS.escape(version) + '"] .shape').getBoundingClientRect();
+    return { top: r.top, bottom: r.bottom, sheet: sheet.top, node: { top: node.top, bottom: node.bottom }, height: window.innerHeight };
+  }, version);
+  console.log('# phone 390 × 844: a release\'s details open at y = ' + Math.round(details.sheet) + ', the release at y = ' + Math.round(details.node.top) + ' above them');
   check(details.top >= 0 && details.bottom <= details.height, 'phone: a release\'s details open in view', details);
+  check(details.node.top >= 0 && details.node.bottom <= details.sheet, 'phone: the release stays in view above its details', details);
   await page.close();
 }
 

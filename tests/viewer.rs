@@ -18,8 +18,14 @@
 //! rest are shown withheld, with why. A second graph-builder, without a
 //! policy, shows the page without a group picker.
 //!
+//! The browser test runs in two parts, each a test with servers of its
+//! own: `short` (the pickers, the details, the groups on `stable`, the
+//! summary, a node UUID, the policy file refused) and `long` (the long
+//! history, the keyboard, the figures of a slider step, a group change
+//! and a zoom, a phone's screen, dark mode, the groups on `next`).
+//!
 //! Without Chromium the browser test is skipped with a message, except
-//! under `CI=true`, where it fails. The browser test's screenshot goes to
+//! under `CI=true`, where it fails. The long part's screenshot goes to
 //! `$VIEWER_SCREENSHOT` when set, else to a temporary directory.
 
 mod support;
@@ -60,6 +66,9 @@ fn header(headers: &reqwest::header::HeaderMap, name: &str) -> String {
 /// at any time of the test. `old-pin` pins a release the OCI graph does
 /// not have (30.2.0, OSTree only): its place in the release index, from
 /// the OSTree graph, still withholds every OCI update newer than it.
+/// `no-op` denies the first release of `stable` and is pinned to the first
+/// of `next`, which no update leads into: a deny that changes nothing and
+/// a pin no node reaches, which the page warns about.
 fn policy() -> String {
     format!(
         r#"
@@ -95,8 +104,13 @@ freezes = [ {{ from = "2020-01-01T00:00:00Z", to = "2100-01-01T00:00:00Z", reaso
 
 [groups.default]
 deny = ["32.2.0"]
+
+[groups.no-op]
+deny = ["30.1.0"]
+max_version = {{ next = "{first_next}" }}
 "#,
-        pinned_next = long_version(PINNED_NEXT)
+        pinned_next = long_version(PINNED_NEXT),
+        first_next = long_version(0)
     )
 }
 
@@ -111,38 +125,101 @@ fn asset_file(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The servers of a test: the upstream, the graph-builder with the fleet
+/// policy, a policy-engine reading the same file with its clock at
+/// `MIDWAY`, and a graph-builder without a policy. Each test has its own
+/// (the browser test makes the policy file invalid for a moment).
+struct Servers {
+    upstream: Upstream,
+    graph_builder: service_kit::server::Running,
+    policy_engine: service_kit::server::Running,
+    plain: service_kit::server::Running,
+    policy_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Servers {
+    async fn start() -> Servers {
+        let upstream = Upstream::start();
+        upstream.serve_fixture("stable");
+        upstream.serve_fixture_as("stable", "testing");
+        upstream.serve_fixture_as("stable", "branched");
+        let (releases, updates) = long_history("next", LONG_HISTORY, FIRST_OCI);
+        upstream.set("/next/releases.json", Canned::Body(releases));
+        upstream.set("/next/updates.json", Canned::Body(updates));
+        let dir = tempfile::tempdir().unwrap();
+        let policy_file = dir.path().join("policy.toml");
+        std::fs::write(&policy_file, policy()).unwrap();
+        let mut settings = graph_builder_settings(&upstream, STREAMS);
+        settings.policy_path = Some(policy_file.clone());
+        let graph_builder = fcos_graph_builder::start(settings).unwrap();
+        // What a node of each group gets, at the time the browser test pins.
+        let mut settings =
+            policy_engine_settings(&format!("http://{}/v1/graph", graph_builder.service_addr));
+        settings.policy_path = Some(policy_file.clone());
+        let policy_engine =
+            fcos_policy_engine::start_with_clock(settings, Arc::new(|| MIDWAY)).unwrap();
+        // The same page without a policy.
+        let plain = fcos_graph_builder::start(graph_builder_settings(&upstream, STREAMS)).unwrap();
+        wait_ready(&graph_builder).await;
+        wait_ready(&plain).await;
+        wait_following(&policy_engine, &graph_builder).await;
+        Servers {
+            upstream,
+            graph_builder,
+            policy_engine,
+            plain,
+            policy_file,
+            _dir: dir,
+        }
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}/", self.graph_builder.service_addr)
+    }
+
+    /// What the browser test needs for the group picker.
+    fn policy_args(&self) -> PolicyArgs {
+        // When the windows of `weekend` open next after MIDWAY, as the
+        // policy-engine computes it: the page must say the same.
+        let rules = commons::fleet_policy::Policy::parse(&policy(), &self.policy_file, 0)
+            .expect("the test policy loads");
+        let next_window = rules.groups["weekend"]
+            .next_window(MIDWAY)
+            .expect("the weekend opens within a week");
+        PolicyArgs {
+            policy_engine: format!("http://{}/", self.policy_engine.service_addr),
+            policy_file: self.policy_file.clone(),
+            no_policy_url: format!("http://{}/", self.plain.service_addr),
+            next_window,
+        }
+    }
+
+    async fn stop(self) {
+        self.graph_builder.stop().await.unwrap();
+        self.policy_engine.stop().await.unwrap();
+        self.plain.stop().await.unwrap();
+        self.upstream.stop().await;
+    }
+}
+
 #[actix_web::test]
 async fn graph_builder_serves_the_viewer() {
-    let upstream = Upstream::start();
-    upstream.serve_fixture("stable");
-    upstream.serve_fixture_as("stable", "testing");
-    upstream.serve_fixture_as("stable", "branched");
-    let (releases, updates) = long_history("next", LONG_HISTORY, FIRST_OCI);
-    upstream.set("/next/releases.json", Canned::Body(releases));
-    upstream.set("/next/updates.json", Canned::Body(updates));
-    let dir = tempfile::tempdir().unwrap();
-    let policy_file = dir.path().join("policy.toml");
-    std::fs::write(&policy_file, policy()).unwrap();
-    let mut settings = graph_builder_settings(&upstream, STREAMS);
-    settings.policy_path = Some(policy_file.clone());
-    let graph_builder = fcos_graph_builder::start(settings).unwrap();
-    // What a node of each group gets, at the time the browser test pins.
-    let mut settings =
-        policy_engine_settings(&format!("http://{}/v1/graph", graph_builder.service_addr));
-    settings.policy_path = Some(policy_file.clone());
-    let policy_engine =
-        fcos_policy_engine::start_with_clock(settings, Arc::new(|| MIDWAY)).unwrap();
-    // The same page without a policy.
-    let plain = fcos_graph_builder::start(graph_builder_settings(&upstream, STREAMS)).unwrap();
-    wait_ready(&graph_builder).await;
-    wait_ready(&plain).await;
-    wait_following(&policy_engine, &graph_builder).await;
-    let base = format!("http://{}/", graph_builder.service_addr);
+    let servers = Servers::start().await;
+    let base = servers.base();
+    let plain_base = format!("http://{}/", servers.plain.service_addr);
 
     // The page and everything it loads, from the binary, with their types.
     for (file, content_type) in [
         ("index.html", "text/html; charset=utf-8"),
         ("viewer.js", "text/javascript; charset=utf-8"),
+        ("page.js", "text/javascript; charset=utf-8"),
+        ("data.js", "text/javascript; charset=utf-8"),
+        ("policy.js", "text/javascript; charset=utf-8"),
+        ("layout.js", "text/javascript; charset=utf-8"),
+        ("draw.js", "text/javascript; charset=utf-8"),
+        ("details.js", "text/javascript; charset=utf-8"),
+        ("controls.js", "text/javascript; charset=utf-8"),
         ("viewer.css", "text/css; charset=utf-8"),
         ("favicon.svg", "image/svg+xml"),
     ] {
@@ -160,7 +237,7 @@ async fn graph_builder_serves_the_viewer() {
         assert_eq!(header(&headers, "x-content-type-options"), "nosniff");
     }
     let (_, _, page) = fetch(&base).await;
-    assert!(page.contains("<script src=\"assets/viewer.js\" defer></script>"));
+    assert!(page.contains("<script type=\"module\" src=\"assets/viewer.js\"></script>"));
     assert!(page.contains("href=\"assets/viewer.css\""));
 
     // The pickers' list, and the graphs the page reads.
@@ -208,7 +285,6 @@ async fn graph_builder_serves_the_viewer() {
         shown["policy"]["groups"]["pinned"]["max_version"]["next"],
         long_version(PINNED_NEXT)
     );
-    let plain_base = format!("http://{}/", plain.service_addr);
     let (status, _, body) = fetch(&format!("{plain_base}v1/policy")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -216,27 +292,21 @@ async fn graph_builder_serves_the_viewer() {
         serde_json::Value::Null
     );
 
-    // When the windows of `weekend` open next after MIDWAY, as the
-    // policy-engine computes it: the page must say the same.
-    let rules = commons::fleet_policy::Policy::parse(&policy(), &policy_file, 0)
-        .expect("the test policy loads");
-    let next_window = rules.groups["weekend"]
-        .next_window(MIDWAY)
-        .expect("the weekend opens within a week");
-    let pe_base = format!("http://{}/", policy_engine.service_addr);
-    let policy_args = PolicyArgs {
-        policy_engine: &pe_base,
-        policy_file: &policy_file,
-        no_policy_url: &plain_base,
-        next_window,
-    };
+    // The pickers, the details, the group picker against the
+    // policy-engine, the summary, a node UUID, the policy file refused.
+    run_browser_test(&base, &servers.policy_args(), "short").await;
+    servers.stop().await;
+}
 
-    run_browser_test(&base, &policy_args).await;
-
-    graph_builder.stop().await.unwrap();
-    policy_engine.stop().await.unwrap();
-    plain.stop().await.unwrap();
-    upstream.stop().await;
+/// The long history in a browser: the overview, the zoom, the keyboard,
+/// the figures of a slider step, a group change and a zoom, a phone's
+/// screen, dark mode, the group views of `next` against the
+/// policy-engine, and the screenshot.
+#[actix_web::test]
+async fn the_viewer_on_a_long_history() {
+    let servers = Servers::start().await;
+    run_browser_test(&servers.base(), &servers.policy_args(), "long").await;
+    servers.stop().await;
 }
 
 /// The version of release `i` of the long history: Fedora CoreOS style
@@ -323,20 +393,20 @@ fn a_missing_browser_fails_under_ci_only() {
 }
 
 /// What the browser test needs for the group picker.
-struct PolicyArgs<'a> {
+struct PolicyArgs {
     /// The policy-engine reading the same policy, its clock at `MIDWAY`.
-    policy_engine: &'a str,
+    policy_engine: String,
     /// The policy file (the test makes it invalid for a moment).
-    policy_file: &'a Path,
+    policy_file: PathBuf,
     /// A graph-builder without a policy.
-    no_policy_url: &'a str,
+    no_policy_url: String,
     /// When the windows of `weekend` open next after `MIDWAY`.
     next_window: i64,
 }
 
 /// Runs the browser test against `base`, or says why it is skipped (and
 /// fails instead under CI).
-async fn run_browser_test(base: &str, policy: &PolicyArgs<'_>) {
+async fn run_browser_test(base: &str, policy: &PolicyArgs, part: &str) {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let missing: Vec<String> = [
         PathBuf::from(CHROMIUM),
@@ -361,15 +431,16 @@ async fn run_browser_test(base: &str, policy: &PolicyArgs<'_>) {
         return;
     }
 
+    // The screenshot of the long history is the one of the docs.
     let screenshot = match std::env::var_os("VIEWER_SCREENSHOT") {
-        Some(path) => PathBuf::from(path),
-        None => std::env::temp_dir().join(format!("fcos-viewer-{}.png", std::process::id())),
+        Some(path) if part == "long" => PathBuf::from(path),
+        _ => std::env::temp_dir().join(format!("fcos-viewer-{part}-{}.png", std::process::id())),
     };
     let mut command = Command::new("node");
     command
         .current_dir(&browser_dir)
         .arg("viewer.mjs")
-        .args(["--url", base])
+        .args(["--url", base, "--part", part])
         .arg("--screenshot")
         .arg(&screenshot)
         .args(["--stream", "stable", "--basearch", "x86_64"])
@@ -384,10 +455,10 @@ async fn run_browser_test(base: &str, policy: &PolicyArgs<'_>) {
         .args(["--long-stream", "next"])
         // The group picker: against the policy-engine, the policy file
         // unreadable for a moment, and a server without a policy.
-        .args(["--policy-engine", policy.policy_engine])
+        .args(["--policy-engine", &policy.policy_engine])
         .arg("--policy-file")
-        .arg(policy.policy_file)
-        .args(["--no-policy-url", policy.no_policy_url])
+        .arg(&policy.policy_file)
+        .args(["--no-policy-url", &policy.no_policy_url])
         .args(["--window-group", "weekend"])
         .args(["--expect-next-window", &policy.next_window.to_string()]);
     let output = actix_web::rt::task::spawn_blocking(move || command.output())

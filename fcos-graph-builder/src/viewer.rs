@@ -28,8 +28,10 @@ pub struct Asset {
     pub body: &'static str,
 }
 
-/// The viewer's files: the page, then what it loads.
-pub static ASSETS: [Asset; 4] = [
+/// The viewer's files: the page, then what it loads. The script is ES
+/// modules served as they are, no build step: `viewer.js` imports the
+/// others by relative path (`./draw.js`), so each is listed here.
+pub static ASSETS: [Asset; 11] = [
     Asset {
         path: "/",
         content_type: "text/html; charset=utf-8",
@@ -39,6 +41,41 @@ pub static ASSETS: [Asset; 4] = [
         path: "/assets/viewer.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../assets/viewer.js"),
+    },
+    Asset {
+        path: "/assets/page.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/page.js"),
+    },
+    Asset {
+        path: "/assets/data.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/data.js"),
+    },
+    Asset {
+        path: "/assets/policy.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/policy.js"),
+    },
+    Asset {
+        path: "/assets/layout.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/layout.js"),
+    },
+    Asset {
+        path: "/assets/draw.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/draw.js"),
+    },
+    Asset {
+        path: "/assets/details.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/details.js"),
+    },
+    Asset {
+        path: "/assets/controls.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/controls.js"),
     },
     Asset {
         path: "/assets/viewer.css",
@@ -219,21 +256,76 @@ mod tests {
                 }
             }
         }
-        assert_eq!(referenced, ASSETS.len() - 1);
+        // The entry module, the style sheet and the icon; the entry
+        // module imports the other modules.
+        assert_eq!(referenced, 3);
         // What the policy would block: inline scripts, styles and handlers.
         assert_eq!(page.matches("<script").count(), 1);
-        assert!(page.contains("<script src=\"assets/viewer.js\" defer></script>"));
+        assert!(page.contains("<script type=\"module\" src=\"assets/viewer.js\"></script>"));
         for blocked in ["<style", " style=", " onclick=", " onload=", "javascript:"] {
             assert!(!page.contains(blocked), "the page contains {blocked}");
         }
-        let script = ASSETS[1].body;
-        for blocked in [
-            "innerHTML",
-            "eval(",
-            "new Function",
-            ".setAttribute('style'",
-        ] {
-            assert!(!script.contains(blocked), "the script uses {blocked}");
+        for script in ASSETS.iter().filter(|a| a.path.ends_with(".js")) {
+            for blocked in [
+                "innerHTML",
+                "eval(",
+                "new Function",
+                ".setAttribute('style'",
+            ] {
+                assert!(
+                    !script.body.contains(blocked),
+                    "{} uses {blocked}",
+                    script.path
+                );
+            }
         }
+    }
+    /// The modules a script imports: the specifiers of its `import … from`
+    /// lines.
+    fn imports(script: &str) -> Vec<&str> {
+        script
+            .lines()
+            .filter(|line| line.starts_with("import "))
+            .map(|line| {
+                let from = &line[line.rfind(" from ").expect("import … from") + 6..];
+                from.trim_end_matches(';').trim_matches('\'')
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_script_is_modules_that_import_only_served_modules() {
+        let scripts: Vec<&Asset> = ASSETS.iter().filter(|a| a.path.ends_with(".js")).collect();
+        // Split by concern: the entry module and one per concern, none of
+        // them the whole viewer.
+        assert!(scripts.len() >= 6, "{} scripts", scripts.len());
+        let mut imported = std::collections::BTreeSet::from(["/assets/viewer.js".to_string()]);
+        for script in &scripts {
+            assert!(
+                script.body.lines().count() <= 900,
+                "{} has {} lines",
+                script.path,
+                script.body.lines().count()
+            );
+            assert_eq!(script.content_type, "text/javascript; charset=utf-8");
+            for specifier in imports(script.body) {
+                // Relative to /assets/, as the browser resolves it: nothing
+                // from elsewhere, no bare names a build step would resolve.
+                let name = specifier
+                    .strip_prefix("./")
+                    .unwrap_or_else(|| panic!("{}: import of {specifier}", script.path));
+                let path = format!("/assets/{name}");
+                assert!(
+                    ASSETS.iter().any(|a| a.path == path),
+                    "{} imports {specifier}, which is not served",
+                    script.path
+                );
+                imported.insert(path);
+            }
+        }
+        // Every module served is loaded by the page.
+        let served: std::collections::BTreeSet<String> =
+            scripts.iter().map(|a| a.path.to_string()).collect();
+        assert_eq!(imported, served);
     }
 }

@@ -820,8 +820,7 @@ async fn registry_failures_keep_the_last_good_graph_and_are_counted() {
     assert_eq!(error_count(&metrics, "invalid_manifest"), 1.0);
     assert_eq!(stored_graph(&store, "mine", "x86_64"), good);
 
-    // 401, 429, 500, then down: each refresh fails, counted by kind, the
-    // graph stays.
+    // 401, 429, 500: each refresh fails, counted by kind, the graph stays.
     for (canned, kind) in [
         (Canned::Status(401), "auth"),
         (Canned::Status(429), "rate_limited"),
@@ -843,12 +842,100 @@ async fn registry_failures_keep_the_last_good_graph_and_are_counted() {
             tokio::time::sleep(Duration::from_millis(1100)).await;
         }
     }
+    // A Retry-After longer than the refresh period holds requests back
+    // for all of it.
+    upstream.set(&tags, Canned::RetryAfter(60));
+    assert_eq!(
+        scraper.refresh_once().await.unwrap_err().kind(),
+        "rate_limited"
+    );
+    let hits = upstream.hits(&tags);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        scraper.refresh_once().await.unwrap_err().kind(),
+        "rate_limited"
+    );
+    assert_eq!(upstream.hits(&tags), hits, "a request within Retry-After");
+    assert_eq!(error_count(&metrics, "rate_limited"), 2.0);
+    assert_eq!(stored_graph(&store, "mine", "x86_64"), good);
+    upstream.stop().await;
+}
+
+#[actix_web::test]
+async fn a_down_registry_keeps_the_last_good_graph() {
+    let upstream = Upstream::start();
+    let tags = format!("/v2/{NAME}/tags/list");
+    serve_image(
+        &upstream,
+        "43.20260105.3.0",
+        &TestImage::new("43.20260105.3.0", "mine"),
+    );
+    upstream.set(
+        &tags,
+        Canned::Body(br#"{"name":"me/my-fcos","tags":["43.20260105.3.0"]}"#.to_vec()),
+    );
+    let repository = format!("{}/{NAME}", upstream.addr);
+    let (mut scraper, store, metrics) = scraper(registry_settings(&repository, ""));
+    assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Published);
+    let good = stored_graph(&store, "mine", "x86_64");
     upstream.stop().await;
     let error = scraper.refresh_once().await.unwrap_err();
     assert_eq!(error.kind(), "connect", "{error}");
+    assert_eq!(error_count(&metrics, "connect"), 1.0);
     assert_eq!(stored_graph(&store, "mine", "x86_64"), good);
     assert_eq!(
         store.states()["mine"],
         fcos_graph_builder::store::StreamState::Stale
     );
+}
+
+#[actix_web::test]
+async fn with_updates_metadata_fedora_rules_apply() {
+    let Some(registry) = LocalRegistry::start(false).await else {
+        return;
+    };
+    let all = ["43.20260105.3.0", "43.20260119.3.0", "43.20260202.3.0"];
+    for version in all {
+        registry
+            .push(version, &TestImage::new(version, "mine"))
+            .await;
+    }
+    let updates = Upstream::start();
+    let path = "/updates/mine.json";
+    let document = json!({"stream": "mine", "releases": [
+        {"version": "43.20260119.3.0", "metadata": {"barrier": {"reason": "https://example.com/why"}}},
+        {"version": "43.20260202.3.0", "metadata": {"rollout": {"start_percentage": 0.5}}},
+    ]});
+    updates.set(path, Canned::Body(document.to_string().into_bytes()));
+    let (mut scraper, store, metrics) = scraper(registry_settings(
+        &registry.repository(),
+        &format!(
+            "updates_url = \"http://{}/updates/${{stream}}.json\"",
+            updates.addr
+        ),
+    ));
+    assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Published);
+    let graph = stored_graph(&store, "mine", "x86_64");
+    assert_eq!(versions(&graph), all);
+    // Into the barrier from before it; into the rollout from the barrier
+    // on; no update past the barrier.
+    assert_eq!(
+        edges(&graph),
+        pairs(&[
+            ("43.20260105.3.0", "43.20260119.3.0"),
+            ("43.20260119.3.0", "43.20260202.3.0"),
+        ])
+    );
+    assert_eq!(graph["nodes"][1]["metadata"][metadata::BARRIER], "true");
+    assert_eq!(graph["nodes"][2]["metadata"][metadata::START_VALUE], "0.5");
+
+    // An unchanged document is asked for conditionally; a broken one
+    // fails the refresh, counted, the last good graphs kept.
+    assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Unchanged);
+    assert_eq!(updates.hits(&format!("304 {path}")), 1);
+    updates.set(path, Canned::Body(b"{\"stream\": \"mine\"".to_vec()));
+    let error = scraper.refresh_once().await.unwrap_err();
+    assert_eq!(error.kind(), "updates", "{error}");
+    assert_eq!(error_count(&metrics, "updates"), 1.0);
+    assert_eq!(stored_graph(&store, "mine", "x86_64"), graph);
 }

@@ -939,3 +939,38 @@ async fn with_updates_metadata_fedora_rules_apply() {
     assert_eq!(error_count(&metrics, "updates"), 1.0);
     assert_eq!(stored_graph(&store, "mine", "x86_64"), graph);
 }
+
+#[actix_web::test]
+async fn the_graph_command_previews_a_registry_stream() {
+    let Some(registry) = LocalRegistry::start(false).await else {
+        return;
+    };
+    for version in ["43.20260105.3.0", "43.20260119.3.0"] {
+        registry
+            .push(version, &TestImage::new(version, "mine"))
+            .await;
+    }
+    let graph = |stream: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fcos-cincinnati"))
+            .args(["graph", "--registry", &registry.repository()])
+            .args(["--stream", stream, "--basearch", "aarch64"])
+            .output()
+            .unwrap()
+    };
+    let output = graph("mine");
+    assert!(output.status.success(), "{output:?}");
+    let graph_json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        versions(&graph_json),
+        ["43.20260105.3.0", "43.20260119.3.0"]
+    );
+    assert_eq!(
+        edges(&graph_json),
+        pairs(&[("43.20260105.3.0", "43.20260119.3.0")])
+    );
+    // A stream the images do not name: the error says which there are.
+    let output = graph("other");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("mine (aarch64, x86_64)"), "{stderr}");
+}

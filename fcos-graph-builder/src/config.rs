@@ -79,8 +79,8 @@ pub struct RegistrySettings {
     /// Updates metadata URL template; without it every release is a
     /// target from every older one.
     pub updates_url: Option<String>,
-    /// Credentials `(user, password)` for the registry, from the auth file.
-    pub credentials: Option<(String, String)>,
+    /// Credentials for the registry, from the auth file.
+    pub credentials: Option<Credentials>,
     /// Whether the registry is spoken to over plain HTTP (loopback, or
     /// listed in `insecure`).
     pub plain_http: bool,
@@ -88,6 +88,23 @@ pub struct RegistrySettings {
     pub default_stream: Option<String>,
     /// Most requests to the registry in one refresh.
     pub max_requests: usize,
+}
+
+/// A user and password for a registry; `Debug` does not show the password.
+#[derive(Clone, PartialEq)]
+pub struct Credentials {
+    /// User name.
+    pub user: String,
+    /// Password (or token).
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A compiled `[registry] tags` expression.
@@ -429,7 +446,7 @@ fn is_loopback(registry: &str) -> bool {
 /// The credentials for `registry` in an auth file in the format podman
 /// and skopeo write (`{"auths": {"host": {"auth": base64("user:password")}}}`),
 /// or `None` when it has none for that registry.
-fn read_auth_file(path: &Path, registry: &str) -> Result<Option<(String, String)>, ConfigError> {
+fn read_auth_file(path: &Path, registry: &str) -> Result<Option<Credentials>, ConfigError> {
     use base64::Engine;
     #[derive(Deserialize)]
     struct AuthFile {
@@ -464,7 +481,10 @@ fn read_auth_file(path: &Path, registry: &str) -> Result<Option<(String, String)
             "the auth of {registry} is not base64 of user:password"
         ))
     })?;
-    Ok(Some((user.to_string(), password.to_string())))
+    Ok(Some(Credentials {
+        user: user.to_string(),
+        password: password.to_string(),
+    }))
 }
 
 fn invalid(key: &str, message: &str) -> ConfigError {
@@ -554,10 +574,12 @@ mod tests {
         assert_eq!(registry.registry, "registry.example.com");
         assert_eq!(registry.name, "me/my-fcos");
         assert!(!registry.plain_http);
+        let credentials = registry.credentials.unwrap();
         assert_eq!(
-            registry.credentials,
-            Some(("me".to_string(), "secret".to_string()))
+            (credentials.user.as_str(), credentials.password.as_str()),
+            ("me", "secret")
         );
+        assert!(!format!("{credentials:?}").contains("secret"));
         let tags = registry.tags.unwrap().0;
         assert!(tags.is_match("43.20260105.3.0") && tags.is_match("latest"));
         assert!(!tags.is_match("my-latest"), "anchored");

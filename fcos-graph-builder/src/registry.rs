@@ -70,6 +70,15 @@ pub struct RegistryMetrics {
     releases: IntGauge,
 }
 
+impl std::fmt::Debug for RegistryMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryMetrics")
+            .field("requests", &self.requests.get())
+            .field("last_requests", &self.last_requests.get())
+            .finish_non_exhaustive()
+    }
+}
+
 impl RegistryMetrics {
     /// Creates and registers the metrics, every error kind at 0.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
@@ -189,6 +198,18 @@ pub struct RegistryScraper {
     published: Option<Sources>,
     /// No request before this, after a `429`.
     not_before: Option<tokio::time::Instant>,
+}
+
+impl std::fmt::Debug for RegistryScraper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryScraper")
+            .field("repository", &self.settings.repository)
+            .field("tags", &self.tags.len())
+            .field("manifests", &self.manifests.len())
+            .field("configs", &self.configs.len())
+            .field("not_before", &self.not_before)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RegistryScraper {

@@ -6,7 +6,7 @@
 //! the registry gave in `Retry-After`; what is read is bounded and checked
 //! against its digest.
 
-use crate::config::RegistrySettings;
+use crate::config::{Credentials, RegistrySettings};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
@@ -167,9 +167,19 @@ pub struct RegistryClient {
     http: reqwest::Client,
     /// `http(s)://registry/v2/name/`.
     base: String,
-    credentials: Option<(String, String)>,
+    credentials: Option<Credentials>,
     /// The `Authorization` value in use, once the registry asked for one.
     authorization: Mutex<Option<HeaderValue>>,
+}
+
+impl std::fmt::Debug for RegistryClient {
+    /// Credentials and tokens are not shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("base", &self.base)
+            .field("user", &self.credentials.as_ref().map(|c| c.user.as_str()))
+            .finish_non_exhaustive()
+    }
 }
 
 impl RegistryClient {
@@ -411,8 +421,8 @@ impl RegistryClient {
             }
             budget.spend()?;
             let mut request = self.http.get(token_url.as_str());
-            if let Some((user, password)) = &self.credentials {
-                request = request.basic_auth(user, Some(password));
+            if let Some(credentials) = &self.credentials {
+                request = request.basic_auth(&credentials.user, Some(&credentials.password));
             }
             let response = request
                 .send()
@@ -450,10 +460,10 @@ impl RegistryClient {
             .iter()
             .any(|c| c.scheme.eq_ignore_ascii_case("basic"));
         match (&self.credentials, basic) {
-            (Some((user, password)), true) => {
+            (Some(credentials), true) => {
                 use base64::Engine;
-                let encoded =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                let encoded = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", credentials.user, credentials.password));
                 HeaderValue::from_str(&format!("Basic {encoded}"))
                     .map_err(|_| refused(": the credentials are not a header value"))
             }

@@ -878,6 +878,10 @@ async fn a_down_registry_keeps_the_last_good_graph() {
     let (mut scraper, store, metrics) = scraper(registry_settings(&repository, ""));
     assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Published);
     let good = stored_graph(&store, "mine", "x86_64");
+    // The tag list is asked for with its ETag: 304, nothing else asked.
+    assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Unchanged);
+    assert_eq!(upstream.hits(&format!("304 {tags}")), 1);
+    assert_eq!(scraper.last_requests(), 1);
     upstream.stop().await;
     let error = scraper.refresh_once().await.unwrap_err();
     assert_eq!(error.kind(), "connect", "{error}");

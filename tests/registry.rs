@@ -453,6 +453,13 @@ async fn registry_streams_follow_the_registry_beside_the_release_index() {
     let gb = fcos_graph_builder::start(side_by_side_settings(&upstream, &repository)).unwrap();
     wait_ready(&gb).await;
     let addr = gb.service_addr;
+    // The scopes found are counted from 0, before any request for them.
+    for basearch in ["aarch64", "x86_64"] {
+        let series = format!(
+            r#"fcos_cincinnati_gb_cache_graph_requests_total{{basearch="{basearch}",stream="mine",type="oci"}}"#
+        );
+        assert_eq!(metric(gb.status_addr, &series).await, Some(0.0), "{series}");
+    }
 
     // Both architectures; payloads are the repository at each image's digest.
     for (basearch, pushed) in [("x86_64", &one), ("aarch64", &two)] {

@@ -47,6 +47,7 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
     }
     let state = service::ServiceState::new(store.clone(), &registry)?
         .with_max_waiting_polls(settings.max_waiting_polls);
+    let graph_requests = state.graph_requests.clone();
     let policy_view = match &settings.policy_path {
         Some(path) => Some(policy::PolicyView::load(path.clone(), &registry)?),
         None => None,
@@ -128,7 +129,8 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
             metrics,
             scraper_metrics.clone(),
         )
-        .context("cannot create the registry's HTTP client")?;
+        .context("cannot create the registry's HTTP client")?
+        .with_graph_requests(graph_requests);
         running = running.task("registry", scraper.run(settings.refresh));
     }
     if let Some(view) = policy_view {

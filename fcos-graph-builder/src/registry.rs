@@ -198,6 +198,9 @@ pub struct RegistryScraper {
     published: Option<Sources>,
     /// No request before this, after a `429`.
     not_before: Option<tokio::time::Instant>,
+    /// `fcos_cincinnati_gb_cache_graph_requests_total`, whose series of a
+    /// stream found are created at 0 when it is published.
+    graph_requests: Option<IntCounterVec>,
 }
 
 impl std::fmt::Debug for RegistryScraper {
@@ -239,7 +242,15 @@ impl RegistryScraper {
             updates: HashMap::new(),
             published: None,
             not_before: None,
+            graph_requests: None,
         })
+    }
+
+    /// Creates the series of `graph_requests` (the service's count of
+    /// graphs served) of each scope found, at 0.
+    pub fn with_graph_requests(mut self, graph_requests: IntCounterVec) -> Self {
+        self.graph_requests = Some(graph_requests);
+        self
     }
 
     /// Requests made by the last refresh.
@@ -416,6 +427,13 @@ impl RegistryScraper {
                 .map_err(RegistryRefreshError::Graph)?;
             let graphs: StreamGraphs = self.graph_metrics.record_graphs(stream, built);
             found.insert(stream.clone(), (basearches, graphs));
+        }
+        if let Some(counter) = &self.graph_requests {
+            for (stream, (basearches, _)) in &found {
+                for basearch in basearches {
+                    counter.with_label_values(&[basearch.as_str(), stream, Scheme::Oci.as_str()]);
+                }
+            }
         }
         let streams: Vec<&String> = found.keys().collect();
         tracing::info!(

@@ -3,8 +3,8 @@
 //! images made by the test (a config with labels and an empty layer per
 //! architecture, an image index over them) pushed through the registry API.
 //! Where a registry cannot be made to fail on purpose (429, a corrupt
-//! manifest), a real HTTP server serves the same documents, then the
-//! failure.
+//! manifest) or needs a token service of its own (the bearer token flow of
+//! quay.io and ghcr.io), a real HTTP server serves the same documents.
 //!
 //! Without `docker-registry` installed these tests say so and pass, except
 //! under `CI=true`, where they fail.
@@ -984,4 +984,120 @@ async fn the_graph_command_previews_a_registry_stream() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("mine (aarch64, x86_64)"), "{stderr}");
+}
+
+/// A registry that asks for a bearer token from its token service, as
+/// quay.io and ghcr.io do for anonymous pulls; it serves `documents` by
+/// path to requests bearing the token it hands out.
+struct TokenRegistry {
+    addr: SocketAddr,
+    tokens_issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl TokenRegistry {
+    fn start(documents: BTreeMap<String, Vec<u8>>) -> TokenRegistry {
+        use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let tokens_issued = std::sync::Arc::new(AtomicUsize::new(0));
+        let issued = tokens_issued.clone();
+        let documents = std::sync::Arc::new(documents);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = HttpServer::new(move || {
+            let (issued, documents) = (issued.clone(), documents.clone());
+            App::new().default_service(web::to(move |req: HttpRequest| {
+                let (issued, documents) = (issued.clone(), documents.clone());
+                async move {
+                    if req.path() == "/token" {
+                        let query = req.query_string();
+                        assert!(
+                            query.contains("service=test") && query.contains("scope=repository"),
+                            "{query}"
+                        );
+                        issued.fetch_add(1, Ordering::SeqCst);
+                        return HttpResponse::Ok().body(r#"{"token":"t0k3n"}"#);
+                    }
+                    let authorized = req
+                        .headers()
+                        .get("authorization")
+                        .is_some_and(|v| v == "Bearer t0k3n");
+                    if !authorized {
+                        return HttpResponse::Unauthorized()
+                            .insert_header((
+                                "WWW-Authenticate",
+                                format!(
+                                    r#"Bearer realm="http://{addr}/token",service="test",scope="repository:{NAME}:pull""#
+                                ),
+                            ))
+                            .finish();
+                    }
+                    match documents.get(req.path()) {
+                        Some(body) => HttpResponse::Ok()
+                            .insert_header(("Docker-Content-Digest", sha256(body)))
+                            .body(body.clone()),
+                        None => HttpResponse::NotFound().finish(),
+                    }
+                }
+            }))
+        })
+        .workers(1)
+        .shutdown_timeout(0)
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        TokenRegistry {
+            addr,
+            tokens_issued,
+            handle,
+        }
+    }
+}
+
+#[actix_web::test]
+async fn anonymous_pulls_go_through_the_token_flow() {
+    let image = TestImage::new("43.20260105.3.0", "mine");
+    let documents = image.documents();
+    let prefix = format!("/v2/{NAME}");
+    let mut served = BTreeMap::new();
+    for blob in &documents.blobs {
+        served.insert(format!("{prefix}/blobs/{}", sha256(blob)), blob.clone());
+    }
+    for manifest in &documents.manifests {
+        served.insert(
+            format!("{prefix}/manifests/{}", sha256(manifest)),
+            manifest.clone(),
+        );
+    }
+    served.insert(
+        format!("{prefix}/manifests/43.20260105.3.0"),
+        documents.index.clone(),
+    );
+    served.insert(
+        format!("{prefix}/tags/list"),
+        br#"{"name":"me/my-fcos","tags":["43.20260105.3.0"]}"#.to_vec(),
+    );
+    let registry = TokenRegistry::start(served);
+    let (mut scraper, store, _) =
+        scraper(registry_settings(&format!("{}/{NAME}", registry.addr), ""));
+    assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Published);
+    assert_eq!(
+        versions(&stored_graph(&store, "mine", "aarch64")),
+        ["43.20260105.3.0"]
+    );
+    // The list refused, the token, the list again, then the index, two
+    // manifests and two configs with the token.
+    assert_eq!(scraper.last_requests(), 8);
+    // The token is kept: the next refresh is the tag list alone.
+    assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Unchanged);
+    assert_eq!(scraper.last_requests(), 1);
+    assert_eq!(
+        registry
+            .tokens_issued
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    registry.handle.stop(false).await;
 }

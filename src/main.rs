@@ -34,18 +34,35 @@ enum Command {
         #[arg(short = 'c', long = "config")]
         config: Option<PathBuf>,
     },
-    /// Print one graph built from local files.
-    Graph(GraphArgs),
+    /// Print one graph built from local files, or read from a container
+    /// registry.
+    Graph(Box<GraphArgs>),
 }
 
 #[derive(Debug, clap::Args)]
 struct GraphArgs {
     /// Release index (releases.json).
-    #[arg(long)]
-    releases: PathBuf,
+    #[arg(
+        long,
+        required_unless_present = "registry",
+        conflicts_with = "registry"
+    )]
+    releases: Option<PathBuf>,
     /// Updates metadata (updates/<stream>.json).
-    #[arg(long)]
-    updates: PathBuf,
+    #[arg(
+        long,
+        required_unless_present = "registry",
+        conflicts_with = "registry"
+    )]
+    updates: Option<PathBuf>,
+    /// A container repository (`registry.example.com/me/my-fcos`): the OCI
+    /// graph its images give, read as the graph-builder's `[registry]`
+    /// reads it (anonymously, every tag, no updates metadata).
+    #[arg(long, requires = "stream", value_parser = oci_repository)]
+    registry: Option<String>,
+    /// The stream of the graph read from --registry.
+    #[arg(long, requires = "registry")]
+    stream: Option<String>,
     /// Base architecture.
     #[arg(long)]
     basearch: String,
@@ -95,7 +112,7 @@ fn main() -> ExitCode {
     service_kit::binary::exit_code(
         match cli.command.unwrap_or(Command::Serve { config: None }) {
             Command::Serve { config } => run_serve(config),
-            Command::Graph(args) => run_graph(args),
+            Command::Graph(args) => run_graph(*args),
         },
     )
 }
@@ -159,15 +176,30 @@ fn run_graph(args: GraphArgs) -> anyhow::Result<()> {
 }
 
 fn print_graph(args: &GraphArgs, viewer: &Viewer, now: i64) -> anyhow::Result<()> {
-    let scheme = Scheme::from_oci_flag(args.oci);
-    let graph = preview::build(
-        &args.releases,
-        &args.updates,
-        &args.basearch,
-        scheme,
-        args.oci_repository.as_deref(),
-        viewer,
-    )?;
+    let (graph, scheme) = match (&args.registry, &args.stream, &args.releases, &args.updates) {
+        (Some(repository), Some(stream), _, _) => {
+            let graph = actix_web::rt::System::new().block_on(preview::build_from_registry(
+                repository,
+                stream,
+                &args.basearch,
+                viewer,
+            ))?;
+            (graph, Scheme::Oci)
+        }
+        (_, _, Some(releases), Some(updates)) => {
+            let scheme = Scheme::from_oci_flag(args.oci);
+            let graph = preview::build(
+                releases,
+                updates,
+                &args.basearch,
+                scheme,
+                args.oci_repository.as_deref(),
+                viewer,
+            )?;
+            (graph, scheme)
+        }
+        _ => anyhow::bail!("give --releases and --updates, or --registry and --stream"),
+    };
     let output = match args.format {
         Format::Json => {
             let mut json = graph.to_json();

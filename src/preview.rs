@@ -1,6 +1,6 @@
-//! `fcos-cincinnati graph`: one graph from local files, as the
-//! graph-builder serves it or as one client of the policy-engine sees it,
-//! in JSON or Graphviz DOT.
+//! `fcos-cincinnati graph`: one graph from local files or from a container
+//! registry, as the graph-builder serves it or as one client of the
+//! policy-engine sees it, in JSON or Graphviz DOT.
 
 use anyhow::Context;
 use commons::graph::{Graph, Scheme};
@@ -72,6 +72,87 @@ pub fn build(
     graph
         .validate()
         .context("the built graph breaks the graph rules")?;
+    view(graph, viewer, &updates_doc.stream, |version| {
+        index
+            .releases
+            .iter()
+            .position(|r| r.version == version)
+            .map(|i| i as u64)
+    })
+}
+
+/// Reads the registry `repository` once, as the graph-builder's
+/// `[registry]` source does (anonymously, every tag), and builds the OCI
+/// graph of `stream` and `basearch` for `viewer`.
+pub async fn build_from_registry(
+    repository: &str,
+    stream: &str,
+    basearch: &str,
+    viewer: &Viewer,
+) -> anyhow::Result<Graph> {
+    use fcos_graph_builder::config::{RegistryFile, RegistrySettings};
+    use fcos_graph_builder::registry::{RegistryMetrics, RegistryScraper};
+    let settings = RegistrySettings::from_file(RegistryFile {
+        repository: Some(repository.to_string()),
+        ..RegistryFile::default()
+    })
+    .context("--registry")?;
+    let metrics = prometheus::Registry::new();
+    let store = fcos_graph_builder::store::GraphStore::new(Default::default()).with_registry();
+    let timeout = std::time::Duration::from_secs(60);
+    let mut scraper = RegistryScraper::new(
+        settings,
+        timeout,
+        timeout,
+        fcos_graph_builder::fetch::Fetcher::new(timeout, 64 << 20)?,
+        store.clone(),
+        RegistryMetrics::register(&metrics)?,
+        fcos_graph_builder::scraper::ScraperMetrics::register(&metrics)?,
+    )?;
+    scraper
+        .refresh_once()
+        .await
+        .with_context(|| format!("cannot read {repository}"))?;
+    let found = store.configured();
+    let body = store.get(stream, basearch, Scheme::Oci).map_err(|_| {
+        let found: Vec<String> = found
+            .iter()
+            .map(|(stream, arches)| format!("{stream} ({})", arches.join(", ")))
+            .collect();
+        anyhow::anyhow!(
+            "{repository} has no image of stream '{stream}' for basearch '{basearch}' (it has: {})",
+            if found.is_empty() {
+                "none".to_string()
+            } else {
+                found.join(", ")
+            }
+        )
+    })?;
+    let graph: Graph =
+        serde_json::from_slice(body.json()).context("the graph-builder's graph is a graph")?;
+    let ages: std::collections::HashMap<String, u64> = graph
+        .nodes
+        .iter()
+        .filter_map(|node| {
+            let age = node
+                .metadata
+                .get(commons::metadata::AGE_INDEX)?
+                .parse()
+                .ok()?;
+            Some((node.version.clone(), age))
+        })
+        .collect();
+    view(graph, viewer, stream, |version| ages.get(version).copied())
+}
+
+/// The graph as `viewer` sees it; `age_index` gives a release's place in
+/// its stream.
+fn view(
+    graph: Graph,
+    viewer: &Viewer,
+    stream: &str,
+    age_index: impl Fn(&str) -> Option<u64>,
+) -> anyhow::Result<Graph> {
     Ok(match viewer {
         Viewer::GraphBuilder => graph,
         Viewer::Client { wariness, now } => rollout::client_view(graph, *wariness, *now),
@@ -84,19 +165,8 @@ pub fn build(
             use fcos_policy_engine::view::{PreparedGraph, Removal};
             // A release's age index is its place in the release index, the
             // order the policy-engine reads from the graphs of the stream.
-            let (rules, removal) = Removal::of(
-                Some(policy),
-                group.as_deref(),
-                &updates_doc.stream,
-                *now,
-                |version| {
-                    index
-                        .releases
-                        .iter()
-                        .position(|r| r.version == version)
-                        .map(|i| i as u64)
-                },
-            );
+            let (rules, removal) =
+                Removal::of(Some(policy), group.as_deref(), stream, *now, age_index);
             let wariness = rules.map_or(*wariness, |rules| rules.clamp(*wariness));
             let body = PreparedGraph::new(graph).view(wariness, *now, &removal);
             serde_json::from_slice(body.json()).context("the policy-engine's view is a graph")?

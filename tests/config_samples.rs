@@ -75,3 +75,44 @@ fn embedded_sample_builds_valid_graphs_with_every_feature() {
         "barrier, dead-end, rollout in progress, OCI-only"
     );
 }
+
+/// The sample's `[registry]` block (commented out: no registry by
+/// default), uncommented, lists every key and loads.
+#[test]
+fn graph_builder_sample_lists_every_registry_key() {
+    let text = std::fs::read_to_string(dist("fcos-graph-builder.toml")).unwrap();
+    let block: String = text
+        .split("\n# [registry]\n")
+        .nth(1)
+        .expect("a [registry] block")
+        .lines()
+        .take_while(|line| !line.starts_with('['))
+        .filter_map(|line| line.strip_prefix("# "))
+        .filter(|line| line.contains(" = "))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let file: fcos_graph_builder::config::RegistryFile =
+        commons::config::parse_toml(&block, "fcos-graph-builder.toml [registry]").unwrap();
+    let listed = [
+        file.repository.is_some(),
+        file.tags.is_some(),
+        file.updates_url.is_some(),
+        file.auth_file.is_some(),
+        file.insecure.is_some(),
+        file.stream.is_some(),
+        file.max_requests.is_some(),
+    ];
+    assert!(listed.iter().all(|&l| l), "{block}");
+    // The auth file is read at start; the others are checked as written.
+    let settings = fcos_graph_builder::config::RegistrySettings::from_file(
+        fcos_graph_builder::config::RegistryFile {
+            auth_file: None,
+            ..file
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        settings.max_requests,
+        fcos_graph_builder::config::DEFAULT_REGISTRY_MAX_REQUESTS
+    );
+}

@@ -214,6 +214,83 @@ impl ReleaseIndex {
     }
 }
 
+/// One release read from a container registry rather than from a release
+/// index: its version, when it was built, and its image by architecture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRelease {
+    /// Release version (the `org.opencontainers.image.version` label).
+    pub version: String,
+    /// When the image was built (`org.opencontainers.image.created`, RFC
+    /// 3339), when known: orders releases whose versions are not Fedora
+    /// CoreOS versions.
+    pub created: Option<String>,
+    /// Architecture → pullspec by digest.
+    pub images: std::collections::BTreeMap<String, String>,
+}
+
+/// The four numbers of a Fedora CoreOS version, `X.YYYYMMDD.S.N`
+/// (`43.20260105.3.0`), when `version` is one.
+pub fn fedora_coreos_version(version: &str) -> Option<[u64; 4]> {
+    let mut numbers = [0u64; 4];
+    let mut parts = version.split('.');
+    for (position, slot) in numbers.iter_mut().enumerate() {
+        let part = parts.next()?;
+        let digits_ok = !part.is_empty()
+            && part.bytes().all(|b| b.is_ascii_digit())
+            && (position != 1 || part.len() == 8);
+        if !digits_ok {
+            return None;
+        }
+        *slot = part.parse().ok()?;
+    }
+    parts.next().is_none().then_some(numbers)
+}
+
+impl ReleaseIndex {
+    /// The release index of one stream made from releases read from a
+    /// registry, oldest first: by version when every version follows
+    /// Fedora CoreOS's `X.YYYYMMDD.S.N`, otherwise by creation time
+    /// (releases without one first), then by version.
+    pub fn from_image_releases(stream: &str, mut releases: Vec<ImageRelease>) -> ReleaseIndex {
+        if releases
+            .iter()
+            .all(|r| fedora_coreos_version(&r.version).is_some())
+        {
+            releases.sort_by_key(|r| fedora_coreos_version(&r.version));
+        } else {
+            let created = |r: &ImageRelease| {
+                r.created
+                    .as_deref()
+                    .and_then(|c| c.parse::<jiff::Timestamp>().ok())
+            };
+            releases.sort_by(|a, b| {
+                created(a)
+                    .cmp(&created(b))
+                    .then_with(|| a.version.cmp(&b.version))
+            });
+        }
+        ReleaseIndex {
+            stream: Some(stream.to_string()),
+            releases: releases
+                .into_iter()
+                .map(|r| Release {
+                    version: r.version,
+                    commits: None,
+                    oci_images: Some(
+                        r.images
+                            .into_iter()
+                            .map(|(architecture, digest_ref)| OciImage {
+                                architecture,
+                                digest_ref,
+                            })
+                            .collect(),
+                    ),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The updates metadata of one stream: barriers, dead-ends and rollouts.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct UpdatesMetadata {
@@ -292,6 +369,29 @@ impl UpdatesMetadata {
         Ok(updates)
     }
 
+    /// Updates metadata that makes every release of `index` an update
+    /// target from every older release: each a rollout that starts fully
+    /// rolled out (`start_percentage` 1), no barriers, no dead-ends.
+    pub fn fully_rolled_out(index: &ReleaseIndex) -> UpdatesMetadata {
+        UpdatesMetadata {
+            stream: index.stream.clone().unwrap_or_default(),
+            releases: index
+                .releases
+                .iter()
+                .map(|release| UpdateEntry {
+                    version: release.version.clone(),
+                    metadata: UpdateMetadata {
+                        rollout: Some(Rollout {
+                            start_percentage: Some(1.0),
+                            ..Rollout::default()
+                        }),
+                        ..UpdateMetadata::default()
+                    },
+                })
+                .collect(),
+        }
+    }
+
     /// The update metadata of every version, entries for the same version
     /// merged in document order (a later field replaces an earlier one).
     pub fn by_version(&self) -> HashMap<&str, UpdateMetadata> {
@@ -364,6 +464,72 @@ mod tests {
                 .kind(),
             "wrong_stream"
         );
+    }
+
+    fn image_release(version: &str, created: Option<&str>) -> ImageRelease {
+        ImageRelease {
+            version: version.to_string(),
+            created: created.map(String::from),
+            images: [("x86_64".to_string(), format!("r@sha256:{version}"))].into(),
+        }
+    }
+
+    #[test]
+    fn image_releases_order_by_fedora_coreos_version_then_by_creation() {
+        assert_eq!(
+            fedora_coreos_version("43.20260105.3.10"),
+            Some([43, 20260105, 3, 10])
+        );
+        for not_one in [
+            "43.2026015.3.0",
+            "43.20260105.3",
+            "43.20260105.3.0.1",
+            "v43.20260105.3.0",
+            "latest",
+        ] {
+            assert_eq!(fedora_coreos_version(not_one), None, "{not_one}");
+        }
+        // 9 < 10 as numbers, not as text; creation times are ignored.
+        let index = ReleaseIndex::from_image_releases(
+            "s",
+            vec![
+                image_release("43.20260105.3.10", Some("2020-01-01T00:00:00Z")),
+                image_release("43.20260105.3.9", Some("2030-01-01T00:00:00Z")),
+            ],
+        );
+        let versions: Vec<&str> = index.releases.iter().map(|r| r.version.as_str()).collect();
+        assert_eq!(versions, ["43.20260105.3.9", "43.20260105.3.10"]);
+        // One version outside the scheme: all by creation time.
+        let index = ReleaseIndex::from_image_releases(
+            "s",
+            vec![
+                image_release("b", Some("2026-01-02T00:00:00Z")),
+                image_release("43.20260105.3.0", Some("2026-01-03T00:00:00+01:00")),
+                image_release("a", Some("2026-01-02T23:30:00Z")),
+            ],
+        );
+        let versions: Vec<&str> = index.releases.iter().map(|r| r.version.as_str()).collect();
+        assert_eq!(versions, ["b", "43.20260105.3.0", "a"]);
+        assert_eq!(
+            index.releases[0].oci_images.as_ref().unwrap()[0].digest_ref,
+            "r@sha256:b"
+        );
+    }
+
+    #[test]
+    fn fully_rolled_out_makes_every_release_a_complete_rollout() {
+        let index = ReleaseIndex::from_image_releases(
+            "s",
+            vec![image_release("1", None), image_release("2", None)],
+        );
+        let updates = UpdatesMetadata::fully_rolled_out(&index);
+        assert_eq!(updates.stream, "s");
+        let merged = updates.by_version();
+        for version in ["1", "2"] {
+            let rollout = merged[version].rollout.as_ref().unwrap();
+            assert_eq!(rollout.start_percentage, Some(1.0));
+            assert!(merged[version].barrier.is_none() && merged[version].deadend.is_none());
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use commons::config::{
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 /// Production release index location; `${stream}` is substituted.
@@ -23,6 +24,8 @@ pub const DEFAULT_STATUS_PORT: u16 = 9080;
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 /// Default number of `/v1/scopes?wait=…` long polls held at once.
 pub const DEFAULT_MAX_WAITING_POLLS: usize = 256;
+/// Default most requests to the registry in one refresh.
+pub const DEFAULT_REGISTRY_MAX_REQUESTS: usize = 5000;
 
 /// The configuration file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -40,6 +43,80 @@ pub struct FileConfig {
     pub oci: Option<OciFile>,
     /// `[policy]`: the fleet policy, shown by the viewer.
     pub policy: Option<PolicyFile>,
+    /// `[registry]`: streams read from a container registry.
+    pub registry: Option<RegistryFile>,
+}
+
+/// The `[registry]` section as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryFile {
+    /// The repository, `registry.example.com/me/my-fcos`.
+    pub repository: Option<String>,
+    /// Regular expression a tag must match as a whole to be read.
+    pub tags: Option<String>,
+    /// Updates metadata URL template (`${stream}` substituted).
+    pub updates_url: Option<String>,
+    /// Registry auth file (podman's and skopeo's `auth.json` format).
+    pub auth_file: Option<std::path::PathBuf>,
+    /// Registries (`host` or `host:port`) spoken to over plain HTTP.
+    pub insecure: Option<Vec<String>>,
+    /// Stream of images that name none.
+    pub stream: Option<String>,
+    /// Most requests to the registry in one refresh.
+    pub max_requests: Option<usize>,
+}
+
+/// Validated `[registry]` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistrySettings {
+    /// The repository as written, the start of every payload.
+    pub repository: String,
+    /// The registry, `host` or `host:port`.
+    pub registry: String,
+    /// The repository's path in the registry, `me/my-fcos`.
+    pub name: String,
+    /// Tags read; every tag when `None`. Anchored at both ends.
+    pub tags: Option<TagPattern>,
+    /// Updates metadata URL template; without it every release is a
+    /// target from every older one.
+    pub updates_url: Option<String>,
+    /// Credentials for the registry, from the auth file.
+    pub credentials: Option<Credentials>,
+    /// Whether the registry is spoken to over plain HTTP (loopback, or
+    /// listed in `insecure`).
+    pub plain_http: bool,
+    /// Stream of images that name none.
+    pub default_stream: Option<String>,
+    /// Most requests to the registry in one refresh.
+    pub max_requests: usize,
+}
+
+/// A user and password for a registry; `Debug` does not show the password.
+#[derive(Clone, PartialEq)]
+pub struct Credentials {
+    /// User name.
+    pub user: String,
+    /// Password (or token).
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A compiled `[registry] tags` expression.
+#[derive(Debug, Clone)]
+pub struct TagPattern(pub regex::Regex);
+
+impl PartialEq for TagPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
 }
 
 /// The `[service]` section as written: the listener's keys, and the
@@ -157,6 +234,8 @@ pub struct Settings {
     /// The fleet policy file the viewer shows (reloaded when it changes,
     /// see [`crate::policy_view`]), when configured.
     pub policy_path: Option<std::path::PathBuf>,
+    /// The registry whose images give more streams, when configured.
+    pub registry: Option<RegistrySettings>,
 }
 
 impl Default for Settings {
@@ -198,8 +277,12 @@ impl ServiceSettings for Settings {
                 })
                 .collect()
         });
-        if streams.is_empty() {
-            return Err(invalid("streams", "at least one stream is required"));
+        let registry = file.registry.map(RegistrySettings::from_file).transpose()?;
+        if streams.is_empty() && registry.is_none() {
+            return Err(invalid(
+                "streams",
+                "at least one stream is required (or a [registry])",
+            ));
         }
         let oci_repository = match file.oci.and_then(|oci| oci.repository) {
             None => None,
@@ -277,8 +360,134 @@ impl ServiceSettings for Settings {
                 }
                 None => None,
             },
+            registry,
         })
     }
+}
+
+impl RegistrySettings {
+    /// Validates `[registry]`; the auth file is read now.
+    pub fn from_file(file: RegistryFile) -> Result<RegistrySettings, ConfigError> {
+        let repository = file
+            .repository
+            .ok_or_else(|| invalid("registry.repository", "is required"))?;
+        commons::metadata::ReleaseIndex::check_oci_repository(&repository)
+            .map_err(|message| invalid("registry.repository", &message))?;
+        let (registry, name) = repository
+            .split_once('/')
+            .filter(|(host, name)| {
+                (host.contains('.') || host.contains(':') || *host == "localhost")
+                    && !name.is_empty()
+            })
+            .ok_or_else(|| {
+                invalid(
+                    "registry.repository",
+                    &format!("'{repository}' does not start with a registry, as in registry.example.com/me/my-fcos"),
+                )
+            })?;
+        let tags = match file.tags {
+            None => None,
+            Some(text) => Some(TagPattern(
+                regex::Regex::new(&format!("^(?:{text})$")).map_err(|e| {
+                    invalid("registry.tags", &format!("not a regular expression: {e}"))
+                })?,
+            )),
+        };
+        if let Some(template) = &file.updates_url {
+            stream_url("registry.updates_url", template, "stream")?;
+        }
+        if let Some(stream) = &file.stream {
+            if !commons::graph::is_well_formed_name(stream) {
+                return Err(invalid(
+                    "registry.stream",
+                    "a stream name is letters, digits, '.', '_' or '-'",
+                ));
+            }
+        }
+        let credentials = match &file.auth_file {
+            None => None,
+            Some(path) => read_auth_file(path, registry)?,
+        };
+        let insecure = file.insecure.unwrap_or_default();
+        let max_requests = file.max_requests.unwrap_or(DEFAULT_REGISTRY_MAX_REQUESTS);
+        if max_requests == 0 {
+            return Err(invalid("registry.max_requests", "must be at least 1"));
+        }
+        Ok(RegistrySettings {
+            plain_http: is_loopback(registry) || insecure.iter().any(|host| host == registry),
+            registry: registry.to_string(),
+            name: name.to_string(),
+            repository,
+            tags,
+            updates_url: file.updates_url,
+            credentials,
+            default_stream: file.stream,
+            max_requests,
+        })
+    }
+
+    /// The updates metadata URL of `stream`, when configured.
+    pub fn updates_url(&self, stream: &str) -> Option<url::Url> {
+        let template = self.updates_url.as_deref()?;
+        stream_url("registry.updates_url", template, stream).ok()
+    }
+}
+
+/// Whether `registry` (`host` or `host:port`) is on a loopback address.
+fn is_loopback(registry: &str) -> bool {
+    let host = match registry.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => registry,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The credentials for `registry` in an auth file in the format podman
+/// and skopeo write (`{"auths": {"host": {"auth": base64("user:password")}}}`),
+/// or `None` when it has none for that registry.
+fn read_auth_file(path: &Path, registry: &str) -> Result<Option<Credentials>, ConfigError> {
+    use base64::Engine;
+    #[derive(Deserialize)]
+    struct AuthFile {
+        #[serde(default)]
+        auths: BTreeMap<String, Entry>,
+    }
+    #[derive(Deserialize)]
+    struct Entry {
+        auth: Option<String>,
+    }
+    let key = "registry.auth_file";
+    let bad = |message: String| invalid(key, &format!("{}: {message}", path.display()));
+    let text = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let file: AuthFile = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+    let Some(entry) = file.auths.get(registry) else {
+        return Ok(None);
+    };
+    let Some(auth) = &entry.auth else {
+        return Ok(None);
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(auth.trim())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| {
+            bad(format!(
+                "the auth of {registry} is not base64 of user:password"
+            ))
+        })?;
+    let (user, password) = decoded.split_once(':').ok_or_else(|| {
+        bad(format!(
+            "the auth of {registry} is not base64 of user:password"
+        ))
+    })?;
+    Ok(Some(Credentials {
+        user: user.to_string(),
+        password: password.to_string(),
+    }))
 }
 
 fn invalid(key: &str, message: &str) -> ConfigError {
@@ -346,6 +555,88 @@ mod tests {
         assert!(parse("[status]\norigin_allowlist = []").contains("status.origin_allowlist"));
         assert!(parse("[service]\nmax_waiting_polls = 0").contains("service.max_waiting_polls"));
         assert!(parse("[status]\nmax_waiting_polls = 1").contains("max_waiting_polls"));
+    }
+
+    #[test]
+    fn registry_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = dir.path().join("auth.json");
+        std::fs::write(
+            &auth,
+            r#"{"auths": {"registry.example.com": {"auth": "bWU6c2VjcmV0"}}}"#,
+        )
+        .unwrap();
+        let text = format!(
+            "[streams]\n[registry]\nrepository = \"registry.example.com/me/my-fcos\"\ntags = \"4[0-9]\\\\..*|latest\"\nauth_file = \"{}\"\n",
+            auth.display()
+        );
+        let file: FileConfig = commons::config::parse_toml(&text, "gb.toml").unwrap();
+        let settings = Settings::from_file(file).unwrap();
+        assert!(settings.streams.is_empty());
+        let registry = settings.registry.unwrap();
+        assert_eq!(registry.registry, "registry.example.com");
+        assert_eq!(registry.name, "me/my-fcos");
+        assert!(!registry.plain_http);
+        let credentials = registry.credentials.unwrap();
+        assert_eq!(
+            (credentials.user.as_str(), credentials.password.as_str()),
+            ("me", "secret")
+        );
+        assert!(!format!("{credentials:?}").contains("secret"));
+        let tags = registry.tags.unwrap().0;
+        assert!(tags.is_match("43.20260105.3.0") && tags.is_match("latest"));
+        assert!(!tags.is_match("my-latest"), "anchored");
+        assert_eq!(registry.max_requests, DEFAULT_REGISTRY_MAX_REQUESTS);
+
+        let plain = |repository: &str, insecure: &str| {
+            let text = format!(
+                "[streams]\n[registry]\nrepository = \"{repository}\"\ninsecure = [{insecure}]\n"
+            );
+            let file: FileConfig = commons::config::parse_toml(&text, "gb.toml").unwrap();
+            Settings::from_file(file)
+                .unwrap()
+                .registry
+                .unwrap()
+                .plain_http
+        };
+        assert!(plain("127.0.0.1:5000/a", ""));
+        assert!(plain("localhost:5000/a", ""));
+        assert!(!plain("quay.io/a", ""));
+        assert!(plain("mirror.lan:5000/a", "\"mirror.lan:5000\""));
+    }
+
+    #[test]
+    fn registry_errors_name_the_key() {
+        let parse = |text: &str| {
+            commons::config::parse_toml::<FileConfig>(text, "gb.toml")
+                .and_then(Settings::from_file)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(parse("[streams]").contains("streams"));
+        assert!(parse("[registry]\ntags = \"x\"").contains("registry.repository"));
+        assert!(parse("[registry]\nrepository = \"my-fcos\"").contains("registry.repository"));
+        assert!(
+            parse("[registry]\nrepository = \"r.io/a\"\ntags = \"(\"").contains("registry.tags")
+        );
+        assert!(
+            parse("[registry]\nrepository = \"r.io/a\"\nmax_requests = 0")
+                .contains("registry.max_requests")
+        );
+        assert!(
+            parse("[registry]\nrepository = \"r.io/a\"\nstream = \"a b\"")
+                .contains("registry.stream")
+        );
+        assert!(
+            parse("[registry]\nrepository = \"r.io/a\"\nupdates_url = \"ftp://x\"")
+                .contains("registry.updates_url")
+        );
+        let missing =
+            parse("[registry]\nrepository = \"r.io/a\"\nauth_file = \"/nonexistent/auth.json\"");
+        assert!(
+            missing.contains("registry.auth_file") && missing.contains("/nonexistent/auth.json"),
+            "{missing}"
+        );
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! fcos-graph-builder: scrapes each stream's release index and updates
 //! metadata, builds the checksum (OSTree) and OCI graphs of every configured
-//! basearch, and serves them raw on `/v1/graph`.
+//! basearch, reads more streams from a container registry when one is
+//! configured, and serves the graphs raw on `/v1/graph`.
 
 pub mod config;
 pub mod fetch;
 pub mod policy_view;
+pub mod registry;
 pub mod scraper;
 pub mod service;
 pub mod store;
@@ -29,15 +31,23 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
         service::HANDLERS,
     )?;
     let scraper_metrics = scraper::ScraperMetrics::register(&registry)?;
-    let store = store::GraphStore::new(
+    let registry_metrics = match &settings.registry {
+        Some(_) => Some(registry::RegistryMetrics::register(&registry)?),
+        None => None,
+    };
+    let mut store = store::GraphStore::new(
         settings
             .streams
             .iter()
             .map(|s| (s.name.clone(), s.basearches.clone()))
             .collect(),
     );
+    if settings.registry.is_some() {
+        store = store.with_registry();
+    }
     let state = service::ServiceState::new(store.clone(), &registry)?
         .with_max_waiting_polls(settings.max_waiting_polls);
+    let graph_requests = state.graph_requests.clone();
     let policy_view = match &settings.policy_path {
         Some(path) => {
             tracing::info!(
@@ -93,6 +103,20 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
             scraper_metrics.clone(),
         );
         running = running.task("scraper", scraper.run(settings.refresh));
+    }
+    if let (Some(source), Some(metrics)) = (&settings.registry, registry_metrics) {
+        let scraper = registry::RegistryScraper::new(
+            source.clone(),
+            settings.timeout,
+            settings.refresh,
+            fetcher.clone(),
+            store.clone(),
+            metrics,
+            scraper_metrics.clone(),
+        )
+        .context("cannot create the registry's HTTP client")?
+        .with_graph_requests(graph_requests);
+        running = running.task("registry", scraper.run(settings.refresh));
     }
     if let Some(view) = policy_view {
         running = running.task("policy reload", view.watch());

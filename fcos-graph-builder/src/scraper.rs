@@ -125,6 +125,25 @@ impl ScraperMetrics {
         }
     }
 
+    /// Sets the size and build time of each graph of `stream` just built,
+    /// and gathers them for publishing.
+    pub fn record_graphs(&self, stream: &str, built: Vec<BuiltGraph>) -> StreamGraphs {
+        let now = commons::unix_now();
+        let mut graphs = StreamGraphs::default();
+        for graph in built {
+            let labels = [graph.basearch.as_str(), stream, graph.scheme.as_str()];
+            self.final_edges
+                .with_label_values(&labels)
+                .set(graph.edges as i64);
+            self.final_releases
+                .with_label_values(&labels)
+                .set(graph.nodes as i64);
+            self.last_refresh.with_label_values(&labels).set(now);
+            graphs.insert(&graph.basearch, graph.scheme, graph.body);
+        }
+        graphs
+    }
+
     /// Sets the seconds since each stream's last successful refresh, as of
     /// `now`; a stream that never had one counts from `started`.
     pub fn update_staleness(&self, streams: &[String], started: i64, now: i64) {
@@ -350,28 +369,7 @@ impl StreamScraper {
                 };
                 RefreshError::Panic(message)
             })??;
-        let now = commons::unix_now();
-        let mut graphs = StreamGraphs::default();
-        for graph in built {
-            let labels = [
-                graph.basearch.as_str(),
-                self.stream.name.as_str(),
-                graph.scheme.as_str(),
-            ];
-            self.metrics
-                .final_edges
-                .with_label_values(&labels)
-                .set(graph.edges as i64);
-            self.metrics
-                .final_releases
-                .with_label_values(&labels)
-                .set(graph.nodes as i64);
-            self.metrics
-                .last_refresh
-                .with_label_values(&labels)
-                .set(now);
-            graphs.insert(&graph.basearch, graph.scheme, graph.body);
-        }
+        let graphs = self.metrics.record_graphs(&self.stream.name, built);
         self.store.publish(&self.stream.name, graphs);
         tracing::info!(stream = %self.stream.name, "published new graphs");
         self.current = Some((index, updates));
@@ -417,12 +415,30 @@ pub fn build_stream(
             source,
         }
     })?;
+    build_graphs(
+        &stream.name,
+        &stream.basearches,
+        &Scheme::ALL,
+        index,
+        &updates,
+    )
+}
+
+/// Builds, validates and serializes the graphs of one stream for every
+/// basearch and scheme listed, from its parsed documents, in one pass over
+/// the release index for each half of the graphs, on two threads.
+pub fn build_graphs(
+    stream: &str,
+    basearches: &[String],
+    schemes: &[Scheme],
+    index: ReleaseIndex,
+    updates: &UpdatesMetadata,
+) -> Result<Vec<BuiltGraph>, RefreshError> {
     let merged = updates.by_version();
     let aligned = commons::graph::align_updates(&index, &merged);
-    let scopes: Vec<(&str, Scheme)> = stream
-        .basearches
+    let scopes: Vec<(&str, Scheme)> = basearches
         .iter()
-        .flat_map(|arch| Scheme::ALL.map(|scheme| (arch.as_str(), scheme)))
+        .flat_map(|arch| schemes.iter().map(move |&scheme| (arch.as_str(), scheme)))
         .collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
     let per_thread = scopes.len().div_ceil(threads).max(1);
@@ -463,7 +479,6 @@ pub fn build_stream(
     // the way to publishing.
     drop(aligned);
     drop(merged);
-    drop(updates);
     let _ = std::thread::Builder::new()
         .name("release-index-drop".into())
         .spawn(move || drop(index));
@@ -472,7 +487,7 @@ pub fn build_stream(
         graphs.extend(part.map_err(|(position, source)| {
             let (basearch, scheme) = scopes[position];
             RefreshError::Graph {
-                scope: format!("{}/{basearch}/{scheme}", stream.name),
+                scope: format!("{stream}/{basearch}/{scheme}"),
                 source,
             }
         })?);

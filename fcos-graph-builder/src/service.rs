@@ -40,7 +40,7 @@ impl ServiceState {
         )?;
         registry.register(Box::new(graph_requests.clone()))?;
         // Every scope served is counted from the start, at 0.
-        for (stream, basearches) in store.configured() {
+        for (stream, basearches) in &store.configured() {
             for basearch in basearches {
                 for scheme in Scheme::ALL {
                     graph_requests.with_label_values(&[basearch, stream, scheme.as_str()]);

@@ -1,6 +1,7 @@
 //! The graphs being served: for every configured stream, the serialized
-//! graphs of each basearch and scheme, replaced all at once per stream, and
-//! the state of the whole store as one versioned listing (`/v1/scopes`)
+//! graphs of each basearch and scheme, replaced all at once per stream; the
+//! streams found in a container registry, replaced all at once together;
+//! and the state of the whole store as one versioned listing (`/v1/scopes`)
 //! that readers can wait on for a change.
 
 use commons::graph::Scheme;
@@ -54,6 +55,12 @@ pub enum StreamState {
 #[derive(Debug)]
 struct Stream {
     basearches: Vec<String>,
+    /// The schemes served: both for a release-index stream, OCI only for a
+    /// registry stream.
+    schemes: &'static [Scheme],
+    /// Whether the stream was found in the registry (and goes when its
+    /// images go).
+    from_registry: bool,
     graphs: Option<Arc<StreamGraphs>>,
     state: StreamState,
 }
@@ -84,9 +91,10 @@ struct Published {
 /// Cheap, cloneable handle to the served graphs.
 #[derive(Clone, Debug)]
 pub struct GraphStore {
-    /// stream → basearches it is configured with.
-    configured: Arc<BTreeMap<String, Vec<String>>>,
     streams: Arc<RwLock<BTreeMap<String, Stream>>>,
+    /// Where the registry stands, when one is configured: its streams are
+    /// known only once it has been read.
+    registry: Arc<RwLock<Option<StreamState>>>,
     published: Arc<watch::Sender<Published>>,
 }
 
@@ -94,20 +102,22 @@ impl GraphStore {
     /// An empty store for the configured streams and basearches.
     pub fn new(configured: BTreeMap<String, Vec<String>>) -> Self {
         let streams: BTreeMap<String, Stream> = configured
-            .iter()
+            .into_iter()
             .map(|(name, basearches)| {
                 let stream = Stream {
-                    basearches: basearches.clone(),
+                    basearches,
+                    schemes: &Scheme::ALL,
+                    from_registry: false,
                     graphs: None,
                     state: StreamState::Pending,
                 };
-                (name.clone(), stream)
+                (name, stream)
             })
             .collect();
         let listing = Arc::new(listing(&streams));
         GraphStore {
-            configured: Arc::new(configured),
             streams: Arc::new(RwLock::new(streams)),
+            registry: Arc::new(RwLock::new(None)),
             published: Arc::new(watch::Sender::new(Published {
                 listing,
                 closing: false,
@@ -115,18 +125,83 @@ impl GraphStore {
         }
     }
 
-    /// The configured streams, each with the basearches it is served for.
-    pub fn configured(&self) -> &BTreeMap<String, Vec<String>> {
-        &self.configured
+    /// The store with a registry: not ready before the registry's first
+    /// refresh has ended.
+    pub fn with_registry(self) -> Self {
+        *self.registry.write().unwrap_or_else(|e| e.into_inner()) = Some(StreamState::Pending);
+        self
     }
 
-    /// Replaces all the graphs of `stream` at once.
-    pub fn publish(&self, stream: &str, graphs: StreamGraphs) {
+    /// The streams served now, each with its basearches: the configured
+    /// ones, and those found in the registry.
+    pub fn configured(&self) -> BTreeMap<String, Vec<String>> {
+        let streams = self.streams.read().unwrap_or_else(|e| e.into_inner());
+        streams
+            .iter()
+            .map(|(name, entry)| (name.clone(), entry.basearches.clone()))
+            .collect()
+    }
+
+    /// Whether `stream` is a configured (release-index) stream.
+    pub fn is_configured(&self, stream: &str) -> bool {
+        let streams = self.streams.read().unwrap_or_else(|e| e.into_inner());
+        streams
+            .get(stream)
+            .is_some_and(|entry| !entry.from_registry)
+    }
+
+    /// Replaces every registry stream at once by `found` (stream →
+    /// basearches and OCI graphs): streams no longer found are no longer
+    /// served. Names of configured streams are never replaced.
+    pub fn publish_registry(&self, found: BTreeMap<String, (Vec<String>, StreamGraphs)>) {
         let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(entry) = streams.get_mut(stream) {
-            entry.graphs = Some(Arc::new(graphs));
-            entry.state = StreamState::Ready;
+        streams.retain(|_, entry| !entry.from_registry);
+        for (name, (basearches, graphs)) in found {
+            if streams.contains_key(&name) {
+                continue;
+            }
+            let stream = Stream {
+                basearches,
+                schemes: &[Scheme::Oci],
+                from_registry: true,
+                graphs: Some(Arc::new(graphs)),
+                state: StreamState::Ready,
+            };
+            streams.insert(name, stream);
         }
+        self.republish(streams);
+    }
+
+    /// Records that a refresh of the registry succeeded (`true`) or
+    /// failed; its streams are then ready or stale.
+    pub fn record_registry_refresh(&self, succeeded: bool) {
+        let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
+        let served = {
+            let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
+            let mut served = false;
+            for entry in streams.values_mut().filter(|entry| entry.from_registry) {
+                served = true;
+                entry.state = if succeeded {
+                    StreamState::Ready
+                } else {
+                    StreamState::Stale
+                };
+            }
+            served
+        };
+        *registry = Some(match (succeeded, served) {
+            (true, _) => StreamState::Ready,
+            (false, true) => StreamState::Stale,
+            (false, false) => StreamState::Failed,
+        });
+    }
+
+    /// Where the registry stands, when one is configured.
+    pub fn registry_state(&self) -> Option<StreamState> {
+        *self.registry.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn republish(&self, streams: std::sync::RwLockWriteGuard<'_, BTreeMap<String, Stream>>) {
         let listing = Arc::new(listing(&streams));
         drop(streams);
         self.published.send_if_modified(|published| {
@@ -136,6 +211,16 @@ impl GraphStore {
             }
             changed
         });
+    }
+
+    /// Replaces all the graphs of `stream` at once.
+    pub fn publish(&self, stream: &str, graphs: StreamGraphs) {
+        let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = streams.get_mut(stream) {
+            entry.graphs = Some(Arc::new(graphs));
+            entry.state = StreamState::Ready;
+        }
+        self.republish(streams);
     }
 
     /// Records that a refresh of `stream` succeeded (`true`) or failed.
@@ -160,7 +245,9 @@ impl GraphStore {
         let streams = self.streams.read().unwrap_or_else(|e| e.into_inner());
         let entry = streams
             .get(stream)
-            .filter(|entry| entry.basearches.iter().any(|a| a == basearch))
+            .filter(|entry| {
+                entry.basearches.iter().any(|a| a == basearch) && entry.schemes.contains(&scheme)
+            })
             .ok_or_else(|| GraphError::UnknownScope {
                 stream: stream.to_string(),
                 basearch: basearch.to_string(),
@@ -182,12 +269,14 @@ impl GraphStore {
             .collect()
     }
 
-    /// Whether the graph-builder is ready for clients: every stream has
-    /// finished a first refresh (with a graph or without), and at least one
-    /// has graphs. One broken stream does not hold back the others.
+    /// Whether the graph-builder is ready for clients: every stream, and
+    /// the registry when there is one, has finished a first refresh (with
+    /// a graph or without), and at least one stream has graphs. One broken
+    /// stream does not hold back the others.
     pub fn ready(&self) -> bool {
         let states = self.states();
-        !states.values().any(|s| *s == StreamState::Pending)
+        self.registry_state() != Some(StreamState::Pending)
+            && !states.values().any(|s| *s == StreamState::Pending)
             && states
                 .values()
                 .any(|s| matches!(s, StreamState::Ready | StreamState::Stale))
@@ -220,7 +309,7 @@ fn listing(streams: &BTreeMap<String, Stream>) -> GraphBody {
         .iter()
         .flat_map(|(name, entry)| {
             entry.basearches.iter().flat_map(move |basearch| {
-                Scheme::ALL.map(|scheme| {
+                entry.schemes.iter().map(move |&scheme| {
                     let graph = entry
                         .graphs
                         .as_ref()
@@ -292,6 +381,52 @@ mod tests {
         assert_eq!(store.listing().etag(), first.etag());
         store.publish("stable", graphs("b"));
         assert_ne!(store.listing().etag(), first.etag());
+    }
+
+    #[test]
+    fn registry_streams_serve_oci_only_and_go_when_no_longer_found() {
+        let store = store().with_registry();
+        store.publish("stable", graphs("a"));
+        store.record_refresh("stable", true);
+        store.record_refresh("next", true);
+        assert!(!store.ready(), "the registry has not been read yet");
+        let mut oci = StreamGraphs::default();
+        oci.insert(
+            "aarch64",
+            Scheme::Oci,
+            GraphBody::new(br#"{"nodes":[],"edges":[]}"#.to_vec()),
+        );
+        let found = BTreeMap::from([
+            ("mine".to_string(), (vec!["aarch64".to_string()], oci)),
+            (
+                "stable".to_string(),
+                (vec!["aarch64".to_string()], StreamGraphs::default()),
+            ),
+        ]);
+        store.publish_registry(found);
+        store.record_registry_refresh(true);
+        assert!(store.ready());
+        assert!(store.get("mine", "aarch64", Scheme::Oci).is_ok());
+        assert!(matches!(
+            store.get("mine", "aarch64", Scheme::Checksum),
+            Err(GraphError::UnknownScope { .. })
+        ));
+        // A configured stream is never replaced by a registry stream.
+        assert_eq!(store.configured()["stable"], ["x86_64"]);
+        assert!(store.is_configured("stable") && !store.is_configured("mine"));
+        let text: serde_json::Value = serde_json::from_slice(store.listing().json()).unwrap();
+        let mine: Vec<&serde_json::Value> = text["scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["stream"] == "mine")
+            .collect();
+        assert_eq!(mine.len(), 1);
+        assert_eq!(mine[0]["oci"], true);
+        store.record_registry_refresh(false);
+        assert_eq!(store.states()["mine"], StreamState::Stale);
+        store.publish_registry(BTreeMap::new());
+        assert!(!store.configured().contains_key("mine"));
     }
 
     #[tokio::test]

@@ -397,9 +397,10 @@ pub enum ListingError {
     /// The same scope twice.
     #[error("{0} is listed twice")]
     Duplicate(GraphScope),
-    /// One scheme of a stream and basearch without the other: the
-    /// graph-builder always lists both.
-    #[error("{0} is missing (the graph-builder lists both schemes of a stream and basearch)")]
+    /// A checksum scope without its OCI sibling: the graph-builder lists
+    /// both schemes of a release-index stream, and the OCI scheme alone of
+    /// a registry stream.
+    #[error("{0} is missing (the graph-builder lists the OCI scope of every stream and basearch it lists)")]
     Incomplete(GraphScope),
     /// Applying it would leave the replica without any graph.
     #[error("it would drop every graph held ({held} scopes with a graph, none left after it)")]
@@ -524,8 +525,9 @@ impl Listing {
     /// fully; lists at least one scope; names each stream and basearch as
     /// the graph-builder's configuration allows; gives each graph an `ETag`
     /// of the graph-builder's form (a quoted 128-bit hash) or none; lists no
-    /// scope twice; and lists each stream and basearch with both schemes,
-    /// as the graph-builder does.
+    /// scope twice; and lists the OCI scope of every stream and basearch it
+    /// lists, as the graph-builder does (both schemes for a release-index
+    /// stream, the OCI scheme alone for a registry stream).
     fn parse(bytes: &[u8]) -> Result<Listing, ListingError> {
         let file: ListingFile = serde_json::from_slice(bytes)?;
         if file.scopes.is_empty() {
@@ -559,14 +561,12 @@ impl Listing {
             scopes.push((scope, listed.etag));
         }
         for (scope, _) in &scopes {
-            for scheme in Scheme::ALL {
-                let sibling = GraphScope {
-                    scheme,
-                    ..scope.clone()
-                };
-                if !seen.contains(&sibling) {
-                    return Err(ListingError::Incomplete(sibling));
-                }
+            let sibling = GraphScope {
+                scheme: Scheme::Oci,
+                ..scope.clone()
+            };
+            if !seen.contains(&sibling) {
+                return Err(ListingError::Incomplete(sibling));
             }
         }
         Ok(Listing(scopes))
@@ -1088,6 +1088,33 @@ mod tests {
             listing_etag: Some("\"l\"".into()),
             behind: HashMap::new(),
         }
+    }
+
+    #[test]
+    fn listings_have_the_oci_scope_of_every_stream_and_basearch() {
+        let listing = |scopes: serde_json::Value| {
+            Listing::parse(
+                serde_json::json!({ "scopes": scopes })
+                    .to_string()
+                    .as_bytes(),
+            )
+        };
+        let scope = |stream: &str, oci: bool| serde_json::json!({"stream": stream, "basearch": "x86_64", "oci": oci, "etag": null});
+        // A registry stream: the OCI scope alone.
+        let parsed = listing(serde_json::json!([
+            scope("stable", false),
+            scope("stable", true),
+            scope("mine", true)
+        ]))
+        .unwrap();
+        assert_eq!(parsed.0.len(), 3);
+        assert!(matches!(
+            listing(serde_json::json!([scope("stable", false)])),
+            Err(ListingError::Incomplete(GraphScope {
+                scheme: Scheme::Oci,
+                ..
+            }))
+        ));
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub enum Canned {
     Hang,
     /// 200, then this body one byte every 100 ms.
     Trickle(Vec<u8>),
+    /// 429 with `Retry-After` of this many seconds.
+    RetryAfter(u64),
 }
 
 /// The `ETag` the upstream gives a body: its length and a checksum.
@@ -112,6 +114,9 @@ impl Upstream {
                                 .content_type("application/json")
                                 .streaming(chunks)
                         }
+                        Some(Canned::RetryAfter(seconds)) => HttpResponse::TooManyRequests()
+                            .insert_header(("Retry-After", seconds.to_string()))
+                            .finish(),
                         Some(Canned::Status(code)) => HttpResponse::build(
                             actix_web::http::StatusCode::from_u16(code).unwrap(),
                         )

@@ -1,0 +1,838 @@
+//! Streams read from a container registry: the images of one repository,
+//! tagged by their builder, give releases (version, stream and
+//! per-architecture pullspec read from their labels), and the OCI graph of
+//! each stream and architecture found is built from them as from a release
+//! index ([`ReleaseIndex::from_image_releases`], then the same
+//! [`build_graphs`] as the release-index streams).
+//!
+//! Polite to the registry: a tag that is a version is read once; any other
+//! tag costs one `HEAD` a refresh; manifests and configs are kept by
+//! digest; a refresh makes at most `[registry] max_requests` requests, and
+//! a `429` holds the next requests back for its `Retry-After`.
+
+pub mod client;
+
+use crate::config::RegistrySettings;
+use crate::fetch::{Document, Fetched as FetchedDocument, Fetcher};
+use crate::scraper::{build_graphs, RefreshError, Refreshed, ScraperMetrics};
+use crate::store::{GraphStore, StreamGraphs};
+use client::{Budget, RegistryClient, RegistryError, Tags};
+use commons::graph::Scheme;
+use commons::metadata::{ImageRelease, ReleaseIndex, UpdatesMetadata};
+use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+/// The label giving an image's release version.
+pub const VERSION_LABEL: &str = "org.opencontainers.image.version";
+/// The label giving when an image was built.
+pub const CREATED_LABEL: &str = "org.opencontainers.image.created";
+/// The label giving an image's stream (read by Zincati too).
+pub const STREAM_LABEL: &str = "com.coreos.stream";
+/// The manifest annotation giving an image's stream when its config has no
+/// stream label.
+pub const STREAM_ANNOTATION: &str = "fedora-coreos.stream";
+
+/// Container platforms → Fedora CoreOS basearches.
+pub const ARCHITECTURES: [(&str, &str); 4] = [
+    ("amd64", "x86_64"),
+    ("arm64", "aarch64"),
+    ("ppc64le", "ppc64le"),
+    ("s390x", "s390x"),
+];
+
+/// Every error kind counted, in `fcos_cincinnati_gb_registry_errors_total`.
+pub const ERROR_KINDS: [&str; 14] = [
+    "connect",
+    "timeout",
+    "read",
+    "auth",
+    "rate_limited",
+    "not_found",
+    "http_status",
+    "invalid_manifest",
+    "request_cap",
+    "missing_label",
+    "moved_tag",
+    "stream_conflict",
+    "updates",
+    "invalid_graph",
+];
+
+/// The registry source's metrics.
+#[derive(Clone)]
+pub struct RegistryMetrics {
+    errors: IntCounterVec,
+    requests: IntCounter,
+    last_requests: IntGauge,
+    tags: IntGauge,
+    releases: IntGauge,
+}
+
+impl std::fmt::Debug for RegistryMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryMetrics")
+            .field("requests", &self.requests.get())
+            .field("last_requests", &self.last_requests.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RegistryMetrics {
+    /// Creates and registers the metrics, every error kind at 0.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let metrics = RegistryMetrics {
+            errors: IntCounterVec::new(
+                Opts::new(
+                    "fcos_cincinnati_gb_registry_errors_total",
+                    "Errors reading the container registry, by cause (a failed refresh, or an image left out).",
+                ),
+                &["kind"],
+            )?,
+            requests: IntCounter::new(
+                "fcos_cincinnati_gb_registry_requests_total",
+                "Requests made to the container registry.",
+            )?,
+            last_requests: IntGauge::new(
+                "fcos_cincinnati_gb_registry_refresh_requests",
+                "Requests made to the container registry by the last refresh.",
+            )?,
+            tags: IntGauge::new(
+                "fcos_cincinnati_gb_registry_tags",
+                "Tags of the repository matching registry.tags, as last listed.",
+            )?,
+            releases: IntGauge::new(
+                "fcos_cincinnati_gb_registry_releases",
+                "Releases read from the container registry, every stream together.",
+            )?,
+        };
+        registry.register(Box::new(metrics.errors.clone()))?;
+        registry.register(Box::new(metrics.requests.clone()))?;
+        registry.register(Box::new(metrics.last_requests.clone()))?;
+        registry.register(Box::new(metrics.tags.clone()))?;
+        registry.register(Box::new(metrics.releases.clone()))?;
+        for kind in ERROR_KINDS {
+            metrics.errors.with_label_values(&[kind]);
+        }
+        Ok(metrics)
+    }
+
+    fn error(&self, kind: &str) {
+        self.errors.with_label_values(&[kind]).inc();
+    }
+}
+
+/// One architecture's image of a release, as read from its manifest and
+/// config.
+#[derive(Debug, Clone, PartialEq)]
+struct Image {
+    basearch: String,
+    /// Digest of the image manifest (the payload's digest).
+    digest: String,
+    version: String,
+    stream: Option<String>,
+    created: Option<String>,
+}
+
+/// What a manifest read by digest holds (kept across refreshes).
+#[derive(Debug, Clone)]
+enum Manifest {
+    /// An image index: `(basearch, manifest digest, stream annotation)` of
+    /// each known architecture.
+    Index(Vec<(String, String, Option<String>)>),
+    /// An image manifest: its config digest and stream annotation.
+    Image {
+        config: String,
+        stream: Option<String>,
+    },
+}
+
+/// What an image config gives.
+#[derive(Debug, Clone)]
+struct Config {
+    architecture: String,
+    version: Option<String>,
+    stream: Option<String>,
+    created: Option<String>,
+}
+
+/// Whether a tag is a version, hence never moved and read once: numbers
+/// separated by dots, optionally after a `v` (`43.20260105.3.0`, `v1.2`).
+pub fn is_version_tag(tag: &str) -> bool {
+    let numbers = tag.strip_prefix('v').unwrap_or(tag);
+    numbers.contains('.')
+        && numbers
+            .split('.')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// What the graphs of each registry stream are built from: its releases,
+/// and its updates metadata when `updates_url` is configured.
+type Sources = BTreeMap<String, (ReleaseIndex, Option<Vec<u8>>)>;
+
+/// The registry source: reads the repository every refresh and publishes
+/// the graphs of every stream it finds. A failed refresh keeps the last
+/// good graphs.
+pub struct RegistryScraper {
+    settings: RegistrySettings,
+    client: RegistryClient,
+    fetcher: Fetcher,
+    store: GraphStore,
+    metrics: RegistryMetrics,
+    graph_metrics: ScraperMetrics,
+    /// The refresh period: the wait after a `429` without `Retry-After`.
+    refresh: Duration,
+    /// tag → manifest digest, as last read.
+    tags: HashMap<String, String>,
+    /// `ETag` of the tag list last read, when the registry gave one.
+    tags_etag: Option<String>,
+    /// The tag list last read.
+    listed: Vec<String>,
+    /// Manifests and configs by digest.
+    manifests: HashMap<String, Manifest>,
+    configs: HashMap<String, Config>,
+    /// stream → updates metadata last read (with `updates_url`).
+    updates: HashMap<String, Document>,
+    /// What the published graphs were built from.
+    published: Option<Sources>,
+    /// No request before this, after a `429`.
+    not_before: Option<tokio::time::Instant>,
+    /// `fcos_cincinnati_gb_cache_graph_requests_total`, whose series of a
+    /// stream found are created at 0 when it is published.
+    graph_requests: Option<IntCounterVec>,
+}
+
+impl std::fmt::Debug for RegistryScraper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryScraper")
+            .field("repository", &self.settings.repository)
+            .field("tags", &self.tags.len())
+            .field("manifests", &self.manifests.len())
+            .field("configs", &self.configs.len())
+            .field("not_before", &self.not_before)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RegistryScraper {
+    /// A scraper that has read nothing yet.
+    pub fn new(
+        settings: RegistrySettings,
+        timeout: Duration,
+        refresh: Duration,
+        fetcher: Fetcher,
+        store: GraphStore,
+        metrics: RegistryMetrics,
+        graph_metrics: ScraperMetrics,
+    ) -> reqwest::Result<Self> {
+        Ok(RegistryScraper {
+            client: RegistryClient::new(&settings, timeout)?,
+            settings,
+            fetcher,
+            store,
+            metrics,
+            graph_metrics,
+            refresh,
+            tags: HashMap::new(),
+            tags_etag: None,
+            listed: Vec::new(),
+            manifests: HashMap::new(),
+            configs: HashMap::new(),
+            updates: HashMap::new(),
+            published: None,
+            not_before: None,
+            graph_requests: None,
+        })
+    }
+
+    /// Creates the series of `graph_requests` (the service's count of
+    /// graphs served) of each scope found, at 0.
+    pub fn with_graph_requests(mut self, graph_requests: IntCounterVec) -> Self {
+        self.graph_requests = Some(graph_requests);
+        self
+    }
+
+    /// Requests made by the last refresh.
+    pub fn last_requests(&self) -> usize {
+        self.metrics.last_requests.get() as usize
+    }
+
+    /// Refreshes forever, every `interval`.
+    pub async fn run(mut self, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            // The outcome is logged and counted by `refresh_once`.
+            let _ = self.refresh_once().await;
+        }
+    }
+
+    /// One refresh, with its outcome logged and counted.
+    pub async fn refresh_once(&mut self) -> Result<Refreshed, RegistryRefreshError> {
+        if let Some(not_before) = self.not_before {
+            if tokio::time::Instant::now() < not_before {
+                tracing::debug!("registry: still waiting after a 429");
+                return Err(RegistryRefreshError::Waiting);
+            }
+            self.not_before = None;
+        }
+        let mut budget = Budget::new(self.settings.max_requests);
+        let result = self.refresh(&mut budget).await;
+        self.metrics.requests.inc_by(budget.used as u64);
+        self.metrics.last_requests.set(budget.used as i64);
+        self.store.record_registry_refresh(result.is_ok());
+        match &result {
+            Ok(outcome) => {
+                tracing::debug!(
+                    repository = %self.settings.repository,
+                    requests = budget.used,
+                    ?outcome,
+                    "registry refresh succeeded"
+                );
+            }
+            Err(error) => {
+                if let RegistryRefreshError::Registry(RegistryError::RateLimited { wait, .. }) =
+                    error
+                {
+                    let wait = wait.unwrap_or(self.refresh);
+                    self.not_before = Some(tokio::time::Instant::now() + wait);
+                }
+                tracing::warn!(
+                    repository = %self.settings.repository,
+                    kind = error.kind(),
+                    requests = budget.used,
+                    "registry refresh failed, keeping the last good graphs: {error}"
+                );
+                self.metrics.error(error.kind());
+            }
+        }
+        result
+    }
+
+    async fn refresh(&mut self, budget: &mut Budget) -> Result<Refreshed, RegistryRefreshError> {
+        match self.client.tags(budget, self.tags_etag.as_deref()).await? {
+            Tags::NotModified => {}
+            Tags::List(tags, etag) => {
+                self.listed = tags;
+                self.tags_etag = etag;
+            }
+        }
+        let matched: Vec<String> = self
+            .listed
+            .iter()
+            .filter(|tag| {
+                self.settings
+                    .tags
+                    .as_ref()
+                    .is_none_or(|pattern| pattern.0.is_match(tag))
+            })
+            .cloned()
+            .collect();
+        self.metrics.tags.set(matched.len() as i64);
+
+        // Each tag's digest: version tags known are not asked again; other
+        // known tags cost a HEAD; new tags a GET (kept by digest).
+        let mut current = HashMap::with_capacity(matched.len());
+        for tag in &matched {
+            let known = self.tags.get(tag).cloned();
+            let digest = match known {
+                Some(digest) if is_version_tag(tag) => digest,
+                Some(_) => {
+                    let digest = match self.client.head_manifest(budget, tag).await {
+                        Ok(digest) => digest,
+                        Err(error) => match self.skip_tag(tag, error) {
+                            Ok(()) => continue,
+                            Err(error) => return Err(error),
+                        },
+                    };
+                    if !self.manifests.contains_key(&digest) {
+                        if let Err(error) = self.read_manifest(budget, &digest).await {
+                            match self.skip_tag(tag, error) {
+                                Ok(()) => continue,
+                                Err(error) => return Err(error),
+                            }
+                        }
+                    }
+                    digest
+                }
+                None => match self.read_manifest(budget, tag).await {
+                    Ok(digest) => digest,
+                    Err(error) => match self.skip_tag(tag, error) {
+                        Ok(()) => continue,
+                        Err(error) => return Err(error),
+                    },
+                },
+            };
+            current.insert(tag.clone(), digest);
+        }
+        self.tags = current;
+
+        // Each distinct digest is one release (several tags may name it).
+        let mut digests: Vec<(&String, &String)> = self
+            .tags
+            .iter()
+            .map(|(tag, digest)| (digest, tag))
+            .collect();
+        digests.sort();
+        digests.dedup_by(|a, b| a.0 == b.0);
+        let digests: Vec<(String, String)> = digests
+            .into_iter()
+            .map(|(digest, tag)| (digest.clone(), tag.clone()))
+            .collect();
+        let mut images = Vec::new();
+        for (digest, tag) in &digests {
+            match self.images_of(budget, digest).await {
+                Ok(found) => images.extend(found.into_iter().map(|image| (tag.clone(), image))),
+                Err(error) => self.skip_tag(tag, error)?,
+            }
+        }
+        let by_stream = self.releases_by_stream(images);
+        self.metrics
+            .releases
+            .set(by_stream.values().map(Vec::len).sum::<usize>() as i64);
+
+        // Updates metadata, when configured, per stream found.
+        let mut sources = Sources::new();
+        for (stream, releases) in by_stream {
+            let index = ReleaseIndex::from_image_releases(&stream, releases);
+            let updates = match self.settings.updates_url(&stream) {
+                None => None,
+                Some(url) => Some(self.fetch_updates(&stream, url).await?),
+            };
+            sources.insert(stream, (index, updates));
+        }
+        if self.published.as_ref() == Some(&sources) {
+            return Ok(Refreshed::Unchanged);
+        }
+
+        let mut found = BTreeMap::new();
+        for (stream, (index, updates_body)) in &sources {
+            let updates = match updates_body {
+                None => UpdatesMetadata::fully_rolled_out(index),
+                Some(body) => UpdatesMetadata::parse(body, Some(stream)).map_err(|source| {
+                    RegistryRefreshError::Updates(RefreshError::Metadata {
+                        url: self
+                            .settings
+                            .updates_url(stream)
+                            .map(String::from)
+                            .unwrap_or_default(),
+                        source,
+                    })
+                })?,
+            };
+            let basearches = index.architectures();
+            let built = build_graphs(stream, &basearches, &[Scheme::Oci], index.clone(), &updates)
+                .map_err(RegistryRefreshError::Graph)?;
+            let graphs: StreamGraphs = self.graph_metrics.record_graphs(stream, built);
+            found.insert(stream.clone(), (basearches, graphs));
+        }
+        if let Some(counter) = &self.graph_requests {
+            for (stream, (basearches, _)) in &found {
+                for basearch in basearches {
+                    counter.with_label_values(&[basearch.as_str(), stream, Scheme::Oci.as_str()]);
+                }
+            }
+        }
+        let streams: Vec<&String> = found.keys().collect();
+        tracing::info!(
+            repository = %self.settings.repository,
+            ?streams,
+            requests = budget.used,
+            "published new graphs from the registry"
+        );
+        self.store.publish_registry(found);
+        self.published = Some(sources);
+        Ok(Refreshed::Published)
+    }
+
+    /// Decides what an error reading one tag does: an image that cannot be
+    /// used is left out (counted, logged) and the refresh goes on; a
+    /// registry that cannot be read ends the refresh.
+    fn skip_tag(&self, tag: &str, error: RegistryError) -> Result<(), RegistryRefreshError> {
+        match error {
+            RegistryError::Invalid { .. } | RegistryError::NotFound { .. } => {
+                tracing::warn!(
+                    repository = %self.settings.repository,
+                    tag,
+                    kind = error.kind(),
+                    "tag left out: {error}"
+                );
+                self.metrics.error(error.kind());
+                Ok(())
+            }
+            other => Err(RegistryRefreshError::Registry(other)),
+        }
+    }
+
+    /// Reads and keeps the manifest `reference` (a tag or a digest) and
+    /// returns its digest.
+    async fn read_manifest(
+        &mut self,
+        budget: &mut Budget,
+        reference: &str,
+    ) -> Result<String, RegistryError> {
+        let fetched = self.client.manifest(budget, reference).await?;
+        let url = format!("{}@{}", self.settings.repository, fetched.digest);
+        let manifest = parse_manifest(&fetched.body)
+            .map_err(|message| RegistryError::Invalid { url, message })?;
+        self.manifests.insert(fetched.digest.clone(), manifest);
+        Ok(fetched.digest)
+    }
+
+    /// The per-architecture images of the manifest `digest` (read before),
+    /// reading the manifests and configs not yet known.
+    async fn images_of(
+        &mut self,
+        budget: &mut Budget,
+        digest: &str,
+    ) -> Result<Vec<Image>, RegistryError> {
+        let manifest = self.manifests.get(digest).cloned();
+        let entries = match manifest {
+            Some(Manifest::Index(entries)) => entries
+                .into_iter()
+                .map(|(basearch, digest, stream)| (Some(basearch), digest, stream))
+                .collect(),
+            Some(Manifest::Image { .. }) => vec![(None, digest.to_string(), None)],
+            None => Vec::new(),
+        };
+        let mut images = Vec::new();
+        for (basearch, digest, index_stream) in entries {
+            if !self.manifests.contains_key(&digest) {
+                self.read_manifest(budget, &digest).await?;
+            }
+            let Some(Manifest::Image { config, stream }) = self.manifests.get(&digest).cloned()
+            else {
+                return Err(RegistryError::Invalid {
+                    url: format!("{}@{digest}", self.settings.repository),
+                    message: "an image index lists an image index".to_string(),
+                });
+            };
+            if !self.configs.contains_key(&config) {
+                let fetched = self.client.blob(budget, &config).await?;
+                let parsed =
+                    parse_config(&fetched.body).map_err(|message| RegistryError::Invalid {
+                        url: format!("{}@{config}", self.settings.repository),
+                        message,
+                    })?;
+                self.configs.insert(config.clone(), parsed);
+            }
+            let config = &self.configs[&config];
+            let basearch = match basearch {
+                Some(basearch) => basearch,
+                None => match basearch_of(&config.architecture) {
+                    Some(basearch) => basearch.to_string(),
+                    None => continue,
+                },
+            };
+            let Some(version) = config.version.clone() else {
+                tracing::warn!(
+                    repository = %self.settings.repository,
+                    digest,
+                    "image left out: its config has no {VERSION_LABEL} label"
+                );
+                self.metrics.error("missing_label");
+                continue;
+            };
+            images.push(Image {
+                basearch,
+                digest,
+                version,
+                stream: config.stream.clone().or(stream).or(index_stream),
+                created: config.created.clone(),
+            });
+        }
+        Ok(images)
+    }
+
+    /// Groups images into releases by stream and version. An image without
+    /// a stream takes `[registry] stream`, or is left out; a second digest
+    /// for a version and architecture already seen is refused (counted as
+    /// `moved_tag`), the digest already served kept.
+    fn releases_by_stream(
+        &self,
+        images: Vec<(String, Image)>,
+    ) -> BTreeMap<String, Vec<ImageRelease>> {
+        let served = |stream: &str, version: &str, basearch: &str| -> Option<String> {
+            let (index, _) = self.published.as_ref()?.get(stream)?;
+            let release = index.releases.iter().find(|r| r.version == version)?;
+            release
+                .oci_images
+                .iter()
+                .flatten()
+                .find(|i| i.architecture == basearch)
+                .map(|i| i.digest_ref.clone())
+        };
+        let mut releases: BTreeMap<String, BTreeMap<String, ImageRelease>> = BTreeMap::new();
+        // Images already served first, so that they win over a moved tag.
+        let mut images = images;
+        images.sort_by_key(|(_, image)| {
+            let payload = format!("{}@{}", self.settings.repository, image.digest);
+            let stream = image
+                .stream
+                .clone()
+                .or_else(|| self.settings.default_stream.clone())
+                .unwrap_or_default();
+            served(&stream, &image.version, &image.basearch).as_deref() != Some(payload.as_str())
+        });
+        for (tag, image) in images {
+            let Some(stream) = image
+                .stream
+                .clone()
+                .or_else(|| self.settings.default_stream.clone())
+            else {
+                tracing::warn!(
+                    repository = %self.settings.repository,
+                    tag,
+                    "image left out: no {STREAM_LABEL} label, no {STREAM_ANNOTATION} annotation and no registry.stream"
+                );
+                self.metrics.error("missing_label");
+                continue;
+            };
+            if !commons::graph::is_well_formed_name(&stream) {
+                tracing::warn!(
+                    repository = %self.settings.repository,
+                    tag,
+                    stream,
+                    "image left out: its stream is not a stream name"
+                );
+                self.metrics.error("missing_label");
+                continue;
+            }
+            if self.store.is_configured(&stream) {
+                tracing::warn!(
+                    repository = %self.settings.repository,
+                    tag,
+                    stream,
+                    "image left out: its stream is a release-index stream of [streams]"
+                );
+                self.metrics.error("stream_conflict");
+                continue;
+            }
+            let payload = format!("{}@{}", self.settings.repository, image.digest);
+            let release = releases
+                .entry(stream.clone())
+                .or_default()
+                .entry(image.version.clone())
+                .or_insert_with(|| ImageRelease {
+                    version: image.version.clone(),
+                    created: image.created.clone(),
+                    images: BTreeMap::new(),
+                });
+            match release.images.get(&image.basearch) {
+                Some(kept) if *kept != payload => {
+                    tracing::warn!(
+                        repository = %self.settings.repository,
+                        tag,
+                        stream,
+                        version = image.version,
+                        basearch = image.basearch,
+                        kept = %kept,
+                        refused = %payload,
+                        "tag refused: another digest of the same version and architecture is served"
+                    );
+                    self.metrics.error("moved_tag");
+                }
+                Some(_) => {}
+                None => {
+                    release.images.insert(image.basearch.clone(), payload);
+                }
+            }
+        }
+        releases
+            .into_iter()
+            .map(|(stream, releases)| (stream, releases.into_values().collect()))
+            .collect()
+    }
+
+    /// The updates metadata of `stream` (conditional on the copy kept).
+    async fn fetch_updates(
+        &mut self,
+        stream: &str,
+        url: url::Url,
+    ) -> Result<Vec<u8>, RegistryRefreshError> {
+        let source = crate::config::DocumentSource::Url(url.clone());
+        let previous = self.updates.get(stream);
+        let fetched = self
+            .fetcher
+            .fetch(&source, previous)
+            .await
+            .map_err(|source| {
+                RegistryRefreshError::Updates(RefreshError::Fetch {
+                    url: url.to_string(),
+                    source,
+                })
+            })?;
+        let document = match fetched {
+            FetchedDocument::Document(document) => document,
+            FetchedDocument::NotModified => {
+                previous.expect("conditional only with a previous").clone()
+            }
+        };
+        let body = document.body.to_vec();
+        self.updates.insert(stream.to_string(), document);
+        Ok(body)
+    }
+}
+
+/// The basearch of a container platform architecture.
+pub fn basearch_of(architecture: &str) -> Option<&'static str> {
+    ARCHITECTURES
+        .iter()
+        .find(|(platform, _)| *platform == architecture)
+        .map(|(_, basearch)| *basearch)
+}
+
+/// An image index or image manifest, OCI or Docker.
+fn parse_manifest(body: &[u8]) -> Result<Manifest, String> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+        manifests: Option<serde_json::Value>,
+    }
+    let probe: Probe = serde_json::from_slice(body).map_err(|e| format!("not a manifest: {e}"))?;
+    let is_index = probe.manifests.is_some()
+        || probe
+            .media_type
+            .as_deref()
+            .is_some_and(|t| t.contains("index") || t.contains("manifest.list"));
+    if is_index {
+        let index: ImageIndex =
+            serde_json::from_slice(body).map_err(|e| format!("not an image index: {e}"))?;
+        let entries = index
+            .manifests()
+            .iter()
+            .filter_map(|entry| {
+                let platform = entry.platform().as_ref()?;
+                if platform.os().to_string() != "linux" {
+                    return None;
+                }
+                let basearch = basearch_of(&platform.architecture().to_string())?;
+                let stream = entry
+                    .annotations()
+                    .as_ref()
+                    .and_then(|a| a.get(STREAM_ANNOTATION))
+                    .cloned();
+                Some((basearch.to_string(), entry.digest().to_string(), stream))
+            })
+            .collect();
+        Ok(Manifest::Index(entries))
+    } else {
+        let manifest: ImageManifest =
+            serde_json::from_slice(body).map_err(|e| format!("not an image manifest: {e}"))?;
+        Ok(Manifest::Image {
+            config: manifest.config().digest().to_string(),
+            stream: manifest
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get(STREAM_ANNOTATION))
+                .cloned(),
+        })
+    }
+}
+
+/// The labels and platform of an image config.
+fn parse_config(body: &[u8]) -> Result<Config, String> {
+    let config: ImageConfiguration =
+        serde_json::from_slice(body).map_err(|e| format!("not an image config: {e}"))?;
+    let labels = config
+        .config()
+        .as_ref()
+        .and_then(|c| c.labels().clone())
+        .unwrap_or_default();
+    Ok(Config {
+        architecture: config.architecture().to_string(),
+        version: labels.get(VERSION_LABEL).filter(|v| !v.is_empty()).cloned(),
+        stream: labels.get(STREAM_LABEL).filter(|v| !v.is_empty()).cloned(),
+        created: labels
+            .get(CREATED_LABEL)
+            .cloned()
+            .or_else(|| config.created().clone()),
+    })
+}
+
+/// Why a refresh of the registry failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryRefreshError {
+    /// The registry could not be read.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The updates metadata of a stream could not be read.
+    #[error("{0}")]
+    Updates(RefreshError),
+    /// A built graph breaks the graph rules.
+    #[error("{0}")]
+    Graph(RefreshError),
+    /// A `429` asked to wait, and the wait is not over.
+    #[error("waiting after a 429")]
+    Waiting,
+}
+
+impl RegistryRefreshError {
+    /// A stable machine word for this error, used as a metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RegistryRefreshError::Registry(error) => error.kind(),
+            RegistryRefreshError::Updates(_) => "updates",
+            RegistryRefreshError::Graph(_) => "invalid_graph",
+            RegistryRefreshError::Waiting => "rate_limited",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_tags() {
+        for tag in ["43.20260105.3.0", "v1.2", "1.0"] {
+            assert!(is_version_tag(tag), "{tag}");
+        }
+        for tag in ["latest", "stable", "1", "43.20260105.3.0-rc", "v", "1..2"] {
+            assert!(!is_version_tag(tag), "{tag}");
+        }
+    }
+
+    #[test]
+    fn manifests_and_configs_give_architectures_and_labels() {
+        let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json",
+            "manifests":[
+              {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":1,
+               "digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+               "platform":{"architecture":"arm64","os":"linux"},
+               "annotations":{"fedora-coreos.stream":"mine"}},
+              {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":1,
+               "digest":"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+               "platform":{"architecture":"riscv64","os":"linux"}}]}"#;
+        let Manifest::Index(entries) = parse_manifest(index).unwrap() else {
+            panic!("an index");
+        };
+        assert_eq!(entries.len(), 1, "riscv64 is no basearch");
+        assert_eq!(entries[0].0, "aarch64");
+        assert_eq!(entries[0].2.as_deref(), Some("mine"));
+        assert!(parse_manifest(b"{\"schemaVersion\":2").is_err());
+        let config = br#"{"architecture":"amd64","os":"linux","created":"2026-01-01T00:00:00Z",
+            "config":{"Labels":{"org.opencontainers.image.version":"43.20260105.3.0",
+                                "com.coreos.stream":"mine"}},
+            "rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let config = parse_config(config).unwrap();
+        assert_eq!(basearch_of(&config.architecture), Some("x86_64"));
+        assert_eq!(config.version.as_deref(), Some("43.20260105.3.0"));
+        assert_eq!(config.stream.as_deref(), Some("mine"));
+        assert_eq!(config.created.as_deref(), Some("2026-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn every_error_kind_is_counted_from_zero() {
+        let registry = Registry::new();
+        RegistryMetrics::register(&registry).unwrap();
+        let text = String::from_utf8(service_kit::metrics::render(&registry)).unwrap();
+        for kind in ERROR_KINDS {
+            let series = format!(r#"fcos_cincinnati_gb_registry_errors_total{{kind="{kind}"}} 0"#);
+            assert!(text.contains(&series), "{series} missing:\n{text}");
+        }
+    }
+}

@@ -1,0 +1,1105 @@
+//! The registry source against a real registry: the CNCF distribution
+//! registry (Debian's `docker-registry`) started on loopback by each test,
+//! images made by the test (a config with labels and an empty layer per
+//! architecture, an image index over them) pushed through the registry API.
+//! Where a registry cannot be made to fail on purpose (429, a corrupt
+//! manifest) or needs a token service of its own (the bearer token flow of
+//! quay.io and ghcr.io), a real HTTP server serves the same documents.
+//!
+//! Without `docker-registry` installed these tests say so and pass, except
+//! under `CI=true`, where they fail.
+
+mod support;
+
+use commons::metadata;
+use fcos_graph_builder::config::{RegistryFile, RegistrySettings};
+use fcos_graph_builder::registry::{RegistryMetrics, RegistryScraper};
+use fcos_graph_builder::scraper::{Refreshed, ScraperMetrics};
+use fcos_graph_builder::store::GraphStore;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+/// User and password of the htpasswd-protected registry, and the bcrypt
+/// line `htpasswd -Bbn -C 5 fcos s3cret-pass` wrote for them.
+const USER: &str = "fcos";
+const PASSWORD: &str = "s3cret-pass";
+const HTPASSWD: &str = "fcos:$2y$05$xiePGn.JND13mIvH83Gt3uvaHkkZ7pQGGlI2Dpnisp4goZ912t4MO\n";
+
+/// The repository's path in the registry.
+const NAME: &str = "me/my-fcos";
+
+/// A distribution registry on a free loopback port, its storage and
+/// access log in a temporary directory; stopped when dropped.
+struct LocalRegistry {
+    child: Child,
+    /// The client pushing images (one, its connections kept).
+    http: reqwest::Client,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+    auth: Option<(String, String)>,
+}
+
+impl Drop for LocalRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl LocalRegistry {
+    /// Starts a registry (with basic authentication when `protected`), or
+    /// `None` when `docker-registry` is not installed and `CI` is not set.
+    async fn start(protected: bool) -> Option<LocalRegistry> {
+        let installed = Command::new("docker-registry")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !installed {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "docker-registry is not installed (apt-get install docker-registry)"
+            );
+            eprintln!(
+                "SKIPPED: docker-registry is not installed (apt-get install docker-registry)"
+            );
+            return None;
+        }
+        // The registry cannot report a port it picked: pick a free one.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let auth = if protected {
+            std::fs::write(dir.path().join("htpasswd"), HTPASSWD).unwrap();
+            format!(
+                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                dir.path().join("htpasswd").display()
+            )
+        } else {
+            String::new()
+        };
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  inmemory: {{}}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n  secret: test-secret\n{auth}"
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("access.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let registry = LocalRegistry {
+            child,
+            http: client(),
+            addr,
+            dir,
+            auth: protected.then(|| (USER.to_string(), PASSWORD.to_string())),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while client()
+            .get(format!("http://{addr}/v2/"))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "the registry never listened");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Some(registry)
+    }
+
+    fn repository(&self) -> String {
+        format!("{}/{NAME}", self.addr)
+    }
+
+    /// Requests the registry has answered so far (its access log has one
+    /// line per request).
+    fn requests(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("access.log"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("\"GET /v2/") || l.contains("\"HEAD /v2/"))
+            .count()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}/v2/{NAME}/{path}", self.addr)
+    }
+
+    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, url);
+        match &self.auth {
+            Some((user, password)) => request.basic_auth(user, Some(password)),
+            None => request,
+        }
+    }
+
+    /// Uploads a blob unless `check` and the registry has it.
+    async fn push_blob(&self, body: &[u8], check: bool) -> String {
+        let digest = sha256(body);
+        if check {
+            let head = self
+                .request(reqwest::Method::HEAD, &self.url(&format!("blobs/{digest}")))
+                .send()
+                .await
+                .unwrap();
+            if head.status() == 200 {
+                return digest;
+            }
+        }
+        let started = self
+            .request(reqwest::Method::POST, &self.url("blobs/uploads/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(started.status(), 202);
+        let location = started.headers()["location"].to_str().unwrap().to_string();
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let put = self
+            .request(
+                reqwest::Method::PUT,
+                &format!("{location}{separator}digest={digest}"),
+            )
+            .header("content-type", "application/octet-stream")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), 201, "{}", put.text().await.unwrap());
+        digest
+    }
+
+    async fn put_manifest(&self, reference: &str, media_type: &str, body: &[u8]) -> String {
+        let response = self
+            .request(
+                reqwest::Method::PUT,
+                &self.url(&format!("manifests/{reference}")),
+            )
+            .header("content-type", media_type)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        sha256(body)
+    }
+
+    /// Pushes `image` under `tag` and returns what it pushed.
+    async fn push(&self, tag: &str, image: &TestImage) -> Pushed {
+        let documents = image.documents();
+        // The layer is shared by every image; each config is new.
+        for (position, blob) in documents.blobs.iter().enumerate() {
+            self.push_blob(blob, position == 0).await;
+        }
+        for manifest in &documents.manifests {
+            self.put_manifest(&sha256(manifest), OCI_MANIFEST, manifest)
+                .await;
+        }
+        self.put_manifest(tag, OCI_INDEX, &documents.index).await;
+        documents.pushed
+    }
+
+    /// Deletes the manifest `digest` and with it every tag naming it.
+    async fn delete(&self, digest: &str) {
+        let response = self
+            .request(
+                reqwest::Method::DELETE,
+                &self.url(&format!("manifests/{digest}")),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+    }
+}
+
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+fn sha256(bytes: &[u8]) -> String {
+    fcos_graph_builder::registry::client::sha256_digest(bytes)
+}
+
+/// An empty tar archive: the one layer of every test image.
+fn empty_layer() -> Vec<u8> {
+    vec![0; 1024]
+}
+
+/// A multi-architecture test image.
+#[derive(Clone)]
+struct TestImage {
+    version: String,
+    /// The `com.coreos.stream` label, if any.
+    stream: Option<String>,
+    /// The `fedora-coreos.stream` annotation of each image manifest, if any.
+    annotation: Option<String>,
+    /// Container architectures.
+    arches: Vec<&'static str>,
+    created: String,
+    /// Makes otherwise identical images differ (a rebuild).
+    build: u32,
+}
+
+impl TestImage {
+    fn new(version: &str, stream: &str) -> TestImage {
+        TestImage {
+            version: version.to_string(),
+            stream: Some(stream.to_string()),
+            annotation: None,
+            arches: vec!["amd64", "arm64"],
+            created: "2026-01-01T00:00:00Z".to_string(),
+            build: 0,
+        }
+    }
+
+    fn documents(&self) -> Documents {
+        let layer = empty_layer();
+        let layer_digest = sha256(&layer);
+        let mut blobs = vec![layer.clone()];
+        let mut manifests = Vec::new();
+        let mut entries = Vec::new();
+        let mut images = BTreeMap::new();
+        for arch in &self.arches {
+            let mut labels = json!({
+                "org.opencontainers.image.version": self.version,
+                "org.opencontainers.image.created": self.created,
+                "build": self.build.to_string(),
+            });
+            if let Some(stream) = &self.stream {
+                labels["com.coreos.stream"] = json!(stream);
+            }
+            let config = serde_json::to_vec(&json!({
+                "architecture": arch,
+                "os": "linux",
+                "created": self.created,
+                "config": {"Labels": labels},
+                "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+            }))
+            .unwrap();
+            let mut manifest = json!({
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                           "digest": sha256(&config), "size": config.len()},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                            "digest": layer_digest, "size": layer.len()}],
+            });
+            if let Some(stream) = &self.annotation {
+                manifest["annotations"] = json!({"fedora-coreos.stream": stream});
+            }
+            let manifest = serde_json::to_vec(&manifest).unwrap();
+            entries.push(json!({
+                "mediaType": OCI_MANIFEST,
+                "digest": sha256(&manifest),
+                "size": manifest.len(),
+                "platform": {"architecture": arch, "os": "linux"},
+            }));
+            let basearch = fcos_graph_builder::registry::basearch_of(arch).unwrap();
+            images.insert(basearch.to_string(), sha256(&manifest));
+            blobs.push(config);
+            manifests.push(manifest);
+        }
+        let index = serde_json::to_vec(&json!({
+            "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries,
+        }))
+        .unwrap();
+        Documents {
+            pushed: Pushed {
+                index: sha256(&index),
+                images,
+            },
+            blobs,
+            manifests,
+            index,
+        }
+    }
+}
+
+/// Everything one image is made of.
+struct Documents {
+    pushed: Pushed,
+    blobs: Vec<Vec<u8>>,
+    manifests: Vec<Vec<u8>>,
+    index: Vec<u8>,
+}
+
+/// Digests of a pushed image: its index, and its image of each basearch.
+#[derive(Debug, Clone)]
+struct Pushed {
+    index: String,
+    images: BTreeMap<String, String>,
+}
+
+/// The graph-builder's `[registry]` settings for `repository`.
+fn registry_settings(repository: &str, extra: &str) -> RegistrySettings {
+    let file: RegistryFile =
+        commons::config::parse_toml(&format!("repository = \"{repository}\"\n{extra}"), "test")
+            .unwrap();
+    RegistrySettings::from_file(file).unwrap()
+}
+
+/// A registry scraper publishing into its own store.
+fn scraper(settings: RegistrySettings) -> (RegistryScraper, GraphStore, prometheus::Registry) {
+    let metrics_registry = prometheus::Registry::new();
+    let store = GraphStore::new(BTreeMap::new()).with_registry();
+    let scraper = RegistryScraper::new(
+        settings,
+        Duration::from_secs(5),
+        Duration::from_secs(1),
+        fcos_graph_builder::fetch::Fetcher::new(Duration::from_secs(5), 1 << 20).unwrap(),
+        store.clone(),
+        RegistryMetrics::register(&metrics_registry).unwrap(),
+        ScraperMetrics::register(&metrics_registry).unwrap(),
+    )
+    .unwrap();
+    (scraper, store, metrics_registry)
+}
+
+/// The OCI graph of `stream`/`basearch` in `store`.
+fn stored_graph(store: &GraphStore, stream: &str, basearch: &str) -> serde_json::Value {
+    let body = store
+        .get(stream, basearch, commons::graph::Scheme::Oci)
+        .unwrap();
+    serde_json::from_slice(body.json()).unwrap()
+}
+
+fn error_count(registry: &prometheus::Registry, kind: &str) -> f64 {
+    let text = String::from_utf8(service_kit::metrics::render(registry)).unwrap();
+    let series = format!("fcos_cincinnati_gb_registry_errors_total{{kind=\"{kind}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Graph-builder settings serving the fixture `stable` from `upstream` and
+/// the registry streams of `repository`, refreshing every second.
+fn side_by_side_settings(upstream: &Upstream, repository: &str) -> fcos_graph_builder::Settings {
+    let text = format!(
+        "[service]\naddress = \"127.0.0.1\"\nport = 0\n[status]\naddress = \"127.0.0.1\"\nport = 0\n[upstream]\n{}refresh_secs = 1\ntimeout_secs = 2\n[streams]\nstable = [\"x86_64\"]\n[registry]\nrepository = \"{repository}\"\ntags = \"v?[0-9.]+|latest\"\n",
+        upstream.upstream_toml()
+    );
+    <fcos_graph_builder::Settings as commons::config::ServiceSettings>::from_file(
+        commons::config::parse_toml(&text, "test").unwrap(),
+    )
+    .unwrap()
+}
+
+/// Polls the OCI graph of `scope` (`stream=…&basearch=…`) until `accept`
+/// holds, for at most 15 seconds.
+async fn wait_graph(
+    gb: SocketAddr,
+    scope: &str,
+    accept: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let url = format!("http://{gb}/v1/graph?{scope}&oci=true");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = get(&url).await;
+        if status == 200 {
+            let graph: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if accept(&graph) {
+                return graph;
+            }
+        }
+        assert!(Instant::now() < deadline, "{url} never as expected: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[actix_web::test]
+async fn registry_streams_follow_the_registry_beside_the_release_index() {
+    let Some(registry) = LocalRegistry::start(false).await else {
+        return;
+    };
+    let repository = registry.repository();
+    let one = registry
+        .push(
+            "43.20260105.3.0",
+            &TestImage::new("43.20260105.3.0", "mine"),
+        )
+        .await;
+    let two = registry
+        .push(
+            "43.20260119.3.0",
+            &TestImage::new("43.20260119.3.0", "mine"),
+        )
+        .await;
+    // The same image under a moving tag is the same release.
+    registry
+        .push("latest", &TestImage::new("43.20260119.3.0", "mine"))
+        .await;
+    // A tag the `tags` expression leaves out.
+    registry
+        .push("scratch", &TestImage::new("1.0", "other"))
+        .await;
+    let upstream = Upstream::start();
+    upstream.serve_fixture("stable");
+    let gb = fcos_graph_builder::start(side_by_side_settings(&upstream, &repository)).unwrap();
+    wait_ready(&gb).await;
+    let addr = gb.service_addr;
+    // The scopes found are counted from 0, before any request for them.
+    for basearch in ["aarch64", "x86_64"] {
+        let series = format!(
+            r#"fcos_cincinnati_gb_cache_graph_requests_total{{basearch="{basearch}",stream="mine",type="oci"}}"#
+        );
+        assert_eq!(metric(gb.status_addr, &series).await, Some(0.0), "{series}");
+    }
+
+    // Both architectures; payloads are the repository at each image's digest.
+    for (basearch, pushed) in [("x86_64", &one), ("aarch64", &two)] {
+        let graph = wait_graph(addr, &format!("stream=mine&basearch={basearch}"), |_| true).await;
+        assert_eq!(versions(&graph), ["43.20260105.3.0", "43.20260119.3.0"]);
+        assert_eq!(
+            edges(&graph),
+            pairs(&[("43.20260105.3.0", "43.20260119.3.0")])
+        );
+        let payloads: Vec<&str> = graph["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["payload"].as_str().unwrap())
+            .collect();
+        assert!(payloads.contains(&format!("{repository}@{}", pushed.images[basearch]).as_str()));
+        assert_eq!(graph["nodes"][1]["metadata"][metadata::ROLLOUT], "true");
+        assert_eq!(graph["nodes"][1]["metadata"][metadata::START_VALUE], "1");
+    }
+    // Registry streams serve the OCI graph only; Fedora's stream is served
+    // beside them; the left-out tag's stream is nowhere.
+    let (status, body) = get(&format!(
+        "http://{addr}/v1/graph?stream=mine&basearch=x86_64"
+    ))
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["kind"],
+        "unknown_scope"
+    );
+    let stable = get_graph(&format!(
+        "http://{addr}/v1/graph?stream=stable&basearch=x86_64"
+    ))
+    .await;
+    assert!(!versions(&stable).is_empty());
+    let streams: serde_json::Value =
+        serde_json::from_str(&get(&format!("http://{addr}/v1/streams")).await.1).unwrap();
+    assert_eq!(streams["mine"], json!(["aarch64", "x86_64"]));
+    assert_eq!(streams["stable"], json!(["x86_64"]));
+    assert!(streams.get("other").is_none(), "{streams}");
+    let scopes: serde_json::Value =
+        serde_json::from_str(&get(&format!("http://{addr}/v1/scopes")).await.1).unwrap();
+    let mine: Vec<&serde_json::Value> = scopes["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["stream"] == "mine")
+        .collect();
+    assert_eq!(mine.len(), 2);
+    assert!(mine
+        .iter()
+        .all(|s| s["oci"] == true && s["etag"].is_string()));
+
+    // A new tag is in the graph within a refresh.
+    let three = registry
+        .push(
+            "43.20260202.3.0",
+            &TestImage::new("43.20260202.3.0", "mine"),
+        )
+        .await;
+    let graph = wait_graph(addr, "stream=mine&basearch=x86_64", |g| {
+        versions(g).len() == 3
+    })
+    .await;
+    assert_eq!(
+        edges(&graph),
+        pairs(&[
+            ("43.20260105.3.0", "43.20260119.3.0"),
+            ("43.20260105.3.0", "43.20260202.3.0"),
+            ("43.20260119.3.0", "43.20260202.3.0"),
+        ])
+    );
+
+    // A deleted tag goes.
+    registry.delete(&one.index).await;
+    wait_graph(addr, "stream=mine&basearch=x86_64", |g| {
+        versions(g) == ["43.20260119.3.0", "43.20260202.3.0"]
+    })
+    .await;
+
+    // `latest` moved to a rebuild of a version already served: refused,
+    // counted, the served digest kept.
+    let mut rebuild = TestImage::new("43.20260202.3.0", "mine");
+    rebuild.build = 1;
+    let moved = registry.push("latest", &rebuild).await;
+    let status = gb.status_addr;
+    wait_metric(
+        status,
+        r#"fcos_cincinnati_gb_registry_errors_total{kind="moved_tag"}"#,
+        |v| v >= 1.0,
+    )
+    .await;
+    let graph = wait_graph(addr, "stream=mine&basearch=x86_64", |_| true).await;
+    let newest = graph["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["version"] == "43.20260202.3.0")
+        .unwrap();
+    assert_eq!(
+        newest["payload"],
+        format!("{repository}@{}", three.images["x86_64"])
+    );
+    assert_ne!(three.images["x86_64"], moved.images["x86_64"]);
+    gb.stop().await.unwrap();
+    upstream.stop().await;
+}
+
+#[actix_web::test]
+async fn a_node_booted_from_a_derived_image_finds_itself_and_the_newest_release() {
+    let Some(registry) = LocalRegistry::start(false).await else {
+        return;
+    };
+    let repository = registry.repository();
+    // The stream from the manifest annotation (no label): as Zincati reads it.
+    let mut image = TestImage::new("43.20260105.3.0", "unused");
+    image.stream = None;
+    image.annotation = Some("mine".to_string());
+    let booted = registry.push("43.20260105.3.0", &image).await;
+    for version in ["43.20260119.3.0", "43.20260202.3.0"] {
+        let mut image = TestImage::new(version, "unused");
+        image.stream = None;
+        image.annotation = Some("mine".to_string());
+        registry.push(version, &image).await;
+    }
+    let upstream = Upstream::start();
+    upstream.serve_fixture("stable");
+    let gb = fcos_graph_builder::start(side_by_side_settings(&upstream, &repository)).unwrap();
+    let pe = fcos_policy_engine::start_with_clock(
+        policy_engine_settings(&format!("http://{}/v1/graph", gb.service_addr)),
+        std::sync::Arc::new(|| 1_800_000_000),
+    )
+    .unwrap();
+    wait_ready(&gb).await;
+    wait_graph(gb.service_addr, "stream=mine&basearch=aarch64", |g| {
+        versions(g).len() == 3
+    })
+    .await;
+    wait_following(&pe, &gb).await;
+
+    // Zincati's request, as it sends it from a node booted from the image.
+    let pullspec = format!("{repository}@{}", booted.images["aarch64"]);
+    let query = format!(
+        "node_uuid=0d7ba5b5c2a14b6a9f3f0a6b9a7f0e21&os_checksum={pullspec}&platform=qemu&oci=true&stream=mine&basearch=aarch64&group=default&os_version=43.20260105.3.0"
+    );
+    let graph = get_graph(&format!("http://{}/v1/graph?{query}", pe.service_addr)).await;
+    let nodes = graph["nodes"].as_array().unwrap();
+    let own = nodes
+        .iter()
+        .position(|n| n["payload"] == pullspec.as_str())
+        .expect("the node finds its own payload");
+    assert_eq!(nodes[own]["version"], "43.20260105.3.0");
+    let target = graph["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e[0].as_u64() == Some(own as u64))
+        .map(|e| &nodes[e[1].as_u64().unwrap() as usize])
+        .max_by_key(|n| {
+            n["metadata"][metadata::AGE_INDEX]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .expect("an update is offered");
+    assert_eq!(target["version"], "43.20260202.3.0");
+    pe.stop().await.unwrap();
+    gb.stop().await.unwrap();
+    upstream.stop().await;
+}
+
+#[actix_web::test]
+async fn basic_auth_through_an_htpasswd_registry() {
+    let Some(registry) = LocalRegistry::start(true).await else {
+        return;
+    };
+    registry
+        .push(
+            "43.20260105.3.0",
+            &TestImage::new("43.20260105.3.0", "mine"),
+        )
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let auth_file = |user: &str, password: &str| {
+        use base64::Engine;
+        let path: PathBuf = dir.path().join(format!("{user}-{password}.json"));
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        std::fs::write(
+            &path,
+            json!({"auths": {registry.addr.to_string(): {"auth": auth}}}).to_string(),
+        )
+        .unwrap();
+        format!("auth_file = \"{}\"", path.display())
+    };
+
+    let (mut good, store, _) = scraper(registry_settings(
+        &registry.repository(),
+        &auth_file(USER, PASSWORD),
+    ));
+    assert_eq!(good.refresh_once().await.unwrap(), Refreshed::Published);
+    assert_eq!(
+        versions(&stored_graph(&store, "mine", "x86_64")),
+        ["43.20260105.3.0"]
+    );
+
+    for extra in [auth_file(USER, "wrong"), String::new()] {
+        let (mut refused, store, metrics) =
+            scraper(registry_settings(&registry.repository(), &extra));
+        let error = refused.refresh_once().await.unwrap_err();
+        assert_eq!(error.kind(), "auth", "{error}");
+        assert_eq!(error_count(&metrics, "auth"), 1.0);
+        assert!(store.configured().is_empty());
+    }
+}
+
+#[actix_web::test]
+async fn a_build_stopped_by_the_request_cap_ends_at_the_next_refresh() {
+    let Some(registry) = LocalRegistry::start(false).await else {
+        return;
+    };
+    for day in 10..30 {
+        let version = format!("43.202601{day}.3.0");
+        registry
+            .push(&version, &TestImage::new(&version, "mine"))
+            .await;
+    }
+    // 20 tags need 1 + 20 × 5 requests: a cap of 60 stops the first
+    // refresh; the second goes on from what the first read.
+    let (mut scraper, store, metrics) = scraper(registry_settings(
+        &registry.repository(),
+        "max_requests = 60",
+    ));
+    let error = scraper.refresh_once().await.unwrap_err();
+    assert_eq!(error.kind(), "request_cap", "{error}");
+    assert_eq!(scraper.last_requests(), 60);
+    assert!(store.configured().is_empty());
+    assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Published);
+    assert_eq!(error_count(&metrics, "request_cap"), 1.0);
+    assert_eq!(versions(&stored_graph(&store, "mine", "x86_64")).len(), 20);
+}
+
+#[actix_web::test]
+async fn five_hundred_tags_in_one_refresh_then_a_new_tag_costs_a_few_requests() {
+    let Some(registry) = LocalRegistry::start(false).await else {
+        return;
+    };
+    const TAGS: usize = 500;
+    let started = Instant::now();
+    let versions_pushed: Vec<String> = (0..TAGS)
+        .map(|i| {
+            format!(
+                "43.2026{:02}{:02}.3.{}",
+                1 + i / 28 % 12,
+                1 + i % 28,
+                i / 336
+            )
+        })
+        .collect();
+    for chunk in versions_pushed.chunks(16) {
+        futures_util::future::join_all(chunk.iter().map(|v| {
+            let registry = &registry;
+            async move { registry.push(v, &TestImage::new(v, "mine")).await }
+        }))
+        .await;
+    }
+    registry
+        .push(
+            "latest",
+            &TestImage::new(&versions_pushed[TAGS - 1], "mine"),
+        )
+        .await;
+    eprintln!("pushed {TAGS} tags in {:?}", started.elapsed());
+
+    // With the default cap, one refresh builds everything.
+    let (mut scraper, store, _) = scraper(registry_settings(&registry.repository(), ""));
+    let before = registry.requests();
+    let started = Instant::now();
+    assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Published);
+    let first_build = started.elapsed();
+    let first_requests = registry.requests() - before;
+    assert_eq!(first_requests, scraper.last_requests());
+    assert_eq!(
+        versions(&stored_graph(&store, "mine", "aarch64")).len(),
+        TAGS
+    );
+
+    // One more version tag: the list, a HEAD of `latest`, the new index,
+    // its two manifests and two configs.
+    let newest = "43.20261231.3.0";
+    registry.push(newest, &TestImage::new(newest, "mine")).await;
+    let before = registry.requests();
+    assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Published);
+    let one_new = registry.requests() - before;
+    assert_eq!(one_new, scraper.last_requests());
+    assert!(one_new < 10, "{one_new} requests for one new tag");
+    let graph = stored_graph(&store, "mine", "x86_64");
+    assert_eq!(versions(&graph).last().unwrap(), newest);
+
+    // Nothing new: the list and the HEAD of `latest`.
+    let before = registry.requests();
+    assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Unchanged);
+    let unchanged = registry.requests() - before;
+    assert_eq!(unchanged, 2);
+    eprintln!(
+        "registry figures: first build of {TAGS} tags x 2 arches: {first_build:?}, {first_requests} requests; one new tag: {one_new} requests; nothing new: {unchanged} requests"
+    );
+}
+
+/// The documents of a good image, served by path as a registry would.
+fn serve_image(upstream: &Upstream, tag: &str, image: &TestImage) -> Pushed {
+    let documents = image.documents();
+    let prefix = format!("/v2/{NAME}");
+    for blob in &documents.blobs {
+        upstream.set(
+            &format!("{prefix}/blobs/{}", sha256(blob)),
+            Canned::Body(blob.clone()),
+        );
+    }
+    for manifest in &documents.manifests {
+        upstream.set(
+            &format!("{prefix}/manifests/{}", sha256(manifest)),
+            Canned::Body(manifest.clone()),
+        );
+    }
+    upstream.set(
+        &format!("{prefix}/manifests/{tag}"),
+        Canned::Body(documents.index.clone()),
+    );
+    documents.pushed
+}
+
+#[actix_web::test]
+async fn registry_failures_keep_the_last_good_graph_and_are_counted() {
+    let upstream = Upstream::start();
+    let tags = format!("/v2/{NAME}/tags/list");
+    serve_image(
+        &upstream,
+        "43.20260105.3.0",
+        &TestImage::new("43.20260105.3.0", "mine"),
+    );
+    upstream.set(
+        &tags,
+        Canned::Body(br#"{"name":"me/my-fcos","tags":["43.20260105.3.0"]}"#.to_vec()),
+    );
+    let repository = format!("{}/{NAME}", upstream.addr);
+    let (mut scraper, store, metrics) = scraper(registry_settings(&repository, ""));
+    assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Published);
+    let good = stored_graph(&store, "mine", "x86_64");
+    assert_eq!(versions(&good), ["43.20260105.3.0"]);
+
+    // A corrupt manifest behind a new tag: the tag is left out, the rest
+    // served.
+    upstream.set(
+        &tags,
+        Canned::Body(
+            br#"{"name":"me/my-fcos","tags":["43.20260105.3.0","43.20260119.3.0"]}"#.to_vec(),
+        ),
+    );
+    upstream.set(
+        &format!("/v2/{NAME}/manifests/43.20260119.3.0"),
+        Canned::Body(b"{\"schemaVersion\": 2, \"layers\": 7".to_vec()),
+    );
+    scraper.refresh_once().await.unwrap();
+    assert_eq!(error_count(&metrics, "invalid_manifest"), 1.0);
+    assert_eq!(stored_graph(&store, "mine", "x86_64"), good);
+
+    // 401, 429, 500: each refresh fails, counted by kind, the graph stays.
+    for (canned, kind) in [
+        (Canned::Status(401), "auth"),
+        (Canned::Status(429), "rate_limited"),
+        (Canned::Status(500), "http_status"),
+    ] {
+        upstream.set(&tags, canned);
+        let error = scraper.refresh_once().await.unwrap_err();
+        assert_eq!(error.kind(), kind, "{error}");
+        assert_eq!(error_count(&metrics, kind), 1.0);
+        assert_eq!(stored_graph(&store, "mine", "x86_64"), good);
+        if kind == "rate_limited" {
+            // Without Retry-After, no request before the refresh period.
+            let hits = upstream.hits(&tags);
+            assert_eq!(
+                scraper.refresh_once().await.unwrap_err().kind(),
+                "rate_limited"
+            );
+            assert_eq!(upstream.hits(&tags), hits, "a request during the wait");
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+    }
+    // A Retry-After longer than the refresh period holds requests back
+    // for all of it.
+    upstream.set(&tags, Canned::RetryAfter(60));
+    assert_eq!(
+        scraper.refresh_once().await.unwrap_err().kind(),
+        "rate_limited"
+    );
+    let hits = upstream.hits(&tags);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        scraper.refresh_once().await.unwrap_err().kind(),
+        "rate_limited"
+    );
+    assert_eq!(upstream.hits(&tags), hits, "a request within Retry-After");
+    assert_eq!(error_count(&metrics, "rate_limited"), 2.0);
+    assert_eq!(stored_graph(&store, "mine", "x86_64"), good);
+    upstream.stop().await;
+}
+
+#[actix_web::test]
+async fn a_down_registry_keeps_the_last_good_graph() {
+    let upstream = Upstream::start();
+    let tags = format!("/v2/{NAME}/tags/list");
+    serve_image(
+        &upstream,
+        "43.20260105.3.0",
+        &TestImage::new("43.20260105.3.0", "mine"),
+    );
+    upstream.set(
+        &tags,
+        Canned::Body(br#"{"name":"me/my-fcos","tags":["43.20260105.3.0"]}"#.to_vec()),
+    );
+    let repository = format!("{}/{NAME}", upstream.addr);
+    let (mut scraper, store, metrics) = scraper(registry_settings(&repository, ""));
+    assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Published);
+    let good = stored_graph(&store, "mine", "x86_64");
+    // The tag list is asked for with its ETag: 304, nothing else asked.
+    assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Unchanged);
+    assert_eq!(upstream.hits(&format!("304 {tags}")), 1);
+    assert_eq!(scraper.last_requests(), 1);
+    upstream.stop().await;
+    let error = scraper.refresh_once().await.unwrap_err();
+    assert_eq!(error.kind(), "connect", "{error}");
+    assert_eq!(error_count(&metrics, "connect"), 1.0);
+    assert_eq!(stored_graph(&store, "mine", "x86_64"), good);
+    assert_eq!(
+        store.states()["mine"],
+        fcos_graph_builder::store::StreamState::Stale
+    );
+}
+
+#[actix_web::test]
+async fn with_updates_metadata_fedora_rules_apply() {
+    let Some(registry) = LocalRegistry::start(false).await else {
+        return;
+    };
+    let all = ["43.20260105.3.0", "43.20260119.3.0", "43.20260202.3.0"];
+    for version in all {
+        registry
+            .push(version, &TestImage::new(version, "mine"))
+            .await;
+    }
+    let updates = Upstream::start();
+    let path = "/updates/mine.json";
+    let document = json!({"stream": "mine", "releases": [
+        {"version": "43.20260119.3.0", "metadata": {"barrier": {"reason": "https://example.com/why"}}},
+        {"version": "43.20260202.3.0", "metadata": {"rollout": {"start_percentage": 0.5}}},
+    ]});
+    updates.set(path, Canned::Body(document.to_string().into_bytes()));
+    let (mut scraper, store, metrics) = scraper(registry_settings(
+        &registry.repository(),
+        &format!(
+            "updates_url = \"http://{}/updates/${{stream}}.json\"",
+            updates.addr
+        ),
+    ));
+    assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Published);
+    let graph = stored_graph(&store, "mine", "x86_64");
+    assert_eq!(versions(&graph), all);
+    // Into the barrier from before it; into the rollout from the barrier
+    // on; no update past the barrier.
+    assert_eq!(
+        edges(&graph),
+        pairs(&[
+            ("43.20260105.3.0", "43.20260119.3.0"),
+            ("43.20260119.3.0", "43.20260202.3.0"),
+        ])
+    );
+    assert_eq!(graph["nodes"][1]["metadata"][metadata::BARRIER], "true");
+    assert_eq!(graph["nodes"][2]["metadata"][metadata::START_VALUE], "0.5");
+
+    // An unchanged document is asked for conditionally; a broken one
+    // fails the refresh, counted, the last good graphs kept.
+    assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Unchanged);
+    assert_eq!(updates.hits(&format!("304 {path}")), 1);
+    updates.set(path, Canned::Body(b"{\"stream\": \"mine\"".to_vec()));
+    let error = scraper.refresh_once().await.unwrap_err();
+    assert_eq!(error.kind(), "updates", "{error}");
+    assert_eq!(error_count(&metrics, "updates"), 1.0);
+    assert_eq!(stored_graph(&store, "mine", "x86_64"), graph);
+}
+
+#[actix_web::test]
+async fn the_graph_command_previews_a_registry_stream() {
+    let Some(registry) = LocalRegistry::start(false).await else {
+        return;
+    };
+    for version in ["43.20260105.3.0", "43.20260119.3.0"] {
+        registry
+            .push(version, &TestImage::new(version, "mine"))
+            .await;
+    }
+    let graph = |stream: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fcos-cincinnati"))
+            .args(["graph", "--registry", &registry.repository()])
+            .args(["--stream", stream, "--basearch", "aarch64"])
+            .output()
+            .unwrap()
+    };
+    let output = graph("mine");
+    assert!(output.status.success(), "{output:?}");
+    let graph_json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        versions(&graph_json),
+        ["43.20260105.3.0", "43.20260119.3.0"]
+    );
+    assert_eq!(
+        edges(&graph_json),
+        pairs(&[("43.20260105.3.0", "43.20260119.3.0")])
+    );
+    // A stream the images do not name: the error says which there are.
+    let output = graph("other");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("mine (aarch64, x86_64)"), "{stderr}");
+}
+
+/// A registry that asks for a bearer token from its token service, as
+/// quay.io and ghcr.io do for anonymous pulls; it serves `documents` by
+/// path to requests bearing the token it hands out.
+struct TokenRegistry {
+    addr: SocketAddr,
+    tokens_issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl TokenRegistry {
+    fn start(documents: BTreeMap<String, Vec<u8>>) -> TokenRegistry {
+        use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let tokens_issued = std::sync::Arc::new(AtomicUsize::new(0));
+        let issued = tokens_issued.clone();
+        let documents = std::sync::Arc::new(documents);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = HttpServer::new(move || {
+            let (issued, documents) = (issued.clone(), documents.clone());
+            App::new().default_service(web::to(move |req: HttpRequest| {
+                let (issued, documents) = (issued.clone(), documents.clone());
+                async move {
+                    if req.path() == "/token" {
+                        let query = req.query_string();
+                        assert!(
+                            query.contains("service=test") && query.contains("scope=repository"),
+                            "{query}"
+                        );
+                        issued.fetch_add(1, Ordering::SeqCst);
+                        return HttpResponse::Ok().body(r#"{"token":"t0k3n"}"#);
+                    }
+                    let authorized = req
+                        .headers()
+                        .get("authorization")
+                        .is_some_and(|v| v == "Bearer t0k3n");
+                    if !authorized {
+                        return HttpResponse::Unauthorized()
+                            .insert_header((
+                                "WWW-Authenticate",
+                                format!(
+                                    r#"Bearer realm="http://{addr}/token",service="test",scope="repository:{NAME}:pull""#
+                                ),
+                            ))
+                            .finish();
+                    }
+                    match documents.get(req.path()) {
+                        Some(body) => HttpResponse::Ok()
+                            .insert_header(("Docker-Content-Digest", sha256(body)))
+                            .body(body.clone()),
+                        None => HttpResponse::NotFound().finish(),
+                    }
+                }
+            }))
+        })
+        .workers(1)
+        .shutdown_timeout(0)
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        TokenRegistry {
+            addr,
+            tokens_issued,
+            handle,
+        }
+    }
+}
+
+#[actix_web::test]
+async fn anonymous_pulls_go_through_the_token_flow() {
+    let image = TestImage::new("43.20260105.3.0", "mine");
+    let documents = image.documents();
+    let prefix = format!("/v2/{NAME}");
+    let mut served = BTreeMap::new();
+    for blob in &documents.blobs {
+        served.insert(format!("{prefix}/blobs/{}", sha256(blob)), blob.clone());
+    }
+    for manifest in &documents.manifests {
+        served.insert(
+            format!("{prefix}/manifests/{}", sha256(manifest)),
+            manifest.clone(),
+        );
+    }
+    served.insert(
+        format!("{prefix}/manifests/43.20260105.3.0"),
+        documents.index.clone(),
+    );
+    served.insert(
+        format!("{prefix}/tags/list"),
+        br#"{"name":"me/my-fcos","tags":["43.20260105.3.0"]}"#.to_vec(),
+    );
+    let registry = TokenRegistry::start(served);
+    let (mut scraper, store, _) =
+        scraper(registry_settings(&format!("{}/{NAME}", registry.addr), ""));
+    assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Published);
+    assert_eq!(
+        versions(&stored_graph(&store, "mine", "aarch64")),
+        ["43.20260105.3.0"]
+    );
+    // The list refused, the token, the list again, then the index, two
+    // manifests and two configs with the token.
+    assert_eq!(scraper.last_requests(), 8);
+    // The token is kept: the next refresh is the tag list alone.
+    assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Unchanged);
+    assert_eq!(scraper.last_requests(), 1);
+    assert_eq!(
+        registry
+            .tokens_issued
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    registry.handle.stop(false).await;
+}

@@ -579,9 +579,19 @@ async fn documented_metrics_are_the_exported_ones() {
                 }
             }
         }
+        // Metrics of a source this stack does not configure (their row
+        // starts "with `[registry]`") are checked by that source's tests.
+        let conditional = |name: &str| {
+            doc.lines().any(|line| {
+                line.starts_with(&format!("| `{name}` |"))
+                    && line.split('|').nth(4).is_some_and(|meaning| {
+                        meaning.trim_start().starts_with("with `[registry]`")
+                    })
+            })
+        };
         for name in expected.keys() {
             assert!(
-                exported.contains_key(name),
+                exported.contains_key(name) || conditional(name),
                 "{name} is documented for {section} but not exported"
             );
         }

@@ -794,8 +794,19 @@ fn serve_image(upstream: &Upstream, tag: &str, image: &TestImage) -> Pushed {
     documents.pushed
 }
 
-#[actix_web::test]
-async fn registry_failures_keep_the_last_good_graph_and_are_counted() {
+/// A registry serving one image under one tag, and a scraper that has
+/// published its graph (`good`).
+struct OneImage {
+    upstream: Upstream,
+    /// The path of the tag list.
+    tags: String,
+    scraper: RegistryScraper,
+    store: GraphStore,
+    metrics: prometheus::Registry,
+    good: serde_json::Value,
+}
+
+async fn one_image() -> OneImage {
     let upstream = Upstream::start();
     let tags = format!("/v2/{NAME}/tags/list");
     serve_image(
@@ -811,6 +822,26 @@ async fn registry_failures_keep_the_last_good_graph_and_are_counted() {
     let (mut scraper, store, metrics) = scraper(registry_settings(&repository, ""));
     assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Published);
     let good = stored_graph(&store, "mine", "x86_64");
+    OneImage {
+        upstream,
+        tags,
+        scraper,
+        store,
+        metrics,
+        good,
+    }
+}
+
+#[actix_web::test]
+async fn registry_failures_keep_the_last_good_graph_and_are_counted() {
+    let OneImage {
+        upstream,
+        tags,
+        mut scraper,
+        store,
+        metrics,
+        good,
+    } = one_image().await;
     assert_eq!(versions(&good), ["43.20260105.3.0"]);
 
     // A corrupt manifest behind a new tag: the tag is left out, the rest
@@ -872,21 +903,14 @@ async fn registry_failures_keep_the_last_good_graph_and_are_counted() {
 
 #[actix_web::test]
 async fn a_down_registry_keeps_the_last_good_graph() {
-    let upstream = Upstream::start();
-    let tags = format!("/v2/{NAME}/tags/list");
-    serve_image(
-        &upstream,
-        "43.20260105.3.0",
-        &TestImage::new("43.20260105.3.0", "mine"),
-    );
-    upstream.set(
-        &tags,
-        Canned::Body(br#"{"name":"me/my-fcos","tags":["43.20260105.3.0"]}"#.to_vec()),
-    );
-    let repository = format!("{}/{NAME}", upstream.addr);
-    let (mut scraper, store, metrics) = scraper(registry_settings(&repository, ""));
-    assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Published);
-    let good = stored_graph(&store, "mine", "x86_64");
+    let OneImage {
+        upstream,
+        tags,
+        mut scraper,
+        store,
+        metrics,
+        good,
+    } = one_image().await;
     // The tag list is asked for with its ETag: 304, nothing else asked.
     assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Unchanged);
     assert_eq!(upstream.hits(&format!("304 {tags}")), 1);

@@ -82,13 +82,14 @@ pub struct Poll<'a> {
 /// No offer, or no release: the id no release has.
 const NONE: u32 = u32::MAX;
 
-/// What the tracker keeps of a node: 40 bytes, plus its key in the map.
+/// What the tracker keeps of a node: 28 bytes, 40 with its key in the map
+/// (times are seconds after the tracker's [`Tracker::base`]).
 #[derive(Debug, Clone, Copy)]
 struct Node {
-    last_seen: i64,
-    offered_at: i64,
+    last_seen: u32,
+    offered_at: u32,
     /// Age index of the newest release it polled from, and that release.
-    highest_age: u64,
+    highest_age: u32,
     highest: u32,
     /// The release it was last offered ([`NONE`] without one).
     offer: u32,
@@ -230,6 +231,9 @@ pub struct Tracker {
     releases: Names,
     /// Per scope and release.
     outcomes: HashMap<(u16, u32), Release>,
+    /// The instant node times count from: 2^31 s before the first poll, so
+    /// that earlier times (a clock set back) fit too.
+    base: Option<i64>,
     /// The last poll of each scope.
     scope_last_poll: HashMap<u16, i64>,
     evicted: u64,
@@ -253,8 +257,20 @@ impl Tracker {
             releases: Names::default(),
             outcomes: HashMap::new(),
             scope_last_poll: HashMap::new(),
+            base: None,
             evicted: 0,
         }
+    }
+
+    /// `now` as a node time.
+    fn stamp(&mut self, now: i64) -> u32 {
+        let base = *self.base.get_or_insert(now - (1 << 31));
+        (now - base).clamp(0, i64::from(u32::MAX)) as u32
+    }
+
+    /// A node time as seconds since the epoch.
+    fn instant(&self, stamp: u32) -> i64 {
+        self.base.unwrap_or(0) + i64::from(stamp)
     }
 
     /// Nodes tracked.
@@ -279,14 +295,16 @@ impl Tracker {
         let platform = small(self.platforms.id(poll.platform));
         let from = self.releases.id(poll.from.0);
         let offer = poll.offer.map(|(version, _)| self.releases.id(version));
+        let now = self.stamp(poll.now);
+        let from_age = age(poll.from.1);
         self.scope_last_poll.insert(scope, poll.now);
         if !self.nodes.contains_key(&poll.node) && self.nodes.len() >= self.settings.max_nodes {
             self.evict();
         }
         let mut node = self.nodes.get(&poll.node).copied().unwrap_or(Node {
-            last_seen: poll.now,
-            offered_at: poll.now,
-            highest_age: poll.from.1,
+            last_seen: now,
+            offered_at: now,
+            highest_age: from_age,
             highest: from,
             offer: NONE,
             scope,
@@ -299,19 +317,19 @@ impl Tracker {
         // say) starts again there.
         if node.scope != scope {
             node.offer = NONE;
-            node.highest_age = poll.from.1;
+            node.highest_age = from_age;
             node.highest = from;
             node.rolled_back = false;
         }
         node.scope = scope;
         node.group = group;
         node.platform = platform;
-        node.last_seen = poll.now;
+        node.last_seen = now;
 
         // Where it polls from: arrival at its offer, a step back.
         if node.offer == from && !node.arrived {
             node.arrived = true;
-            let waited = poll.now - node.offered_at;
+            let waited = i64::from(now) - i64::from(node.offered_at);
             if let Some(release) = self.outcomes.get_mut(&(scope, from)) {
                 release.each(group, platform, |c| {
                     c.arrived += 1;
@@ -319,11 +337,11 @@ impl Tracker {
                 });
             }
         }
-        if poll.from.1 > node.highest_age {
-            node.highest_age = poll.from.1;
+        if from_age > node.highest_age {
+            node.highest_age = from_age;
             node.highest = from;
             node.rolled_back = false;
-        } else if poll.from.1 < node.highest_age && !node.rolled_back {
+        } else if from_age < node.highest_age && !node.rolled_back {
             node.rolled_back = true;
             // Counted for a release it arrived at through an offer.
             if node.arrived && node.offer == node.highest {
@@ -336,7 +354,7 @@ impl Tracker {
         if let Some(offer) = offer {
             if offer != node.offer {
                 node.offer = offer;
-                node.offered_at = poll.now;
+                node.offered_at = now;
                 node.arrived = false;
                 let release = self.outcomes.entry((scope, offer)).or_default();
                 release.last_offered = poll.now;
@@ -370,7 +388,7 @@ impl Tracker {
         if count == 0 {
             return;
         }
-        let mut seen: Vec<i64> = self.nodes.values().map(|n| n.last_seen).collect();
+        let mut seen: Vec<u32> = self.nodes.values().map(|n| n.last_seen).collect();
         let (_, &mut cutoff, _) = seen.select_nth_unstable(count - 1);
         let mut left = count;
         self.nodes.retain(|_, node| {
@@ -388,7 +406,9 @@ impl Tracker {
     /// offered for [`Settings::keep_releases_for`].
     pub fn sweep(&mut self, now: i64) {
         let forget = now - self.settings.forget_after;
-        self.nodes.retain(|_, node| node.last_seen > forget);
+        let base = self.base.unwrap_or(0);
+        self.nodes
+            .retain(|_, node| base + i64::from(node.last_seen) > forget);
         let drop_before = now - self.settings.keep_releases_for;
         self.outcomes
             .retain(|_, release| release.last_offered > drop_before);
@@ -397,6 +417,15 @@ impl Tracker {
     /// The outcomes now, per scope and release (newest offer first within
     /// a scope), with `stuck` and `lost` read from the nodes.
     pub fn summary(&self, now: i64) -> Summary {
+        let windows = (self.settings.stuck_after, self.settings.lost_after);
+        self.summary_with(now, |_| windows)
+    }
+
+    /// [`Tracker::summary`], with the `stuck_after` and `lost_after` of
+    /// each group (by name, `""` for nodes that send none) given by
+    /// `windows`.
+    pub fn summary_with(&self, now: i64, windows: impl Fn(&str) -> (i64, i64)) -> Summary {
+        let windows: Vec<(i64, i64)> = self.groups.names.iter().map(|g| windows(g)).collect();
         let mut releases: HashMap<(u16, u32), Release> = self.outcomes.clone();
         for node in self.nodes.values() {
             if node.offer == NONE || node.arrived {
@@ -410,11 +439,12 @@ impl Tracker {
                 .get(&node.scope)
                 .copied()
                 .unwrap_or(now);
-            let silent = now - node.last_seen > self.settings.lost_after
-                && scope_polled - node.last_seen > self.settings.lost_after;
+            let (stuck_after, lost_after) = windows[usize::from(node.group)];
+            let last_seen = self.instant(node.last_seen);
+            let silent = now - last_seen > lost_after && scope_polled - last_seen > lost_after;
             if silent {
                 release.each(node.group, node.platform, |c| c.lost += 1);
-            } else if now - node.offered_at > self.settings.stuck_after {
+            } else if now - self.instant(node.offered_at) > stuck_after {
                 release.each(node.group, node.platform, |c| c.stuck += 1);
             }
         }
@@ -469,6 +499,11 @@ impl Tracker {
             evicted: self.evicted,
         }
     }
+}
+
+/// An age index as kept (those past 2^32 share the last).
+fn age(age: u64) -> u32 {
+    age.min(u64::from(u32::MAX)) as u32
 }
 
 fn small(id: u32) -> u16 {
@@ -690,6 +725,11 @@ mod tests {
         // The newest are kept.
         assert!(t.nodes.contains_key(&4999));
         assert!(!t.nodes.contains_key(&0));
+    }
+
+    #[test]
+    fn an_entry_is_forty_bytes() {
+        assert_eq!(std::mem::size_of::<(u64, Node)>(), 40);
     }
 
     #[test]

@@ -34,16 +34,19 @@ pub enum Reason {
     MaxVersion,
     /// The target is denied.
     Deny,
+    /// The target's rollout was halted by a guard.
+    Halted,
 }
 
 impl Reason {
     /// Every reason, in metric label order.
-    pub const ALL: [Reason; 5] = [
+    pub const ALL: [Reason; 6] = [
         Reason::Paused,
         Reason::Window,
         Reason::Freeze,
         Reason::MaxVersion,
         Reason::Deny,
+        Reason::Halted,
     ];
 
     /// The metric label.
@@ -54,6 +57,7 @@ impl Reason {
             Reason::Freeze => "freeze",
             Reason::MaxVersion => "max_version",
             Reason::Deny => "deny",
+            Reason::Halted => "halted",
         }
     }
 }
@@ -236,6 +240,9 @@ pub struct Group {
     pub windows: Option<Vec<Window>>,
     /// Freezes.
     pub freezes: Vec<Freeze>,
+    /// `[groups.NAME.guard]`: thresholds on the outcomes of the group's
+    /// nodes that halt a rollout for the group.
+    pub guard: Option<super::Guard>,
     #[serde(skip)]
     pub(super) deny_set: HashSet<String>,
     /// Position of the group in the policy (for cached views).
@@ -373,6 +380,9 @@ pub struct Policy {
     /// `[fleet]`: the rules every client gets; alone, those of a client
     /// whose group has no table when there is no `[groups.default]`.
     pub fleet: Option<Group>,
+    /// `[guard]`: thresholds on the outcomes of every node of a scope (and
+    /// of each platform alone) that halt a rollout.
+    pub guard: Option<super::Guard>,
     /// The file.
     pub source: PathBuf,
     /// Hash of the file's bytes (hex).

@@ -3,6 +3,7 @@
 //! refused with a message naming the file, the key and the line.
 
 use super::evaluation::{Freeze, Group, Policy, Window, DAY_NAMES};
+use super::guard::Guard;
 use crate::config::ConfigError;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -14,6 +15,7 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
     fleet: Option<FleetFile>,
+    guard: Option<GuardFile>,
     #[serde(default)]
     groups: BTreeMap<String, GroupFile>,
 }
@@ -45,6 +47,21 @@ struct GroupFile {
     windows: Option<Vec<Spanned<WindowFile>>>,
     #[serde(default)]
     freezes: Vec<Spanned<FreezeFile>>,
+    guard: Option<GuardFile>,
+}
+
+/// `[guard]` or `[groups.NAME.guard]`: thresholds that halt a rollout.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GuardFile {
+    min_nodes: Option<Spanned<u64>>,
+    max_rolled_back: Option<Spanned<f64>>,
+    max_lost: Option<Spanned<f64>>,
+    max_stuck: Option<Spanned<f64>>,
+    stuck_after: Option<Spanned<String>>,
+    lost_after: Option<Spanned<String>>,
+    #[serde(default)]
+    resume: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,12 +153,17 @@ impl Policy {
             index: groups.len(),
             ..fleet
         });
+        let guard = match file.guard {
+            Some(guard) => Some(check_guard("guard", guard, &invalid)?),
+            None => None,
+        };
         let mut hasher = siphasher::sip128::SipHasher13::new_with_keys(0, 0);
         std::hash::Hasher::write(&mut hasher, text.as_bytes());
         let hash = siphasher::sip128::Hasher128::finish128(&hasher).as_u128();
         Ok(Policy {
             groups,
             fleet,
+            guard,
             source: path.to_path_buf(),
             hash: format!("{:016x}", (hash >> 64) as u64),
             loaded_at: crate::unix_now(),
@@ -354,6 +376,10 @@ fn check_group(
         });
     }
     let deny_set = deny.iter().cloned().collect();
+    let guard = match g.guard {
+        Some(guard) => Some(check_guard(&key("guard"), guard, invalid)?),
+        None => None,
+    };
     Ok(Group {
         name,
         wariness_min,
@@ -363,8 +389,78 @@ fn check_group(
         paused: g.paused,
         windows,
         freezes,
+        guard,
         deny_set,
         index: 0,
+    })
+}
+
+/// Checks a guard table (`table` names it in messages: `guard` or
+/// `groups.NAME.guard`).
+fn check_guard(
+    table: &str,
+    g: GuardFile,
+    invalid: &dyn Fn(String, Option<std::ops::Range<usize>>, String) -> ConfigError,
+) -> Result<Guard, ConfigError> {
+    let key = |field: &str| format!("{table}.{field}");
+    let defaults = Guard::default();
+    let fraction = |value: Option<Spanned<f64>>, field: &str, default: f64| match value {
+        None => Ok(default),
+        Some(v) if (0.0..=1.0).contains(v.get_ref()) => Ok(*v.get_ref()),
+        Some(v) => Err(invalid(
+            key(field),
+            Some(v.span()),
+            format!("{} is not a fraction between 0 and 1", v.get_ref()),
+        )),
+    };
+    let duration = |value: Option<Spanned<String>>, field: &str, default: i64| match value {
+        None => Ok(default),
+        Some(v) => match v.get_ref().parse::<jiff::SignedDuration>() {
+            Ok(d) if d.as_secs() > 0 => Ok(d.as_secs()),
+            _ => Err(invalid(
+                key(field),
+                Some(v.span()),
+                format!(
+                    "'{}' is not a positive duration such as \"24h\" or \"90m\"",
+                    v.get_ref()
+                ),
+            )),
+        },
+    };
+    let min_nodes = match g.min_nodes {
+        None => defaults.min_nodes,
+        Some(v) if *v.get_ref() >= 1 => *v.get_ref(),
+        Some(v) => {
+            return Err(invalid(
+                key("min_nodes"),
+                Some(v.span()),
+                "must be at least 1".into(),
+            ))
+        }
+    };
+    let mut resume = Vec::new();
+    for (i, version) in g.resume.into_iter().enumerate() {
+        if version.get_ref().is_empty() {
+            return Err(invalid(
+                key(&format!("resume[{i}]")),
+                Some(version.span()),
+                "an empty version".into(),
+            ));
+        }
+        resume.push(version.into_inner());
+    }
+    Ok(Guard {
+        min_nodes,
+        max_rolled_back: fraction(
+            g.max_rolled_back,
+            "max_rolled_back",
+            defaults.max_rolled_back,
+        )?,
+        max_lost: fraction(g.max_lost, "max_lost", defaults.max_lost)?,
+        max_stuck: fraction(g.max_stuck, "max_stuck", defaults.max_stuck)?,
+        stuck_after: duration(g.stuck_after, "stuck_after", defaults.stuck_after)?,
+        lost_after: duration(g.lost_after, "lost_after", defaults.lost_after)?,
+        resume,
     })
 }
 
@@ -530,5 +626,50 @@ mod tests {
         let policy = parse("[groups.production]\npaused = true\n").unwrap();
         assert!(policy.rules_for(Some("Production")).is_none());
         assert_eq!(policy.group_label(Some("Production")), OTHER);
+    }
+
+    #[test]
+    fn guards_are_read_with_their_defaults_and_checked() {
+        let policy = parse(
+            "[guard]\nmin_nodes = 50\nstuck_after = \"12h\"\nresume = [\"40.1\"]\n[groups.canary.guard]\nmax_lost = 0.5\nlost_after = \"90m\"\n",
+        )
+        .unwrap();
+        let fleet = policy.guard.unwrap();
+        assert_eq!(
+            (fleet.min_nodes, fleet.stuck_after, fleet.lost_after),
+            (50, 12 * 3600, 3600)
+        );
+        assert_eq!(fleet.max_rolled_back, 0.02);
+        assert!(fleet.resumes("40.1") && !fleet.resumes("40.2"));
+        let canary = policy.groups["canary"].guard.clone().unwrap();
+        assert_eq!((canary.max_lost, canary.lost_after), (0.5, 5400));
+        assert_eq!(parse("").unwrap().guard, None);
+        for (text, expected) in [
+            (
+                "[guard]\nmax_lost = 1.5\n",
+                "line 2: guard.max_lost: 1.5 is not a fraction",
+            ),
+            (
+                "[guard]\nstuck_after = \"soon\"\n",
+                "line 2: guard.stuck_after: 'soon' is not a positive duration",
+            ),
+            ("[guard]\nlost_after = \"0s\"\n", "guard.lost_after"),
+            (
+                "[guard]\nmin_nodes = 0\n",
+                "guard.min_nodes: must be at least 1",
+            ),
+            (
+                "[guard]\nresume = [\"\"]\n",
+                "guard.resume[0]: an empty version",
+            ),
+            (
+                "[groups.a.guard]\nmax_stuck = -1\n",
+                "groups.a.guard.max_stuck",
+            ),
+            ("[guard]\nmax_stuk = 0.1\n", "unknown field `max_stuk`"),
+        ] {
+            let error = parse(text).unwrap_err();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
     }
 }

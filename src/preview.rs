@@ -162,13 +162,13 @@ fn view(
             policy,
             group,
         } => {
-            use fcos_policy_engine::view::{PreparedGraph, Removal};
+            use fcos_policy_engine::view::{Halted, PreparedGraph, Removal};
             // A release's age index is its place in the release index, the
             // order the policy-engine reads from the graphs of the stream.
             let (rules, removal) =
                 Removal::of(Some(policy), group.as_deref(), stream, *now, age_index);
             let wariness = rules.map_or(*wariness, |rules| rules.clamp(*wariness));
-            let body = PreparedGraph::new(graph).view(wariness, *now, &removal);
+            let body = PreparedGraph::new(graph).view(wariness, *now, &removal, &Halted::NONE);
             serde_json::from_slice(body.json()).context("the policy-engine's view is a graph")?
         }
     })

@@ -89,6 +89,27 @@ impl RolloutParams {
     }
 }
 
+impl RolloutParams {
+    /// When the rollout reaches a client of `wariness` (its progress is at
+    /// least the wariness from then on), seconds since the Unix epoch;
+    /// `None` when it never does (it stays below at its start value).
+    pub fn reaches(&self, wariness: f64) -> Option<i64> {
+        if !is_hidden(wariness, self.start_value) {
+            return Some(self.start_epoch);
+        }
+        let seconds = self.duration_minutes?.saturating_mul(60) as f64;
+        let share = (wariness - self.start_value) / (1.0 - self.start_value);
+        let mut at = self
+            .start_epoch
+            .saturating_add((share * seconds).ceil() as i64);
+        // Rounding: the first second at which the progress has reached it.
+        while is_hidden(wariness, self.progress(at)) {
+            at += 1;
+        }
+        Some(at)
+    }
+}
+
 /// Whether a client of wariness `wariness` is kept from a rollout at
 /// `progress`.
 pub fn is_hidden(wariness: f64, progress: f64) -> bool {
@@ -219,5 +240,28 @@ mod tests {
         assert_eq!(client_view(graph.clone(), 0.4, 10).edges, vec![(0, 1)]);
         assert_eq!(client_view(graph.clone(), 0.5, 10).edges, vec![(0, 1)]);
         assert!(client_view(graph, 0.6, 10).edges.is_empty());
+    }
+
+    #[test]
+    fn a_rollout_reaches_a_wariness_at_the_first_second_its_progress_does() {
+        let params = RolloutParams {
+            start_epoch: 1000,
+            start_value: 0.2,
+            duration_minutes: Some(100),
+        };
+        for wariness in [0.0, 0.1, 0.2, 0.2001, 0.5, 0.77, 1.0] {
+            let at = params.reaches(wariness).unwrap();
+            assert!(!is_hidden(wariness, params.progress(at)), "{wariness}");
+            assert!(
+                at == params.start_epoch || is_hidden(wariness, params.progress(at - 1)),
+                "{wariness}"
+            );
+        }
+        let stays = RolloutParams {
+            duration_minutes: None,
+            ..params
+        };
+        assert_eq!(stays.reaches(0.5), None);
+        assert_eq!(stays.reaches(0.1), Some(1000));
     }
 }

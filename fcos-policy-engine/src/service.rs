@@ -6,7 +6,7 @@ use crate::census::{Census, Poll};
 use crate::in_force::PolicyInForce;
 use crate::population::Population;
 use crate::replica::Replica;
-use crate::view::{PreparedGraph, Removal};
+use crate::view::{Halted, PreparedGraph, Removal};
 use actix_web::{web, HttpRequest, HttpResponse};
 use commons::{fleet_policy, rollout};
 use prometheus::{Histogram, HistogramOpts, IntCounter, Registry};
@@ -172,7 +172,9 @@ pub async fn serve_graph(
     let group_label = fleet_policy.as_deref().map_or(fleet_policy::OTHER, |p| {
         p.group_label(query.group.as_deref())
     });
-    if let Some(reason) = own_node.and_then(|node| graph.withheld(wariness, now, &removal, node)) {
+    let halted = Halted::NONE;
+    let decision = own_node.map(|node| graph.decide(wariness, now, &removal, &halted, node));
+    if let Some(reason) = decision.and_then(|d| d.withheld) {
         state.in_force.record_withheld(group_label, reason);
     }
     state.census.record(
@@ -189,9 +191,9 @@ pub async fn serve_graph(
     let body = match alias {
         Some((node, checksum)) => {
             state.census.record_substitution(&scope);
-            graph.view_with_payload(wariness, now, &removal, node, checksum)
+            graph.view_with_payload(wariness, now, &removal, &halted, node, checksum)
         }
-        None => graph.view(wariness, now, &removal),
+        None => graph.view(wariness, now, &removal, &halted),
     };
     Ok(body.respond(&req))
 }

@@ -77,13 +77,90 @@ impl<'a> Removal<'a> {
 /// removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum ViewKey {
-    Plain(u64),
+    /// (hidden rollouts, halted releases).
+    Plain(u64, u64),
     /// No edges at all (the rollouts do not matter then).
     Closed,
-    /// (hidden rollouts, policy generation, group index, age index of the
-    /// pin): the pin's age comes from the other graphs of the stream when
-    /// this one lacks the release, so it is part of the key.
-    Targets(u64, u64, usize, Option<u64>),
+    /// (hidden rollouts, halted releases, policy generation, group index,
+    /// age index of the pin): the pin's age comes from the other graphs of
+    /// the stream when this one lacks the release, so it is part of the
+    /// key.
+    Targets(u64, u64, u64, usize, Option<u64>),
+}
+
+/// The releases whose rollout a guard halted for a client (see
+/// [`crate::rollouts`]), as nodes of its graph: the edges into them are
+/// withheld.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Halted {
+    /// Sorted.
+    nodes: Vec<usize>,
+    /// Tells sets apart in the view cache (0: none).
+    fingerprint: u64,
+}
+
+impl Halted {
+    /// No release halted.
+    pub const NONE: Halted = Halted {
+        nodes: Vec::new(),
+        fingerprint: 0,
+    };
+
+    /// The releases at `nodes`.
+    pub fn new(mut nodes: Vec<usize>) -> Self {
+        nodes.sort_unstable();
+        nodes.dedup();
+        let fingerprint = if nodes.is_empty() {
+            0
+        } else {
+            let mut hasher = siphasher::sip::SipHasher13::new_with_keys(0, 0);
+            std::hash::Hash::hash(&nodes, &mut hasher);
+            std::hash::Hasher::finish(&hasher) | 1
+        };
+        Halted { nodes, fingerprint }
+    }
+
+    /// Whether the release at `node` is halted.
+    pub fn contains(&self, node: usize) -> bool {
+        !self.nodes.is_empty() && self.nodes.binary_search(&node).is_ok()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
+
+/// What the view of a client on a node offers it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    /// The update Zincati takes from the answer: the target with the
+    /// highest age index among the edges out of its node.
+    pub offer: Option<usize>,
+    /// Why the update it would take without the policy and the halts is
+    /// withheld, if it is.
+    pub withheld: Option<Reason>,
+}
+
+/// An edge out of a client's node, and what the client's view does with it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EdgeOut {
+    /// The target node.
+    pub to: usize,
+    /// The target's rollout, when it is one: its progress now, and when it
+    /// reaches the client's wariness (`None`: never, at its parameters).
+    pub rollout: Option<(f64, Option<i64>)>,
+    /// Hidden from the client by the rollout.
+    pub hidden: bool,
+    /// Removed by the policy or a halt, and why.
+    pub removed: Option<Reason>,
+}
+
+impl EdgeOut {
+    /// Whether the client's view has the edge.
+    pub fn offered(&self) -> bool {
+        !self.hidden && self.removed.is_none()
+    }
 }
 
 /// Most rollouts tracked by the per-client cache (one bit each); a graph
@@ -164,64 +241,110 @@ impl PreparedGraph {
         }
     }
 
-    /// Why `removal` removes the edges into node `to`, if it does.
-    fn removes(&self, removal: &Removal<'_>, to: usize) -> Option<Reason> {
-        match *removal {
+    /// Why `removal` or `halted` removes the edges into node `to`, if
+    /// they do (the policy's reason first).
+    fn removes(&self, removal: &Removal<'_>, halted: &Halted, to: usize) -> Option<Reason> {
+        let by_policy = match *removal {
             Removal::None => None,
             Removal::All(reason) => Some(reason),
             Removal::Targets { group, pin, .. } => {
                 let version = &self.graph.nodes[to].version;
                 if group.denies(version) {
-                    return Some(Reason::Deny);
+                    Some(Reason::Deny)
+                } else {
+                    pin.filter(|pin| self.age[to] > *pin)
+                        .map(|_| Reason::MaxVersion)
                 }
-                pin.filter(|pin| self.age[to] > *pin)
-                    .map(|_| Reason::MaxVersion)
             }
-        }
+        };
+        by_policy.or_else(|| halted.contains(to).then_some(Reason::Halted))
     }
 
-    /// Why the policy withholds the update a client on node `node` would
-    /// take (the highest-aged target of its edges in the view without the
-    /// policy), if it does.
-    pub fn withheld(
+    /// The rollout of node `to`, if it is one.
+    fn rollout_of(&self, to: usize) -> Option<&RolloutParams> {
+        // `rollouts` is in node order: the parameters parsed once.
+        self.rollouts
+            .binary_search_by_key(&(to as u64), |(node, _)| *node)
+            .ok()
+            .map(|at| &self.rollouts[at].1)
+    }
+
+    /// The edges out of node `node` (dead-end edges removed) and what the
+    /// view of a client of `wariness` at `now` does with each: the one
+    /// computation behind [`PreparedGraph::decide`] and `/v1/explain`.
+    pub fn edges_out<'s>(
+        &'s self,
+        wariness: f64,
+        now: i64,
+        removal: &'s Removal<'_>,
+        halted: &'s Halted,
+        node: usize,
+    ) -> impl Iterator<Item = EdgeOut> + 's {
+        self.out_edges[node].iter().map(move |&to| {
+            let to = to as usize;
+            let rollout = self.rollout_of(to);
+            EdgeOut {
+                to,
+                rollout: rollout.map(|r| (r.progress(now), r.reaches(wariness))),
+                hidden: rollout.is_some_and(|r| rollout::is_hidden(wariness, r.progress(now))),
+                removed: self.removes(removal, halted, to),
+            }
+        })
+    }
+
+    /// What the view of a client of `wariness` at `now` on node `node`
+    /// offers it, and why the policy or a halt withholds the update it
+    /// would take without them (the highest-aged target of its edges in
+    /// the view without them), if they do.
+    pub fn decide(
         &self,
         wariness: f64,
         now: i64,
         removal: &Removal<'_>,
+        halted: &Halted,
         node: usize,
-    ) -> Option<Reason> {
-        if matches!(removal, Removal::None) {
-            return None;
+    ) -> Decision {
+        let mut best: Option<EdgeOut> = None;
+        let mut offer: Option<usize> = None;
+        for edge in self.edges_out(wariness, now, removal, halted, node) {
+            if edge.hidden {
+                continue;
+            }
+            if best.is_none_or(|b| self.age[edge.to] > self.age[b.to]) {
+                best = Some(edge);
+            }
+            if edge.removed.is_none() && offer.is_none_or(|o| self.age[edge.to] > self.age[o]) {
+                offer = Some(edge.to);
+            }
         }
-        let best = self.out_edges[node]
-            .iter()
-            .map(|&to| to as usize)
-            .filter(|&to| {
-                // `rollouts` is in node order: the parameters parsed once.
-                !self
-                    .rollouts
-                    .binary_search_by_key(&(to as u64), |(node, _)| *node)
-                    .is_ok_and(|at| rollout::is_hidden(wariness, self.rollouts[at].1.progress(now)))
-            })
-            .max_by_key(|&to| self.age[to])?;
-        self.removes(removal, best)
+        Decision {
+            offer,
+            withheld: best.and_then(|b| b.removed),
+        }
     }
 
-    fn key(&self, wariness: f64, now: i64, removal: &Removal<'_>) -> ViewKey {
+    fn key(&self, wariness: f64, now: i64, removal: &Removal<'_>, halted: &Halted) -> ViewKey {
         match removal {
             Removal::All(_) => ViewKey::Closed,
-            Removal::None => ViewKey::Plain(self.hidden_mask(wariness, now)),
+            Removal::None => ViewKey::Plain(self.hidden_mask(wariness, now), halted.fingerprint),
             Removal::Targets {
                 group,
                 pin,
                 generation,
             } => ViewKey::Targets(
                 self.hidden_mask(wariness, now),
+                halted.fingerprint,
                 *generation,
                 group.index,
                 *pin,
             ),
         }
+    }
+
+    /// The age index of node `node` (its place in the stream's release
+    /// index).
+    pub fn age(&self, node: usize) -> u64 {
+        self.age[node]
     }
 
     /// The graph as received, dead-end edges removed.
@@ -255,27 +378,35 @@ impl PreparedGraph {
     }
 
     /// The view of a client of `wariness` at `now`, less what `removal`
-    /// removes.
-    pub fn view(&self, wariness: f64, now: i64, removal: &Removal<'_>) -> Arc<GraphBody> {
+    /// and `halted` remove.
+    pub fn view(
+        &self,
+        wariness: f64,
+        now: i64,
+        removal: &Removal<'_>,
+        halted: &Halted,
+    ) -> Arc<GraphBody> {
         if self.rollouts.len() > MAX_CACHED_ROLLOUTS {
-            return Arc::new(self.plain_view(wariness, now, removal, None));
+            return Arc::new(self.plain_view(wariness, now, removal, halted, None));
         }
-        let key = self.key(wariness, now, removal);
-        cached(&self.views, key, || self.render(key, removal, None))
+        let key = self.key(wariness, now, removal, halted);
+        cached(&self.views, key, || self.render(key, removal, halted, None))
     }
 
     /// The view computed without the caches: the client view of
-    /// [`rollout::client_view`], less the edges `removal` removes.
+    /// [`rollout::client_view`], less the edges `removal` and `halted`
+    /// remove.
     fn plain_view(
         &self,
         wariness: f64,
         now: i64,
         removal: &Removal<'_>,
+        halted: &Halted,
         replace: Option<(usize, &str)>,
     ) -> GraphBody {
         let mut view = rollout::client_view(self.graph.clone(), wariness, now);
         view.edges
-            .retain(|&(_, to)| self.removes(removal, to as usize).is_none());
+            .retain(|&(_, to)| self.removes(removal, halted, to as usize).is_none());
         if let Some((node, payload)) = replace {
             view.nodes[node].payload = payload.to_string();
         }
@@ -290,31 +421,34 @@ impl PreparedGraph {
         wariness: f64,
         now: i64,
         removal: &Removal<'_>,
+        halted: &Halted,
         node: usize,
         payload: &str,
     ) -> Arc<GraphBody> {
         if self.rollouts.len() > MAX_CACHED_ROLLOUTS {
-            return Arc::new(self.plain_view(wariness, now, removal, Some((node, payload))));
+            let replace = Some((node, payload));
+            return Arc::new(self.plain_view(wariness, now, removal, halted, replace));
         }
-        let key = self.key(wariness, now, removal);
+        let key = self.key(wariness, now, removal, halted);
         // A node has one alias per architecture, and a graph one
         // architecture, so (key, node) determines the payload.
         cached(&self.alias_views, (key, node), || {
-            self.render(key, removal, Some((node, payload)))
+            self.render(key, removal, halted, Some((node, payload)))
         })
     }
 
     /// Serializes the graph with the edges into the rollouts hidden by
-    /// `key` and the edges `removal` removes taken out, and optionally one
-    /// node's payload replaced.
+    /// `key` and the edges `removal` and `halted` remove taken out, and
+    /// optionally one node's payload replaced.
     fn render(
         &self,
         key: ViewKey,
         removal: &Removal<'_>,
+        halted: &Halted,
         replace: Option<(usize, &str)>,
     ) -> GraphBody {
         let mask = match key {
-            ViewKey::Plain(mask) | ViewKey::Targets(mask, ..) => mask,
+            ViewKey::Plain(mask, _) | ViewKey::Targets(mask, ..) => mask,
             ViewKey::Closed => 0,
         };
         let hidden: Vec<u64> = self
@@ -336,7 +470,7 @@ impl PreparedGraph {
                 .iter()
                 .copied()
                 .filter(|(_, to)| {
-                    !hidden.contains(to) && self.removes(removal, *to as usize).is_none()
+                    !hidden.contains(to) && self.removes(removal, halted, *to as usize).is_none()
                 })
                 .collect(),
         };
@@ -440,13 +574,13 @@ mod tests {
             let graph = graph_of(&releases);
             let prepared = PreparedGraph::new(graph.clone());
             for (i, (wariness, now)) in clients.into_iter().enumerate() {
-                let fast = prepared.view(wariness, now, &Removal::None);
+                let fast = prepared.view(wariness, now, &Removal::None, &Halted::NONE);
                 let plain = rollout::client_view(graph.clone(), wariness, now);
                 let plain_json = plain.to_json();
                 prop_assert_eq!(fast.json().as_ref(), plain_json.as_slice());
                 // A client with an aliased payload on some node.
                 let node = i % graph.nodes.len();
-                let aliased = prepared.view_with_payload(wariness, now, &Removal::None, node, "alias");
+                let aliased = prepared.view_with_payload(wariness, now, &Removal::None, &Halted::NONE, node, "alias");
                 let mut expected = plain;
                 expected.nodes[node].payload = "alias".to_string();
                 let expected_json = expected.to_json();
@@ -497,12 +631,13 @@ mod tests {
     }
 
     proptest! {
-        /// A policy only ever removes edges from the view the client would
-        /// get without it (with its clamped wariness): never an edge, a
-        /// node or a payload more. And the cached view equals the plain
-        /// computation.
+        /// A policy and halts only ever remove edges from the view the
+        /// client would get without them (with its clamped wariness): never
+        /// an edge, a node or a payload more. And the cached view equals
+        /// the plain computation.
         #[test]
         fn a_policy_only_removes_edges(
+            halted in proptest::collection::vec(0usize..16, 0..3),
             releases in proptest::collection::vec(flags(), 1..16),
             deny in proptest::collection::vec(0usize..16, 0..3),
             pin in proptest::option::of(0usize..18),
@@ -520,25 +655,28 @@ mod tests {
             let text = policy_text(&deny, pin, paused, window, freeze, wariness);
             let policy = commons::fleet_policy::Policy::parse(&text, std::path::Path::new("p.toml"), 7).unwrap();
             let group = policy.rules_for(Some("g")).unwrap();
+            let halted = Halted::new(halted.into_iter().filter(|&n| n < graph.nodes.len()).collect());
             for (client, now) in clients {
                 let wariness = group.clamp(client);
                 let (_, removal) = Removal::of(Some(&policy), Some("g"), "stable", now, |v| prepared.age_of(v));
-                let with: Graph = serde_json::from_slice(prepared.view(wariness, now, &removal).json()).unwrap();
+                let with: Graph = serde_json::from_slice(prepared.view(wariness, now, &removal, &halted).json()).unwrap();
                 let without = rollout::client_view(graph.clone(), wariness, now);
                 prop_assert_eq!(&with.nodes, &without.nodes);
                 for edge in &with.edges {
                     prop_assert!(without.edges.contains(edge), "{:?} added by {}", edge, text);
                 }
-                let plain = prepared.plain_view(wariness, now, &removal, None);
-                let cached = prepared.view(wariness, now, &removal);
+                let plain = prepared.plain_view(wariness, now, &removal, &halted, None);
+                let cached = prepared.view(wariness, now, &removal, &halted);
                 prop_assert_eq!(plain.json(), cached.json());
                 // Withheld: only when the best update of the view without
-                // the policy is gone from the view with it.
+                // the policy is gone from the view with it; the offer is the
+                // best update of the view with it.
                 for node in 0..graph.nodes.len() {
                     let best = |g: &Graph| g.edges.iter().filter(|(f, _)| *f as usize == node).map(|(_, t)| *t).max();
-                    let withheld = prepared.withheld(wariness, now, &removal, node).is_some();
+                    let decision = prepared.decide(wariness, now, &removal, &halted, node);
                     let lost = best(&without).is_some_and(|b| !with.edges.contains(&(node as u64, b)));
-                    prop_assert_eq!(withheld, lost, "node {}", node);
+                    prop_assert_eq!(decision.withheld.is_some(), lost, "node {}", node);
+                    prop_assert_eq!(decision.offer.map(|o| o as u64), best(&with), "node {}", node);
                 }
             }
         }
@@ -551,9 +689,9 @@ mod tests {
             (false, false, Some((Some(0), Some(0.5), None))),
         ]);
         let prepared = PreparedGraph::new(graph);
-        let a = prepared.view(0.1, 10, &Removal::None);
-        let b = prepared.view(0.2, 10, &Removal::None);
-        let hidden = prepared.view(0.9, 10, &Removal::None);
+        let a = prepared.view(0.1, 10, &Removal::None, &Halted::NONE);
+        let b = prepared.view(0.2, 10, &Removal::None, &Halted::NONE);
+        let hidden = prepared.view(0.9, 10, &Removal::None, &Halted::NONE);
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &hidden));
     }

@@ -32,6 +32,18 @@ pub struct FileConfig {
     pub oci: Option<OciFile>,
     /// `[policy]`: the fleet policy file.
     pub policy: Option<PolicySection>,
+    /// `[rollouts]`: tracking the outcomes of rollouts.
+    pub rollouts: Option<RolloutsFile>,
+}
+
+/// The `[rollouts]` section as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutsFile {
+    /// Nodes tracked at most.
+    pub max_nodes: Option<u64>,
+    /// Seconds between two evaluations of the outcomes and guards.
+    pub interval_secs: Option<u64>,
 }
 
 /// The `[policy]` section as written.
@@ -97,6 +109,8 @@ pub struct Settings {
     /// The fleet policy file, when configured (checked when the settings
     /// are made, loaded again at start, reloaded while running).
     pub policy_path: Option<std::path::PathBuf>,
+    /// Rollout tracking.
+    pub rollouts: crate::rollouts::Settings,
 }
 
 impl Default for Settings {
@@ -148,6 +162,7 @@ impl ServiceSettings for Settings {
                 Some(path) => Some(crate::aliases::DigestAliases::load(&path)?),
                 None => None,
             },
+            rollouts: rollouts(file.rollouts.unwrap_or_default())?,
             policy_path: match file.policy.and_then(|policy| policy.path) {
                 Some(path) => {
                     commons::fleet_policy::Policy::load(&path, 0)?;
@@ -157,6 +172,37 @@ impl ServiceSettings for Settings {
             },
         })
     }
+}
+
+/// `[rollouts]`: at most 100,000,000 nodes; every 1 to 3,600 seconds.
+fn rollouts(file: RolloutsFile) -> Result<crate::rollouts::Settings, ConfigError> {
+    let defaults = crate::rollouts::Settings::default();
+    let max_nodes = at_least_one(
+        "rollouts.max_nodes",
+        file.max_nodes,
+        defaults.max_nodes as u64,
+    )?;
+    if max_nodes > 100_000_000 {
+        return Err(ConfigError::Invalid {
+            key: "rollouts.max_nodes".to_string(),
+            message: "must be at most 100000000 (about 5 GiB of memory)".to_string(),
+        });
+    }
+    let interval = positive_secs(
+        "rollouts.interval_secs",
+        file.interval_secs,
+        defaults.interval.as_secs(),
+    )?;
+    if interval.as_secs() > 3600 {
+        return Err(ConfigError::Invalid {
+            key: "rollouts.interval_secs".to_string(),
+            message: "must be at most 3600 seconds".to_string(),
+        });
+    }
+    Ok(crate::rollouts::Settings {
+        max_nodes: max_nodes as usize,
+        interval,
+    })
 }
 
 /// `upstream.wait_secs`, or its former name `upstream.refresh_secs` (with

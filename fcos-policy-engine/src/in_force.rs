@@ -281,6 +281,8 @@ impl PolicyInForce {
 pub struct PolicyEndpoint {
     /// The policy in force.
     pub in_force: Arc<PolicyInForce>,
+    /// The halts in force.
+    pub rollouts: Arc<crate::rollouts::Rollouts>,
     /// The current time.
     pub clock: Clock,
 }
@@ -297,16 +299,25 @@ impl std::fmt::Debug for PolicyEndpoint {
 /// `GET /v1/policy` on the status port: the policy in force, its source,
 /// hash, load time and warnings, and for each group whether it is closed
 /// and when its next window opens, as rendered at the last load or change
-/// (within [`CHECK_INTERVAL`]).
+/// (within [`CHECK_INTERVAL`]); and the rollouts its guards halted.
 pub async fn serve_policy(state: web::Data<PolicyEndpoint>) -> HttpResponse {
+    let halts = serde_json::to_string(&*state.rollouts.halts()).unwrap_or_else(|_| "[]".into());
     let Some(policy) = state.in_force.rendered() else {
-        return HttpResponse::Ok().json(serde_json::json!({"policy": null}));
+        return HttpResponse::Ok()
+            .content_type("application/json")
+            .body(format!("{{\"policy\":null,\"halts\":{halts}}}"));
     };
     let now = jiff::Timestamp::from_second((state.clock)())
         .map(|t| t.to_string())
         .unwrap_or_default();
-    let mut body = BytesMut::with_capacity(policy.len() + 64);
-    body.extend_from_slice(format!("{{\"now\":{},\"policy\":", serde_json::json!(now)).as_bytes());
+    let mut body = BytesMut::with_capacity(policy.len() + halts.len() + 64);
+    body.extend_from_slice(
+        format!(
+            "{{\"now\":{},\"halts\":{halts},\"policy\":",
+            serde_json::json!(now)
+        )
+        .as_bytes(),
+    );
     body.extend_from_slice(&policy);
     body.extend_from_slice(b"}");
     HttpResponse::Ok()

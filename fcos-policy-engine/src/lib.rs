@@ -4,10 +4,12 @@
 
 pub mod aliases;
 pub mod census;
+pub mod client;
 pub mod config;
 pub mod in_force;
 pub mod population;
 pub mod replica;
+pub mod rollouts;
 pub mod service;
 pub mod view;
 
@@ -77,13 +79,20 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
         Arc::clone(&clock),
         &registry,
     )?);
+    let rollouts = Arc::new(rollouts::Rollouts::new(
+        settings.rollouts.clone(),
+        settings.state_dir.clone(),
+        &registry,
+    )?);
     let state = service::ServiceState::new(
         Arc::clone(&replica),
         Arc::clone(&clock),
         settings.digest_aliases.clone(),
         Arc::clone(&in_force),
+        Arc::clone(&rollouts),
         &registry,
     )?;
+    let explain_state = state.clone();
     let census = Arc::clone(&state.census);
     let known = Arc::clone(&census);
     replica.on_scopes(move |scope| known.know_scope(scope));
@@ -101,8 +110,11 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
 
     let policy_endpoint = in_force::PolicyEndpoint {
         in_force: Arc::clone(&in_force),
+        rollouts: Arc::clone(&rollouts),
         clock: Arc::clone(&clock),
     };
+    let rollouts_page = Arc::clone(&rollouts);
+    let watched_clock = Arc::clone(&clock);
     let ready = Arc::clone(&replica);
     let rendered = Arc::clone(&replica);
     let status_state = service_kit::status::StatusState {
@@ -115,7 +127,11 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
     };
     let status = service_kit::ports::bind_status(settings.status_addr, status_state, move |cfg| {
         cfg.app_data(web::Data::new(policy_endpoint.clone()))
-            .route("/v1/policy", web::get().to(in_force::serve_policy));
+            .app_data(web::Data::new(Arc::clone(&rollouts_page)))
+            .app_data(web::Data::new(explain_state.clone()))
+            .route("/v1/policy", web::get().to(in_force::serve_policy))
+            .route("/v1/rollouts", web::get().to(rollouts::serve_rollouts))
+            .route("/v1/explain", web::get().to(service::serve_explain));
     })?;
     tracing::info!(
         service_addr = %service.addr,
@@ -126,6 +142,10 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
     let versions = Arc::clone(&replica);
     Ok(Running::spawn(service, status)
         .task("graph-builder follower", follower.run())
+        .task(
+            "rollout guards",
+            Arc::clone(&rollouts).watch(Arc::clone(&in_force), watched_clock),
+        )
         .task(
             "policy reload",
             in_force.watch(move || versions.versions_by_stream()),

@@ -3,12 +3,15 @@
 
 use crate::aliases::DigestAliases;
 use crate::census::{Census, Poll};
+use crate::client::Client;
 use crate::in_force::PolicyInForce;
 use crate::population::Population;
 use crate::replica::Replica;
-use crate::view::{Halted, PreparedGraph, Removal};
+use crate::rollouts::Rollouts;
+use crate::view::PreparedGraph;
 use actix_web::{web, HttpRequest, HttpResponse};
-use commons::{fleet_policy, rollout};
+use commons::graph::GraphScope;
+use commons::outcomes;
 use prometheus::{Histogram, HistogramOpts, IntCounter, Registry};
 use service_kit::web::{check_accepts_json, GraphError, GraphQuery};
 use std::hash::Hasher;
@@ -31,6 +34,8 @@ pub struct ServiceState {
     pub census: Arc<Census>,
     /// The fleet policy in force.
     pub in_force: Arc<PolicyInForce>,
+    /// Rollout outcomes and halts.
+    pub rollouts: Arc<Rollouts>,
     population: Arc<Population>,
     /// `fcos_cincinnati_pe_v1_graph_incoming_requests_total`: counted by
     /// the HTTP metrics middleware, which sees every request to `/v1/graph`
@@ -49,6 +54,7 @@ impl std::fmt::Debug for ServiceState {
             .field("aliases", &self.aliases)
             .field("census", &self.census)
             .field("in_force", &self.in_force)
+            .field("rollouts", &self.rollouts)
             .finish_non_exhaustive()
     }
 }
@@ -60,6 +66,7 @@ impl ServiceState {
         clock: Clock,
         aliases: Option<DigestAliases>,
         in_force: Arc<PolicyInForce>,
+        rollouts: Arc<Rollouts>,
         registry: &Registry,
     ) -> prometheus::Result<Self> {
         let incoming = IntCounter::new(
@@ -93,6 +100,7 @@ impl ServiceState {
             aliases: aliases.map(Arc::new),
             census: Arc::new(Census::register(registry)?),
             in_force,
+            rollouts,
             population: Arc::default(),
             incoming,
             unique_uuids,
@@ -117,8 +125,6 @@ pub async fn serve_graph(
 ) -> Result<HttpResponse, GraphError> {
     check_accepts_json(&req)?;
     let query = GraphQuery::parse(req.query_string())?;
-    let scope = query.scope();
-    let graph = state.replica.get(&scope)?;
     // Zincati's node_uuid is 32 hex digits; anything else is answered all
     // the same, but counted apart rather than as a node.
     let node_uuid = query.node_uuid.as_deref().filter(|u| !u.is_empty());
@@ -133,69 +139,119 @@ pub async fn serve_graph(
         }
         None => None,
     };
-    let now = (state.clock)();
-    // The client's group policy: its wariness clamped, and what it removes.
-    let fleet_policy = state.in_force.policy();
-    let (rules, removal) = Removal::of(
-        fleet_policy.as_deref(),
-        query.group.as_deref(),
-        &scope.stream,
-        now,
-        |version| release_age(&state.replica, &graph, &scope.stream, version),
-    );
-    let wariness = rollout::client_wariness(query.rollout_wariness, query.node_uuid.as_deref());
-    let wariness = rules.map_or(wariness, |group| group.clamp(wariness));
-    state.wariness.observe(wariness);
-    let own_node = query
-        .os_version
-        .as_deref()
-        .and_then(|v| graph.node_by_version(v));
-    let payload_known = query
-        .os_checksum
-        .as_deref()
-        .filter(|c| !c.is_empty())
-        .map(|c| graph.node_by_payload(c).is_some());
-    // A node booted from a known bad digest of its release is shown its own
-    // pullspec on that release's node.
-    let alias = match (&state.aliases, own_node, query.os_checksum.as_deref()) {
-        (Some(aliases), Some(node), Some(checksum))
-            if query.oci && payload_known == Some(false) =>
-        {
-            let published = &graph.graph().nodes[node].payload;
-            let version = query.os_version.as_deref().unwrap_or_default();
-            aliases
-                .is_bad_image(version, &query.basearch, published, checksum)
-                .then_some((node, checksum))
+    let body = state.with_client(&query, |client| {
+        let (scope, graph) = (&client.scope, client.client.graph);
+        let client = &client.client;
+        state.wariness.observe(client.wariness);
+        // A node booted from a known bad digest of its release is shown
+        // its own pullspec on that release's node.
+        let alias = match (
+            &state.aliases,
+            client.own_node,
+            query.os_checksum.as_deref(),
+        ) {
+            (Some(aliases), Some(node), Some(checksum))
+                if query.oci && client.payload_known == Some(false) =>
+            {
+                let published = &graph.graph().nodes[node].payload;
+                let version = query.os_version.as_deref().unwrap_or_default();
+                aliases
+                    .is_bad_image(version, &query.basearch, published, checksum)
+                    .then_some((node, checksum))
+            }
+            _ => None,
+        };
+        if let Some(reason) = client.decision.and_then(|d| d.withheld) {
+            state.in_force.record_withheld(client.group_label, reason);
         }
-        _ => None,
-    };
-    let group_label = fleet_policy.as_deref().map_or(fleet_policy::OTHER, |p| {
-        p.group_label(query.group.as_deref())
-    });
-    let halted = Halted::NONE;
-    let decision = own_node.map(|node| graph.decide(wariness, now, &removal, &halted, node));
-    if let Some(reason) = decision.and_then(|d| d.withheld) {
-        state.in_force.record_withheld(group_label, reason);
-    }
-    state.census.record(
-        &Poll {
-            scope: &scope,
-            node_uuid,
-            known_version: own_node.and(query.os_version.as_deref()),
-            unknown_payload: payload_known == Some(false) && alias.is_none(),
-            group: group_label,
-            platform: fleet_policy::platform_label(query.platform.as_deref()),
-        },
-        now,
-    );
-    let body = match alias {
-        Some((node, checksum)) => {
-            state.census.record_substitution(&scope);
-            graph.view_with_payload(wariness, now, &removal, &halted, node, checksum)
+        let known_version = client.own_node.and(query.os_version.as_deref());
+        state.census.record(
+            &Poll {
+                scope,
+                node_uuid,
+                known_version,
+                unknown_payload: client.payload_known == Some(false) && alias.is_none(),
+                group: client.group_label,
+                platform: client.platform_label,
+            },
+            client.now,
+        );
+        if let (Some(uuid), Some(node)) = (node_uuid, client.own_node) {
+            state.rollouts.record_poll(
+                uuid,
+                outcomes::Poll {
+                    node: 0,
+                    scope: (&scope.stream, &scope.basearch, scope.scheme.as_str()),
+                    group: client.group_label,
+                    platform: client.platform_label,
+                    from: (&graph.graph().nodes[node].version, graph.age(node)),
+                    offer: client.offer(),
+                    now: client.now,
+                },
+            );
         }
-        None => graph.view(wariness, now, &removal, &halted),
-    };
+        let (wariness, now, removal, halted) =
+            (client.wariness, client.now, &client.removal, &client.halted);
+        match alias {
+            Some((node, checksum)) => {
+                state.census.record_substitution(scope);
+                graph.view_with_payload(wariness, now, removal, halted, node, checksum)
+            }
+            None => graph.view(wariness, now, removal, halted),
+        }
+    })?;
     Ok(body.respond(&req))
+}
+
+/// `GET /v1/explain` on the status port, with the parameters of
+/// `/v1/graph`: why that client gets what it gets now, from the values
+/// its answer is made of (nothing is recorded).
+pub async fn serve_explain(
+    req: HttpRequest,
+    state: web::Data<ServiceState>,
+) -> Result<HttpResponse, GraphError> {
+    let query = GraphQuery::parse(req.query_string())?;
+    let explained = state.with_client(&query, |client| {
+        let halts = state.rollouts.halts_for(
+            &client.scope,
+            client.client.group_label,
+            client.client.platform_label,
+        );
+        client.client.explain(&halts)
+    })?;
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-cache"))
+        .json(explained))
+}
+
+/// A client and the scope of its graph.
+struct Scoped<'a> {
+    scope: GraphScope,
+    client: Client<'a>,
+}
+
+impl ServiceState {
+    /// Calls `answer` with the client of `query` now: the one computation
+    /// behind `/v1/graph` and `/v1/explain`.
+    fn with_client<R>(
+        &self,
+        query: &GraphQuery<'_>,
+        answer: impl FnOnce(&Scoped<'_>) -> R,
+    ) -> Result<R, GraphError> {
+        let scope = query.scope();
+        let graph = self.replica.get(&scope)?;
+        let now = (self.clock)();
+        let policy = self.in_force.policy();
+        let client = Client::new(
+            query,
+            &graph,
+            policy.as_deref(),
+            now,
+            |version| release_age(&self.replica, &graph, &scope.stream, version),
+            |group, platform| self.rollouts.halted_for(&scope, group, platform, &graph),
+        );
+        Ok(answer(&Scoped { scope, client }))
+    }
 }
 
 /// Whether `uuid` is a node UUID as Zincati sends it: 32 hexadecimal digits.

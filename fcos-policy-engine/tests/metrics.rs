@@ -1,6 +1,7 @@
 //! The policy-engine's metrics render with readable labels.
 
 use fcos_policy_engine::replica::Replica;
+use fcos_policy_engine::rollouts::Rollouts;
 use fcos_policy_engine::service::ServiceState;
 use prometheus::{Encoder, Registry, TextEncoder};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ fn wariness_buckets_are_exact_decimals() {
         Arc::new(|| 0),
         None,
         Arc::new(in_force),
+        Arc::new(Rollouts::new(Default::default(), None, &registry).unwrap()),
         &registry,
     )
     .unwrap();

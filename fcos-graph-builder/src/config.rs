@@ -24,6 +24,8 @@ pub const DEFAULT_STATUS_PORT: u16 = 9080;
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 /// Default number of `/v1/scopes?wait=…` long polls held at once.
 pub const DEFAULT_MAX_WAITING_POLLS: usize = 256;
+/// Default seconds between two reads of the policy-engine's rollouts.
+pub const DEFAULT_ROLLOUTS_REFRESH_SECS: u64 = 5;
 /// Default most requests to the registry in one refresh.
 pub const DEFAULT_REGISTRY_MAX_REQUESTS: usize = 5000;
 
@@ -45,6 +47,29 @@ pub struct FileConfig {
     pub policy: Option<PolicyFile>,
     /// `[registry]`: streams read from a container registry.
     pub registry: Option<RegistryFile>,
+    /// `[rollouts]`: the policy-engine's rollout outcomes, shown by the
+    /// viewer.
+    pub rollouts: Option<RolloutsFile>,
+}
+
+/// The `[rollouts]` section as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutsFile {
+    /// The policy-engine's `/v1/rollouts` (on its status port).
+    pub url: Option<String>,
+    /// Seconds between two reads.
+    pub refresh_secs: Option<u64>,
+}
+
+/// Validated `[rollouts]` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutsSettings {
+    /// The policy-engine's `/v1/rollouts` (`http` or `https`). Never shown
+    /// on the service port.
+    pub url: url::Url,
+    /// Time between two reads.
+    pub refresh: Duration,
 }
 
 /// The `[registry]` section as written.
@@ -236,6 +261,8 @@ pub struct Settings {
     pub policy_path: Option<std::path::PathBuf>,
     /// The registry whose images give more streams, when configured.
     pub registry: Option<RegistrySettings>,
+    /// Where the viewer's rollout outcomes are read from, when configured.
+    pub rollouts: Option<RolloutsSettings>,
 }
 
 impl Default for Settings {
@@ -361,6 +388,32 @@ impl ServiceSettings for Settings {
                 None => None,
             },
             registry,
+            rollouts: file.rollouts.map(RolloutsSettings::from_file).transpose()?,
+        })
+    }
+}
+
+impl RolloutsSettings {
+    /// Validates `[rollouts]`: `url` is required, `http` or `https`.
+    pub fn from_file(file: RolloutsFile) -> Result<RolloutsSettings, ConfigError> {
+        let text = file
+            .url
+            .ok_or_else(|| invalid("rollouts.url", "is required"))?;
+        let url = url::Url::parse(&text)
+            .map_err(|e| invalid("rollouts.url", &format!("'{text}' is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid(
+                "rollouts.url",
+                &format!("unsupported scheme '{}' (use http or https)", url.scheme()),
+            ));
+        }
+        Ok(RolloutsSettings {
+            url,
+            refresh: positive_secs(
+                "rollouts.refresh_secs",
+                file.refresh_secs,
+                DEFAULT_ROLLOUTS_REFRESH_SECS,
+            )?,
         })
     }
 }
@@ -637,6 +690,28 @@ mod tests {
             missing.contains("registry.auth_file") && missing.contains("/nonexistent/auth.json"),
             "{missing}"
         );
+    }
+
+    #[test]
+    fn rollouts_settings() {
+        let parse = |text: &str| {
+            commons::config::parse_toml::<FileConfig>(text, "gb.toml").and_then(Settings::from_file)
+        };
+        assert_eq!(Settings::default().rollouts, None);
+        let settings = parse("[rollouts]\nurl = \"http://127.0.0.1:9081/v1/rollouts\"\n").unwrap();
+        let rollouts = settings.rollouts.unwrap();
+        assert_eq!(rollouts.url.as_str(), "http://127.0.0.1:9081/v1/rollouts");
+        assert_eq!(
+            rollouts.refresh,
+            Duration::from_secs(DEFAULT_ROLLOUTS_REFRESH_SECS)
+        );
+        let error = |text: &str| parse(text).unwrap_err().to_string();
+        assert!(error("[rollouts]\nrefresh_secs = 2").contains("rollouts.url"));
+        assert!(error("[rollouts]\nurl = \"file:///x\"").contains("rollouts.url"));
+        assert!(error("[rollouts]\nurl = \"not a url\"").contains("rollouts.url"));
+        assert!(error("[rollouts]\nurl = \"http://a/\"\nrefresh_secs = 0")
+            .contains("rollouts.refresh_secs"));
+        assert!(error("[rollouts]\nurls = \"http://a/\"").contains("urls"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod config;
 pub mod fetch;
 pub mod policy_view;
 pub mod registry;
+pub mod rollouts_view;
 pub mod scraper;
 pub mod service;
 pub mod store;
@@ -59,6 +60,17 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
         None => None,
     };
     let shown_policy = policy_view.clone();
+    let rollouts_view = match &settings.rollouts {
+        Some(rollouts) => Some(rollouts_view::RolloutsView::new(
+            rollouts.clone(),
+            settings
+                .timeout
+                .min(rollouts.refresh.max(std::time::Duration::from_secs(2))),
+            &registry,
+        )?),
+        None => None,
+    };
+    let shown_rollouts = rollouts_view.clone();
     let fetcher = fetch::Fetcher::new(settings.timeout, settings.max_body_bytes)
         .context("cannot create the HTTP client")?;
 
@@ -68,7 +80,8 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
         http_metrics,
         move |cfg| {
             cfg.app_data(web::Data::new(state.clone()))
-                .app_data(web::Data::new(shown_policy.clone()));
+                .app_data(web::Data::new(shown_policy.clone()))
+                .app_data(web::Data::new(shown_rollouts.clone()));
             service::configure(cfg);
         },
     )?;
@@ -120,6 +133,9 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
     }
     if let Some(view) = policy_view {
         running = running.task("policy reload", view.watch());
+    }
+    if let Some(view) = rollouts_view {
+        running = running.task("rollouts", view.watch());
     }
     Ok(running)
 }

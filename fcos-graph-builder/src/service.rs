@@ -14,7 +14,7 @@ use std::time::Duration;
 /// The handlers of the service port, as labelled in
 /// `fcos_cincinnati_gb_http_responses_total` (any other path is `other`).
 pub const HANDLERS: &[&str] = &[
-    "graph", "scopes", "policy", "openapi", "streams", "index", "assets",
+    "graph", "scopes", "policy", "rollouts", "openapi", "streams", "index", "assets",
 ];
 
 /// State of the service port.
@@ -283,6 +283,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::head().to(crate::policy_view::serve_policy))
             .default_service(web::to(service_kit::web::method_not_allowed)),
     )
+    .service(
+        web::resource("/v1/rollouts")
+            .route(web::get().to(crate::rollouts_view::serve_rollouts))
+            .route(web::head().to(crate::rollouts_view::serve_rollouts))
+            .default_service(web::to(service_kit::web::method_not_allowed)),
+    )
     .route("/v1/openapi", web::get().to(serve_openapi))
     .configure(crate::viewer::configure)
     .default_service(web::to(service_kit::web::not_found));
@@ -358,7 +364,7 @@ mod tests {
     #[test]
     fn openapi_describes_the_graph_builder_endpoints() {
         let doc = OPENAPI.as_str();
-        for path in ["/v1/graph:", "/v1/scopes:", "/v1/streams:"] {
+        for path in ["/v1/graph:", "/v1/scopes:", "/v1/streams:", "/v1/rollouts:"] {
             assert!(doc.contains(path), "{path}");
         }
         assert!(doc.find("/v1/scopes:") < doc.find("components:"));

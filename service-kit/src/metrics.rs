@@ -207,6 +207,7 @@ pub fn handler_label(path: &str) -> &'static str {
         "/v1/graph" => "graph",
         "/v1/scopes" => "scopes",
         "/v1/policy" => "policy",
+        "/v1/rollouts" => "rollouts",
         "/v1/openapi" => "openapi",
         "/v1/streams" => "streams",
         "/" => "index",

@@ -65,6 +65,9 @@ pub enum GraphError {
     /// The fleet policy file cannot be loaded.
     #[error("the fleet policy is not available: {0}")]
     PolicyUnavailable(String),
+    /// The policy-engine's rollout outcomes were never read.
+    #[error("the rollout outcomes are not available: {0}")]
+    RolloutsUnavailable(String),
     /// The request's header section is larger than the service reads.
     #[error(
         "the request headers are larger than {} bytes",
@@ -94,6 +97,7 @@ impl GraphError {
             GraphError::MethodNotAllowed(_) => "method_not_allowed",
             GraphError::UriTooLong => "uri_too_long",
             GraphError::PolicyUnavailable(_) => "policy_unavailable",
+            GraphError::RolloutsUnavailable(_) => "rollouts_unavailable",
             GraphError::HeadersTooLarge => "headers_too_large",
             GraphError::RequestTimeout => "request_timeout",
         }
@@ -119,7 +123,8 @@ impl ResponseError for GraphError {
             GraphError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             GraphError::NotReady(_)
             | GraphError::UpstreamUnavailable
-            | GraphError::PolicyUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | GraphError::PolicyUnavailable(_)
+            | GraphError::RolloutsUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

@@ -506,3 +506,41 @@ pub async fn serve_with_policy(
         dir,
     }
 }
+
+/// Polls of nodes as Zincati sends them to the policy-engine at `pe` (its
+/// service port), on `stream` x86_64 (`oci`: the OCI graph), each node
+/// with its own UUID (`first_node` on), of `group` and `platform` and of
+/// rollout wariness `wariness`: every node polls from `from` (and is
+/// offered `to`), then from `to` (it arrived), then the first
+/// `rolled_back` of them from `from` again (they rolled back: a node is
+/// counted so when `to` is still the update it was last offered, so `to`
+/// must offer it none).
+#[allow(clippy::too_many_arguments)]
+pub async fn roll_back(
+    pe: SocketAddr,
+    stream: &str,
+    oci: bool,
+    (from, to): (&str, &str),
+    (group, platform, wariness): (&str, &str, f64),
+    (first_node, nodes): (u32, u32),
+    rolled_back: u32,
+) {
+    let poll = |node: u32, version: &str| {
+        let mut query = format!(
+            "http://{pe}/v1/graph?basearch=x86_64&stream={stream}&os_version={version}&node_uuid={node:032x}&rollout_wariness={wariness}&group={group}&platform={platform}"
+        );
+        if oci {
+            query.push_str("&oci=true");
+        }
+        query
+    };
+    let nodes = first_node..first_node + nodes;
+    for version in [from, to] {
+        for node in nodes.clone() {
+            assert_eq!(get(&poll(node, version)).await.0, 200);
+        }
+    }
+    for node in nodes.take(rolled_back as usize) {
+        assert_eq!(get(&poll(node, from)).await.0, 200);
+    }
+}

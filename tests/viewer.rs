@@ -68,15 +68,26 @@ fn header(headers: &reqwest::header::HeaderMap, name: &str) -> String {
 /// the OSTree graph, still withholds every OCI update newer than it.
 /// `no-op` denies the first release of `stable` and is pinned to the first
 /// of `next`, which no update leads into: a deny that changes nothing and
-/// a pin no node reaches, which the page warns about.
+/// a pin no node reaches, which the page warns about. The guards halt a
+/// release when more than half the nodes that arrived on it roll back
+/// (`canary`'s own: more than 2%), judged from 3 nodes: see
+/// [`Servers::halt_rollouts`].
 fn policy() -> String {
     format!(
         r#"
 [fleet]
 deny = ["30.2.0"]
 
+[guard]
+min_nodes = 3
+max_rolled_back = 0.5
+
 [groups.canary]
 wariness_max = 0.0
+
+[groups.canary.guard]
+min_nodes = 3
+max_rolled_back = 0.02
 
 [groups.production]
 wariness_min = 0.8
@@ -126,9 +137,12 @@ fn asset_file(name: &str) -> String {
 }
 
 /// The servers of a test: the upstream, the graph-builder with the fleet
-/// policy, a policy-engine reading the same file with its clock at
-/// `MIDWAY`, and a graph-builder without a policy. Each test has its own
-/// (the browser test makes the policy file invalid for a moment).
+/// policy and the policy-engine's rollouts, a policy-engine reading the
+/// same file with its clock at `MIDWAY`, and a graph-builder without a
+/// policy nor rollouts (the policy-engine reads its graphs, the same as
+/// the other's: each of the policy-engine and the graph-builder of the
+/// page needs the other's address at start). Each test has its own (the
+/// browser test makes the policy file invalid for a moment).
 struct Servers {
     upstream: Upstream,
     graph_builder: service_kit::server::Running,
@@ -150,20 +164,32 @@ impl Servers {
         let dir = tempfile::tempdir().unwrap();
         let policy_file = dir.path().join("policy.toml");
         std::fs::write(&policy_file, policy()).unwrap();
-        let mut settings = graph_builder_settings(&upstream, STREAMS);
-        settings.policy_path = Some(policy_file.clone());
-        let graph_builder = fcos_graph_builder::start(settings).unwrap();
-        // What a node of each group gets, at the time the browser test pins.
-        let mut settings =
-            policy_engine_settings(&format!("http://{}/v1/graph", graph_builder.service_addr));
-        settings.policy_path = Some(policy_file.clone());
-        let policy_engine =
-            fcos_policy_engine::start_with_clock(settings, Arc::new(|| MIDWAY)).unwrap();
         // The same page without a policy.
         let plain = fcos_graph_builder::start(graph_builder_settings(&upstream, STREAMS)).unwrap();
+        // What a node of each group gets, at the time the browser test pins.
+        let mut settings =
+            policy_engine_settings(&format!("http://{}/v1/graph", plain.service_addr));
+        settings.policy_path = Some(policy_file.clone());
+        settings.rollouts.interval = std::time::Duration::from_millis(200);
+        let policy_engine =
+            fcos_policy_engine::start_with_clock(settings, Arc::new(|| MIDWAY)).unwrap();
+        let mut settings = graph_builder_settings(&upstream, STREAMS);
+        settings.policy_path = Some(policy_file.clone());
+        settings.rollouts = Some(fcos_graph_builder::config::RolloutsSettings {
+            url: format!("http://{}/v1/rollouts", policy_engine.status_addr)
+                .parse()
+                .unwrap(),
+            refresh: std::time::Duration::from_millis(200),
+        });
+        let graph_builder = fcos_graph_builder::start(settings).unwrap();
         wait_ready(&graph_builder).await;
         wait_ready(&plain).await;
-        wait_following(&policy_engine, &graph_builder).await;
+        wait_following(&policy_engine, &plain).await;
+        wait_for_status(
+            &format!("http://{}/v1/rollouts", graph_builder.service_addr),
+            200,
+        )
+        .await;
         Servers {
             upstream,
             graph_builder,
@@ -171,6 +197,99 @@ impl Servers {
             plain,
             policy_file,
             _dir: dir,
+        }
+    }
+
+    /// Polls that make the policy-engine's guards halt three rollouts of
+    /// `stable` x86_64, one of each kind, and waits until the page's
+    /// graph-builder shows them as the policy-engine serves them:
+    /// - 31.2.0 (OSTree) for every node: 2 of the 3 nodes of
+    ///   `production` (its wariness hides the rollout of 32.2.0 from them)
+    ///   that arrived roll back, over `[guard]`'s half;
+    /// - 32.2.0 (OCI) for `canary` alone: 1 of its 3 nodes rolls back,
+    ///   over its own guard's 2% but not over `[guard]`'s half;
+    /// - 32.2.0 (OSTree) on `metal` alone: 2 of the 3 `metal` nodes of
+    ///   `friday-morning` roll back, 0 of its 3 `aws` nodes: half of `[guard]`
+    ///   is crossed on `metal` only.
+    async fn halt_rollouts(&self) {
+        let pe = self.policy_engine.service_addr;
+        roll_back(
+            pe,
+            "stable",
+            false,
+            ("30.2.0", "31.2.0"),
+            ("production", "aws", 0.0),
+            (100, 3),
+            2,
+        )
+        .await;
+        roll_back(
+            pe,
+            "stable",
+            true,
+            ("32.1.0", "32.2.0"),
+            ("canary", "aws", 0.0),
+            (200, 3),
+            1,
+        )
+        .await;
+        roll_back(
+            pe,
+            "stable",
+            false,
+            ("31.2.0", "32.2.0"),
+            ("friday-morning", "aws", 0.0),
+            (300, 3),
+            0,
+        )
+        .await;
+        roll_back(
+            pe,
+            "stable",
+            false,
+            ("31.2.0", "32.2.0"),
+            ("friday-morning", "metal", 0.0),
+            (400, 3),
+            2,
+        )
+        .await;
+        let served = format!("http://{}/v1/rollouts", self.policy_engine.status_addr);
+        let shown = format!("http://{}/v1/rollouts", self.graph_builder.service_addr);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let (_, pe) = get(&served).await;
+            let pe: serde_json::Value = serde_json::from_str(&pe).unwrap();
+            let (_, gb) = get(&shown).await;
+            let gb: serde_json::Value = serde_json::from_str(&gb).unwrap();
+            let halts = pe["halts"].as_array().map_or(0, Vec::len);
+            if halts == 3 && gb["rollouts"] == pe {
+                let mut kinds: Vec<String> = pe["halts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| {
+                        format!(
+                            "{} {} {} {}",
+                            h["scheme"], h["release"], h["group"], h["platform"]
+                        )
+                    })
+                    .collect();
+                kinds.sort();
+                assert_eq!(
+                    kinds,
+                    [
+                        "\"checksum\" \"31.2.0\" null null",
+                        "\"checksum\" \"32.2.0\" null \"metal\"",
+                        "\"oci\" \"32.2.0\" \"canary\" null",
+                    ]
+                );
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the halts never showed: {pe} / {gb}"
+            );
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
 
@@ -216,6 +335,7 @@ async fn graph_builder_serves_the_viewer() {
         ("page.js", "text/javascript; charset=utf-8"),
         ("data.js", "text/javascript; charset=utf-8"),
         ("policy.js", "text/javascript; charset=utf-8"),
+        ("rollouts.js", "text/javascript; charset=utf-8"),
         ("layout.js", "text/javascript; charset=utf-8"),
         ("draw.js", "text/javascript; charset=utf-8"),
         ("details.js", "text/javascript; charset=utf-8"),
@@ -292,8 +412,20 @@ async fn graph_builder_serves_the_viewer() {
         serde_json::Value::Null
     );
 
+    // The page's graph-builder shows the policy-engine's rollouts.
+    let (status, body) = get(&format!("{base}v1/rollouts")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get(&format!("{plain_base}v1/rollouts")).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "{\"rollouts\":null}"),
+        "without [rollouts]"
+    );
+    servers.halt_rollouts().await;
+
     // The pickers, the details, the group picker against the
-    // policy-engine, the summary, a node UUID, the policy file refused.
+    // policy-engine, the summary, a node UUID, the policy file refused,
+    // the halted rollouts.
     run_browser_test(&base, &servers.policy_args(), "short").await;
     servers.stop().await;
 }
@@ -461,6 +593,10 @@ async fn run_browser_test(base: &str, policy: &PolicyArgs, part: &str) {
         .args(["--no-policy-url", &policy.no_policy_url])
         .args(["--window-group", "weekend"])
         .args(["--expect-next-window", &policy.next_window.to_string()]);
+    if part == "short" {
+        // Servers::halt_rollouts made them.
+        command.arg("--expect-halts");
+    }
     let output = actix_web::rt::task::spawn_blocking(move || command.output())
         .await
         .unwrap()

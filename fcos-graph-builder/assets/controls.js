@@ -7,6 +7,7 @@ import { addTooltip, focusRelease, refresh, releaseFrom, render } from './draw.j
 import { goTo, setZoom, startOverview, zoomBy } from './layout.js';
 import { PHONE, POLICY_STALE_MS, ZOOM_MAX, ZOOM_STEP, clamp, integer, number, state, ui } from './page.js';
 import { otherGroupName } from './policy.js';
+import { loadRollouts } from './rollouts.js';
 
 export function readState() {
   const query = new URLSearchParams(window.location.search);
@@ -162,6 +163,7 @@ export function start() {
   });
   ui.reload.addEventListener('click', () => {
     loadPolicy();
+    loadRollouts();
     loadGraphs(true);
   });
   ui.detailsClose.addEventListener('click', () => {
@@ -242,5 +244,6 @@ export function start() {
   });
   document.getElementById('controls').addEventListener('submit', (event) => event.preventDefault());
   loadPolicy();
+  loadRollouts();
   loadStreams();
 }

@@ -6,6 +6,7 @@ import { refresh, render } from './draw.js';
 import { scrollers } from './layout.js';
 import { KEYS, RETRY_MS, SCHEMES, buildDate, clamp, html, integer, now, number, releaseNotesUrl, state, streamOrder, ui } from './page.js';
 import { clientWariness, groupRules, modelPolicy, tableName, withheldInto } from './policy.js';
+import { evaluateRollouts, haltReason } from './rollouts.js';
 
 // Rollout parameters of a node's metadata, or null when it has none.
 export function rolloutOf(metadata) {
@@ -134,30 +135,35 @@ export function buildModel(scheme, stream, graph) {
 
 // Per-render facts: each rollout's progress, which edges a client of the
 // chosen wariness (clamped by its group's rules) sees, and which of
-// those its group's rules withhold (`view`: see policyView()).
+// those its group's rules withhold (`view`: see policyView()) or a halt
+// withholds (the rules' reason first, as the policy-engine gives it).
 export function evaluate(model, view) {
   const at = now();
   const wariness = clientWariness();
   const policy = modelPolicy(model, view);
   model.policy = policy;
+  evaluateRollouts(model);
   for (const node of model.nodes) {
     node.progress = node.rollout ? progress(node.rollout, at) : null;
     node.inProgress = node.rollout !== null && node.progress < 1;
-    node.withheld = withheldInto(policy, node);
+    node.withheld = withheldInto(policy, node) || haltReason(node.halt);
   }
   let hidden = 0;
   let withheld = 0;
+  let halted = 0;
   for (const edge of model.edges) {
     edge.hidden = edge.to.rollout !== null && wariness > edge.to.progress;
     edge.withheld = edge.hidden ? null : edge.to.withheld;
     if (edge.hidden) hidden += 1;
     else if (edge.withheld) withheld += 1;
+    if (edge.withheld && edge.withheld.reason === 'halted') halted += 1;
   }
   return {
     nodes: model.nodes.length,
     edges: model.edges.length - hidden - withheld,
     hidden,
     withheld,
+    halted,
     barriers: model.nodes.filter((n) => n.barrier).length,
     deadends: model.nodes.filter((n) => n.deadend).length,
     rollouts: model.nodes.filter((n) => n.rollout).length,

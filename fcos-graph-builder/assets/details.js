@@ -6,6 +6,7 @@ import { modelOf, nextUpdate } from './data.js';
 import { render } from './draw.js';
 import { PHONE, SCHEMES, html, minutesText, now, percent, plural, reason, releaseNotesUrl, state, ui, utc } from './page.js';
 import { clientWariness, reasonText, tableName } from './policy.js';
+import { rolloutRows } from './rollouts.js';
 
 export function select(scheme, version, reveal) {
   const same = state.selected && state.selected.scheme === scheme && state.selected.version === version;
@@ -80,6 +81,7 @@ export function renderDetails() {
   } else {
     row('rollout', 'Rollout', 'no');
   }
+  rolloutRows(node, row);
 
   const policy = graph.model.policy;
   const clientValue = clientWariness();
@@ -144,7 +146,7 @@ export function renderDetails() {
     row('hidden', 'Hidden', plural(hiddenOut.length, 'update') + ' not offered at wariness ' + wariness +
       ': into rollouts that have not reached it (' + targets.join(', ') + ')');
   }
-  const without = policy ? nextUpdate(node, true) : null;
+  const without = nextUpdate(node, true);
   row(
     'next',
     'Next update',
@@ -154,7 +156,8 @@ export function renderDetails() {
       ? [html('span', {
         className: 'withheld-note',
         'data-reason': without.withheld.reason,
-        text: 'Without the group\'s rules: ' + without.version + ', withheld: ' + reasonText(without.withheld, policy) + '.',
+        text: (without.withheld.reason === 'halted' ? 'Without the halt: ' : 'Without the group\'s rules: ') + without.version +
+          ', withheld: ' + reasonText(without.withheld, policy) + '.',
       })]
       : []),
   );

@@ -7,6 +7,7 @@ import { coverage, evaluate, modelOf, nextUpdate, showGroup } from './data.js';
 import { arcHeight, geometry, labelWidth, onWheel, renderNavigator, revealSelected, scheduleViewport, scrollToColumn, scrollers, shownSchemes, textWidth, updateViewport, viewAnchor } from './layout.js';
 import { COLUMN, LABEL_ANGLE, RETRY_MS, RIGHT, SCHEMES, ZOOM_MAX, clamp, html, number, percent, plural, state, svg, ui, utc } from './page.js';
 import { clientWariness, fromFleet, groupSummary, idleRules, policyView, reasonText, tableName, windowText } from './policy.js';
+import { describeRollout, drawRolloutMarks, styleOverviewHalts } from './rollouts.js';
 
 export function render(options) {
   const opts = options || {};
@@ -88,6 +89,7 @@ export function render(options) {
     scroller.addEventListener('wheel', (event) => onWheel(event, scroller), { passive: false });
   }
   renderNavigator(sortedAges.length > 0);
+  styleOverviewHalts();
   if (anchor) scrollToColumn(anchor.column, anchor.fraction);
   if (opts.reveal) revealSelected(Boolean(opts.center));
   updateViewport();
@@ -340,10 +342,12 @@ export function renderCounts(counts, policy) {
       ' hidden at wariness ' + clientWariness().toFixed(2),
     ]));
   }
-  if (policy) {
+  if (policy || counts.halted) {
+    const by = policy ? tableName(policy.group) + (policy.group.table !== null && state.policy.fleet ? ' and [fleet]' : '') : '';
     list.append(html('li', { className: 'extra' }, [
       html('b', { 'data-count': 'withheld', text: String(counts.withheld) }),
-      ' withheld by ' + tableName(policy.group) + (policy.group.table !== null && state.policy.fleet ? ' and [fleet]' : ''),
+      ' withheld' + (by ? ' by ' + by : '') +
+        (counts.halted ? (by ? ', ' : ': ') + (counts.halted === counts.withheld && by ? 'all' : counts.halted) + ' into a halted release' : ''),
     ]));
   }
   return list;
@@ -568,6 +572,7 @@ export function refresh() {
     if (counts) counts.replaceWith(renderCounts(model.counts, model.policy));
     model.drawn.root.setAttribute('aria-label', graphLabel(model));
   }
+  styleOverviewHalts();
   renderDetails();
 }
 
@@ -627,13 +632,14 @@ export function describe(node) {
     kinds.push('rollout ' + (node.inProgress ? 'at ' + percent(node.progress) : 'complete'));
   }
   if (releaseWithheld(node)) kinds.push('updates into it withheld (' + node.withheld.reason + ')');
-  return kinds;
+  return kinds.concat(describeRollout(node));
 }
 
-// Whether the group's rules withhold the updates into this release in
-// particular (denied, or newer than its max_version), rather than all.
+// Whether the group's rules or a halt withhold the updates into this
+// release in particular (denied, newer than its max_version, halted),
+// rather than all.
 export function releaseWithheld(node) {
-  return Boolean(node.withheld) && (node.withheld.reason === 'deny' || node.withheld.reason === 'max_version');
+  return Boolean(node.withheld) && ['deny', 'max_version', 'halted'].includes(node.withheld.reason);
 }
 
 // Styles a drawn release as its last evaluate() left it: its kind, and
@@ -646,6 +652,9 @@ function styleNode(node) {
   if (node.rollout) classes.push('rollout');
   if (node.inProgress) classes.push('in-progress');
   if (releaseWithheld(node)) classes.push('withheld');
+  if (node.halt) classes.push('halted');
+  if (node.platformHalts.length) classes.push('platform-halted');
+  if (node.outcomes) classes.push('has-outcomes');
   if (node.marks.selected) classes.push('selected');
   if (node.marks.peer) classes.push('peer');
   const kinds = describe(node);
@@ -696,6 +705,7 @@ export function drawNode(layer, scheme, node, cx, cy, g, marks) {
     svg('circle', { class: 'shape', r }, group);
   }
   if (node.deadend && r >= 6) svg('rect', { class: 'glyph', x: -5, y: -1.5, width: 10, height: 3 }, group);
+  drawRolloutMarks(group, node, r, g);
   if (node.inProgress && g.percents) {
     svg('text', { class: 'pct', y: ring + 13, 'text-anchor': 'middle' }, group).textContent =
       Math.floor(node.progress * 100) + '%';

@@ -3,6 +3,7 @@
 
 import { coverage, modelOf } from './data.js';
 import { placeGapNote, render } from './draw.js';
+import { drawOverviewHalts } from './rollouts.js';
 import { $, COLUMN, LABEL_GAP, OVERVIEW_LEFT, OVERVIEW_RIGHT, OVERVIEW_ROW, RADIUS, SCHEMES, ZOOM_MAX, clamp, number, plural, state, svg, ui } from './page.js';
 
 // ---- geometry --------------------------------------------------------
@@ -127,7 +128,7 @@ export function renderNavigator(hasReleases) {
   view.overview = { x, step, width, count };
   // Drawn again only when what it shows changes (not on a zoom).
   const selected = state.selected ? state.selected.scheme + ' ' + state.selected.version : '';
-  const key = [state.loaded, width, count, selected, ...rows.map((s) => s.id + ' ' + modelOf(s.id).nodes.filter((n) => n.inProgress).map((n) => n.version))].join('|');
+  const key = [state.loaded, width, count, selected, state.rollouts.signature, ...rows.map((s) => s.id + ' ' + modelOf(s.id).nodes.filter((n) => n.inProgress).map((n) => n.version))].join('|');
   if (key === overviewKey && ui.overview.childElementCount) return;
   overviewKey = key;
 
@@ -184,6 +185,7 @@ export function renderNavigator(hasReleases) {
       shape.setAttribute('data-version', node.version);
       svg('title', {}, shape).textContent = node.version + (node.date ? ' (' + node.date + ')' : '');
     }
+    drawOverviewHalts(row, model, (node) => x(view.columns.get(node.ageIndex)), y);
   });
 
   // Years, at the first release built in each.

@@ -69,6 +69,9 @@ export const ui = {
   policyClosed: $('policy-closed'),
   policyRules: $('policy-rules'),
   legendWithheld: $('legend-withheld'),
+  legendHalted: $('legend-halted'),
+  legendOutcomes: $('legend-outcomes'),
+  rolloutsStatus: $('rollouts-status'),
   navigator: $('navigator'),
   overview: $('overview'),
   gotoForm: $('goto'),
@@ -104,6 +107,9 @@ export const state = {
   // The fleet policy: status 'loading', 'none' (not configured), 'ok'
   // (groups: name -> rules, now: the server's time) or 'error'.
   policy: { status: 'loading' },
+  // The policy-engine's rollout outcomes and halts (see rollouts.js):
+  // status 'loading', 'none' (not configured), 'ok' or 'error'.
+  rollouts: { status: 'loading', signature: '' },
   at: null, // seconds since the epoch, null for now
   zoom: 1, // factor of the full column width, or 'fit'
   graphs: {}, // scheme id -> {model} or {error}

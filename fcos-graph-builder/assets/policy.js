@@ -4,6 +4,7 @@
 
 import { modelOf } from './data.js';
 import { DAYS, SCHEMES, WEEKDAYS, WEEK_MINUTES, clamp, state, utc } from './page.js';
+import { groupLabel, haltText, haltedFor } from './rollouts.js';
 
 // The rules a client of the group picked gets, as the policy-engine
 // picks them (Policy::rules_for): the group's table, else
@@ -166,17 +167,19 @@ function viewOf(group) {
 // reached from the most releases (`converges`, the newest on a tie; null
 // when each release is reached from itself alone), and
 // the other releases that are offered no update at all (`stuck`). Reads
-// each rollout's progress as evaluate() left it.
+// each rollout's progress as evaluate() left it. The releases halted for
+// the group are withheld too.
 export function groupSummary(model, name) {
   const group = rulesOf(name);
   const policy = modelPolicy(model, viewOf(group));
+  const halted = haltedFor(model, groupLabel(name));
   const wariness = group ? clamp(state.wariness, group.rules.wariness_min, group.rules.wariness_max) : state.wariness;
   const next = new Map();
   for (const node of model.nodes) {
     let best = null;
     for (const edge of node.outEdges) {
       const to = edge.to;
-      if ((to.rollout !== null && wariness > to.progress) || withheldInto(policy, to)) continue;
+      if ((to.rollout !== null && wariness > to.progress) || withheldInto(policy, to) || halted.has(to.version)) continue;
       if (!best || to.ageIndex > best.ageIndex) best = to;
     }
     next.set(node, best);
@@ -297,6 +300,7 @@ export function fromFleet(reason) {
 
 // Why updates are withheld, for people.
 export function reasonText(reason, policy) {
+  if (reason.reason === 'halted') return haltText(reason.halt);
   const table = fromFleet(reason) ? '[fleet]' : tableName(policy.group);
   switch (reason.reason) {
     case 'deny':

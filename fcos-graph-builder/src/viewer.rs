@@ -31,7 +31,7 @@ pub struct Asset {
 /// The viewer's files: the page, then what it loads. The script is ES
 /// modules served as they are, no build step: `viewer.js` imports the
 /// others by relative path (`./draw.js`), so each is listed here.
-pub static ASSETS: [Asset; 11] = [
+pub static ASSETS: [Asset; 12] = [
     Asset {
         path: "/",
         content_type: "text/html; charset=utf-8",
@@ -56,6 +56,11 @@ pub static ASSETS: [Asset; 11] = [
         path: "/assets/policy.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../assets/policy.js"),
+    },
+    Asset {
+        path: "/assets/rollouts.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/rollouts.js"),
     },
     Asset {
         path: "/assets/layout.js",

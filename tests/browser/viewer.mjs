@@ -17,14 +17,18 @@
 // ends up and the rules that change nothing; a node UUID's wariness and
 // what it is offered; with --policy-file, that the page says why when the
 // file is refused; with --no-policy-url, that a server without a policy
-// shows no picker. Figures are printed on lines starting with '# '.
+// shows no picker. With --expect-halts, the server's rollouts (read from
+// the policy-engine) have a halt for every node, one for a group and one
+// for a platform on --stream: checks that each is shown where it applies,
+// the updates into it withheld as the policy-engine withholds them, and a
+// release's outcomes. Figures are printed on lines starting with '# '.
 //
 //   node viewer.mjs --url http://127.0.0.1:8080/ --screenshot viewer.png \
 //       [--stream stable] [--basearch x86_64] [--at EPOCH] [--wariness 0.7] \
 //       [--click VERSION [--expect-payload PAYLOAD]] \
 //       [--rollout VERSION [--expect-progress 60%]] [--long-stream next] \
 //       [--policy-engine URL [--window-group GROUP --expect-next-window EPOCH]] \
-//       [--policy-file FILE] [--no-policy-url URL] [--part short|long|all]
+//       [--policy-file FILE] [--no-policy-url URL] [--expect-halts] [--part short|long|all]
 //
 // --click: a release of the OSTree graph to click (default: its last);
 // --rollout: a rollout of the OCI graph to click last (its progress is
@@ -77,6 +81,7 @@ const { values: args } = parseArgs({
     'no-policy-url': { type: 'string' },
     'window-group': { type: 'string' },
     'expect-next-window': { type: 'string' },
+    'expect-halts': { type: 'boolean', default: false },
     part: { type: 'string', default: 'all' },
   },
 });
@@ -115,7 +120,11 @@ function equal(actual, expected, what) {
 }
 
 async function getJson(relative) {
-  const response = await fetch(new URL(relative, base), { headers: { Accept: 'application/json' } });
+  return getJsonFrom(base, relative);
+}
+
+async function getJsonFrom(server, relative) {
+  const response = await fetch(new URL(relative, server), { headers: { Accept: 'application/json' } });
   if (!response.ok) throw new Error(relative + ': HTTP ' + response.status);
   return response.json();
 }
@@ -209,6 +218,25 @@ const ageOf = (node) => Number.parseInt(node.metadata[PREFIX + 'releases.age_ind
 // 'other' for "other group", null for a node that sends none).
 function groupOption(group) {
   return group === null ? '' : group === 'other' ? 'other' : 'group:' + group;
+}
+
+// The releases of `stream` `scheme` halted for a node of `group` (null: one
+// that sends none) and no platform, as the policy-engine halts them: the
+// group's halts when the policy has a table for it (else `other`'s), and
+// those for every group.
+function haltedFor(rollouts, policy, stream, scheme, group) {
+  const label = group !== null && policy.groups[group] ? group : 'other';
+  return new Set((rollouts?.halts ?? [])
+    .filter((h) => h.stream === stream && h.basearch === args.basearch && h.scheme === scheme && h.platform === null && (h.group === null || h.group === label))
+    .map((h) => h.release));
+}
+
+// A halt as the page says it.
+function haltSentence(halt) {
+  const [of, what] = { max_rolled_back: ['arrived', 'rolled back'], max_lost: ['offered', 'lost'], max_stuck: ['offered', 'stuck'] }[halt.key];
+  const where = [halt.group !== null ? 'in group ' + halt.group : null, halt.platform !== null ? 'on platform ' + halt.platform : null].filter(Boolean);
+  return 'halted' + (where.length ? ' ' + where.join(' ') : '') + ': ' + halt.key + ' ' + halt.value.toFixed(3) + ' > ' + halt.limit + ', ' +
+    halt.count + ' of ' + halt.of + ' ' + of + ' node' + (halt.of === 1 ? '' : 's') + ' ' + what + ', since ' + utcText(halt.since);
 }
 
 async function pickGroup(page, group) {
@@ -430,18 +458,23 @@ async function checkGroups(page, raw, now) {
     return pin && ['checksum', 'oci'].every((s) => raw[s].nodes.some((node) => node.version === pin));
   });
   const pin = policy.groups[pinned].max_version[stream];
+  const { rollouts } = await getJson('v1/rollouts');
   await pickGroup(page, pinned);
   check(await banner.isHidden(), pinned + ': no banner');
   for (const scheme of ['checksum', 'oci']) {
     const ages = new Map(raw[scheme].nodes.map((n) => [n.version, ageOf(n)]));
-    // Denied releases first (as the policy-engine decides), then newer ones.
+    // Denied releases first (as the policy-engine decides), then newer
+    // ones, then the halted ones.
     const visible = visibleEdges(raw[scheme], 0, now);
+    const halted = haltedFor(rollouts, policy, stream, scheme, pinned);
     const pulled = visible.filter(([, to]) => fleetDeny.has(to));
     const newer = visible.filter(([, to]) => !fleetDeny.has(to) && ages.get(to) > ages.get(pin));
+    const stopped = visible.filter(([, to]) => !fleetDeny.has(to) && !(ages.get(to) > ages.get(pin)) && halted.has(to));
+    const reason = (to) => (fleetDeny.has(to) ? 'deny' : ages.get(to) > ages.get(pin) ? 'max_version' : 'halted');
     const shown = await pageEdges(page, scheme);
     check(newer.length > 0, pinned + ': ' + scheme + ' has updates into releases newer than ' + pin);
-    sameEdges(shown.withheld, [...pulled, ...newer], pinned + ': the ' + scheme + ' updates into releases newer than ' + pin + ' and into those [fleet] denies are withheld');
-    check(shown.withheld.every((e) => e[2] === (fleetDeny.has(e[1]) ? 'deny' : 'max_version')), pinned + ': withheld by max_version, or by deny for the releases [fleet] denies');
+    sameEdges(shown.withheld, [...pulled, ...newer, ...stopped], pinned + ': the ' + scheme + ' updates into releases newer than ' + pin + ', into those [fleet] denies and into halted ones are withheld');
+    check(shown.withheld.every((e) => e[2] === reason(e[1])), pinned + ': withheld by max_version, by deny for the releases [fleet] denies, else halted', shown.withheld);
   }
   const ages = new Map(raw.checksum.nodes.map((n) => [n.version, ageOf(n)]));
   const beyond = raw.checksum.nodes.find((n) => ageOf(n) > ages.get(pin) && raw.checksum.edges.some(([, to]) => raw.checksum.nodes[to] === n));
@@ -485,7 +518,7 @@ async function checkGroups(page, raw, now) {
     await pickGroup(page, open);
     const pulledShown = await pageEdges(page, 'checksum');
     const into = visibleEdges(raw.checksum, 0, now).filter(([, to]) => to === pulled);
-    sameEdges(pulledShown.withheld, into, open + ': the updates into ' + pulled + ' are withheld');
+    sameEdges(pulledShown.withheld.filter((e) => e[2] !== 'halted'), into, open + ': the updates into ' + pulled + ' are withheld');
     await page.locator('#panel-checksum .node[data-version="' + pulled + '"] .shape').click();
     const pulledNote = await page.locator('#details-withheld-from .withheld-note').textContent();
     check(pulledNote.includes('denied in [fleet]'), open + ': the details of ' + pulled + ' say the fleet denies it', pulledNote);
@@ -554,6 +587,127 @@ async function checkGroups(page, raw, now) {
   await page.goto(back.href);
   await waitScope(page, stream, args.basearch);
   await page.locator('#group-field[data-policy="ok"]').waitFor();
+}
+
+// The policy-engine's rollouts (the server's `v1/rollouts`): a release
+// halted for every node is marked on the graph, in the overview and in
+// its label, the updates into it withheld as halted, with why and its
+// numbers in its details, and its outcomes there; a group's halt only in
+// that group's view; a platform's halt marked, naming the platform, its
+// updates drawn as offered (the page has no platform). Whether the
+// updates drawn offered are the policy-engine's is checked for each group
+// by checkGroups(), with these halts in force.
+async function checkHalts(page, raw, now) {
+  const stream = args.stream;
+  const { rollouts } = await getJson('v1/rollouts');
+  const { policy } = await getJson('v1/policy');
+  check(rollouts !== null, 'the server shows the policy-engine\'s rollouts');
+  const halts = rollouts.halts.filter((h) => h.stream === stream && h.basearch === args.basearch);
+  const everyNode = halts.find((h) => h.group === null && h.platform === null);
+  const ofGroup = halts.find((h) => h.group !== null && h.platform === null);
+  const ofPlatform = halts.find((h) => h.platform !== null);
+  check(everyNode && ofGroup && ofPlatform, stream + ': a halt for every node, one for a group and one for a platform', halts);
+  await page.locator('#wariness').fill('0');
+  await pickGroup(page, null);
+  const marks = (scheme, version) => page.evaluate(([scheme, version]) => {
+    const node = document.querySelector('#panel-' + scheme + ' .node[data-version="' + CSS.escape(version) + '"]');
+    const overview = document.querySelector('#overview .ov-halt[data-scheme="' + scheme + '"][data-version="' + CSS.escape(version) + '"]');
+    return {
+      halted: node.classList.contains('halted'),
+      platform: node.classList.contains('platform-halted'),
+      outcomes: node.classList.contains('has-outcomes') && node.querySelector('.outcome-sign') !== null,
+      sign: node.querySelector('.halt-sign') !== null,
+      platformText: node.querySelector('.platform-halt')?.textContent ?? null,
+      label: node.getAttribute('aria-label'),
+      overview: overview ? overview.classList.contains('here') : null,
+    };
+  }, [scheme, version]);
+  const into = (shown, version) => shown.withheld.filter((e) => e[1] === version);
+  const intoRaw = (scheme, version) => visibleEdges(raw[scheme], 0, now).filter(([, to]) => to === version);
+
+  // For every node: in the default view.
+  {
+    const { scheme, release } = everyNode;
+    const shown = await marks(scheme, release);
+    check(shown.halted && shown.sign && shown.overview === true, release + ' (' + scheme + '): marked halted on the graph and in the overview', shown);
+    check(shown.label.includes('rollout halted (' + everyNode.key + ')'), release + ': its label says it is halted', shown.label);
+    const withheld = into(await pageEdges(page, scheme), release);
+    check(withheld.length === intoRaw(scheme, release).length && withheld.length > 0 && withheld.every((e) => e[2] === 'halted'),
+      release + ': every update into it withheld as halted', withheld);
+    await page.locator('#panel-' + scheme + ' .node[data-version="' + release + '"] .shape').click();
+    const line = await page.locator('#details-halt .halt-line.here').textContent();
+    equal(line, haltSentence(everyNode) + ' (this view: the updates into it are withheld)', release + ': the details say why, with the numbers');
+    const note = page.locator('#details-withheld-from .withheld-note');
+    equal(await note.getAttribute('data-reason'), 'halted', release + ': the updates into it are withheld as halted');
+    check((await note.textContent()).includes(haltSentence(everyNode)), release + ': and why', await note.textContent());
+    const outcomes = rollouts.releases.find((r) => r.stream === stream && r.basearch === args.basearch && r.scheme === scheme && r.release === release);
+    check(shown.outcomes, release + ': a sign says it has outcomes');
+    const keys = ['offered', 'arrived', 'stuck', 'rolled_back', 'lost'];
+    const detailed = await page.evaluate((keys) => keys.map((k) => Number(document.querySelector('#details-outcomes [data-outcome="' + k + '"]').textContent)), keys);
+    equal(detailed, keys.map((k) => outcomes[k]), release + ': the details show its outcomes');
+    const platforms = await page.locator('#details-by-platform .outcomes-of').evaluateAll((items) => items.map((i) => i.dataset.name + ' ' + i.lastChild.textContent));
+    equal(platforms, Object.keys(outcomes.by_platform).sort().map((p) => p + ' ' + keys.map((k) => outcomes.by_platform[p][k]).join('/')), release + ': and by platform');
+    const arrival = await page.locator('#details-arrival').textContent();
+    check(arrival.startsWith('p50 '), release + ': and the arrival times', arrival);
+    await page.keyboard.press('Escape');
+  }
+
+  // For a group: in its view only.
+  {
+    const { scheme, release, group } = ofGroup;
+    let shown = await marks(scheme, release);
+    check(!shown.halted && shown.sign && shown.overview === false, release + ' (' + scheme + '): halted for ' + group + ' only: not in the default view', shown);
+    check(into(await pageEdges(page, scheme), release).every((e) => e[2] !== 'halted'), release + ': its updates not withheld as halted in the default view');
+    await pickGroup(page, group);
+    shown = await marks(scheme, release);
+    check(shown.halted && shown.overview === true, release + ': halted in the view of ' + group, shown);
+    const withheld = into(await pageEdges(page, scheme), release);
+    check(withheld.length === intoRaw(scheme, release).length && withheld.length > 0 && withheld.every((e) => e[2] === 'halted'),
+      release + ': every update into it withheld as halted for ' + group, withheld);
+    await page.locator('#panel-' + scheme + ' .node[data-version="' + release + '"] .shape').click();
+    equal(await page.locator('#details-halt .halt-line.here').getAttribute('data-group'), group, release + ': the details name the group');
+    await page.keyboard.press('Escape');
+  }
+
+  // For a platform: marked, naming it; its updates drawn as offered, in a
+  // view whose rules withhold none of them.
+  {
+    const { scheme, release, platform } = ofPlatform;
+    const open = [null, ...Object.keys(policy.groups).sort()].find((g) =>
+      !haltedFor(rollouts, policy, stream, scheme, g).has(release) &&
+      rulesOf(policy, g) && !rulesOf(policy, g).closed && !(rulesOf(policy, g).deny || []).includes(release) &&
+      !(rulesOf(policy, g).max_version || {})[stream] && rulesOf(policy, g).wariness_min === 0);
+    await pickGroup(page, open);
+    const shown = await marks(scheme, release);
+    check(shown.platform && !shown.halted && shown.platformText === platform, release + ' (' + scheme + '): marked halted on ' + platform + ', naming it', shown);
+    check(shown.label.includes('rollout halted on platform ' + platform), release + ': its label names the platform', shown.label);
+    const edges = await pageEdges(page, scheme);
+    equal(into(edges, release), [], release + ': halted on ' + platform + ' only: no update into it withheld (group ' + open + ')');
+    check(edges.offered.filter((e) => e[1] === release).length === intoRaw(scheme, release).length, release + ': its updates drawn as offered');
+    await page.locator('#panel-' + scheme + ' .node[data-version="' + release + '"] .shape').click();
+    const line = await page.locator('#details-halt .halt-line[data-platform="' + platform + '"]').textContent();
+    equal(line, haltSentence(ofPlatform) + ' (updates drawn as offered: the page has no platform)', release + ': the details say where it is halted');
+    await page.keyboard.press('Escape');
+  }
+
+  // Dark mode: the halt reads on the panel.
+  await pickGroup(page, null);
+  const colours = () => page.evaluate((release) => {
+    const rgb = (text) => (text.match(/[\d.]+/g) || []).slice(0, 3).map(Number);
+    const sign = document.querySelector('.node.halted[data-version="' + CSS.escape(release) + '"] .halt-sign');
+    return { sign: rgb(getComputedStyle(sign).fill), panel: rgb(getComputedStyle(document.querySelector('.panel')).backgroundColor) };
+  }, everyNode.release);
+  const luminance = ([r, g, b]) => {
+    const channel = (c) => (c / 255 <= 0.03928 ? c / 255 / 12.92 : ((c / 255 + 0.055) / 1.055) ** 2.4);
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+  };
+  const contrast = (a, b) => (Math.max(luminance(a), luminance(b)) + 0.05) / (Math.min(luminance(a), luminance(b)) + 0.05);
+  for (const scheme of ['light', 'dark']) {
+    await page.emulateMedia({ colorScheme: scheme });
+    const c = await colours();
+    check(contrast(c.sign, c.panel) >= 3, scheme + ' mode: the halt sign stands out from the panel', c);
+  }
+  await page.emulateMedia({ colorScheme: 'light' });
 }
 
 // A node UUID: the page shows the wariness the node gets from it and what
@@ -652,6 +806,10 @@ async function checkNoPolicy(page) {
   await page.locator('#panels[data-scope]').waitFor();
   check(await page.locator('#group-field').isHidden(), 'without a policy, no group picker');
   check(await page.locator('#policy').isHidden(), 'without a policy, no rules above the graphs');
+  // Nor rollouts: nothing of them on the page.
+  equal(await getJsonFrom(args['no-policy-url'], 'v1/rollouts'), { rollouts: null }, 'without [rollouts], no rollouts');
+  check(await page.locator('#legend-halted').isHidden() && await page.locator('#rollouts-status').isHidden(), 'without rollouts, no legend of them nor warning');
+  equal(await page.locator('#panels .halt-sign, #panels .platform-sign, #panels .outcome-sign, #overview .ov-halt').count(), 0, 'without rollouts, no mark of them');
 }
 
 // "Rollouts at (UTC)": YYYY-MM-DD HH:MM in 24 hours whatever the locale
@@ -1458,6 +1616,7 @@ async function run() {
       if (args['policy-engine'] !== undefined) {
         await checkGroups(page, raw, now);
       }
+      if (args['expect-halts']) await checkHalts(page, raw, now);
     }
 
     // The long part: the long history, the keyboard, the figures, the

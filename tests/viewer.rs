@@ -338,6 +338,7 @@ async fn graph_builder_serves_the_viewer() {
         ("rollouts.js", "text/javascript; charset=utf-8"),
         ("layout.js", "text/javascript; charset=utf-8"),
         ("draw.js", "text/javascript; charset=utf-8"),
+        ("place.js", "text/javascript; charset=utf-8"),
         ("details.js", "text/javascript; charset=utf-8"),
         ("controls.js", "text/javascript; charset=utf-8"),
         ("viewer.css", "text/css; charset=utf-8"),

@@ -60,6 +60,15 @@ export function saveState() {
   if (search !== window.location.search) window.history.replaceState(null, '', search);
 }
 
+// Writes the address after the current task: the browser's history is
+// slow to write (a few milliseconds), and a burst of zoom steps writes it
+// once.
+let saveTimer = 0;
+export function saveStateSoon() {
+  window.clearTimeout(saveTimer);
+  saveTimer = window.setTimeout(saveState, 0);
+}
+
 export function showControls() {
   ui.wariness.value = String(state.wariness);
   ui.uuid.value = state.uuid || '';

@@ -3,10 +3,11 @@
 
 import { saveState } from './controls.js';
 import { renderDetails } from './details.js';
-import { coverage, evaluate, modelOf, nextUpdate, showGroup } from './data.js';
-import { arcHeight, geometry, labelWidth, onWheel, renderNavigator, revealSelected, scheduleViewport, scrollToColumn, scrollers, shownSchemes, textWidth, updateViewport, viewAnchor } from './layout.js';
-import { COLUMN, LABEL_ANGLE, RETRY_MS, RIGHT, SCHEMES, ZOOM_MAX, clamp, html, number, percent, plural, state, svg, ui, utc } from './page.js';
+import { evaluate, modelOf, nextUpdate, showGroup } from './data.js';
+import { onWheel, renderNavigator, revealSelected, scheduleViewport, scrollToColumn, scrollers, shownSchemes, textWidth, updateViewport, viewAnchor } from './layout.js';
+import { RETRY_MS, SCHEMES, html, number, percent, plural, state, svg, ui, utc } from './page.js';
 import { clientWariness, fromFleet, groupSummary, idleRules, policyView, reasonText, tableName, windowText } from './policy.js';
+import { computeLayout, coverageNotes, placeGraph } from './place.js';
 import { describeRollout, drawRolloutMarks, styleOverviewHalts } from './rollouts.js';
 
 export function render(options) {
@@ -32,41 +33,9 @@ export function render(options) {
   renderPolicy(policy, shown);
   renderSummary(shown);
   const models = shown.map((s) => modelOf(s.id)).filter((m) => m && m.nodes.length);
-  // Columns: every age index of the graphs shown, in release order.
-  const ages = new Set();
-  models.forEach((model) => model.nodes.forEach((n) => ages.add(n.ageIndex)));
-  const sortedAges = [...ages].sort((a, b) => a - b);
-  // Room for the rotated labels: left of the first node and under all.
-  let longest = 0;
-  models.forEach((model) => model.nodes.forEach((n) => (longest = Math.max(longest, labelWidth(n.version)))));
-  const radians = (LABEL_ANGLE * Math.PI) / 180;
-  const left = Math.ceil(Math.max(48, longest * Math.cos(radians) + 20));
-
-  // Zoom: fit-to-width is the whole history in the width of a panel
-  // (never larger than full size).
-  const available = Math.max(ui.panels.clientWidth - 2, 200); // a panel's border
-  const spans = Math.max(sortedAges.length - 1, 1);
-  const fitZoom = Math.max((available - 1 - left - RIGHT) / (spans * COLUMN), 0.01);
-  const minZoom = Math.min(fitZoom, 1);
-  const zoom = state.zoom === 'fit' ? minZoom : clamp(state.zoom, minZoom, ZOOM_MAX);
-  const g = geometry(zoom);
-  const layout = {
-    geometry: g,
-    columns: new Map(sortedAges.map((age, i) => [age, i])),
-    ages: sortedAges,
-    left,
-    below: Math.ceil(g.labelTop + longest * Math.sin(radians) + 18),
-  };
-  state.view = {
-    geometry: g,
-    zoom,
-    fitZoom,
-    minZoom,
-    left,
-    column: g.column,
-    columns: layout.columns,
-    ages: sortedAges,
-  };
+  const { layout, view } = computeLayout(models);
+  state.view = view;
+  const { zoom, ages: sortedAges } = view;
 
   const panels = shown.map((scheme) => renderPanel(scheme, layout));
   ui.panels.replaceChildren(...panels);
@@ -262,17 +231,7 @@ export function renderPanel(scheme, layout) {
     panel.append(html('p', { className: 'message', text: 'No release of this stream has a payload of this kind for this architecture.' }));
     return panel;
   }
-  // Why this graph starts later (or ends earlier) than the other: in a
-  // band over the stretch when both are drawn and it holds the text,
-  // else here.
-  const span = coverage(scheme.id);
-  const both = shownSchemes().length > 1;
-  for (const [edge, columns] of span ? [['start', span.before.length], ['end', span.after.length]] : []) {
-    const lines = columns ? gapText(scheme, span, edge) : null;
-    if (lines && !(both && gapHolds(columns, layout.geometry, lines))) {
-      panel.append(html('p', { className: 'coverage', 'data-edge': edge, text: gapSentence(lines) }));
-    }
-  }
+  panel.append(...coverageNotes(scheme, layout));
   const scroller = html('div', { className: 'scroll' });
   scroller.append(drawGraph(scheme, model, layout));
   panel.append(scroller);
@@ -354,24 +313,7 @@ export function renderCounts(counts, policy) {
 }
 
 export function drawGraph(scheme, model, layout) {
-  const g = layout.geometry;
-  const columns = layout.columns;
-  const x = (node) => layout.left + columns.get(node.ageIndex) * g.column;
-  let maxSpan = 1;
-  for (const edge of model.edges) {
-    maxSpan = Math.max(maxSpan, Math.abs(columns.get(edge.to.ageIndex) - columns.get(edge.from.ageIndex)));
-  }
-  const base = Math.ceil(arcHeight(maxSpan, g)) + 28;
-  const width = Math.ceil(layout.left + (columns.size - 1) * g.column + RIGHT);
-  const height = base + layout.below;
-  const root = svg('svg', {
-    class: 'graph',
-    width,
-    height,
-    viewBox: '0 0 ' + width + ' ' + height,
-    role: 'group',
-    'aria-label': graphLabel(model),
-  });
+  const root = svg('svg', { class: 'graph', role: 'group', 'aria-label': graphLabel(model) });
 
   const defs = svg('defs', {}, root);
   const markers = {};
@@ -404,30 +346,15 @@ export function drawGraph(scheme, model, layout) {
   const mine = selected && selected.scheme === scheme.id ? model.byVersion.get(selected.version) : null;
   const peer = selected && selected.scheme !== scheme.id ? model.byVersion.get(selected.version) : null;
   const next = mine ? nextUpdate(mine) : null;
-  const policy = model.policy;
 
   // Where this graph has no release while the other one, drawn beside
-  // it, has: a hatched band saying why.
-  const span = coverage(scheme.id);
-  if (span) {
-    const firstColumn = columns.get(span.first.ageIndex);
-    const lastColumn = columns.get(span.last.ageIndex);
-    if (firstColumn > 0) {
-      drawGap(root, scheme, layout, height, 0, firstColumn - 1, gapText(scheme, span, 'start'), 'start');
-    }
-    if (lastColumn < columns.size - 1) {
-      drawGap(root, scheme, layout, height, lastColumn + 1, columns.size - 1, gapText(scheme, span, 'end'), 'end');
-    }
-  }
-
+  // it, has: hatched bands saying why (drawn by placeGraph(), at the
+  // zoom's width).
+  const gaps = svg('g', { class: 'gaps' }, root);
   // Barriers: a wall across the graph, which every update path crosses
   // through the barrier node.
-  const walls = svg('g', { class: 'walls' + (g.wall < 12 ? ' narrow' : '') }, root);
-  for (const node of model.nodes) {
-    if (node.barrier) {
-      svg('rect', { class: 'wall', x: x(node) - g.wall / 2, y: 6, width: g.wall, height: base + g.radius, rx: Math.min(5, g.wall / 2) }, walls);
-    }
-  }
+  const walls = svg('g', { class: 'walls' }, root);
+  for (const node of model.nodes) node.wall = node.barrier ? svg('rect', { class: 'wall' }, walls) : null;
 
   // Edges: arcs above the nodes, leaving a node right of its centre and
   // landing left of it; selected ones drawn last, on top.
@@ -442,31 +369,20 @@ export function drawGraph(scheme, model, layout) {
     main: svg('g', { class: 'edges-offered' }, edgeLayer),
     top: svg('g', { class: 'edges-selected' }, edgeLayer),
   };
-  const offset = Math.min(3, g.radius / 3);
   for (const edge of model.edges) {
-    const x1 = x(edge.from) + offset;
-    const x2 = x(edge.to) - offset;
-    const span = Math.abs(columns.get(edge.to.ageIndex) - columns.get(edge.from.ageIndex));
-    const lift = arcHeight(span, g) * 4 / 3; // a cubic's peak is 3/4 of its control height
-    const y1 = base - g.radius;
-    const y2 = base - (edge.to.inProgress ? g.ring : g.radius) - 1;
-    edge.path = svg('path', {
-      d: 'M' + x1 + ' ' + y1 + ' C' + x1 + ' ' + (y1 - lift) + ' ' + x2 + ' ' + (y2 - lift) + ' ' + x2 + ' ' + y2,
-      'data-from': edge.from.version,
-      'data-to': edge.to.version,
-    });
+    edge.path = svg('path', { 'data-from': edge.from.version, 'data-to': edge.to.version });
     edge.drawnStyle = null;
     drawnEdges.set(edge.path, edge);
   }
-  model.drawn = { root, layers, markers, geometry: g, mine, next };
-  styleEdges(model);
+  model.drawn = { root, layers, markers, geometry: layout.geometry, mine, next, peer, gaps, walls };
 
   const nodeLayer = svg('g', { class: 'nodes' }, root);
   for (const node of model.nodes) {
-    const column = columns.get(node.ageIndex);
-    const label = column % g.labelEvery === 0 || node === mine || node === peer;
-    drawNode(nodeLayer, scheme, node, x(node), base, g, { selected: node === mine, peer: node === peer, label });
+    drawNode(nodeLayer, scheme, node, { selected: node === mine, peer: node === peer });
   }
+  // Where each goes at the zoom: again, in place, on a zoom.
+  placeGraph(model, layout);
+  styleEdges(model);
   return root;
 }
 
@@ -503,7 +419,7 @@ function graphLabel(model) {
 // Styles the drawn updates of `model` as its last evaluate() left them:
 // kind, arrow, why withheld, and in the document or out of it (not
 // offered at the client's wariness).
-function styleEdges(model) {
+export function styleEdges(model) {
   const { layers, markers, geometry: g, mine, next } = model.drawn;
   const policy = model.policy;
   for (const edge of model.edges) {
@@ -611,11 +527,12 @@ export function drawGap(root, scheme, layout, height, from, to, lines, edge) {
   });
 }
 
-// Keeps the note of a hatched band in the part of the band in view: all
-// of it when it fits there, else its title, else nothing.
-export function placeGapNote(note, scroller) {
-  const x1 = Math.max(number(note.dataset.x1, 0), scroller.scrollLeft + 16);
-  const x2 = Math.min(number(note.dataset.x2, 0), scroller.scrollLeft + scroller.clientWidth - 16);
+// Keeps the note of a hatched band in the part of the band in view (`box`:
+// the scroll position and visible width of the graphs): all of it when
+// it fits there, else its title, else nothing.
+export function placeGapNote(note, box) {
+  const x1 = Math.max(number(note.dataset.x1, 0), box.left + 16);
+  const x2 = Math.min(number(note.dataset.x2, 0), box.left + box.width - 16);
   const full = number(note.dataset.width, 0);
   const title = number(note.dataset.titleWidth, 0);
   const width = x2 - x1 >= full ? full : x2 - x1 >= title ? title : null;
@@ -669,9 +586,13 @@ function styleNode(node) {
   if (group.firstChild && group.firstChild.nodeName === 'title') group.firstChild.textContent = node.title;
 }
 
-export function drawNode(layer, scheme, node, cx, cy, g, marks) {
+// Draws a release: its group (its kind in its classes, see styleNode())
+// and every part it may show at some zoom, each placed and sized by
+// placeNode() (place.js): a part the zoom leaves out (a version label
+// between two labelled columns, a percentage or a dead-end's bar when
+// small) is kept, out of the drawing, for the next zoom.
+export function drawNode(layer, scheme, node, marks) {
   const group = svg('g', {
-    transform: 'translate(' + cx + ' ' + cy + ')',
     tabindex: -1,
     role: 'button',
     'aria-pressed': marks.selected ? 'true' : 'false',
@@ -681,42 +602,24 @@ export function drawNode(layer, scheme, node, cx, cy, g, marks) {
   node.element = group;
   node.marks = marks;
   node.drawnStyle = null;
+  node.placedSize = null;
   styleNode(node);
-  svg('circle', { class: 'hit', r: Math.max(g.radius + 2, Math.min(g.radius + 10, g.column / 2)) }, group);
-  // Barriers, dead-ends and rollouts in progress stay visible when small.
-  const r = node.barrier || node.deadend || node.inProgress ? Math.max(g.radius, 3.5) : g.radius;
-  const ring = Math.max(g.ring, r + 1.5);
-  if (marks.selected || marks.peer) svg('circle', { class: 'halo', r: ring + 4 }, group);
+  const parts = { hit: svg('circle', { class: 'hit' }, group) };
+  if (marks.selected || marks.peer) parts.halo = svg('circle', { class: 'halo' }, group);
   if (node.inProgress) {
-    const circumference = 2 * Math.PI * ring;
-    svg('circle', { class: 'ring-bg', r: ring }, group);
-    if (node.progress > 0) {
-      svg('circle', {
-        class: 'ring',
-        r: ring,
-        'stroke-dasharray': (node.progress * circumference).toFixed(2) + ' ' + circumference.toFixed(2),
-        transform: 'rotate(-90)',
-      }, group);
-    }
+    parts.ringBg = svg('circle', { class: 'ring-bg' }, group);
+    if (node.progress > 0) parts.ring = svg('circle', { class: 'ring', transform: 'rotate(-90)' }, group);
   }
-  if (node.barrier) {
-    svg('rect', { class: 'shape', x: -r, y: -r, width: 2 * r, height: 2 * r, rx: Math.min(2, r / 3) }, group);
-  } else {
-    svg('circle', { class: 'shape', r }, group);
+  parts.shape = svg(node.barrier ? 'rect' : 'circle', { class: 'shape' }, group);
+  if (node.deadend) parts.glyph = svg('rect', { class: 'glyph', x: -5, y: -1.5, width: 10, height: 3 }, group);
+  if (node.inProgress) {
+    parts.pct = svg('text', { class: 'pct', 'text-anchor': 'middle' }, group);
+    parts.pct.textContent = Math.floor(node.progress * 100) + '%';
   }
-  if (node.deadend && r >= 6) svg('rect', { class: 'glyph', x: -5, y: -1.5, width: 10, height: 3 }, group);
-  drawRolloutMarks(group, node, r, g);
-  if (node.inProgress && g.percents) {
-    svg('text', { class: 'pct', y: ring + 13, 'text-anchor': 'middle' }, group).textContent =
-      Math.floor(node.progress * 100) + '%';
-  }
-  if (marks.label) {
-    svg('text', {
-      class: 'version',
-      'text-anchor': 'end',
-      transform: 'translate(4 ' + g.labelTop + ') rotate(-' + LABEL_ANGLE + ')',
-    }, group).textContent = node.version;
-  }
+  parts.label = svg('text', { class: 'version', 'text-anchor': 'end' }, group);
+  parts.label.textContent = node.version;
+  node.parts = parts;
+  drawRolloutMarks(group, node);
 }
 
 // The release that holds the graphs' one tab stop: the one last moved to

@@ -3,6 +3,7 @@
 
 import { coverage, modelOf } from './data.js';
 import { placeGapNote, render } from './draw.js';
+import { zoomView } from './place.js';
 import { drawOverviewHalts } from './rollouts.js';
 import { $, COLUMN, LABEL_GAP, OVERVIEW_LEFT, OVERVIEW_RIGHT, OVERVIEW_ROW, RADIUS, SCHEMES, ZOOM_MAX, clamp, number, plural, state, svg, ui } from './page.js';
 
@@ -68,23 +69,33 @@ export function viewAnchor(fraction) {
 }
 
 // Scrolls the graphs so that release column `column` is at `fraction`
-// of their visible width.
-export function scrollToColumn(column, fraction) {
+// of their visible width (`width`, when the caller read it already), and
+// updates what follows the view unless `quiet`.
+export function scrollToColumn(column, fraction, width, quiet) {
   const view = state.view;
   for (const scroller of scrollers()) {
-    scroller.scrollLeft = view.left + column * view.column - scroller.clientWidth * fraction;
+    const visible = width === undefined ? scroller.clientWidth : width;
+    scroller.scrollLeft = view.left + column * view.column - visible * fraction;
   }
-  updateViewport();
+  if (!quiet) updateViewport();
 }
 
-// The columns fully in view, as {first, last} (last < first: none).
-export function visibleColumns() {
+// The scroll position and visible width of the graphs, read at once
+// (reading them after a change of the page makes the browser lay it out).
+function scrollBox(scroller) {
+  return { left: scroller.scrollLeft, width: scroller.clientWidth };
+}
+
+// The columns fully in view, as {first, last} (last < first: none); `box`
+// from scrollBox() when read already.
+export function visibleColumns(box) {
   const scroller = scrollers()[0];
   const view = state.view;
   if (!scroller || !view) return null;
+  const { left, width } = box || scrollBox(scroller);
   const margin = view.geometry.radius;
-  const first = Math.ceil((scroller.scrollLeft + margin - view.left) / view.column);
-  const last = Math.floor((scroller.scrollLeft + scroller.clientWidth - margin - view.left) / view.column);
+  const first = Math.ceil((left + margin - view.left) / view.column);
+  const last = Math.floor((left + width - margin - view.left) / view.column);
   return { first: Math.max(first, 0), last: Math.min(last, view.ages.length - 1) };
 }
 
@@ -214,7 +225,8 @@ export function renderNavigator(hasReleases) {
 }
 
 // After a scroll or a render: the overview's window, the "in view" count,
-// and the notes of the hatched bands kept in view.
+// and the notes of the hatched bands kept in view. Reads the scroll
+// position once, before changing anything.
 export function updateViewport() {
   const view = state.view;
   const scroller = scrollers()[0];
@@ -222,14 +234,15 @@ export function updateViewport() {
     ui.inView.textContent = '';
     return;
   }
-  const visible = visibleColumns();
+  const box = scrollBox(scroller);
+  const visible = visibleColumns(box);
   const count = view.ages.length;
   const shown = Math.max(visible.last - visible.first + 1, 0);
   fold(visible);
   const frame = $('overview-window');
   if (frame && view.overview) {
-    const fromColumn = clamp((scroller.scrollLeft - view.left) / view.column, 0, count - 1);
-    const toColumn = clamp((scroller.scrollLeft + scroller.clientWidth - view.left) / view.column, 0, count - 1);
+    const fromColumn = clamp((box.left - view.left) / view.column, 0, count - 1);
+    const toColumn = clamp((box.left + box.width - view.left) / view.column, 0, count - 1);
     const x1 = view.overview.x(fromColumn) - 4;
     const x2 = view.overview.x(toColumn) + 4;
     frame.setAttribute('x', x1);
@@ -252,7 +265,7 @@ export function updateViewport() {
   ui.inView.textContent = text;
   ui.inView.dataset.shown = String(shown);
   ui.inView.dataset.total = String(count);
-  for (const note of ui.panels.querySelectorAll('.gap-note')) placeGapNote(note, scroller);
+  for (const note of ui.panels.querySelectorAll('.gap-note')) placeGapNote(note, box);
   showZoom();
 }
 
@@ -313,10 +326,10 @@ export function setZoom(zoom, fraction, column) {
   // release, else on the newest ones, rather than on the middle.
   const visible = visibleColumns();
   if (column === undefined && visible && visible.first === 0 && visible.last === view.ages.length - 1) {
-    render(state.selected ? { reveal: true, center: true } : { end: true });
+    zoomView(state.selected ? { reveal: true, center: true } : { end: true });
     return;
   }
-  render({ anchor: { fraction, column } });
+  zoomView({ anchor: { fraction, column } });
 }
 
 // The wheel scrolls the graphs sideways (until an end is reached, then

@@ -178,30 +178,50 @@ function octagon(r) {
 }
 
 // The marks of a release's rollout outcomes and halts, drawn once with the
-// release (a change of group restyles them, see styleNode()): a stop sign
-// at its lower right for a release halted in some view (filled while it
-// is halted in the view shown), a hollow one naming each platform it is
-// halted on, and a small diamond at its lower left when it has outcomes.
-export function drawRolloutMarks(group, node, r, g) {
-  const size = Math.max(2.5, Math.min(5, r * 0.6));
+// release (a change of group restyles them, see styleNode(); a zoom
+// places them, see placeRolloutMarks()): a stop sign at its lower right
+// for a release halted in some view (filled while it is halted in the
+// view shown), a hollow one naming each platform it is halted on, and a
+// small diamond at its lower left when it has outcomes.
+export function drawRolloutMarks(group, node) {
+  const marks = {};
   if (node.halts.some((h) => h.platform === null)) {
-    svg('circle', { class: 'halt-ring', r: g.ring + 2.5 }, group);
-    svg('path', { class: 'halt-sign', d: octagon(size), transform: 'translate(' + (r + size) + ' ' + (r + size) + ')' }, group);
+    marks.ring = svg('circle', { class: 'halt-ring' }, group);
+    marks.halt = svg('path', { class: 'halt-sign' }, group);
   }
   if (node.platformHalts.length) {
-    const at = 'translate(' + (-r - size) + ' ' + (-r - size - 2) + ')';
-    svg('path', { class: 'platform-sign', d: octagon(size), transform: at }, group);
+    marks.platform = svg('path', { class: 'platform-sign' }, group);
+    marks.platformText = svg('text', { class: 'platform-halt', 'text-anchor': 'end' }, group);
+    marks.platformText.textContent = node.platformHalts.map((h) => h.platform).join(', ');
+  }
+  if (node.outcomes) marks.outcome = svg('path', { class: 'outcome-sign' }, group);
+  node.rolloutMarks = marks;
+}
+
+// Places the marks of drawRolloutMarks() around a release of radius `r`
+// drawn at geometry `g` (the platform's name only where there is room).
+export function placeRolloutMarks(node, r, g) {
+  const marks = node.rolloutMarks;
+  const size = Math.max(2.5, Math.min(5, r * 0.6));
+  if (marks.ring) {
+    marks.ring.setAttribute('r', g.ring + 2.5);
+    marks.halt.setAttribute('d', octagon(size));
+    marks.halt.setAttribute('transform', 'translate(' + (r + size) + ' ' + (r + size) + ')');
+  }
+  if (marks.platform) {
+    marks.platform.setAttribute('d', octagon(size));
+    marks.platform.setAttribute('transform', 'translate(' + (-r - size) + ' ' + (-r - size - 2) + ')');
     if (g.percents) {
-      svg('text', { class: 'platform-halt', x: -r - 2 * size - 2, y: -r - size + 1, 'text-anchor': 'end' }, group).textContent =
-        node.platformHalts.map((h) => h.platform).join(', ');
+      marks.platformText.removeAttribute('display');
+      marks.platformText.setAttribute('x', -r - 2 * size - 2);
+      marks.platformText.setAttribute('y', -r - size + 1);
+    } else {
+      marks.platformText.setAttribute('display', 'none');
     }
   }
-  if (node.outcomes) {
-    svg('path', {
-      class: 'outcome-sign',
-      d: 'M0 ' + -size + ' L' + size + ' 0 L0 ' + size + ' L' + -size + ' 0 Z',
-      transform: 'translate(' + (-r - size) + ' ' + (r + size) + ')',
-    }, group);
+  if (marks.outcome) {
+    marks.outcome.setAttribute('d', 'M0 ' + -size + ' L' + size + ' 0 L0 ' + size + ' L' + -size + ' 0 Z');
+    marks.outcome.setAttribute('transform', 'translate(' + (-r - size) + ' ' + (r + size) + ')');
   }
 }
 

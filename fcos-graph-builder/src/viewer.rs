@@ -31,7 +31,7 @@ pub struct Asset {
 /// The viewer's files: the page, then what it loads. The script is ES
 /// modules served as they are, no build step: `viewer.js` imports the
 /// others by relative path (`./draw.js`), so each is listed here.
-pub static ASSETS: [Asset; 12] = [
+pub static ASSETS: [Asset; 13] = [
     Asset {
         path: "/",
         content_type: "text/html; charset=utf-8",
@@ -66,6 +66,11 @@ pub static ASSETS: [Asset; 12] = [
         path: "/assets/layout.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../assets/layout.js"),
+    },
+    Asset {
+        path: "/assets/place.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/place.js"),
     },
     Asset {
         path: "/assets/draw.js",

@@ -397,6 +397,14 @@ async fn explain_says_why_for_every_reason() {
     assert_eq!(explained["update"]["version"], "32.1.0");
     assert!(explained["why_none"].is_null());
 
+    // On 32.1.0, the node has only 32.2.0 ahead: no update until then.
+    let waiting = engine.explain(&node(None, Some(0.9)), "32.1.0").await;
+    assert!(waiting["update"].is_null());
+    assert_eq!(
+        waiting["why_none"],
+        "the rollouts of its updates have not reached its wariness yet: the first does at 2027-01-15T09:27:30Z"
+    );
+
     // The same node without a wariness: derived from its UUID.
     let derived = engine.explain(&node(None, None), "31.2.0").await;
     assert_eq!(derived["wariness"]["source"], "node_uuid");
@@ -433,7 +441,7 @@ async fn explain_says_why_for_every_reason() {
     assert_eq!(denied["detail"]["rule"], "fleet.deny");
     assert_eq!(
         barrier["why_none"],
-        "every update out of its release is withheld"
+        "every update out of its release is withheld (deny)"
     );
 
     // A group's deny, pin, pause, window and freeze.

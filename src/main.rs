@@ -92,6 +92,11 @@ struct GraphArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Json)]
     format: Format,
+    /// Instead of the graph, say why a node of this release is offered
+    /// the update it is, or none, as the policy-engine's `/v1/explain`
+    /// answers (JSON), for the client the other options give.
+    #[arg(long, value_name = "VERSION", conflicts_with = "format")]
+    explain: Option<String>,
 }
 
 /// `--oci-repository`, checked as the graph-builder checks `[oci]
@@ -141,13 +146,34 @@ fn run_serve(config: Option<PathBuf>) -> anyhow::Result<()> {
 
 fn run_graph(args: GraphArgs) -> anyhow::Result<()> {
     let now = args.at.unwrap_or_else(commons::unix_now);
-    if let Some(path) = &args.policy {
-        let policy = commons::fleet_policy::Policy::load(path, 1)?;
-        anyhow::ensure!(
-            args.rollout_wariness.is_none_or(f64::is_finite),
-            "--rollout-wariness must be a finite number"
-        );
-        let viewer = Viewer::Group {
+    anyhow::ensure!(
+        args.rollout_wariness.is_none_or(f64::is_finite),
+        "--rollout-wariness must be a finite number"
+    );
+    let policy = match &args.policy {
+        Some(path) => Some(commons::fleet_policy::Policy::load(path, 1)?),
+        None => None,
+    };
+    let (source, scheme) = read_source(&args)?;
+    if let Some(version) = &args.explain {
+        let query = service_kit::web::GraphQuery {
+            stream: source.stream.clone().into(),
+            basearch: args.basearch.as_str().into(),
+            oci: scheme == Scheme::Oci,
+            rollout_wariness: args.rollout_wariness,
+            node_uuid: args.node_uuid.as_deref().map(Into::into),
+            os_version: Some(version.as_str().into()),
+            os_checksum: None,
+            group: args.group.as_deref().map(Into::into),
+            platform: None,
+        };
+        let explained = preview::explain(source, &query, policy.as_ref(), now);
+        let mut json = serde_json::to_vec_pretty(&explained)?;
+        json.push(b'\n');
+        return write_out(&json);
+    }
+    let viewer = match (policy, args.rollout_wariness, &args.node_uuid) {
+        (Some(policy), _, _) => Viewer::Group {
             wariness: commons::rollout::client_wariness(
                 args.rollout_wariness,
                 args.node_uuid.as_deref(),
@@ -155,51 +181,18 @@ fn run_graph(args: GraphArgs) -> anyhow::Result<()> {
             now,
             policy: Box::new(policy),
             group: args.group.clone(),
-        };
-        return print_graph(&args, &viewer, now);
-    }
-    let viewer = match (args.rollout_wariness, &args.node_uuid) {
-        (Some(w), _) if !w.is_finite() => {
-            anyhow::bail!("--rollout-wariness must be a finite number")
-        }
-        (Some(w), _) => Viewer::Client {
+        },
+        (None, Some(w), _) => Viewer::Client {
             wariness: commons::rollout::client_wariness(Some(w), None),
             now,
         },
-        (None, Some(uuid)) => Viewer::Client {
+        (None, None, Some(uuid)) => Viewer::Client {
             wariness: commons::rollout::wariness_from_uuid(uuid),
             now,
         },
-        (None, None) => Viewer::GraphBuilder,
+        (None, None, None) => Viewer::GraphBuilder,
     };
-    print_graph(&args, &viewer, now)
-}
-
-fn print_graph(args: &GraphArgs, viewer: &Viewer, now: i64) -> anyhow::Result<()> {
-    let (graph, scheme) = match (&args.registry, &args.stream, &args.releases, &args.updates) {
-        (Some(repository), Some(stream), _, _) => {
-            let graph = actix_web::rt::System::new().block_on(preview::build_from_registry(
-                repository,
-                stream,
-                &args.basearch,
-                viewer,
-            ))?;
-            (graph, Scheme::Oci)
-        }
-        (_, _, Some(releases), Some(updates)) => {
-            let scheme = Scheme::from_oci_flag(args.oci);
-            let graph = preview::build(
-                releases,
-                updates,
-                &args.basearch,
-                scheme,
-                args.oci_repository.as_deref(),
-                viewer,
-            )?;
-            (graph, scheme)
-        }
-        _ => anyhow::bail!("give --releases and --updates, or --registry and --stream"),
-    };
+    let graph = preview::view(source, &viewer)?;
     let output = match args.format {
         Format::Json => {
             let mut json = graph.to_json();
@@ -210,8 +203,38 @@ fn print_graph(args: &GraphArgs, viewer: &Viewer, now: i64) -> anyhow::Result<()
             preview::to_dot(&graph, &format!("{}/{scheme}", args.basearch), now).into_bytes()
         }
     };
+    write_out(&output)
+}
+
+/// The graph-builder's graph the arguments name, and its scheme.
+fn read_source(args: &GraphArgs) -> anyhow::Result<(preview::Source, Scheme)> {
+    match (&args.registry, &args.stream, &args.releases, &args.updates) {
+        (Some(repository), Some(stream), _, _) => {
+            let source = actix_web::rt::System::new().block_on(preview::build_from_registry(
+                repository,
+                stream,
+                &args.basearch,
+            ))?;
+            Ok((source, Scheme::Oci))
+        }
+        (_, _, Some(releases), Some(updates)) => {
+            let scheme = Scheme::from_oci_flag(args.oci);
+            let source = preview::build(
+                releases,
+                updates,
+                &args.basearch,
+                scheme,
+                args.oci_repository.as_deref(),
+            )?;
+            Ok((source, scheme))
+        }
+        _ => anyhow::bail!("give --releases and --updates, or --registry and --stream"),
+    }
+}
+
+fn write_out(output: &[u8]) -> anyhow::Result<()> {
     std::io::stdout()
         .lock()
-        .write_all(&output)
+        .write_all(output)
         .context("cannot write to standard output")
 }

@@ -1,13 +1,28 @@
 //! `fcos-cincinnati graph`: one graph from local files or from a container
 //! registry, as the graph-builder serves it or as one client of the
-//! policy-engine sees it, in JSON or Graphviz DOT.
+//! policy-engine sees it, in JSON or Graphviz DOT, or why that client is
+//! offered what it is (`--explain`).
 
 use anyhow::Context;
 use commons::graph::{Graph, Scheme};
 use commons::metadata::{ReleaseIndex, UpdatesMetadata};
 use commons::rollout::{self, RolloutParams};
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::path::Path;
+
+/// A graph as the graph-builder builds it, and where its releases stand in
+/// their stream.
+#[derive(Debug)]
+pub struct Source {
+    /// The graph-builder's graph.
+    pub graph: Graph,
+    /// Its stream.
+    pub stream: String,
+    /// The age index of each release of the stream (its place in the
+    /// release index), also of releases the graph does not have.
+    pub ages: HashMap<String, u64>,
+}
 
 /// Whose view of the graph to print.
 #[derive(Debug)]
@@ -36,16 +51,15 @@ pub enum Viewer {
 }
 
 /// Reads and checks both documents, and builds the graph of `basearch` and
-/// `scheme` for `viewer`, with the OCI payloads pulled from
-/// `oci_repository` when given (a mirror).
+/// `scheme`, with the OCI payloads pulled from `oci_repository` when given
+/// (a mirror).
 pub fn build(
     releases: &Path,
     updates: &Path,
     basearch: &str,
     scheme: Scheme,
     oci_repository: Option<&str>,
-    viewer: &Viewer,
-) -> anyhow::Result<Graph> {
+) -> anyhow::Result<Source> {
     let read = |path: &Path| {
         std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
     };
@@ -72,24 +86,27 @@ pub fn build(
     graph
         .validate()
         .context("the built graph breaks the graph rules")?;
-    view(graph, viewer, &updates_doc.stream, |version| {
-        index
-            .releases
-            .iter()
-            .position(|r| r.version == version)
-            .map(|i| i as u64)
+    let ages = index
+        .releases
+        .iter()
+        .enumerate()
+        .map(|(i, release)| (release.version.clone(), i as u64))
+        .collect();
+    Ok(Source {
+        graph,
+        stream: updates_doc.stream,
+        ages,
     })
 }
 
 /// Reads the registry `repository` once, as the graph-builder's
 /// `[registry]` source does (anonymously, every tag), and builds the OCI
-/// graph of `stream` and `basearch` for `viewer`.
+/// graph of `stream` and `basearch`.
 pub async fn build_from_registry(
     repository: &str,
     stream: &str,
     basearch: &str,
-    viewer: &Viewer,
-) -> anyhow::Result<Graph> {
+) -> anyhow::Result<Source> {
     use fcos_graph_builder::config::{RegistryFile, RegistrySettings};
     use fcos_graph_builder::registry::{RegistryMetrics, RegistryScraper};
     let settings = RegistrySettings::from_file(RegistryFile {
@@ -130,7 +147,7 @@ pub async fn build_from_registry(
     })?;
     let graph: Graph =
         serde_json::from_slice(body.json()).context("the graph-builder's graph is a graph")?;
-    let ages: std::collections::HashMap<String, u64> = graph
+    let ages = graph
         .nodes
         .iter()
         .filter_map(|node| {
@@ -142,17 +159,21 @@ pub async fn build_from_registry(
             Some((node.version.clone(), age))
         })
         .collect();
-    view(graph, viewer, stream, |version| ages.get(version).copied())
+    Ok(Source {
+        graph,
+        stream: stream.to_string(),
+        ages,
+    })
 }
 
-/// The graph as `viewer` sees it; `age_index` gives a release's place in
-/// its stream.
-fn view(
-    graph: Graph,
-    viewer: &Viewer,
-    stream: &str,
-    age_index: impl Fn(&str) -> Option<u64>,
-) -> anyhow::Result<Graph> {
+/// The graph of `source` as `viewer` sees it.
+pub fn view(source: Source, viewer: &Viewer) -> anyhow::Result<Graph> {
+    let Source {
+        graph,
+        stream,
+        ages,
+    } = source;
+    let age_index = |version: &str| ages.get(version).copied();
     Ok(match viewer {
         Viewer::GraphBuilder => graph,
         Viewer::Client { wariness, now } => rollout::client_view(graph, *wariness, *now),
@@ -166,12 +187,36 @@ fn view(
             // A release's age index is its place in the release index, the
             // order the policy-engine reads from the graphs of the stream.
             let (rules, removal) =
-                Removal::of(Some(policy), group.as_deref(), stream, *now, age_index);
+                Removal::of(Some(policy), group.as_deref(), &stream, *now, age_index);
             let wariness = rules.map_or(*wariness, |rules| rules.clamp(*wariness));
             let body = PreparedGraph::new(graph).view(wariness, *now, &removal, &Halted::NONE);
             serde_json::from_slice(body.json()).context("the policy-engine's view is a graph")?
         }
     })
+}
+
+/// Why the client of `query` is offered what it is from the graph of
+/// `source` under `policy` at `now`, as the policy-engine's `/v1/explain`
+/// answers (no release is halted: halts live in a running policy-engine).
+pub fn explain(
+    source: Source,
+    query: &service_kit::web::GraphQuery<'_>,
+    policy: Option<&commons::fleet_policy::Policy>,
+    now: i64,
+) -> serde_json::Value {
+    use fcos_policy_engine::client::Client;
+    use fcos_policy_engine::view::{Halted, PreparedGraph};
+    let Source { graph, ages, .. } = source;
+    let graph = PreparedGraph::new(graph);
+    let client = Client::new(
+        query,
+        &graph,
+        policy,
+        now,
+        |version| ages.get(version).copied(),
+        |_, _| Halted::NONE,
+    );
+    client.explain(&[])
 }
 
 /// The graph in Graphviz DOT, left to right: barriers as double boxes,

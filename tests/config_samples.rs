@@ -116,3 +116,14 @@ fn graph_builder_sample_lists_every_registry_key() {
         fcos_graph_builder::config::DEFAULT_REGISTRY_MAX_REQUESTS
     );
 }
+
+#[test]
+fn policy_sample_loads_with_its_guards() {
+    let policy = commons::fleet_policy::Policy::load(&dist("policy.toml"), 1).unwrap();
+    // The sample's [guard] spells out the defaults.
+    assert_eq!(policy.guard, Some(commons::fleet_policy::Guard::default()));
+    let canary = policy.groups["canary"].guard.as_ref().unwrap();
+    assert_eq!((canary.min_nodes, canary.max_rolled_back), (5, 0.01));
+    assert_eq!(policy.groups["canary"].wariness_max, 0.0);
+    assert!(policy.fleet.is_some());
+}

@@ -531,13 +531,22 @@ async fn documented_metrics_are_the_exported_ones() {
         &upstream,
         &format!("{STREAMS}\n{policy_section}"),
         MIDWAY,
-        &policy_section,
+        &format!("{policy_section}[rollouts]\ninterval_secs = 1\n"),
     );
     stack.wait_ready().await;
     // A request that makes every per-node series appear: a known version,
     // a payload in no graph, a group and a platform.
     let query = "basearch=x86_64&stream=stable&os_version=31.2.0&os_checksum=nowhere&group=g&platform=metal&node_uuid=e0f3745b108f471cbd4883c6fbed8cdd";
     assert_eq!(get(&stack.pe(query)).await.0, 200);
+    // A node offered 32.2.0 that arrives: the rollout series appear at the
+    // next evaluation.
+    let node = "basearch=x86_64&stream=stable&platform=metal&node_uuid=0a4f3745b108f471cbd4883c6fbed8cd&rollout_wariness=0";
+    for version in ["31.2.0", "32.2.0"] {
+        let url = stack.pe(&format!("{node}&os_version={version}"));
+        assert_eq!(get(&url).await.0, 200);
+    }
+    let arrival = r#"fcos_cincinnati_pe_rollout_arrival_seconds{basearch="x86_64",quantile="0.5",release="32.2.0",scheme="checksum",stream="stable"}"#;
+    wait_metric(stack.policy_engine.status_addr, arrival, |v| v >= 0.0).await;
     assert_eq!(
         metric(
             stack.policy_engine.status_addr,
@@ -580,8 +589,9 @@ async fn documented_metrics_are_the_exported_ones() {
             }
         }
         // Metrics of a section this stack does not configure (their row
-        // starts "with `[registry]`" or "with `[rollouts]`") are checked
-        // by that section's tests.
+        // starts "with `[registry]`" or "with `[rollouts]`"), and of a
+        // halted rollout ("while a rollout is halted"), are checked by
+        // their own tests.
         let conditional = |name: &str| {
             doc.lines().any(|line| {
                 line.starts_with(&format!("| `{name}` |"))
@@ -589,6 +599,7 @@ async fn documented_metrics_are_the_exported_ones() {
                         let meaning = meaning.trim_start();
                         meaning.starts_with("with `[registry]`")
                             || meaning.starts_with("with `[rollouts]`")
+                            || meaning.starts_with("while a rollout is halted")
                     })
             })
         };

@@ -418,14 +418,43 @@ impl Tracker {
     /// a scope), with `stuck` and `lost` read from the nodes.
     pub fn summary(&self, now: i64) -> Summary {
         let windows = (self.settings.stuck_after, self.settings.lost_after);
-        self.summary_with(now, |_| windows)
+        self.summary_with(now, |_| windows, |_| None)
+    }
+
+    /// The last poll of each scope (stream, basearch, scheme) this tracker
+    /// saw.
+    pub fn scope_last_polls(&self) -> impl Iterator<Item = ((&str, &str, &str), i64)> {
+        self.scope_last_poll
+            .iter()
+            .map(|(&scope, &at)| (self.scope_label(scope), at))
+    }
+
+    /// Stream, basearch and scheme of scope `id`.
+    fn scope_label(&self, id: u16) -> (&str, &str, &str) {
+        let (stream, basearch, scheme) = self.scope_names[usize::from(id)];
+        let label = |id: u32| self.labels.names[id as usize].as_str();
+        (label(stream), label(basearch), label(scheme))
     }
 
     /// [`Tracker::summary`], with the `stuck_after` and `lost_after` of
     /// each group (by name, `""` for nodes that send none) given by
-    /// `windows`.
-    pub fn summary_with(&self, now: i64, windows: impl Fn(&str) -> (i64, i64)) -> Summary {
+    /// `windows`, and the last poll of a scope given by `scope_polled`
+    /// when other trackers share the scope (else this tracker's).
+    pub fn summary_with(
+        &self,
+        now: i64,
+        windows: impl Fn(&str) -> (i64, i64),
+        scope_polled: impl Fn((&str, &str, &str)) -> Option<i64>,
+    ) -> Summary {
         let windows: Vec<(i64, i64)> = self.groups.names.iter().map(|g| windows(g)).collect();
+        let scope_polled: HashMap<u16, i64> = self
+            .scope_last_poll
+            .iter()
+            .map(|(&id, &own)| {
+                let all = scope_polled(self.scope_label(id));
+                (id, all.map_or(own, |all| all.max(own)))
+            })
+            .collect();
         let mut releases: HashMap<(u16, u32), Release> = self.outcomes.clone();
         for node in self.nodes.values() {
             if node.offer == NONE || node.arrived {
@@ -434,11 +463,7 @@ impl Tracker {
             let Some(release) = releases.get_mut(&(node.scope, node.offer)) else {
                 continue;
             };
-            let scope_polled = self
-                .scope_last_poll
-                .get(&node.scope)
-                .copied()
-                .unwrap_or(now);
+            let scope_polled = scope_polled.get(&node.scope).copied().unwrap_or(now);
             let (stuck_after, lost_after) = windows[usize::from(node.group)];
             let last_seen = self.instant(node.last_seen);
             let silent = now - last_seen > lost_after && scope_polled - last_seen > lost_after;
@@ -452,9 +477,9 @@ impl Tracker {
         let mut out: Vec<ReleaseOutcomes> = releases
             .into_iter()
             .map(|((scope, release), r)| {
-                let (stream, basearch, scheme) = self.scope_names[usize::from(scope)];
-                let label = |id: u32| self.labels.names[id as usize].clone();
-                let (stream, basearch, scheme) = (label(stream), label(basearch), label(scheme));
+                let (stream, basearch, scheme) = self.scope_label(scope);
+                let (stream, basearch, scheme) =
+                    (stream.to_string(), basearch.to_string(), scheme.to_string());
                 let mut by_group: Vec<(String, Counts)> = r
                     .by_group
                     .into_iter()
@@ -755,6 +780,24 @@ mod tests {
         let r = summary.get(SCOPE, B.0).unwrap();
         assert_eq!((r.total.offered, r.total.arrived), (2, 1));
         assert_eq!(summary.tracked_nodes, 2);
+    }
+
+    #[test]
+    fn a_node_is_lost_when_its_scope_polls_in_another_shard() {
+        let mut one = Tracker::new(Settings::default());
+        let mut two = Tracker::new(Settings::default());
+        one.record(&poll(1, A, Some(B), 0));
+        two.record(&poll(2, A, None, 3 * H));
+        // Alone, the first shard cannot tell its node from a silent scope.
+        assert_eq!(one.summary(3 * H).get(SCOPE, B.0).unwrap().total.lost, 0);
+        let polled: Vec<_> = two.scope_last_polls().collect();
+        assert_eq!(polled, [(SCOPE, 3 * H)]);
+        let windows = |_: &str| (24 * H, H);
+        let summary = one.summary_with(3 * H, windows, |scope| {
+            polled.iter().find(|(s, _)| *s == scope).map(|&(_, at)| at)
+        });
+        let c = &summary.get(SCOPE, B.0).unwrap().total;
+        assert_eq!((c.offered, c.lost, c.stuck), (1, 1, 0));
     }
 
     /// What one node does between two polls.

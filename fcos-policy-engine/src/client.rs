@@ -170,7 +170,7 @@ impl<'a> Client<'a> {
             (None, Some(_)) if edges.is_empty() => {
                 Some("no newer release: it is up to date".to_string())
             }
-            (None, Some(_)) => Some("every update out of its release is withheld".to_string()),
+            (None, Some(_)) => Some(why_withheld(&edges)),
         };
         json!({
             "now": rfc3339(self.now),
@@ -305,4 +305,29 @@ impl<'a> Client<'a> {
             }
         }
     }
+}
+
+/// Why no edge of `edges` (as explained, none offered) is taken: the
+/// rollouts have not reached the node yet (and when the first will), or
+/// the reasons they are withheld.
+fn why_withheld(edges: &[Value]) -> String {
+    let mut reasons: Vec<&str> = edges.iter().filter_map(|e| e["reason"].as_str()).collect();
+    reasons.sort_unstable();
+    reasons.dedup();
+    if reasons == ["rollout"] {
+        let next = edges
+            .iter()
+            .filter_map(|e| e["rollout"]["reached_at"].as_str())
+            .min();
+        return match next {
+            Some(at) => format!(
+                "the rollouts of its updates have not reached its wariness yet: the first does at {at}"
+            ),
+            None => "the rollouts of its updates have not reached its wariness, and are not rolling further".to_string(),
+        };
+    }
+    format!(
+        "every update out of its release is withheld ({})",
+        reasons.join(", ")
+    )
 }

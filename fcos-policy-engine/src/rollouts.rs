@@ -26,7 +26,7 @@ use commons::graph::GraphScope;
 use commons::outcomes::{Counts, Poll, ReleaseOutcomes, Summary, Tracker};
 use prometheus::{GaugeVec, IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -374,11 +374,28 @@ impl Rollouts {
                 .unwrap_or_default();
             (guard.stuck_after, guard.lost_after)
         };
-        let mut summary = Summary::default();
+        // A node is lost when its scope kept polling: in any shard.
+        let mut scope_polled: HashMap<(String, String, String), i64> = HashMap::new();
         for shard in &self.shards {
             let mut tracker = shard.lock().unwrap_or_else(|e| e.into_inner());
             tracker.sweep(now);
-            summary.merge(tracker.summary_with(now, windows));
+            for ((stream, basearch, scheme), at) in tracker.scope_last_polls() {
+                let last = scope_polled
+                    .entry((stream.to_string(), basearch.to_string(), scheme.to_string()))
+                    .or_insert(at);
+                *last = (*last).max(at);
+            }
+        }
+        let mut summary = Summary::default();
+        for shard in &self.shards {
+            let tracker = shard.lock().unwrap_or_else(|e| e.into_inner());
+            summary.merge(
+                tracker.summary_with(now, windows, |(stream, basearch, scheme)| {
+                    scope_polled
+                        .get(&(stream.to_string(), basearch.to_string(), scheme.to_string()))
+                        .copied()
+                }),
+            );
         }
         summary
     }

@@ -125,21 +125,22 @@ pub async fn serve_graph(
 ) -> Result<HttpResponse, GraphError> {
     check_accepts_json(&req)?;
     let query = GraphQuery::parse(req.query_string())?;
-    // Zincati's node_uuid is 32 hex digits; anything else is answered all
-    // the same, but counted apart rather than as a node.
-    let node_uuid = query.node_uuid.as_deref().filter(|u| !u.is_empty());
-    let node_uuid = match node_uuid {
-        Some(uuid) if is_node_uuid(uuid) => {
-            state.record_node(uuid);
-            Some(uuid)
-        }
-        Some(_) => {
-            state.malformed_uuids.inc();
-            None
-        }
-        None => None,
-    };
     let body = state.with_client(&query, |client| {
+        // Zincati's node_uuid is 32 hex digits; anything else is answered
+        // all the same, but counted apart rather than as a node. Only
+        // requests answered with a graph count.
+        let node_uuid = query.node_uuid.as_deref().filter(|u| !u.is_empty());
+        let node_uuid = match node_uuid {
+            Some(uuid) if is_node_uuid(uuid) => {
+                state.record_node(uuid);
+                Some(uuid)
+            }
+            Some(_) => {
+                state.malformed_uuids.inc();
+                None
+            }
+            None => None,
+        };
         let (scope, graph) = (&client.scope, client.client.graph);
         let client = &client.client;
         state.wariness.observe(client.wariness);

@@ -1300,7 +1300,10 @@ async function checkSteps(page, stream, group) {
   const zooms = await zoomSteps(page, stream);
   const kept = zooms.every((z) => z.same);
   check(kept, stream + ': a zoom places the graphs drawn again (the same <svg>)', zooms.map((z) => ({ created: z.created, same: z.same })));
+  // Back to the zoom before (100%, zoomed out twice).
   await page.locator('#zoom-full').click();
+  await page.locator('#zoom-out').click();
+  await page.locator('#zoom-out').click();
 }
 
 // Figures only (--part measure): on --long-stream, zoom steps, a slider

@@ -402,6 +402,34 @@ impl Tracker {
         self.evicted += count as u64;
     }
 
+    /// The last poll of each scope (stream, basearch, scheme) it saw.
+    pub fn last_polls(&self) -> Vec<((&str, &str, &str), i64)> {
+        self.scope_last_poll
+            .iter()
+            .map(|(&scope, &at)| {
+                let (stream, basearch, scheme) = self.scope_names[usize::from(scope)];
+                let label = |id: u32| self.labels.names[id as usize].as_str();
+                ((label(stream), label(basearch), label(scheme)), at)
+            })
+            .collect()
+    }
+
+    /// Records that `scope` was polled at `at` elsewhere (by a node of
+    /// another shard of the same fleet): its silent nodes here are judged
+    /// against the last poll of the whole scope. Scopes it never saw are
+    /// left alone.
+    pub fn polled_elsewhere(&mut self, (stream, basearch, scheme): (&str, &str, &str), at: i64) {
+        let id = |name: &str| self.labels.ids.get(name).copied();
+        let (Some(stream), Some(basearch), Some(scheme)) = (id(stream), id(basearch), id(scheme))
+        else {
+            return;
+        };
+        if let Some(scope) = self.scopes.get(&(stream, basearch, scheme)) {
+            let last = self.scope_last_poll.entry(*scope).or_insert(at);
+            *last = (*last).max(at);
+        }
+    }
+
     /// Forgets nodes unseen for [`Settings::forget_after`] and releases not
     /// offered for [`Settings::keep_releases_for`].
     pub fn sweep(&mut self, now: i64) {
@@ -673,6 +701,25 @@ mod tests {
         t.record(&poll(2, A, None, 30 * H));
         let c = counts(&t, 30 * H, B.0);
         assert_eq!((c.lost, c.stuck), (1, 0));
+    }
+
+    #[test]
+    fn silence_is_judged_against_the_polls_of_the_whole_scope() {
+        // Node 1 and node 2 are in two shards; only node 2 keeps polling.
+        let mut one = Tracker::new(Settings::default());
+        let mut two = Tracker::new(Settings::default());
+        one.record(&poll(1, A, Some(B), 0));
+        for step in 1..=24 {
+            two.record(&poll(2, A, None, step * 300));
+        }
+        assert_eq!(counts(&one, 2 * H, B.0).lost, 0);
+        for (scope, at) in two.last_polls() {
+            one.polled_elsewhere(scope, at);
+        }
+        assert_eq!(counts(&one, 2 * H, B.0).lost, 1);
+        // An earlier poll elsewhere does not move the scope's back.
+        one.polled_elsewhere(SCOPE, 0);
+        assert_eq!(counts(&one, 2 * H, B.0).lost, 1);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use commons::graph::GraphScope;
 use commons::outcomes::{Counts, Poll, ReleaseOutcomes, Summary, Tracker};
 use prometheus::{GaugeVec, IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -374,9 +374,22 @@ impl Rollouts {
                 .unwrap_or_default();
             (guard.stuck_after, guard.lost_after)
         };
+        // A node is silent while others of its scope poll, in any shard.
+        let mut last_polls: HashMap<(String, String, String), i64> = HashMap::new();
+        for shard in &self.shards {
+            let tracker = shard.lock().unwrap_or_else(|e| e.into_inner());
+            for ((stream, basearch, scheme), at) in tracker.last_polls() {
+                let key = (stream.to_string(), basearch.to_string(), scheme.to_string());
+                let last = last_polls.entry(key).or_insert(at);
+                *last = (*last).max(at);
+            }
+        }
         let mut summary = Summary::default();
         for shard in &self.shards {
             let mut tracker = shard.lock().unwrap_or_else(|e| e.into_inner());
+            for ((stream, basearch, scheme), &at) in &last_polls {
+                tracker.polled_elsewhere((stream, basearch, scheme), at);
+            }
             tracker.sweep(now);
             summary.merge(tracker.summary_with(now, windows));
         }

@@ -268,3 +268,165 @@ async fn outcome_counts_match_what_the_nodes_did() {
     eprintln!("largest difference {largest:?}; {truth:?}");
     sim.stack.stop().await;
 }
+
+/// A number from the environment, or `default`.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Min, median and max of `values`.
+fn spread(values: &mut [f64]) -> String {
+    values.sort_by(f64::total_cmp);
+    match values {
+        [] => "none".into(),
+        [..] => format!(
+            "min {:.4}, median {:.4}, max {:.4} ({} runs)",
+            values[0],
+            values[values.len() / 2],
+            values[values.len() - 1],
+            values.len()
+        ),
+    }
+}
+
+/// The figures of `docs/rollout-simulation.md`, at full scale (run it in
+/// a release build):
+///
+/// ```text
+/// cargo test --release --test rollout_simulation figures -- --ignored --nocapture
+/// ```
+///
+/// `SIM_NODES` (default 5,000), `SIM_GOOD_RUNS` (20), `SIM_BAD_RUNS` (10),
+/// `SIM_ROLLOUT_HOURS` (24) set the scale. Good rollouts are followed to
+/// 3 hours past their end, bad ones until they are halted; every step
+/// compares the counts with the truth.
+#[actix_web::test]
+#[ignore = "minutes in a release build: the figures of the docs"]
+async fn figures() {
+    let nodes: usize = env_or("SIM_NODES", 5_000);
+    let good_runs: u64 = env_or("SIM_GOOD_RUNS", 20);
+    let bad_runs: u64 = env_or("SIM_BAD_RUNS", 10);
+    let hours: i64 = env_or("SIM_ROLLOUT_HOURS", 24);
+    let started = std::time::Instant::now();
+    let mut errors: Vec<f64> = Vec::new();
+    let mut exact_misses = 0u64;
+    let mut steps = 0u64;
+    let mut polls = 0usize;
+    let mut compare = |step: &test_support::fleet::Step, sim: &Simulation| {
+        let truth = sim.fleet.truth();
+        let counted = step.outcomes();
+        let by_definition = fleet::Outcomes {
+            lost: truth.lost + sim.fleet.rebooting_past_lost_after(),
+            ..truth
+        };
+        exact_misses += u64::from(counted != by_definition);
+        steps += 1;
+        polls += step.polls;
+        counted.max_difference(&truth).1 as f64 / nodes as f64
+    };
+
+    // Good rollouts: halts, and the largest share of lost nodes seen.
+    let mut halts = 0;
+    let mut most_lost = Vec::new();
+    let mut good_error = Vec::new();
+    for seed in 0..good_runs {
+        let settings = FleetSettings {
+            nodes,
+            seed: 1_000 + seed,
+            ..FleetSettings::default()
+        };
+        let mut sim = Simulation::start(settings, "[guard]\n", hours as u64 * 60).await;
+        let (mut lost, mut error, mut halted) = (0.0f64, 0.0f64, false);
+        for _ in 0..(hours + 3) * 60 {
+            let step = sim.fleet.step().await;
+            error = error.max(compare(&step, &sim));
+            let c = step.outcomes();
+            if c.offered >= 20 {
+                lost = lost.max(c.lost as f64 / c.offered as f64);
+            }
+            if !step.halts().is_empty() {
+                halted = true;
+                eprintln!("good run {seed} halted: {}", step.halts()[0]);
+                break;
+            }
+        }
+        halts += u64::from(halted);
+        eprintln!(
+            "good run {seed}: halted {halted}, most lost {lost:.4}, largest error {error:.4} of the fleet, truth {:?}",
+            sim.fleet.truth()
+        );
+        most_lost.push(lost);
+        good_error.push(error);
+        errors.push(error);
+        sim.stack.stop().await;
+    }
+
+    // Bad releases: 10% roll back; the share of the fleet offered when
+    // halted, and after how long.
+    let mut offered_at_halt = Vec::new();
+    let mut minutes_to_halt = Vec::new();
+    let mut keys = Vec::new();
+    for seed in 0..bad_runs {
+        let settings = FleetSettings {
+            nodes,
+            seed: 2_000 + seed,
+            profile: Profile {
+                rolled_back: 0.10,
+                ..Profile::default()
+            },
+            ..FleetSettings::default()
+        };
+        let mut sim = Simulation::start(settings, "[guard]\n", hours as u64 * 60).await;
+        let mut error = 0.0f64;
+        loop {
+            let step = sim.fleet.step().await;
+            error = error.max(compare(&step, &sim));
+            if let Some(halt) = step.halts().first() {
+                offered_at_halt.push(sim.fleet.offered() as f64 / nodes as f64);
+                minutes_to_halt.push((step.at - START) as f64 / 60.0);
+                keys.push(halt["key"].as_str().unwrap_or_default().to_string());
+                break;
+            }
+            assert!(step.at - START < hours * 3600, "never halted");
+        }
+        eprintln!(
+            "bad run {seed}: offered {:.4} of the fleet at the halt ({} min), {:?}, largest error {error:.4}",
+            offered_at_halt.last().unwrap(),
+            minutes_to_halt.last().unwrap(),
+            keys.last().unwrap()
+        );
+        errors.push(error);
+        sim.stack.stop().await;
+    }
+
+    eprintln!("FIGURES nodes={nodes} rollout={hours}h");
+    eprintln!("good rollouts: {good_runs}, halted: {halts}");
+    eprintln!(
+        "good rollouts, largest lost/offered: {}",
+        spread(&mut most_lost)
+    );
+    eprintln!(
+        "good rollouts, largest count error: {}",
+        spread(&mut good_error)
+    );
+    eprintln!("bad releases: halted by {keys:?}");
+    eprintln!(
+        "bad releases, fleet offered at the halt: {}",
+        spread(&mut offered_at_halt)
+    );
+    eprintln!(
+        "bad releases, minutes to the halt: {}",
+        spread(&mut minutes_to_halt)
+    );
+    eprintln!(
+        "all runs, largest count error (of the fleet): {}",
+        spread(&mut errors)
+    );
+    eprintln!("steps whose counts differ from the truth by definition: {exact_misses} of {steps}");
+    eprintln!("{polls} polls in {:?}", started.elapsed());
+    assert_eq!(halts, 0);
+    assert!(offered_at_halt.iter().all(|&f| f < 0.25));
+}

@@ -428,5 +428,10 @@ async fn figures() {
     eprintln!("steps whose counts differ from the truth by definition: {exact_misses} of {steps}");
     eprintln!("{polls} polls in {:?}", started.elapsed());
     assert_eq!(halts, 0);
-    assert!(offered_at_halt.iter().all(|&f| f < 0.25));
+    // A halt comes some 45 minutes after the first offers (a reboot, then
+    // a roll-back): before a quarter of the fleet is offered the release
+    // only when the rollout lasts several hours.
+    if hours >= 12 {
+        assert!(offered_at_halt.iter().all(|&f| f < 0.25));
+    }
 }

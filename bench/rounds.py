@@ -198,6 +198,13 @@ def main():
             errors = sum(int(r["errors"] + r["non2xx"]) for r in runs)
             print(f"{mode['name']:16} {target['name']:14} {rps:8.0f} {p99:7.3f} {rps_ratio:7.2f}x "
                   f"{p99_ratio:5.2f}x {cpu:10.1f} {wrk_cpu:10.1f} {errors:6d}")
+    print(f"\nratios to {base} by round (req/s):")
+    for mode in modes:
+        base_runs = results[(mode["name"], base)]
+        for target in targets[1:]:
+            runs = results[(mode["name"], target["name"])]
+            ratios = " ".join(f"{r['rps'] / b['rps']:.3f}" for r, b in zip(runs, base_runs))
+            print(f"{mode['name']:16} {target['name']:14} {ratios}")
     if flagged:
         print(f"\nWARNING: {flagged} run(s) above were flagged; their figures measure "
               "more than the targets (see each warning).")

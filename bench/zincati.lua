@@ -10,6 +10,12 @@
 --   BENCH_GZIP   "1": add "accept-encoding: gzip" (Zincati never does)
 --   BENCH_CLOSE  "1": add "connection: close" (a new connection per request)
 --   BENCH_POOL   requests prepared per thread (default 4096)
+--   BENCH_NODES  N: node_uuids drawn among the N of node(i), i < N (the
+--                nodes a fill has tracked), rather than at random
+--   BENCH_FILL   N: fill mode: every request is built as it is sent, from
+--                node(i) for each i < N in turn (thread t of BENCH_THREADS
+--                takes every i = t - 1 modulo BENCH_THREADS), then again
+--                from the start: N distinct nodes poll
 -- Prints one machine-readable summary line at the end.
 
 local query = os.getenv("BENCH_QUERY") or ""
@@ -17,6 +23,16 @@ local host = os.getenv("BENCH_HOST") or "localhost"
 local gzip = os.getenv("BENCH_GZIP") == "1"
 local close = os.getenv("BENCH_CLOSE") == "1"
 local pool_size = tonumber(os.getenv("BENCH_POOL") or "4096")
+local nodes = tonumber(os.getenv("BENCH_NODES") or "0")
+local fill = tonumber(os.getenv("BENCH_FILL") or "0")
+local stride = tonumber(os.getenv("BENCH_THREADS") or "1")
+
+-- The i-th node_uuid of a fill: 32 hexadecimal digits, distinct for every
+-- i below 2^31 (each field below 2^31, exact in a double).
+local function node(i)
+  return string.format("%08x%08x%08x%08x", 0x5eedf111,
+    (i * 2654435761) % 2147483648, (i * 40503 + 12345) % 2147483648, i)
+end
 
 local threads = 0
 function setup(thread)
@@ -26,6 +42,8 @@ end
 
 local pool = {}
 local next_index = 0
+local target_prefix, request_headers
+local fill_index = 0
 
 function init(args)
   -- Distinct node UUIDs in every thread and every run.
@@ -39,19 +57,34 @@ function init(args)
   if close then
     headers = headers .. "connection: close\r\n"
   end
+  local target = "/v1/graph?" .. query
+  if query ~= "" then
+    target = target .. "&"
+  end
+  target_prefix, request_headers = target, headers
+  fill_index = (thread_id or 1) - 1
+  if fill > 0 then
+    return
+  end
   for i = 1, pool_size do
-    local uuid = string.format("%08x%08x%08x%08x",
-      math.random(0, 0x7fffffff), math.random(0, 0x7fffffff),
-      math.random(0, 0x7fffffff), math.random(0, 0x7fffffff))
-    local target = "/v1/graph?" .. query
-    if query ~= "" then
-      target = target .. "&"
+    local uuid
+    if nodes > 0 then
+      uuid = node(math.random(0, nodes - 1))
+    else
+      uuid = string.format("%08x%08x%08x%08x",
+        math.random(0, 0x7fffffff), math.random(0, 0x7fffffff),
+        math.random(0, 0x7fffffff), math.random(0, 0x7fffffff))
     end
     pool[i] = "GET " .. target .. "node_uuid=" .. uuid .. " HTTP/1.1\r\n" .. headers .. "\r\n"
   end
 end
 
 function request()
+  if fill > 0 then
+    local uuid = node(fill_index)
+    fill_index = (fill_index + stride) % fill
+    return "GET " .. target_prefix .. "node_uuid=" .. uuid .. " HTTP/1.1\r\n" .. request_headers .. "\r\n"
+  end
   next_index = next_index % pool_size + 1
   return pool[next_index]
 end

@@ -38,7 +38,9 @@ pub const HALTS_FILE: &str = "halts.json";
 /// Limits of the tracking.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    /// Nodes tracked at most.
+    /// Nodes tracked: a fleet of this many is tracked whole (the shards
+    /// have room for their uneven split, so that up to 2% more may be
+    /// kept before the least recently seen are evicted).
     pub max_nodes: usize,
     /// How often outcomes are summed and the guards applied.
     pub interval: Duration,
@@ -522,15 +524,22 @@ impl Rollouts {
     }
 }
 
-/// The number of shards for `max_nodes`, and the nodes each keeps: between
-/// 16 and 64 shards, as many as make the hash tables of full shards the
-/// smallest (a table's buckets are a power of two, at most 7/8 full).
+/// The number of shards for `max_nodes`, and the nodes each keeps: its
+/// share of `max_nodes` and room for four standard deviations more (nodes
+/// fall into shards unevenly: without that room, a fleet of `max_nodes`
+/// nodes would see the fullest shards evict), between 16 and 64 shards,
+/// as many as make the hash tables of full shards the smallest (a table's
+/// buckets are a power of two, at most 7/8 full).
 fn shards(max_nodes: usize) -> (usize, usize) {
     let buckets = |n: usize| (n.saturating_mul(8) / 7 + 1).next_power_of_two();
+    let per_shard = |count: usize| {
+        let share = max_nodes.div_ceil(count).max(1);
+        share + (4.0 * (share as f64).sqrt()).ceil() as usize
+    };
     (16..=64)
-        .map(|count| (count, max_nodes.div_ceil(count).max(1)))
+        .map(|count| (count, per_shard(count)))
         .min_by_key(|&(count, per_shard)| count * buckets(per_shard))
-        .unwrap_or((16, max_nodes.div_ceil(16).max(1)))
+        .unwrap_or((16, per_shard(16)))
 }
 
 /// The halts `summary` calls for under `policy`'s guards at `now`: for
@@ -641,10 +650,23 @@ mod tests {
     #[test]
     fn shards_keep_the_tables_of_a_million_nodes_over_three_quarters_full() {
         let (count, per_shard) = shards(1_000_000);
-        assert!(count * per_shard >= 1_000_000);
         let buckets = (per_shard * 8 / 7 + 1).next_power_of_two();
         let load = 1_000_000.0 / (count * buckets) as f64;
         assert!(load > 0.75, "{count} shards of {per_shard}: {load}");
-        assert_eq!(shards(10), (16, 1));
+        assert_eq!(shards(10), (16, 5));
+    }
+
+    #[test]
+    fn shards_have_room_for_the_uneven_split_of_a_full_fleet() {
+        for max_nodes in [1_000, 100_000, 1_000_000, 10_000_000] {
+            let (count, per_shard) = shards(max_nodes);
+            let share = max_nodes as f64 / count as f64;
+            // Four standard deviations of a binomial share, at least.
+            let room = per_shard as f64 - share;
+            assert!(
+                room >= 4.0 * share.sqrt(),
+                "{max_nodes}: {count} × {per_shard}"
+            );
+        }
     }
 }

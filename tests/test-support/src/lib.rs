@@ -2,8 +2,10 @@
 //! the services and of the root package: a process whose log is read line
 //! by line as it comes, the addresses it logs, and how it exits. Also the
 //! synthetic streams the benchmarks and examples build graphs of
-//! ([`synthetic`]).
+//! ([`synthetic`]), and a simulated fleet of Zincati nodes polling a
+//! policy-engine during a rollout ([`fleet`]).
 
+pub mod fleet;
 pub mod synthetic;
 
 use std::io::BufRead;

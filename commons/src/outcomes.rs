@@ -100,6 +100,9 @@ struct Node {
     arrived: bool,
     /// Counted as rolled back from `highest`.
     rolled_back: bool,
+    /// Arrived at `highest` through an offer of it (its roll-back from
+    /// there counts, whatever it was offered since).
+    offered_highest: bool,
 }
 
 /// Counts of distinct nodes, and times from offer to arrival.
@@ -312,6 +315,7 @@ impl Tracker {
             platform,
             arrived: false,
             rolled_back: false,
+            offered_highest: false,
         });
         // A node that moves to another scope (rebased to the OCI graph,
         // say) starts again there.
@@ -320,6 +324,7 @@ impl Tracker {
             node.highest_age = from_age;
             node.highest = from;
             node.rolled_back = false;
+            node.offered_highest = false;
         }
         node.scope = scope;
         node.group = group;
@@ -327,7 +332,8 @@ impl Tracker {
         node.last_seen = now;
 
         // Where it polls from: arrival at its offer, a step back.
-        if node.offer == from && !node.arrived {
+        let arrives = node.offer == from && !node.arrived;
+        if arrives {
             node.arrived = true;
             let waited = i64::from(now) - i64::from(node.offered_at);
             if let Some(release) = self.outcomes.get_mut(&(scope, from)) {
@@ -341,10 +347,13 @@ impl Tracker {
             node.highest_age = from_age;
             node.highest = from;
             node.rolled_back = false;
+            node.offered_highest = arrives;
+        } else if from_age == node.highest_age && arrives {
+            node.offered_highest = true;
         } else if from_age < node.highest_age && !node.rolled_back {
             node.rolled_back = true;
             // Counted for a release it arrived at through an offer.
-            if node.arrived && node.offer == node.highest {
+            if node.offered_highest {
                 if let Some(release) = self.outcomes.get_mut(&(scope, node.highest)) {
                     release.each(group, platform, |c| c.rolled_back += 1);
                 }
@@ -352,7 +361,12 @@ impl Tracker {
         }
         // What it is offered now.
         if let Some(offer) = offer {
-            if offer != node.offer {
+            if offer != node.offer && offer == node.highest && node.offered_highest {
+                // Offered again the release it arrived at and came back
+                // from: counted offered and arrived once.
+                node.offer = offer;
+                node.arrived = true;
+            } else if offer != node.offer {
                 node.offer = offer;
                 node.offered_at = now;
                 node.arrived = false;
@@ -698,6 +712,31 @@ mod tests {
         t.record(&poll(2, A, None, 30 * H));
         let c = counts(&t, 30 * H, B.0);
         assert_eq!((c.lost, c.stuck), (1, 0));
+    }
+
+    #[test]
+    fn a_roll_back_counts_after_a_newer_offer_too() {
+        // On B, the node is offered C (a newer rollout), then comes back to
+        // A: B is what it rolled back from.
+        const C: (&str, u64) = ("C", 3);
+        let mut t = Tracker::new(Settings::default());
+        t.record(&poll(1, A, Some(B), 0));
+        t.record(&poll(1, B, Some(C), 600));
+        t.record(&poll(1, A, Some(B), 1200));
+        let b = counts(&t, 1300, B.0);
+        // Offered B again, it is still one node offered B.
+        assert_eq!((b.offered, b.arrived, b.rolled_back), (1, 1, 1));
+        assert_eq!((b.stuck, b.lost), (0, 0));
+        t.record(&poll(1, B, Some(C), 1800));
+        t.record(&poll(1, A, Some(B), 2400));
+        let b = counts(&t, 2500, B.0);
+        assert_eq!((b.offered, b.arrived, b.rolled_back), (1, 1, 1));
+        // A node that reached B without being offered it (a rebase by
+        // hand) and comes back is not B's.
+        t.record(&poll(2, B, Some(C), 0));
+        t.record(&poll(2, A, Some(B), 600));
+        let b = counts(&t, 2500, B.0);
+        assert_eq!((b.offered, b.rolled_back), (2, 1));
     }
 
     #[test]

@@ -81,13 +81,19 @@ impl ServiceSettings for Settings {
 
 /// The loopback URL of a graph-builder bound at `addr`.
 pub fn loopback_graph_url(addr: SocketAddr) -> url::Url {
+    loopback_url(addr, "/v1/graph")
+}
+
+/// The URL of `path` on a server bound at `addr`, over loopback when it is
+/// bound to every address.
+fn loopback_url(addr: SocketAddr, path: &str) -> url::Url {
     let ip = match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
     url::Url::parse(&format!(
-        "http://{}/v1/graph",
+        "http://{}{path}",
         SocketAddr::new(ip, addr.port())
     ))
     .expect("a socket address makes a valid URL")
@@ -108,6 +114,15 @@ pub fn start(mut settings: Settings, clock: fcos_policy_engine::Clock) -> anyhow
     // The viewer of this process shows the policy-engine's fleet policy.
     if settings.graph_builder.policy_path.is_none() {
         settings.graph_builder.policy_path = settings.policy_engine.policy_path.clone();
+    }
+    // The viewer of this process shows the policy-engine's rollouts when
+    // its status port is known before it starts.
+    if settings.graph_builder.rollouts.is_none() && settings.policy_engine.status_addr.port() != 0 {
+        let rollouts = loopback_url(settings.policy_engine.status_addr, "/v1/rollouts");
+        settings.graph_builder.rollouts = Some(fcos_graph_builder::config::RolloutsSettings {
+            url: rollouts,
+            refresh: std::time::Duration::from_secs(5),
+        });
     }
     // Two service ports share the process's descriptors.
     service_kit::server::share_descriptors(2);

@@ -14,6 +14,7 @@ use crate::fetch::{Fetched, Fetcher};
 use actix_web::http::header;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{web, HttpResponse};
+use commons::fleet_policy::Halt;
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 use serde::{Deserialize, Serialize};
 use service_kit::web::GraphError;
@@ -110,35 +111,6 @@ pub struct Arrival {
     pub p50: Option<f64>,
     /// 90th percentile.
     pub p90: Option<f64>,
-}
-
-/// A rollout a guard halted (see the policy-engine's `rollouts` module).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct Halt {
-    /// Stream.
-    pub stream: String,
-    /// Architecture.
-    pub basearch: String,
-    /// `checksum` or `oci`.
-    pub scheme: String,
-    /// The release halted.
-    pub release: String,
-    /// The group halted; every group when `None`.
-    pub group: Option<String>,
-    /// The platform halted; every platform when `None`.
-    pub platform: Option<String>,
-    /// The threshold crossed.
-    pub key: String,
-    /// The fraction measured…
-    pub value: f64,
-    /// …over the threshold.
-    pub limit: f64,
-    /// Nodes counted…
-    pub count: u64,
-    /// …out of these.
-    pub of: u64,
-    /// When, seconds since the Unix epoch.
-    pub since: i64,
 }
 
 /// Why a document is refused (for the log).

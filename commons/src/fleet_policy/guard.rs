@@ -6,8 +6,9 @@
 //! judged once [`Guard::min_nodes`] nodes were offered it; a halt lasts
 //! until the release is listed in [`Guard::resume`].
 
+use super::Policy;
 use crate::outcomes::Counts;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The thresholds of one `[guard]` table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -94,6 +95,82 @@ impl Guard {
     /// Whether the operator cleared `release` after a halt.
     pub fn resumes(&self, release: &str) -> bool {
         self.resume.iter().any(|r| r == release)
+    }
+}
+
+/// A rollout halted by a guard, as the policy-engine keeps it
+/// (`halts.json`) and shows it (`/v1/rollouts`, `/v1/policy`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Halt {
+    /// Stream.
+    pub stream: String,
+    /// Architecture.
+    pub basearch: String,
+    /// `checksum` or `oci`.
+    pub scheme: String,
+    /// The release halted.
+    pub release: String,
+    /// The group halted, when a group's own guard halted it (else every
+    /// group).
+    pub group: Option<String>,
+    /// The platform halted, when its nodes alone crossed the threshold
+    /// (else every platform).
+    pub platform: Option<String>,
+    /// The threshold crossed (`max_rolled_back`, `max_lost`, `max_stuck`).
+    pub key: String,
+    /// The fraction measured…
+    pub value: f64,
+    /// …over the threshold.
+    pub limit: f64,
+    /// Nodes counted (rolled back, lost or stuck)…
+    pub count: u64,
+    /// …out of these (arrived for `max_rolled_back`, else offered).
+    pub of: u64,
+    /// When, seconds since the Unix epoch.
+    pub since: i64,
+}
+
+impl Halt {
+    /// Stream, basearch and scheme.
+    pub fn scope(&self) -> (&str, &str, &str) {
+        (&self.stream, &self.basearch, &self.scheme)
+    }
+
+    /// Whether it is the same halt as `other` (where and what, not why).
+    pub fn same(&self, other: &Halt) -> bool {
+        (self.scope(), &self.release, &self.group, &self.platform)
+            == (other.scope(), &other.release, &other.group, &other.platform)
+    }
+
+    /// Whether it applies to a node of `group` and `platform` (metric
+    /// labels) in `scope`.
+    pub fn applies(&self, scope: (&str, &str, &str), group: &str, platform: &str) -> bool {
+        self.scope() == scope
+            && self.group.as_deref().is_none_or(|g| g == group)
+            && self.platform.as_deref().is_none_or(|p| p == platform)
+    }
+
+    /// The guard that decides it in `policy`: the group's own, or `[guard]`.
+    pub fn guard<'p>(&self, policy: &'p Policy) -> Option<&'p Guard> {
+        match &self.group {
+            Some(group) => policy.groups.get(group)?.guard.as_ref(),
+            None => policy.guard.as_ref(),
+        }
+    }
+
+    /// What it says, for people.
+    pub fn describe(&self) -> String {
+        let mut at = format!("{}/{}/{}", self.stream, self.basearch, self.scheme);
+        if let Some(group) = &self.group {
+            at += &format!(" group {group}");
+        }
+        if let Some(platform) = &self.platform {
+            at += &format!(" platform {platform}");
+        }
+        format!(
+            "{}: {} = {:.4} > {} ({} of {} nodes)",
+            at, self.key, self.value, self.limit, self.count, self.of
+        )
     }
 }
 

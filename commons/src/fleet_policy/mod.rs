@@ -20,6 +20,6 @@ mod schema;
 pub mod time_zones;
 
 pub use evaluation::{platform_label, Freeze, Group, Policy, Reason, Window, OTHER, PLATFORMS};
-pub use guard::{Crossing, Guard};
+pub use guard::{Crossing, Guard, Halt};
 pub use page::{rfc3339, summarize_warnings, Page, Versions, WARNINGS_LOGGED, WARNINGS_SHOWN};
 pub use read::{read, MAX_BYTES};

@@ -27,8 +27,14 @@
 //! [`Settings::max_nodes`] are kept (the least recently seen are evicted
 //! first, and counted), and releases last offered more than
 //! [`Settings::keep_releases_for`] ago are dropped with their counts.
+//!
+//! A poll looks up about ten tables; they hash with hashbrown's default
+//! (foldhash, seeded at random per process), a few times cheaper than
+//! SipHash. Their keys are not a client's to choose: node keys are a keyed
+//! hash the client cannot predict, and names are bounded labels and
+//! releases of the graph.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 /// Limits and thresholds of a [`Tracker`], in seconds where they are times.
 #[derive(Debug, Clone, PartialEq)]

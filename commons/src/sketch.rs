@@ -101,7 +101,13 @@ impl WindowedSketch {
         // sentinel bit bounds it).
         let rest = (hash << p) | (1u64 << (p - 1));
         let rank = (rest.leading_zeros() + 1) as u8;
-        bucket.registers[index].fetch_max(rank, Ordering::Relaxed);
+        let register = &bucket.registers[index];
+        // Most inserts raise nothing (a node polls again, or a lower
+        // rank): a load leaves the register's cache line shared between
+        // the workers, where a read-modify-write would take it over.
+        if register.load(Ordering::Relaxed) < rank {
+            register.fetch_max(rank, Ordering::Relaxed);
+        }
     }
 
     /// Estimated number of distinct values seen in the window ending at

@@ -6,10 +6,11 @@
 
 use commons::graph::{GraphScope, Scheme};
 use commons::sketch::WindowedSketch;
+use hashbrown::Equivalent;
 use prometheus::{GaugeVec, IntCounterVec, Opts, Registry};
 use siphasher::sip::SipHasher13;
 use std::collections::{HashMap, HashSet};
-use std::hash::Hasher;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, RwLock};
 
 /// Window buckets: four of six hours, so a node is counted for 18 to 24
@@ -49,10 +50,22 @@ fn census_key(stream: &str, group: &str, platform: &str) -> u64 {
 #[derive(Debug)]
 struct Sketches<K> {
     precision: u8,
-    map: RwLock<HashMap<K, Arc<WindowedSketch>>>,
+    map: RwLock<hashbrown::HashMap<K, Arc<WindowedSketch>>>,
 }
 
-impl<K: std::hash::Hash + Eq + Clone> Sketches<K> {
+/// The key of a release's sketch, (stream, version), borrowed: a poll
+/// finds its sketch without copying either name. Hashes as the owned
+/// key does (a tuple hashes its fields in order).
+#[derive(Hash)]
+struct VersionKey<'a>(&'a str, &'a str);
+
+impl Equivalent<(String, String)> for VersionKey<'_> {
+    fn equivalent(&self, key: &(String, String)) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
+impl<K: Hash + Eq + Clone> Sketches<K> {
     fn new(precision: u8) -> Self {
         Sketches {
             precision,
@@ -60,7 +73,12 @@ impl<K: std::hash::Hash + Eq + Clone> Sketches<K> {
         }
     }
 
-    fn insert(&self, key: &K, hash: u64, now: i64) {
+    /// Records `hash` in the sketch of `key` (a borrowed form of the key:
+    /// `owned` makes the key, only when the sketch is new).
+    fn insert<Q>(&self, key: &Q, owned: impl FnOnce() -> K, hash: u64, now: i64)
+    where
+        Q: Hash + Equivalent<K> + ?Sized,
+    {
         if let Some(sketch) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(key) {
             sketch.insert(hash, now);
             return;
@@ -69,7 +87,7 @@ impl<K: std::hash::Hash + Eq + Clone> Sketches<K> {
             self.map
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
-                .entry(key.clone())
+                .entry(owned())
                 .or_insert_with(|| {
                     Arc::new(WindowedSketch::new(self.precision, BUCKETS, PERIOD_SECS))
                 }),
@@ -253,7 +271,7 @@ impl Census {
             return;
         };
         let hash = node_hash(uuid);
-        self.active.insert(scope, hash, now);
+        self.active.insert(scope, || scope.clone(), hash, now);
         let census = census_key(&scope.stream, poll.group, poll.platform);
         if !self.by_group.contains(&census) {
             self.group_labels
@@ -268,14 +286,18 @@ impl Census {
                     ],
                 );
         }
-        self.by_group.insert(&census, hash, now);
+        self.by_group.insert(&census, || census, hash, now);
         if poll.unknown_payload {
-            self.unknown_nodes
-                .insert(&(scope.stream.clone(), scope.scheme), hash, now);
+            let key = (scope.stream.clone(), scope.scheme);
+            self.unknown_nodes.insert(&key, || key.clone(), hash, now);
         }
         if let Some(version) = poll.known_version {
-            self.by_version
-                .insert(&(scope.stream.clone(), version.to_string()), hash, now);
+            self.by_version.insert(
+                &VersionKey(&scope.stream, version),
+                || (scope.stream.clone(), version.to_owned()),
+                hash,
+                now,
+            );
         }
     }
 

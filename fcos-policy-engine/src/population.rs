@@ -33,7 +33,14 @@ impl Population {
         for i in 0..PROBES {
             let bit = h1.wrapping_add(i.wrapping_mul(h2)) % BITS;
             let mask = 1u64 << (bit % 64);
-            let previous = self.words[(bit / 64) as usize].fetch_or(mask, Ordering::Relaxed);
+            let word = &self.words[(bit / 64) as usize];
+            // Most polls are of nodes seen before: a load finds the bit
+            // set and leaves the word's cache line shared between the
+            // workers, where a read-modify-write would take it over.
+            if word.load(Ordering::Relaxed) & mask != 0 {
+                continue;
+            }
+            let previous = word.fetch_or(mask, Ordering::Relaxed);
             new |= previous & mask == 0;
         }
         new

@@ -617,6 +617,7 @@ impl Follower {
         let client = reqwest::Client::builder()
             .connect_timeout(timeout)
             .pool_max_idle_per_host(2)
+            .pool_idle_timeout(service_kit::server::CLIENT_IDLE)
             .user_agent(concat!("fcos-policy-engine/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let scopes_url = graph_url.join("scopes").expect("a sibling of an http URL");

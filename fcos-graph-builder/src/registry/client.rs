@@ -189,6 +189,7 @@ impl RegistryClient {
         Ok(RegistryClient {
             http: reqwest::Client::builder()
                 .timeout(timeout)
+                .pool_idle_timeout(service_kit::server::CLIENT_IDLE)
                 .user_agent(concat!("fcos-cincinnati/", env!("CARGO_PKG_VERSION")))
                 .build()?,
             base: format!("{scheme}://{}/v2/{}/", settings.registry, settings.name),

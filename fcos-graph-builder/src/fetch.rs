@@ -36,6 +36,16 @@ pub enum FetchError {
 }
 
 impl FetchError {
+    /// Every [`FetchError::kind`], in the order of the variants.
+    pub const KINDS: [&'static str; 6] = [
+        "connect",
+        "timeout",
+        "http_status",
+        "too_large",
+        "read",
+        "redirect",
+    ];
+
     /// A stable machine word for this error.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -271,6 +281,30 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
         cause = inner;
     }
     cause.to_string()
+}
+
+/// `head` then `tail`, as one list of `N` kinds: the error kinds of a
+/// caller made of [`FetchError::KINDS`] and its own, written once.
+pub const fn kinds<const N: usize>(
+    head: &[&'static str],
+    tail: &[&'static str],
+) -> [&'static str; N] {
+    assert!(
+        head.len() + tail.len() == N,
+        "N must be the length of both lists"
+    );
+    let mut all = [""; N];
+    let mut i = 0;
+    while i < head.len() {
+        all[i] = head[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < tail.len() {
+        all[i + j] = tail[j];
+        j += 1;
+    }
+    all
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! `fcos_cincinnati_gb_rollouts_read_errors_total`).
 
 use crate::config::{DocumentSource, RolloutsSettings};
-use crate::fetch::{Fetched, Fetcher};
+use crate::fetch::{FetchError, Fetched, Fetcher};
 use actix_web::http::header;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{web, HttpResponse};
@@ -27,15 +27,7 @@ pub const MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
 /// Why a read failed, as a metric label: the [`FetchError`] kinds, and
 /// `invalid_document` for an answer that is not the promised document
 /// (see [`crate::fetch::FetchError::kind`]).
-pub const ERROR_KINDS: [&str; 7] = [
-    "connect",
-    "timeout",
-    "http_status",
-    "too_large",
-    "read",
-    "redirect",
-    "invalid_document",
-];
+pub const ERROR_KINDS: [&str; 7] = crate::fetch::kinds(&FetchError::KINDS, &["invalid_document"]);
 
 /// The policy-engine's `/v1/rollouts` document, as checked.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

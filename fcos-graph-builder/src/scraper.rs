@@ -192,20 +192,17 @@ pub enum RefreshError {
 
 impl RefreshError {
     /// Every [`RefreshError::kind`].
-    pub const KINDS: [&'static str; 12] = [
-        "connect",
-        "timeout",
-        "http_status",
-        "too_large",
-        "read",
-        "redirect",
-        "invalid_document",
-        "wrong_stream",
-        "empty_version",
-        "duplicate_version",
-        "invalid_graph",
-        "panic",
-    ];
+    pub const KINDS: [&'static str; 12] = crate::fetch::kinds(
+        &FetchError::KINDS,
+        &[
+            "invalid_document",
+            "wrong_stream",
+            "empty_version",
+            "duplicate_version",
+            "invalid_graph",
+            "panic",
+        ],
+    );
 
     /// A stable machine word for this error, used as a metric label.
     pub fn kind(&self) -> &'static str {

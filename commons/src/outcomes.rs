@@ -36,6 +36,8 @@
 
 use hashbrown::HashMap;
 
+pub mod page;
+
 /// Limits and thresholds of a [`Tracker`], in seconds where they are times.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {

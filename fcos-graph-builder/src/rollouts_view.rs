@@ -15,10 +15,9 @@ use actix_web::http::header;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{web, HttpResponse};
 use commons::fleet_policy::Halt;
+use commons::outcomes::page::{Counts, Document};
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
-use serde::{Deserialize, Serialize};
 use service_kit::web::GraphError;
-use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 /// Largest answer of the policy-engine read.
@@ -28,82 +27,6 @@ pub const MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
 /// `invalid_document` for an answer that is not the promised document
 /// (see [`crate::fetch::FetchError::kind`]).
 pub const ERROR_KINDS: [&str; 7] = crate::fetch::kinds(&FetchError::KINDS, &["invalid_document"]);
-
-/// The policy-engine's `/v1/rollouts` document, as checked.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct Document {
-    /// When the policy-engine evaluated it (RFC 3339); absent before its
-    /// first evaluation.
-    #[serde(default)]
-    pub at: Option<String>,
-    /// Nodes tracked.
-    #[serde(default)]
-    pub tracked_nodes: Option<u64>,
-    /// Nodes tracked at most.
-    #[serde(default)]
-    pub max_nodes: Option<u64>,
-    /// Nodes forgotten early because the tracker was full.
-    #[serde(default)]
-    pub evicted: Option<u64>,
-    /// The outcomes of each release offered.
-    pub releases: Vec<Release>,
-    /// The halts in force.
-    pub halts: Vec<Halt>,
-}
-
-/// The outcomes of one release in one scope.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct Release {
-    /// Stream.
-    pub stream: String,
-    /// Architecture.
-    pub basearch: String,
-    /// `checksum` or `oci`.
-    pub scheme: String,
-    /// The release.
-    pub release: String,
-    /// Its outcomes, every node together.
-    #[serde(flatten)]
-    pub counts: Counts,
-    /// When it was last offered (RFC 3339).
-    #[serde(default)]
-    pub last_offered: Option<String>,
-    /// Outcomes by group (metric labels: a group of the policy, `other`).
-    #[serde(default)]
-    pub by_group: BTreeMap<String, Counts>,
-    /// Outcomes by platform.
-    #[serde(default)]
-    pub by_platform: BTreeMap<String, Counts>,
-    /// Its halts.
-    #[serde(default)]
-    pub halted: Vec<Halt>,
-}
-
-/// Distinct nodes by outcome.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct Counts {
-    /// Offered the release.
-    pub offered: u64,
-    /// Then polled from it.
-    pub arrived: u64,
-    /// Still on an older release long after the offer.
-    pub stuck: u64,
-    /// Polled from it, then from an older release.
-    pub rolled_back: u64,
-    /// Silent since the offer.
-    pub lost: u64,
-    /// Time from the offer to the arrival.
-    pub arrival_seconds: Arrival,
-}
-
-/// Quantiles of the arrival times, seconds (`null` without arrivals).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct Arrival {
-    /// Median.
-    pub p50: Option<f64>,
-    /// 90th percentile.
-    pub p90: Option<f64>,
-}
 
 /// Why a document is refused (for the log).
 fn check_name(what: &str, name: &str) -> Result<(), String> {
@@ -179,34 +102,32 @@ fn check_halt(halt: &Halt) -> Result<(), String> {
     Ok(())
 }
 
-impl Document {
-    /// Parses and checks the policy-engine's answer.
-    pub fn parse(body: &[u8]) -> Result<Document, String> {
-        let document: Document = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-        check_time("at", document.at.as_deref())?;
-        for release in &document.releases {
-            check_scope(
-                &release.stream,
-                &release.basearch,
-                &release.scheme,
-                &release.release,
-            )?;
-            check_time("last_offered", release.last_offered.as_deref())?;
-            check_counts(&release.counts)?;
-            for (what, list) in [
-                ("group", &release.by_group),
-                ("platform", &release.by_platform),
-            ] {
-                for (name, counts) in list {
-                    check_name(what, name)?;
-                    check_counts(counts)?;
-                }
+/// Parses and checks the policy-engine's answer.
+pub fn parse(body: &[u8]) -> Result<Document, String> {
+    let document: Document = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    check_time("at", document.at.as_deref())?;
+    for release in &document.releases {
+        check_scope(
+            &release.stream,
+            &release.basearch,
+            &release.scheme,
+            &release.release,
+        )?;
+        check_time("last_offered", release.last_offered.as_deref())?;
+        check_counts(&release.counts)?;
+        for (what, list) in [
+            ("group", &release.by_group),
+            ("platform", &release.by_platform),
+        ] {
+            for (name, counts) in list {
+                check_name(what, name)?;
+                check_counts(counts)?;
             }
-            release.halted.iter().try_for_each(check_halt)?;
         }
-        document.halts.iter().try_for_each(check_halt)?;
-        Ok(document)
+        release.halted.iter().try_for_each(check_halt)?;
     }
+    document.halts.iter().try_for_each(check_halt)?;
+    Ok(document)
 }
 
 /// What `/v1/rollouts` serves.
@@ -270,7 +191,7 @@ impl RolloutsView {
         let source = DocumentSource::Url(self.settings.url.clone());
         let read = match self.fetcher.fetch(&source, None).await {
             Ok(Fetched::Document(document)) => {
-                Document::parse(&document.body).map_err(|reason| ("invalid_document", reason))
+                parse(&document.body).map_err(|reason| ("invalid_document", reason))
             }
             Ok(Fetched::NotModified) => {
                 Err(("http_status", "304 to an unconditional request".into()))
@@ -382,14 +303,14 @@ mod tests {
 
     #[test]
     fn a_good_document_is_rendered_again_from_what_was_checked() {
-        let document = Document::parse(GOOD.as_bytes()).unwrap();
+        let document = parse(GOOD.as_bytes()).unwrap();
         assert_eq!(document.releases[0].counts.rolled_back, 2);
         assert_eq!(document.halts[0].platform.as_deref(), Some("metal"));
         let text = serde_json::to_string(&document).unwrap();
         assert!(!text.contains("later"), "{text}");
-        assert_eq!(Document::parse(text.as_bytes()).unwrap(), document);
+        assert_eq!(parse(text.as_bytes()).unwrap(), document);
         // Before its first evaluation, the policy-engine has this.
-        let empty = Document::parse(br#"{"releases":[],"halts":[]}"#).unwrap();
+        let empty = parse(br#"{"releases":[],"halts":[]}"#).unwrap();
         assert_eq!(empty.at, None);
     }
 
@@ -415,9 +336,9 @@ mod tests {
         ] {
             assert!(GOOD.contains(from), "{from}");
             let bad = GOOD.replacen(from, to, 1);
-            assert!(Document::parse(bad.as_bytes()).is_err(), "{to}");
+            assert!(parse(bad.as_bytes()).is_err(), "{to}");
         }
-        assert!(Document::parse(b"<html>").is_err());
+        assert!(parse(b"<html>").is_err());
     }
 
     #[actix_web::test]

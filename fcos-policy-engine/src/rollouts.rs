@@ -24,7 +24,8 @@ use actix_web::{web, HttpResponse};
 pub use commons::fleet_policy::Halt;
 use commons::fleet_policy::{Guard, Policy};
 use commons::graph::GraphScope;
-use commons::outcomes::{Counts, Poll, ReleaseOutcomes, Summary, Tracker};
+use commons::outcomes::page::Document;
+use commons::outcomes::{Counts, Poll, Summary, Tracker};
 use prometheus::{GaugeVec, IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -414,20 +415,8 @@ impl Rollouts {
 
     fn render(&self, now: i64, summary: &Summary) {
         let halts = self.halts();
-        let releases: Vec<serde_json::Value> = summary
-            .releases
-            .iter()
-            .map(|r| release_json(r, &halts))
-            .collect();
-        let body = serde_json::json!({
-            "at": commons::fleet_policy::rfc3339(now),
-            "tracked_nodes": summary.tracked_nodes,
-            "max_nodes": self.settings.max_nodes,
-            "evicted": summary.evicted,
-            "releases": releases,
-            "halts": *halts,
-        });
-        let bytes = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+        let page = Document::of(summary, now, self.settings.max_nodes as u64, &halts);
+        let bytes = Bytes::from(serde_json::to_vec(&page).unwrap_or_default());
         *self.page.write().unwrap_or_else(|e| e.into_inner()) = bytes;
     }
 
@@ -511,48 +500,6 @@ fn crossings(summary: &Summary, policy: &Policy, now: i64) -> Vec<Halt> {
         }
     }
     halts
-}
-
-fn counts_json(c: &Counts) -> serde_json::Value {
-    serde_json::json!({
-        "offered": c.offered,
-        "arrived": c.arrived,
-        "stuck": c.stuck,
-        "rolled_back": c.rolled_back,
-        "lost": c.lost,
-        "arrival_seconds": {
-            "p50": c.arrival.quantile(0.5),
-            "p90": c.arrival.quantile(0.9),
-        },
-    })
-}
-
-fn release_json(r: &ReleaseOutcomes, halts: &[Halt]) -> serde_json::Value {
-    let mut json = counts_json(&r.total);
-    let named = |list: &[(String, Counts)]| -> serde_json::Map<String, serde_json::Value> {
-        list.iter()
-            .map(|(name, c)| (name.clone(), counts_json(c)))
-            .collect()
-    };
-    let scope = (r.stream.as_str(), r.basearch.as_str(), r.scheme.as_str());
-    let halted: Vec<&Halt> = halts
-        .iter()
-        .filter(|h| h.scope() == scope && h.release == r.release)
-        .collect();
-    if let Some(object) = json.as_object_mut() {
-        object.insert("stream".into(), r.stream.clone().into());
-        object.insert("basearch".into(), r.basearch.clone().into());
-        object.insert("scheme".into(), r.scheme.clone().into());
-        object.insert("release".into(), r.release.clone().into());
-        object.insert(
-            "last_offered".into(),
-            commons::fleet_policy::rfc3339(r.last_offered).into(),
-        );
-        object.insert("by_group".into(), named(&r.by_group).into());
-        object.insert("by_platform".into(), named(&r.by_platform).into());
-        object.insert("halted".into(), serde_json::json!(halted));
-    }
-    json
 }
 
 /// `GET /v1/rollouts` on the status port: the outcomes of every release

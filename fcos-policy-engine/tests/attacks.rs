@@ -5,6 +5,8 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use test_support::{logged_addr, Process};
 
@@ -299,6 +301,65 @@ async fn a_connection_flood_leaves_descriptors_for_the_status_port() {
     let log = engine.process.log();
     assert!(!log.contains("Too many open files"), "{log}");
     drop(flood);
+}
+
+/// A client of the status port that asks `path` again and again, on one
+/// kept-alive connection while the server keeps it, then on a new one,
+/// until `stop`.
+fn busy_status_client(addr: SocketAddr, path: &'static str, stop: &AtomicBool) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+            continue;
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0; 16384];
+        while !stop.load(Ordering::Relaxed) {
+            if stream.write_all(request.as_bytes()).is_err() {
+                break;
+            }
+            // Small answers: one read holds the whole of one.
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+#[actix_web::test]
+async fn busy_clients_of_the_status_port_leave_room_for_the_probes() {
+    // 100 clients kept busy (twice the connections the status port keeps
+    // open): an operator's script gone wrong, or a hostile peer inside
+    // the cluster. The probes must still be answered within their timeout.
+    let engine = Engine::start(None).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..100)
+        .map(|_| {
+            let (addr, stop) = (engine.status, Arc::clone(&stop));
+            std::thread::spawn(move || busy_status_client(addr, "/livez", &stop))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut unanswered = Vec::new();
+    for round in 0..5 {
+        for path in ["/readyz", "/livez"] {
+            if engine.probe(path).is_none() {
+                unanswered.push((round, path));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    assert!(
+        unanswered.is_empty(),
+        "probes not answered within 1 s while 100 clients kept the status port busy: {unanswered:?}"
+    );
 }
 
 #[actix_web::test]

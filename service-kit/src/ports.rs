@@ -5,8 +5,9 @@
 //! that set it.
 
 use crate::metrics::{record_http_metrics, HttpMetrics};
-use crate::server::{bind, Listening};
+use crate::server::{bind, Listening, KEEP_ALIVE};
 use crate::status::StatusState;
+use actix_http::KeepAlive;
 use actix_web::{middleware, web, App};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -26,7 +27,7 @@ where
 {
     let cors = crate::web::cors(origin_allowlist);
     let refused = metrics.clone();
-    let listening = bind("service", addr, 0, move || {
+    let listening = bind("service", addr, 0, KEEP_ALIVE.into(), move || {
         let cors = cors.clone();
         App::new()
             .app_data(web::Data::new(metrics.clone()))
@@ -42,6 +43,9 @@ where
 
 /// Binds the status port at `addr`, on one worker: the routes of
 /// [`crate::status`] reporting on `state`, and those `configure` adds.
+/// Each connection is closed after its answer, so that clients kept busy
+/// on the port (more than its [`crate::server::STATUS_CONNECTIONS`]) take
+/// turns with the probes rather than hold every connection it keeps open.
 pub fn bind_status<F>(
     addr: SocketAddr,
     state: StatusState,
@@ -50,7 +54,7 @@ pub fn bind_status<F>(
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
-    bind("status", addr, 1, move || {
+    bind("status", addr, 1, KeepAlive::Disabled, move || {
         App::new()
             .configure(configure.clone())
             .configure(crate::status::configure(state.clone()))

@@ -21,7 +21,7 @@ use crate::limits::HeadGuard;
 use crate::metrics::HttpMetrics;
 use actix_http::body::MessageBody;
 use actix_http::error::{DispatchError, ParseError};
-use actix_http::{HttpService, Request, Response};
+use actix_http::{HttpService, KeepAlive, Request, Response};
 use actix_server::ServerHandle;
 use actix_service::{
     fn_service, map_config, IntoServiceFactory, ServiceFactory, ServiceFactoryExt,
@@ -137,12 +137,15 @@ impl Listening {
 }
 
 /// Binds `addr` and prepares a server answering with the app that
-/// `factory` makes on each of `workers` threads (0: one per core). The
-/// error names the address.
+/// `factory` makes on each of `workers` threads (0: one per core), keeping
+/// an idle connection open for `keep_alive` (the service port:
+/// [`KEEP_ALIVE`]) or closing each after its answer
+/// (`KeepAlive::Disabled`: the status port). The error names the address.
 pub fn bind<F, I, S, B>(
     name: &'static str,
     addr: SocketAddr,
     workers: usize,
+    keep_alive: KeepAlive,
     factory: F,
 ) -> io::Result<Listening>
 where
@@ -185,7 +188,7 @@ where
             .map_err(|err| err.into().error_response());
         let stopping = stopping.clone();
         let http = HttpService::build()
-            .keep_alive(KEEP_ALIVE)
+            .keep_alive(keep_alive)
             // HeadGuard times every head, the first included.
             .client_request_timeout(Duration::ZERO)
             .client_disconnect_timeout(Duration::from_secs(1))
@@ -656,8 +659,8 @@ mod tests {
                 }),
             )
         };
-        let service = bind("service", loopback(), 2, app).unwrap();
-        let status = bind("status", loopback(), 1, ok_app).unwrap();
+        let service = bind("service", loopback(), 2, KEEP_ALIVE.into(), app).unwrap();
+        let status = bind("status", loopback(), 1, KEEP_ALIVE.into(), ok_app).unwrap();
         let running = Running::spawn(service, status);
         let service_addr = running.service_addr;
         let request = std::thread::spawn(move || {
@@ -682,8 +685,8 @@ mod tests {
 
     #[actix_web::test]
     async fn idle_keep_alive_connections_are_closed_at_once_on_stop() {
-        let service = bind("service", loopback(), 1, ok_app).unwrap();
-        let status = bind("status", loopback(), 1, ok_app).unwrap();
+        let service = bind("service", loopback(), 1, KEEP_ALIVE.into(), ok_app).unwrap();
+        let status = bind("status", loopback(), 1, KEEP_ALIVE.into(), ok_app).unwrap();
         let running = Running::spawn(service, status);
         let addr = running.service_addr;
         let mut idle = std::net::TcpStream::connect(addr).unwrap();
@@ -704,11 +707,11 @@ mod tests {
     #[actix_web::test]
     async fn a_server_that_cannot_start_stops_the_whole_service() {
         // The service port's app fails to start on its worker.
-        let service = bind("service", loopback(), 1, || {
+        let service = bind("service", loopback(), 1, KEEP_ALIVE.into(), || {
             ok_app().data_factory(|| async { Err::<u32, _>(()) })
         })
         .unwrap();
-        let status = bind("status", loopback(), 1, ok_app).unwrap();
+        let status = bind("status", loopback(), 1, KEEP_ALIVE.into(), ok_app).unwrap();
         let running = Running::spawn(service, status);
         let status_addr = running.status_addr;
         let error = tokio::time::timeout(Duration::from_secs(10), running.wait())
@@ -722,10 +725,10 @@ mod tests {
 
     #[actix_web::test]
     async fn connections_over_the_limit_wait_until_one_closes() {
-        let service = bind("service", loopback(), 1, ok_app)
+        let service = bind("service", loopback(), 1, KEEP_ALIVE.into(), ok_app)
             .unwrap()
             .max_connections(1);
-        let status = bind("status", loopback(), 1, ok_app).unwrap();
+        let status = bind("status", loopback(), 1, KEEP_ALIVE.into(), ok_app).unwrap();
         let running = Running::spawn(service, status);
         let addr = running.service_addr;
         let status_addr = running.status_addr;
@@ -758,7 +761,7 @@ mod tests {
     async fn a_worker_still_starting_its_app_stops_at_once() {
         let starting = Arc::new(tokio::sync::Notify::new());
         let factory = Arc::clone(&starting);
-        let service = bind("service", loopback(), 1, move || {
+        let service = bind("service", loopback(), 1, KEEP_ALIVE.into(), move || {
             let factory = Arc::clone(&factory);
             ok_app().data_factory(move || {
                 factory.notify_one();
@@ -766,7 +769,7 @@ mod tests {
             })
         })
         .unwrap();
-        let status = bind("status", loopback(), 1, ok_app).unwrap();
+        let status = bind("status", loopback(), 1, KEEP_ALIVE.into(), ok_app).unwrap();
         let running = Running::spawn(service, status);
         tokio::time::timeout(Duration::from_secs(10), starting.notified())
             .await
@@ -779,8 +782,8 @@ mod tests {
 
     #[actix_web::test]
     async fn a_task_that_ends_stops_the_whole_service() {
-        let service = bind("service", loopback(), 1, ok_app).unwrap();
-        let status = bind("status", loopback(), 1, ok_app).unwrap();
+        let service = bind("service", loopback(), 1, KEEP_ALIVE.into(), ok_app).unwrap();
+        let status = bind("status", loopback(), 1, KEEP_ALIVE.into(), ok_app).unwrap();
         let running = Running::spawn(service, status).task("refresh", async {});
         let error = tokio::time::timeout(Duration::from_secs(10), running.wait())
             .await

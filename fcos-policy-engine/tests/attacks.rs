@@ -331,8 +331,8 @@ fn busy_status_client(addr: SocketAddr, path: &'static str, stop: &AtomicBool) {
 
 #[actix_web::test]
 async fn busy_clients_of_the_status_port_leave_room_for_the_probes() {
-    // 100 clients kept busy (twice the connections the status port keeps
-    // open): an operator's script gone wrong, or a hostile peer inside
+    // 100 clients kept busy (more than the 64 connections the status
+    // port keeps open): an operator's script gone wrong, or a hostile peer inside
     // the cluster. The probes must still be answered within their timeout.
     let engine = Engine::start(None).await;
     let stop = Arc::new(AtomicBool::new(false));

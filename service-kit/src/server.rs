@@ -47,9 +47,8 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// another request: less than the servers they read keep it (these
 /// servers' [`KEEP_ALIVE`]; many others close after 5 s too). A request
 /// sent on a connection the server is closing fails half-sent, and is not
-/// retried: with a refresh every 5 s against a keep-alive of 5 s, that was
-/// an occasional read error. A connection idle longer is not reused; a new
-/// one is opened.
+/// retried (a read error, "connection closed before message completed").
+/// A connection idle longer is not reused; a new one is opened.
 pub const CLIENT_IDLE: Duration = Duration::from_secs(4);
 /// Connections a service-port worker keeps open at most, whatever the
 /// descriptor limit (memory bounds them too).

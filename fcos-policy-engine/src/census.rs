@@ -53,14 +53,16 @@ struct Sketches<K> {
     map: RwLock<hashbrown::HashMap<K, Arc<WindowedSketch>>>,
 }
 
-/// The key of a release's sketch, (stream, version), borrowed: a poll
-/// finds its sketch without copying either name. Hashes as the owned
-/// key does (a tuple hashes its fields in order).
+/// A key of a stream's sketches, `(stream, T)`, borrowed: a poll finds
+/// its sketch (of a release, `T` the version; of unknown payloads, the
+/// scheme) without copying the names. Hashes as the owned key
+/// `(String, U)` does (a tuple hashes its fields in order, and `&str`
+/// hashes as `String`).
 #[derive(Hash)]
-struct VersionKey<'a>(&'a str, &'a str);
+struct StreamKey<'a, T>(&'a str, T);
 
-impl Equivalent<(String, String)> for VersionKey<'_> {
-    fn equivalent(&self, key: &(String, String)) -> bool {
+impl<T: PartialEq<U>, U> Equivalent<(String, U)> for StreamKey<'_, T> {
+    fn equivalent(&self, key: &(String, U)) -> bool {
         self.0 == key.0 && self.1 == key.1
     }
 }
@@ -74,32 +76,34 @@ impl<K: Hash + Eq + Clone> Sketches<K> {
     }
 
     /// Records `hash` in the sketch of `key` (a borrowed form of the key:
-    /// `owned` makes the key, only when the sketch is new).
-    fn insert<Q>(&self, key: &Q, owned: impl FnOnce() -> K, hash: u64, now: i64)
+    /// `owned` makes the key, only when the sketch is new). True when this
+    /// call created the sketch.
+    fn insert<Q>(&self, key: &Q, owned: impl FnOnce() -> K, hash: u64, now: i64) -> bool
     where
         Q: Hash + Equivalent<K> + ?Sized,
     {
         if let Some(sketch) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(key) {
             sketch.insert(hash, now);
-            return;
+            return false;
         }
-        let sketch = Arc::clone(
-            self.map
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(owned())
-                .or_insert_with(|| {
-                    Arc::new(WindowedSketch::new(self.precision, BUCKETS, PERIOD_SECS))
-                }),
-        );
-        sketch.insert(hash, now);
-    }
-
-    fn contains(&self, key: &K) -> bool {
-        self.map
-            .read()
+        let (sketch, created) = match self
+            .map
+            .write()
             .unwrap_or_else(|e| e.into_inner())
-            .contains_key(key)
+            .entry(owned())
+        {
+            hashbrown::hash_map::Entry::Occupied(entry) => (Arc::clone(entry.get()), false),
+            hashbrown::hash_map::Entry::Vacant(entry) => (
+                Arc::clone(entry.insert(Arc::new(WindowedSketch::new(
+                    self.precision,
+                    BUCKETS,
+                    PERIOD_SECS,
+                )))),
+                true,
+            ),
+        };
+        sketch.insert(hash, now);
+        created
     }
 
     fn snapshot(&self) -> Vec<(K, Arc<WindowedSketch>)> {
@@ -273,7 +277,10 @@ impl Census {
         let hash = node_hash(uuid);
         self.active.insert(scope, || scope.clone(), hash, now);
         let census = census_key(&scope.stream, poll.group, poll.platform);
-        if !self.by_group.contains(&census) {
+        // The labels of a new census series are kept once its sketch is
+        // made (outside the sketches' lock: the gauges read the labels,
+        // then the sketches); until then its gauge is left out.
+        if self.by_group.insert(&census, || census, hash, now) {
             self.group_labels
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
@@ -286,14 +293,17 @@ impl Census {
                     ],
                 );
         }
-        self.by_group.insert(&census, || census, hash, now);
         if poll.unknown_payload {
-            let key = (scope.stream.clone(), scope.scheme);
-            self.unknown_nodes.insert(&key, || key.clone(), hash, now);
+            self.unknown_nodes.insert(
+                &StreamKey(&scope.stream, scope.scheme),
+                || (scope.stream.clone(), scope.scheme),
+                hash,
+                now,
+            );
         }
         if let Some(version) = poll.known_version {
             self.by_version.insert(
-                &VersionKey(&scope.stream, version),
+                &StreamKey(&scope.stream, version),
                 || (scope.stream.clone(), version.to_owned()),
                 hash,
                 now,

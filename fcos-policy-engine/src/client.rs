@@ -3,8 +3,8 @@
 //! (and `fcos-cincinnati graph --explain`) say why it is what it is, from
 //! the same values.
 
-use crate::rollouts::Halt;
 use crate::view::{Decision, EdgeOut, Halted, PreparedGraph, Removal};
+use commons::fleet_policy::Halt;
 use commons::fleet_policy::{self, rfc3339, Group, Policy, Reason};
 use commons::{metadata, rollout};
 use serde_json::{json, Value};

@@ -21,7 +21,7 @@ use crate::view::{Halted, PreparedGraph};
 use crate::Clock;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpResponse};
-pub use commons::fleet_policy::Halt;
+use commons::fleet_policy::Halt;
 use commons::fleet_policy::{Guard, Policy};
 use commons::graph::GraphScope;
 use commons::outcomes::page::Document;

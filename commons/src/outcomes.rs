@@ -34,7 +34,7 @@
 //! hash the client cannot predict, and names are bounded labels and
 //! releases of the graph.
 
-use hashbrown::HashMap;
+use hashbrown::{Equivalent, HashMap};
 
 pub mod page;
 
@@ -228,15 +228,27 @@ impl Names {
     }
 }
 
+/// A scope's names, borrowed: a poll finds its scope's id without copying
+/// them. Hashes as the owned `(String, String, String)` does (a tuple
+/// hashes its fields in order, and `&str` hashes as `String`).
+#[derive(Hash)]
+struct ScopeKey<'a>((&'a str, &'a str, &'a str));
+
+impl Equivalent<(String, String, String)> for ScopeKey<'_> {
+    fn equivalent(&self, key: &(String, String, String)) -> bool {
+        let (stream, basearch, scheme) = self.0;
+        stream == key.0 && basearch == key.1 && scheme == key.2
+    }
+}
+
 /// The outcomes of the releases offered to the nodes that poll.
 #[derive(Debug)]
 pub struct Tracker {
     settings: Settings,
     nodes: HashMap<u64, Node>,
-    /// Stream, basearch and scheme names, and the scopes made of them.
-    labels: Names,
-    scopes: HashMap<(u32, u32, u32), u16>,
-    scope_names: Vec<(u32, u32, u32)>,
+    /// Scopes (stream, basearch and scheme) by id, and their ids.
+    scopes: HashMap<(String, String, String), u16>,
+    scope_names: Vec<(String, String, String)>,
     groups: Names,
     platforms: Names,
     releases: Names,
@@ -260,7 +272,6 @@ impl Tracker {
         Tracker {
             settings,
             nodes: HashMap::new(),
-            labels: Names::default(),
             scopes: HashMap::new(),
             scope_names: Vec::new(),
             groups: Names::default(),
@@ -309,10 +320,12 @@ impl Tracker {
         let now = self.stamp(poll.now);
         let from_age = age(poll.from.1);
         self.scope_last_poll.insert(scope, poll.now);
-        if !self.nodes.contains_key(&poll.node) && self.nodes.len() >= self.settings.max_nodes {
+        // One probe of the nodes' table for a node seen before (a large
+        // table: each probe is likely a cache miss).
+        if self.nodes.len() >= self.settings.max_nodes && !self.nodes.contains_key(&poll.node) {
             self.evict();
         }
-        let mut node = self.nodes.get(&poll.node).copied().unwrap_or(Node {
+        let slot = self.nodes.entry(poll.node).or_insert(Node {
             last_seen: now,
             offered_at: now,
             highest_age: from_age,
@@ -325,6 +338,7 @@ impl Tracker {
             rolled_back: false,
             offered_highest: false,
         });
+        let mut node = *slot;
         // A node that moves to another scope (rebased to the OCI graph,
         // say) starts again there.
         if node.scope != scope {
@@ -385,21 +399,18 @@ impl Tracker {
                 release.last_offered = poll.now;
             }
         }
-        self.nodes.insert(poll.node, node);
+        *slot = node;
     }
 
-    fn scope_id(&mut self, (stream, basearch, scheme): (&str, &str, &str)) -> u16 {
-        let key = (
-            self.labels.id(stream),
-            self.labels.id(basearch),
-            self.labels.id(scheme),
-        );
-        if let Some(&id) = self.scopes.get(&key) {
+    fn scope_id(&mut self, scope: (&str, &str, &str)) -> u16 {
+        if let Some(&id) = self.scopes.get(&ScopeKey(scope)) {
             return id;
         }
+        let (stream, basearch, scheme) = scope;
+        let names = (stream.to_owned(), basearch.to_owned(), scheme.to_owned());
         let id = small(self.scope_names.len() as u32);
-        self.scopes.insert(key, id);
-        self.scope_names.push(key);
+        self.scopes.insert(names.clone(), id);
+        self.scope_names.push(names);
         id
     }
 
@@ -453,9 +464,8 @@ impl Tracker {
 
     /// Stream, basearch and scheme of scope `id`.
     fn scope_label(&self, id: u16) -> (&str, &str, &str) {
-        let (stream, basearch, scheme) = self.scope_names[usize::from(id)];
-        let label = |id: u32| self.labels.names[id as usize].as_str();
-        (label(stream), label(basearch), label(scheme))
+        let (stream, basearch, scheme) = &self.scope_names[usize::from(id)];
+        (stream, basearch, scheme)
     }
 
     /// [`Tracker::summary`], with the `stuck_after` and `lost_after` of

@@ -63,6 +63,21 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The graph of `scope`, or why there is none.
+    pub fn graph(&self, scope: &GraphScope) -> Result<&Arc<PreparedGraph>, GraphError> {
+        if !self.loaded {
+            return Err(GraphError::UpstreamUnavailable);
+        }
+        match self.scopes.get(scope) {
+            Some(Some(entry)) => Ok(&entry.graph),
+            Some(None) => Err(GraphError::NotReady(format!("stream '{}'", scope.stream))),
+            None => Err(GraphError::UnknownScope {
+                stream: scope.stream.clone(),
+                basearch: scope.basearch.clone(),
+            }),
+        }
+    }
+
     /// Whether any scope has a graph.
     fn holds_a_graph(&self) -> bool {
         self.scopes.values().any(Option::is_some)
@@ -208,22 +223,6 @@ impl Replica {
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
         self.confirmed.store(confirmed, Ordering::Relaxed);
         self.from_disk.store(from_disk, Ordering::Relaxed);
-    }
-
-    /// The graph of `scope`, or why there is none.
-    pub fn get(&self, scope: &GraphScope) -> Result<Arc<PreparedGraph>, GraphError> {
-        let snapshot = self.snapshot.read().unwrap_or_else(|e| e.into_inner());
-        if !snapshot.loaded {
-            return Err(GraphError::UpstreamUnavailable);
-        }
-        match snapshot.scopes.get(scope) {
-            Some(Some(entry)) => Ok(Arc::clone(&entry.graph)),
-            Some(None) => Err(GraphError::NotReady(format!("stream '{}'", scope.stream))),
-            None => Err(GraphError::UnknownScope {
-                stream: scope.stream.clone(),
-                basearch: scope.basearch.clone(),
-            }),
-        }
     }
 
     /// Where the snapshot came from.

@@ -6,7 +6,7 @@ use crate::census::{Census, Poll};
 use crate::client::Client;
 use crate::in_force::PolicyInForce;
 use crate::population::Population;
-use crate::replica::Replica;
+use crate::replica::{Replica, Snapshot};
 use crate::rollouts::Rollouts;
 use crate::view::PreparedGraph;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -240,16 +240,19 @@ impl ServiceState {
         answer: impl FnOnce(&Scoped<'_>) -> R,
     ) -> Result<R, GraphError> {
         let scope = query.scope();
-        let graph = self.replica.get(&scope)?;
+        // One snapshot for the client's graph and the releases of the
+        // stream's other graphs.
+        let snapshot = self.replica.snapshot();
+        let graph = snapshot.graph(&scope)?;
         let now = (self.clock)();
         let policy = self.in_force.policy();
         let client = Client::new(
             query,
-            &graph,
+            graph,
             policy.as_deref(),
             now,
-            |version| release_age(&self.replica, &graph, &scope.stream, version),
-            |group, platform| self.rollouts.halted_for(&scope, group, platform, &graph),
+            |version| release_age(&snapshot, graph, &scope.stream, version),
+            |group, platform| self.rollouts.halted_for(&scope, group, platform, graph),
         );
         Ok(answer(&Scoped { scope, client }))
     }
@@ -262,21 +265,20 @@ fn is_node_uuid(uuid: &str) -> bool {
 
 /// The age index of release `version` of `stream` (its place in the
 /// stream's release index): from `graph`, the client's, when the release
-/// is one of its nodes, else from the other graphs of the stream being
-/// served (a release without an OCI image, or not built for the client's
-/// architecture, is a node of another scope's graph with the same age
-/// index). `None` when no graph of the stream has it. Should two graphs
+/// is one of its nodes, else from the stream's other graphs in the same
+/// snapshot (a release without an OCI image, or not built for the
+/// client's architecture, is a node of another scope's graph with the
+/// same age index). `None` when no graph of the stream has it. Should two graphs
 /// disagree (built from different fetches of the index), the lower age
 /// wins: it withholds more.
 fn release_age(
-    replica: &Replica,
+    snapshot: &Snapshot,
     graph: &PreparedGraph,
     stream: &str,
     version: &str,
 ) -> Option<u64> {
     graph.age_of(version).or_else(|| {
-        replica
-            .snapshot()
+        snapshot
             .scopes
             .iter()
             .filter(|(scope, _)| scope.stream == stream)

@@ -151,11 +151,9 @@ impl Fetcher {
     /// A fetcher whose every fetch (headers and body) is bounded by
     /// `timeout` and `max_body_bytes`.
     pub fn new(timeout: Duration, max_body_bytes: u64) -> reqwest::Result<Self> {
-        let client = reqwest::Client::builder()
+        let client = service_kit::client::builder("fcos-graph-builder")
             .connect_timeout(timeout)
-            .pool_idle_timeout(service_kit::server::CLIENT_IDLE)
             .redirect(redirect_policy())
-            .user_agent(concat!("fcos-graph-builder/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Fetcher {
             client,
@@ -305,69 +303,4 @@ pub const fn kinds<const N: usize>(
         j += 1;
     }
     all
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use service_kit::server::CLIENT_IDLE;
-    use std::io::{BufRead, BufReader, Write};
-    use std::net::TcpListener;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-
-    /// Reads one request head; false when the peer closed first.
-    fn read_head(reader: &mut impl BufRead) -> bool {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return false,
-                Ok(_) if line == "\r\n" => return true,
-                Ok(_) => {}
-            }
-        }
-    }
-
-    /// A server that answers the first request of each connection and
-    /// closes the connection when the next one arrives, without an answer:
-    /// what a server does when its keep-alive ends just as a client sends
-    /// on the idle connection. Counts the connections.
-    fn closing_server() -> (url::Url, Arc<AtomicUsize>) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/doc.json", listener.local_addr().unwrap());
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counted = Arc::clone(&connections);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                counted.fetch_add(1, Ordering::SeqCst);
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(stream.try_clone().unwrap());
-                    if read_head(&mut reader) {
-                        let mut stream = stream;
-                        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}");
-                        // The next request on this connection ends it.
-                        read_head(&mut reader);
-                    }
-                });
-            }
-        });
-        (url.parse().unwrap(), connections)
-    }
-
-    /// A read after a pause longer than [`CLIENT_IDLE`] goes out on a new
-    /// connection, not on the idle one, which the server may be closing.
-    #[tokio::test]
-    async fn a_connection_idle_for_longer_than_client_idle_is_not_reused() {
-        let (url, connections) = closing_server();
-        let fetcher = Fetcher::new(Duration::from_secs(10), 1024).unwrap();
-        let source = DocumentSource::Url(url);
-        let first = fetcher.fetch(&source, None).await;
-        assert!(matches!(first, Ok(Fetched::Document(_))), "{first:?}");
-        tokio::time::sleep(CLIENT_IDLE + Duration::from_millis(500)).await;
-        let second = fetcher.fetch(&source, None).await;
-        assert!(matches!(second, Ok(Fetched::Document(_))), "{second:?}");
-        assert_eq!(connections.load(Ordering::SeqCst), 2);
-    }
 }

@@ -613,11 +613,9 @@ impl Follower {
         max_body_bytes: u64,
         state_dir: Option<PathBuf>,
     ) -> reqwest::Result<Self> {
-        let client = reqwest::Client::builder()
+        let client = service_kit::client::builder("fcos-policy-engine")
             .connect_timeout(timeout)
             .pool_max_idle_per_host(2)
-            .pool_idle_timeout(service_kit::server::CLIENT_IDLE)
-            .user_agent(concat!("fcos-policy-engine/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let scopes_url = graph_url.join("scopes").expect("a sibling of an http URL");
         Ok(Follower {

@@ -43,13 +43,6 @@ const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an idle keep-alive connection stays open.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
-/// How long the services' HTTP clients keep an idle connection for
-/// another request: less than the servers they read keep it (these
-/// servers' [`KEEP_ALIVE`]; many others close after 5 s too). A request
-/// sent on a connection the server is closing fails half-sent, and is not
-/// retried (a read error, "connection closed before message completed").
-/// A connection idle longer is not reused; a new one is opened.
-pub const CLIENT_IDLE: Duration = Duration::from_secs(4);
 /// Connections a service-port worker keeps open at most, whatever the
 /// descriptor limit (memory bounds them too).
 pub const MAX_CONNECTIONS_PER_WORKER: usize = 25_000;

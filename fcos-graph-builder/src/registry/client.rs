@@ -187,10 +187,8 @@ impl RegistryClient {
     pub fn new(settings: &RegistrySettings, timeout: Duration) -> reqwest::Result<Self> {
         let scheme = if settings.plain_http { "http" } else { "https" };
         Ok(RegistryClient {
-            http: reqwest::Client::builder()
+            http: service_kit::client::builder("fcos-graph-builder")
                 .timeout(timeout)
-                .pool_idle_timeout(service_kit::server::CLIENT_IDLE)
-                .user_agent(concat!("fcos-cincinnati/", env!("CARGO_PKG_VERSION")))
                 .build()?,
             base: format!("{scheme}://{}/v2/{}/", settings.registry, settings.name),
             credentials: settings.credentials.clone(),

@@ -186,8 +186,14 @@ impl Upstream {
         )
     }
 
+    /// Stops serving and closes every connection, kept-alive ones too,
+    /// before returning: a client's next request finds nothing to reuse
+    /// (a stop that does not wait for the worker leaves it a moment in
+    /// which an idle connection still answers).
     pub async fn stop(&self) {
-        self.handle.stop(false).await;
+        // Graceful only in that it waits for the worker, which, with no
+        // shutdown timeout, drops its connections at once.
+        self.handle.stop(true).await;
     }
 }
 

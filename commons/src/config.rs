@@ -118,6 +118,9 @@ pub struct ListenerFile {
     pub port: Option<u16>,
     /// Origins allowed by CORS (service section only).
     pub origin_allowlist: Option<Vec<String>>,
+    /// Connections kept open at most (service section only); absent: from
+    /// the process's descriptor and memory limits.
+    pub max_connections: Option<usize>,
 }
 
 impl ListenerFile {
@@ -154,14 +157,20 @@ impl ListenerFile {
     }
 
     /// Rejects an `origin_allowlist` in a section that has no use for it.
-    pub fn reject_allowlist(&self, section: &str) -> Result<(), ConfigError> {
-        match self.origin_allowlist {
-            Some(_) => Err(ConfigError::Invalid {
-                key: format!("{section}.origin_allowlist"),
-                message: "only the [service] section takes an origin allowlist".to_string(),
-            }),
-            None => Ok(()),
+    pub fn reject_service_keys(&self, section: &str) -> Result<(), ConfigError> {
+        let only_service = |key: &str| {
+            Err(ConfigError::Invalid {
+                key: format!("{section}.{key}"),
+                message: format!("only the [service] section takes {key}"),
+            })
+        };
+        if self.origin_allowlist.is_some() {
+            return only_service("origin_allowlist");
         }
+        if self.max_connections.is_some() {
+            return only_service("max_connections");
+        }
+        Ok(())
     }
 }
 
@@ -175,6 +184,8 @@ pub struct Ports {
     pub origin_allowlist: Option<Vec<String>>,
     /// The status port (metrics, health).
     pub status_addr: SocketAddr,
+    /// Connections the service port keeps open at most, when set.
+    pub max_connections: Option<usize>,
 }
 
 impl Ports {
@@ -188,11 +199,16 @@ impl Ports {
         default_status_port: u16,
     ) -> Result<Ports, ConfigError> {
         let status = status.cloned().unwrap_or_default();
-        status.reject_allowlist("status")?;
+        status.reject_service_keys("status")?;
+        let max_connections = service
+            .max_connections
+            .map(|max| at_least_one("service.max_connections", Some(max), max))
+            .transpose()?;
         Ok(Ports {
             service_addr: service.socket_addr(default_service_port),
             origin_allowlist: service.checked_allowlist("service")?,
             status_addr: status.socket_addr(default_status_port),
+            max_connections,
         })
     }
 }
@@ -305,5 +321,27 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("service.origin_allowlist[0]"));
+    }
+
+    #[test]
+    fn max_connections_is_the_service_ports_and_at_least_one() {
+        let set = |max| ListenerFile {
+            max_connections: Some(max),
+            ..ListenerFile::default()
+        };
+        let ports = Ports::from_sections(&set(300), None, 8080, 9080).unwrap();
+        assert_eq!(ports.max_connections, Some(300));
+        let unset = Ports::from_sections(&ListenerFile::default(), None, 8080, 9080).unwrap();
+        assert_eq!(unset.max_connections, None);
+        let zero = Ports::from_sections(&set(0), None, 8080, 9080).unwrap_err();
+        assert!(
+            zero.to_string().contains("service.max_connections"),
+            "{zero}"
+        );
+        let status = Ports::from_sections(&ListenerFile::default(), Some(&set(10)), 8080, 9080);
+        assert!(status
+            .unwrap_err()
+            .to_string()
+            .contains("status.max_connections"));
     }
 }

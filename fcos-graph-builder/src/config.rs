@@ -155,6 +155,9 @@ pub struct ServiceFile {
     pub port: Option<u16>,
     /// Origins allowed by CORS.
     pub origin_allowlist: Option<Vec<String>>,
+    /// Connections kept open at most; absent: from the process's
+    /// descriptor and memory limits.
+    pub max_connections: Option<usize>,
     /// Most `/v1/scopes?wait=…` long polls held at once; more are answered
     /// at once, as without `wait`.
     pub max_waiting_polls: Option<usize>,
@@ -166,6 +169,7 @@ impl ServiceFile {
             address: self.address,
             port: self.port,
             origin_allowlist: self.origin_allowlist.clone(),
+            max_connections: self.max_connections,
         }
     }
 }
@@ -243,6 +247,9 @@ pub struct Settings {
     pub service_addr: SocketAddr,
     /// CORS origins; `None` allows any.
     pub origin_allowlist: Option<Vec<String>>,
+    /// Connections the service port keeps open at most; `None`: from the
+    /// process's descriptor and memory limits.
+    pub max_connections: Option<usize>,
     /// Most long polls of `/v1/scopes` held at once (each holds a
     /// connection, hence a descriptor, for up to a minute).
     pub max_waiting_polls: usize,
@@ -280,6 +287,7 @@ impl ServiceSettings for Settings {
             service_addr,
             origin_allowlist,
             status_addr,
+            max_connections,
         } = Ports::from_sections(
             &service_file.listener(),
             file.status.as_ref(),
@@ -366,6 +374,7 @@ impl ServiceSettings for Settings {
         Ok(Settings {
             service_addr,
             origin_allowlist,
+            max_connections,
             max_waiting_polls: at_least_one(
                 "service.max_waiting_polls",
                 service_file.max_waiting_polls,

@@ -91,6 +91,9 @@ pub struct Settings {
     pub service_addr: SocketAddr,
     /// CORS origins; `None` allows any.
     pub origin_allowlist: Option<Vec<String>>,
+    /// Connections the service port keeps open at most; `None`: from the
+    /// process's descriptor and memory limits.
+    pub max_connections: Option<usize>,
     /// Status port.
     pub status_addr: SocketAddr,
     /// The graph-builder's `/v1/graph`.
@@ -127,6 +130,7 @@ impl ServiceSettings for Settings {
             service_addr,
             origin_allowlist,
             status_addr,
+            max_connections,
         } = Ports::from_sections(
             &file.service.unwrap_or_default(),
             file.status.as_ref(),
@@ -145,6 +149,7 @@ impl ServiceSettings for Settings {
         Ok(Settings {
             service_addr,
             origin_allowlist,
+            max_connections,
             status_addr,
             graph_url,
             timeout: positive_secs("upstream.timeout_secs", upstream.timeout_secs, 10)?,

@@ -101,6 +101,7 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
     let service = service_kit::ports::bind_service(
         settings.service_addr,
         settings.origin_allowlist.as_deref(),
+        settings.max_connections,
         http_metrics,
         move |cfg| {
             cfg.app_data(web::Data::new(state.clone()));

@@ -14,7 +14,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_fcos-policy-engine");
 
 /// A policy-engine on free loopback ports whose graph-builder is
 /// unreachable (the connection layer is what is tried here), started with
-/// `ulimit -n` at `descriptors` when given.
+/// `ulimit -n` at `descriptors` when given, and `service` added to its
+/// `[service]` section.
 struct Engine {
     process: Process,
     service: SocketAddr,
@@ -24,10 +25,14 @@ struct Engine {
 
 impl Engine {
     async fn start(descriptors: Option<u32>) -> Engine {
+        Engine::with(descriptors, "").await
+    }
+
+    async fn with(descriptors: Option<u32>, service: &str) -> Engine {
         let config = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(
             config.path(),
-            "[service]\naddress = \"127.0.0.1\"\nport = 0\n[status]\naddress = \"127.0.0.1\"\nport = 0\n[upstream]\ngraph_url = \"http://127.0.0.1:9/v1/graph\"\n",
+            format!("[service]\naddress = \"127.0.0.1\"\nport = 0\n{service}[status]\naddress = \"127.0.0.1\"\nport = 0\n[upstream]\ngraph_url = \"http://127.0.0.1:9/v1/graph\"\n"),
         )
         .unwrap();
         let mut command = Command::new("sh");
@@ -301,6 +306,32 @@ async fn a_connection_flood_leaves_descriptors_for_the_status_port() {
     let log = engine.process.log();
     assert!(!log.contains("Too many open files"), "{log}");
     drop(flood);
+}
+
+#[actix_web::test]
+async fn clients_that_do_not_read_their_answers_hold_at_most_max_connections() {
+    // Each connection sends a request and never reads the answer, so the
+    // service keeps the connection and what it has not sent.
+    let engine = Engine::with(None, "max_connections = 40\n").await;
+    let before = engine.rss();
+    let request = b"GET /v1/graph?basearch=x86_64&stream=stable HTTP/1.1\r\nHost: x\r\naccept: application/json\r\n\r\n";
+    let clients: Vec<TcpStream> = (0..400)
+        .map(|_| {
+            let stream = TcpStream::connect(engine.service).unwrap();
+            let _ = (&stream).write_all(request);
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        engine.metric("fcos_cincinnati_pe_http_connections_max"),
+        40.0
+    );
+    assert_eq!(engine.metric("fcos_cincinnati_pe_http_connections"), 40.0);
+    let grown = engine.rss().saturating_sub(before);
+    assert!(grown < 8 << 20, "RSS grew by {grown} bytes");
+    assert_eq!(engine.probe("/readyz"), Some(503));
+    drop(clients);
 }
 
 /// A client of the status port that asks `path` again and again, on one

@@ -15,10 +15,12 @@ use std::net::SocketAddr;
 /// Binds the service port at `addr`, on one worker a core: the routes and
 /// data `configure` adds, every answer (and every request the HTTP parser
 /// refuses) counted in `metrics`, CORS for `origin_allowlist` (`None`:
-/// any origin).
+/// any origin), at most `max_connections` open (`None`: from the
+/// process's limits, see [`crate::server::connection_budget`]).
 pub fn bind_service<F>(
     addr: SocketAddr,
     origin_allowlist: Option<&[String]>,
+    max_connections: Option<usize>,
     metrics: HttpMetrics,
     configure: F,
 ) -> anyhow::Result<Listening>
@@ -38,7 +40,11 @@ where
             .configure(configure.clone())
     })
     .with_context(|| format!("cannot listen on {addr} (service.address/service.port)"))?;
-    Ok(listening.counting(refused))
+    let listening = listening.counting(refused);
+    Ok(match max_connections {
+        Some(max) => listening.max_connections(max),
+        None => listening,
+    })
 }
 
 /// Binds the status port at `addr`, on one worker: the routes of

@@ -10,9 +10,10 @@
 //! whole within [`HEAD_TIMEOUT`] and within the size limits.
 //!
 //! The connections a process keeps open are capped below its descriptor
-//! limit ([`connection_budget`]), so that a flood of connections on the
-//! service port leaves descriptors for the status port, upstream fetches
-//! and files. On SIGTERM or SIGINT the service stops accepting, closes
+//! limit and its memory limit ([`connection_budget`]), so that a flood of
+//! connections on the service port, even of clients that never read their
+//! answers, leaves descriptors for the status port, upstream fetches and
+//! files, and memory for the service. On SIGTERM or SIGINT the service stops accepting, closes
 //! idle connections, finishes the requests in flight and returns; if any
 //! server or task ends by itself, everything is stopped and the reason
 //! returned, so that the process exits non-zero instead of living on half.
@@ -81,16 +82,86 @@ pub fn descriptor_limit() -> u64 {
     }
 }
 
+/// Memory a connection of a service port is counted for: one holding an
+/// answer its client does not read was measured at 53 KiB in the process
+/// (actix-http's buffers, the answer's copy in its write buffer, the head
+/// guard's buffer) and 58 KiB of socket buffers in the kernel, charged to
+/// the same memory limit, for a 44 KB graph.
+pub const CONNECTION_MEMORY: u64 = 128 * 1024;
+/// The service ports' connections may take this fraction of the memory
+/// limit (1/4): the rest is for the service's own state (graphs, the
+/// census, up to a million tracked nodes) and the allocator's slack.
+const CONNECTION_MEMORY_SHARE: u64 = 4;
+
 /// Connections one service port keeps open at most, over all its workers:
-/// the process's descriptor limit less [`RESERVED_DESCRIPTORS`], shared
-/// by the service ports of the process, and at most
-/// [`MAX_CONNECTIONS_PER_WORKER`] a worker.
-pub fn connection_budget(limit: u64, ports: usize, workers: usize) -> usize {
+/// the process's descriptor limit less [`RESERVED_DESCRIPTORS`], and a
+/// quarter of its memory limit (`memory`, when there is one) at
+/// [`CONNECTION_MEMORY`] a connection, each shared by the service ports of
+/// the process; at most [`MAX_CONNECTIONS_PER_WORKER`] a worker, at least
+/// one.
+pub fn connection_budget(limit: u64, memory: Option<u64>, ports: usize, workers: usize) -> usize {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let budget = limit.saturating_sub(RESERVED_DESCRIPTORS) / ports.max(1);
-    budget
+    let ports = ports.max(1);
+    let by_descriptors = limit.saturating_sub(RESERVED_DESCRIPTORS) / ports;
+    let by_memory = memory.map_or(usize::MAX, |bytes| {
+        let connections = bytes / CONNECTION_MEMORY_SHARE / CONNECTION_MEMORY;
+        usize::try_from(connections).unwrap_or(usize::MAX) / ports
+    });
+    by_descriptors
+        .min(by_memory)
         .min(MAX_CONNECTIONS_PER_WORKER.saturating_mul(workers))
         .max(workers)
+}
+
+/// The memory limit of the process's cgroup, as a container runtime or
+/// systemd's `MemoryMax=` sets it: the lowest limit from its cgroup up to
+/// the root (cgroup v2 `memory.max`, or v1 `memory.limit_in_bytes`);
+/// `None` without one.
+pub fn memory_limit() -> Option<u64> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    memory_limit_in(&cgroups, std::path::Path::new("/sys/fs/cgroup"))
+}
+
+/// [`memory_limit`], from the contents of `/proc/self/cgroup` and the
+/// cgroup file systems mounted under `root`.
+fn memory_limit_in(cgroups: &str, root: &std::path::Path) -> Option<u64> {
+    let v2 = cgroups
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .and_then(|path| lowest_limit(root, path, "memory.max"));
+    let v1 = cgroups
+        .lines()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once(':')?;
+            rest.split_once(':')
+        })
+        .find(|(controllers, _)| controllers.split(',').any(|c| c == "memory"))
+        .and_then(|(_, path)| lowest_limit(&root.join("memory"), path, "memory.limit_in_bytes"));
+    match (v2, v1) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The lowest limit in `file` from cgroup `path` of the hierarchy at
+/// `root` up to its root. "max" (v2), a value of 2^60 or more (v1's "no
+/// limit"), or no such file is no limit.
+fn lowest_limit(root: &std::path::Path, path: &str, file: &str) -> Option<u64> {
+    let mut dir = root.join(path.trim_start_matches('/'));
+    let mut lowest: Option<u64> = None;
+    loop {
+        let limit = std::fs::read_to_string(dir.join(file))
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .filter(|&bytes| bytes < 1 << 60);
+        lowest = match (lowest, limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if dir == root || !dir.pop() || !dir.starts_with(root) {
+            return lowest;
+        }
+    }
 }
 
 /// An HTTP server bound to its port, not yet running.
@@ -426,9 +497,10 @@ pub struct Running {
 
 impl Running {
     /// Runs the service and status servers; the background tasks run on
-    /// the current actix runtime. The service port keeps at most its share
-    /// of the descriptor budget open ([`connection_budget`]), the status
-    /// port at most [`STATUS_CONNECTIONS`].
+    /// the current actix runtime. The service port keeps at most the
+    /// connections set on it, else its share of the descriptor and memory
+    /// limits ([`connection_budget`]); the status port at most
+    /// [`STATUS_CONNECTIONS`].
     pub fn spawn(service: Listening, status: Listening) -> Self {
         let (ended_tx, ended) = mpsc::unbounded_channel();
         let mut running = Running {
@@ -441,8 +513,10 @@ impl Running {
             on_stop: Vec::new(),
         };
         let limit = descriptor_limit();
+        let memory = memory_limit();
         let budget = connection_budget(
             limit,
+            memory,
             SERVICE_PORTS.load(Ordering::Relaxed),
             service.workers,
         );
@@ -450,6 +524,7 @@ impl Running {
         let status_max = status.max_connections.unwrap_or(STATUS_CONNECTIONS);
         tracing::info!(
             descriptor_limit = limit,
+            memory_limit = memory.map_or_else(|| "none".to_string(), |m| m.to_string()),
             service_connections = service_max,
             status_connections = status_max,
             "connection limits"
@@ -610,17 +685,89 @@ mod tests {
 
     #[test]
     fn the_budget_leaves_room_under_the_descriptor_limit() {
-        assert_eq!(connection_budget(1024, 1, 2), 1024 - RESERVED_DESCRIPTORS);
         assert_eq!(
-            connection_budget(1024, 2, 2),
+            connection_budget(1024, None, 1, 2),
+            1024 - RESERVED_DESCRIPTORS
+        );
+        assert_eq!(
+            connection_budget(1024, None, 2, 2),
             (1024 - RESERVED_DESCRIPTORS) / 2
         );
         assert_eq!(
-            connection_budget(1 << 20, 1, 2),
+            connection_budget(1 << 20, None, 1, 2),
             2 * MAX_CONNECTIONS_PER_WORKER
         );
         // A limit below the reserve still serves, one connection a worker.
-        assert_eq!(connection_budget(100, 1, 2), 2);
+        assert_eq!(connection_budget(100, None, 1, 2), 2);
+    }
+
+    #[test]
+    fn the_budget_leaves_room_under_the_memory_limit() {
+        const MIB: u64 = 1 << 20;
+        // 128 MiB: a quarter of it, 32 MiB, at 128 KiB a connection.
+        assert_eq!(connection_budget(1 << 20, Some(128 * MIB), 1, 1), 256);
+        // Two service ports in one process share it.
+        assert_eq!(connection_budget(1 << 20, Some(128 * MIB), 2, 1), 128);
+        // The lower of the two limits holds.
+        assert_eq!(connection_budget(512, Some(128 * MIB), 1, 1), 256);
+        assert_eq!(
+            connection_budget(1 << 20, Some(1 << 40), 1, 1),
+            MAX_CONNECTIONS_PER_WORKER
+        );
+        // Too little memory for one: still one a worker.
+        assert_eq!(connection_budget(1 << 20, Some(MIB), 1, 2), 2);
+    }
+
+    #[test]
+    fn the_memory_limit_is_the_lowest_on_the_way_to_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = |path: &str| {
+            let dir = root.path().join(path);
+            std::fs::create_dir_all(&dir).unwrap();
+            dir
+        };
+        std::fs::write(dir("system.slice").join("memory.max"), "268435456\n").unwrap();
+        std::fs::write(dir("system.slice/pe.service").join("memory.max"), "max\n").unwrap();
+        let cgroups = "0::/system.slice/pe.service\n";
+        assert_eq!(memory_limit_in(cgroups, root.path()), Some(256 << 20));
+        std::fs::write(
+            dir("system.slice/pe.service").join("memory.max"),
+            "134217728\n",
+        )
+        .unwrap();
+        assert_eq!(memory_limit_in(cgroups, root.path()), Some(128 << 20));
+        // A container's own namespace: its cgroup is the root.
+        std::fs::write(root.path().join("memory.max"), "67108864\n").unwrap();
+        assert_eq!(memory_limit_in("0::/\n", root.path()), Some(64 << 20));
+        // No limit anywhere, or no cgroup v2.
+        assert_eq!(
+            memory_limit_in("0::/other\n", tempfile::tempdir().unwrap().path()),
+            None
+        );
+        assert_eq!(memory_limit_in("1:memory:/x\n", root.path()), None);
+        // cgroup v1: its memory controller's hierarchy, where "no limit"
+        // is a huge number.
+        let v1 = "4:memory:/kubepods/pod1\n0::/\n";
+        let memory = root.path().join("memory");
+        std::fs::create_dir_all(memory.join("kubepods/pod1")).unwrap();
+        std::fs::write(
+            memory.join("memory.limit_in_bytes"),
+            "9223372036854771712\n",
+        )
+        .unwrap();
+        std::fs::write(
+            memory.join("kubepods/pod1/memory.limit_in_bytes"),
+            "134217728\n",
+        )
+        .unwrap();
+        std::fs::remove_file(root.path().join("memory.max")).unwrap();
+        assert_eq!(memory_limit_in(v1, root.path()), Some(128 << 20));
+        std::fs::write(
+            memory.join("kubepods/pod1/memory.limit_in_bytes"),
+            "9223372036854771712\n",
+        )
+        .unwrap();
+        assert_eq!(memory_limit_in(v1, root.path()), None);
     }
 
     #[test]

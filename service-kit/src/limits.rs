@@ -19,6 +19,12 @@
 //! is read and dropped, up to [`MAX_DISCARD`] bytes, so that it receives
 //! the answer.
 //!
+//! Heads are handed to the parser at most [`PIPELINE_DEPTH`] ahead of the
+//! answers, and none while the socket refuses the answers (the client
+//! does not read them): a client pipelining requests, or not reading,
+//! gets no more of them parsed and answered into memory; each answer
+//! written lets the next heads through.
+//!
 //! A request line that cannot be HTTP (a control byte, as in a TLS hello)
 //! is handed to the parser at once, which refuses it with a 400. Once a
 //! request announces a body (no endpoint of the services takes one), the
@@ -52,6 +58,10 @@ const MAX_EMPTY_LINE_BYTES: usize = 64;
 pub const MAX_DISCARD: usize = 1 << 20;
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 8 * 1024;
+/// Request heads handed to the parser at most before an answer is
+/// written: a client pipelining requests gets them answered in turn, and
+/// the parser holds no more than these.
+pub const PIPELINE_DEPTH: u8 = 4;
 
 /// A limit a request head broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,6 +253,14 @@ pub struct HeadGuard<T> {
     timing: bool,
     /// Bytes of empty lines dropped before the current head.
     empty_lines: usize,
+    /// Heads handed out since an answer was last written.
+    heads_ahead: u8,
+    /// Whether the last write found the socket full: the client is not
+    /// reading its answers.
+    write_blocked: bool,
+    /// Whether a read was refused while waiting for a write, which wakes
+    /// the connection again.
+    waiting_for_write: bool,
     /// Counts the connection as open while it lives.
     _slot: Option<crate::server::ConnectionSlot>,
 }
@@ -260,6 +278,9 @@ impl<T> HeadGuard<T> {
             deadline: Box::pin(tokio::time::sleep(timeout)),
             timing: true,
             empty_lines: 0,
+            heads_ahead: 0,
+            write_blocked: false,
+            waiting_for_write: false,
             _slot: None,
         }
     }
@@ -348,6 +369,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for HeadGuard<T> {
                     }
                 }
                 Mode::Checking => {
+                    // No more heads while the client does not read its
+                    // answers, or has enough of them pending: what the
+                    // connection holds stays bounded (a write wakes it).
+                    if this.write_blocked || this.heads_ahead >= PIPELINE_DEPTH {
+                        this.waiting_for_write = true;
+                        return Poll::Pending;
+                    }
                     // Empty lines before a request line are dropped, up to
                     // a few; more are for the parser to refuse.
                     let empty = this
@@ -371,6 +399,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for HeadGuard<T> {
                                 this.timing = false;
                             }
                             this.empty_lines = 0;
+                            this.heads_ahead += 1;
                             this.ready = len;
                         }
                         Scan::Over(limit) => this.refuse(limit),
@@ -419,13 +448,37 @@ fn read_more<T: AsyncRead + Unpin>(
     tokio_util::io::poll_read_buf(Pin::new(inner), cx, buf)
 }
 
+impl<T> HeadGuard<T> {
+    /// Notes how a write went: a full socket stops the reading of heads;
+    /// a write that goes through starts it again.
+    fn wrote<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        match &written {
+            Poll::Pending => self.write_blocked = true,
+            Poll::Ready(Ok(_)) => {
+                self.write_blocked = false;
+                self.heads_ahead = 0;
+                if std::mem::take(&mut self.waiting_for_write) {
+                    cx.waker().wake_by_ref();
+                }
+            }
+            Poll::Ready(Err(_)) => {}
+        }
+        written
+    }
+}
+
 impl<T: AsyncWrite + Unpin> AsyncWrite for HeadGuard<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
+        let written = Pin::new(&mut self.inner).poll_write(cx, data);
+        self.wrote(cx, written)
     }
 
     fn poll_write_vectored(
@@ -433,7 +486,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for HeadGuard<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -552,6 +606,30 @@ mod tests {
         assert!(matches!(scan(&odd), Scan::Head { body: false, .. }));
     }
 
+    #[tokio::test]
+    async fn pipelined_heads_wait_for_answers() {
+        use futures_util::FutureExt;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let head = b"GET /v1/graph HTTP/1.1\r\nhost: x\r\n\r\n";
+        let sent = head.repeat(10);
+        let mut guard = HeadGuard::new(Chunks(vec![sent].into()), Duration::from_secs(60));
+        fn read_heads(guard: &mut HeadGuard<Chunks>, head: &[u8]) -> usize {
+            let mut out = Vec::new();
+            let mut buf = vec![0; 4096];
+            while let Some(Ok(n)) = guard.read(&mut buf).now_or_never() {
+                out.extend_from_slice(&buf[..n]);
+            }
+            out.len() / head.len()
+        }
+        // Without an answer, the parser gets at most PIPELINE_DEPTH heads.
+        let depth = usize::from(PIPELINE_DEPTH);
+        assert_eq!(read_heads(&mut guard, head), depth);
+        assert_eq!(read_heads(&mut guard, head), 0);
+        // An answer written lets the next ones through.
+        guard.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        assert_eq!(read_heads(&mut guard, head), depth);
+    }
+
     #[test]
     fn a_request_line_that_cannot_be_http_goes_to_the_parser_at_once() {
         // The start of a TLS hello.
@@ -580,8 +658,28 @@ mod tests {
         }
     }
 
-    /// What the parser reads from a guard over `chunks`, and the most bytes
-    /// the guard held at once; stops where the guard waits (after a
+    /// Answers go nowhere, and always go through.
+    impl AsyncWrite for Chunks {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            data: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(data.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// What the parser reads from a guard over `chunks`, answering
+    /// whenever the guard waits for an answer, and the most bytes the
+    /// guard held at once; stops where the guard waits otherwise (after a
     /// stand-in, or for its deadline).
     fn through_guard(chunks: Vec<Vec<u8>>, timeout: Duration) -> (Vec<u8>, usize) {
         use futures_util::FutureExt;
@@ -591,6 +689,7 @@ mod tests {
             .build()
             .unwrap();
         runtime.block_on(async {
+            use tokio::io::AsyncWriteExt;
             let mut guard = HeadGuard::new(Chunks(chunks.into()), timeout);
             let (mut out, mut held) = (Vec::new(), 0);
             let mut buf = vec![0; 4096];
@@ -598,6 +697,9 @@ mod tests {
                 let read = guard.read(&mut buf).now_or_never();
                 held = held.max(guard.buffered());
                 match read {
+                    None if guard.waiting_for_write => {
+                        guard.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+                    }
                     Some(Ok(0)) | Some(Err(_)) | None => break,
                     Some(Ok(n)) => out.extend_from_slice(&buf[..n]),
                 }

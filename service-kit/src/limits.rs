@@ -19,11 +19,13 @@
 //! is read and dropped, up to [`MAX_DISCARD`] bytes, so that it receives
 //! the answer.
 //!
-//! Heads are handed to the parser at most [`PIPELINE_DEPTH`] ahead of the
-//! answers, and none while the socket refuses the answers (the client
-//! does not read them): a client pipelining requests, or not reading,
-//! gets no more of them parsed and answered into memory; each answer
-//! written lets the next heads through.
+//! Heads are handed to the parser at most [`PIPELINE_DEPTH`] between two
+//! writes of answers, and none while the socket refuses the answers (the
+//! client does not read them): a client pipelining requests, or not
+//! reading, gets no more of them parsed and answered into memory; a write
+//! that goes through lets the next heads in. Meanwhile the socket is still
+//! read (up to a head's worth) while answers are not refused, so that a
+//! client leaving ends a request held for it.
 //!
 //! A request line that cannot be HTTP (a control byte, as in a TLS hello)
 //! is handed to the parser at once, which refuses it with a 400. Once a
@@ -58,10 +60,12 @@ const MAX_EMPTY_LINE_BYTES: usize = 64;
 pub const MAX_DISCARD: usize = 1 << 20;
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 8 * 1024;
-/// Request heads handed to the parser at most before an answer is
-/// written: a client pipelining requests gets them answered in turn, and
-/// the parser holds no more than these.
+/// Request heads handed to the parser at most between two writes of
+/// answers: a client pipelining requests gets them parsed as the answers
+/// go out, not all at once.
 pub const PIPELINE_DEPTH: u8 = 4;
+/// Most bytes a head may take, empty lines before it aside.
+const MAX_HEAD_BYTES: usize = MAX_URI_BYTES + LINE_SLACK + MAX_HEADER_BYTES;
 
 /// A limit a request head broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -374,7 +378,24 @@ impl<T: AsyncRead + Unpin> AsyncRead for HeadGuard<T> {
                     // connection holds stays bounded (a write wakes it).
                     if this.write_blocked || this.heads_ahead >= PIPELINE_DEPTH {
                         this.waiting_for_write = true;
-                        return Poll::Pending;
+                        // Heads ahead of a request still being answered (a
+                        // long poll): the socket is still watched, so that
+                        // a client leaving ends the request; what it sends
+                        // meanwhile is kept for later, up to a head's worth.
+                        if this.write_blocked || this.buf.len() >= MAX_HEAD_BYTES {
+                            return Poll::Pending;
+                        }
+                        match read_more(&mut this.inner, &mut this.buf, cx) {
+                            // The end of the stream goes to the parser,
+                            // after the heads before it.
+                            Poll::Ready(Ok(0)) if this.buf.is_empty() => {
+                                return Poll::Ready(Ok(()))
+                            }
+                            Poll::Ready(Ok(0)) => return Poll::Pending,
+                            Poll::Ready(Ok(_)) => continue,
+                            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                            Poll::Pending => return Poll::Pending,
+                        }
                     }
                     // Empty lines before a request line are dropped, up to
                     // a few; more are for the parser to refuse.
@@ -616,7 +637,7 @@ mod tests {
         fn read_heads(guard: &mut HeadGuard<Chunks>, head: &[u8]) -> usize {
             let mut out = Vec::new();
             let mut buf = vec![0; 4096];
-            while let Some(Ok(n)) = guard.read(&mut buf).now_or_never() {
+            while let Some(Ok(n @ 1..)) = guard.read(&mut buf).now_or_never() {
                 out.extend_from_slice(&buf[..n]);
             }
             out.len() / head.len()
@@ -628,6 +649,16 @@ mod tests {
         // An answer written lets the next ones through.
         guard.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
         assert_eq!(read_heads(&mut guard, head), depth);
+
+        // A client that leaves while its requests are held (nothing to
+        // write yet) is seen: the end of the stream reaches the parser.
+        let mut guard = HeadGuard::new(
+            Chunks(vec![head.repeat(usize::from(PIPELINE_DEPTH))].into()),
+            Duration::from_secs(60),
+        );
+        assert_eq!(read_heads(&mut guard, head), depth);
+        let mut buf = vec![0; 64];
+        assert_eq!(guard.read(&mut buf).now_or_never().unwrap().unwrap(), 0);
     }
 
     #[test]

@@ -147,6 +147,11 @@ fn memory_limit_in(cgroups: &str, root: &std::path::Path) -> Option<u64> {
 /// `root` up to its root. "max" (v2), a value of 2^60 or more (v1's "no
 /// limit"), or no such file is no limit.
 fn lowest_limit(root: &std::path::Path, path: &str, file: &str) -> Option<u64> {
+    // A cgroup outside this namespace's root ("/../…") has no limit to
+    // read here.
+    if path.split('/').any(|part| part == "..") {
+        return None;
+    }
     let mut dir = root.join(path.trim_start_matches('/'));
     let mut lowest: Option<u64> = None;
     loop {
@@ -745,6 +750,8 @@ mod tests {
             None
         );
         assert_eq!(memory_limit_in("1:memory:/x\n", root.path()), None);
+        // Outside the namespace's root: nothing to read.
+        assert_eq!(memory_limit_in("0::/../../x\n", root.path()), None);
         // cgroup v1: its memory controller's hierarchy, where "no limit"
         // is a huge number.
         let v1 = "4:memory:/kubepods/pod1\n0::/\n";

@@ -156,7 +156,8 @@ impl ListenerFile {
         Ok(Some(origins.clone()))
     }
 
-    /// Rejects an `origin_allowlist` in a section that has no use for it.
+    /// Rejects the keys only the `[service]` section takes
+    /// (`origin_allowlist`, `max_connections`) in `section`.
     pub fn reject_service_keys(&self, section: &str) -> Result<(), ConfigError> {
         let only_service = |key: &str| {
             Err(ConfigError::Invalid {

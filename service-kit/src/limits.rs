@@ -740,7 +740,7 @@ mod tests {
     }
 
     /// Most bytes a guard holds for one head.
-    const MAX_HELD: usize = MAX_URI_BYTES + LINE_SLACK + MAX_HEADER_BYTES + 2 * READ_CHUNK;
+    const MAX_HELD: usize = MAX_HEAD_BYTES + 2 * READ_CHUNK;
 
     fn request() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
         (

@@ -137,10 +137,7 @@ fn memory_limit_in(cgroups: &str, root: &std::path::Path) -> Option<u64> {
         })
         .find(|(controllers, _)| controllers.split(',').any(|c| c == "memory"))
         .and_then(|(_, path)| lowest_limit(&root.join("memory"), path, "memory.limit_in_bytes"));
-    match (v2, v1) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    v2.into_iter().chain(v1).min()
 }
 
 /// The lowest limit in `file` from cgroup `path` of the hierarchy at
@@ -159,10 +156,7 @@ fn lowest_limit(root: &std::path::Path, path: &str, file: &str) -> Option<u64> {
             .ok()
             .and_then(|text| text.trim().parse::<u64>().ok())
             .filter(|&bytes| bytes < 1 << 60);
-        lowest = match (lowest, limit) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        lowest = lowest.into_iter().chain(limit).min();
         if dir == root || !dir.pop() || !dir.starts_with(root) {
             return lowest;
         }

@@ -6,8 +6,9 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use commons::graph::Scheme;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use service_kit::logging::LimitNotice;
 use service_kit::web::{check_accepts_json, GraphError, GraphQuery};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,9 +79,9 @@ pub struct WaitingPolls {
 #[derive(Debug)]
 struct WaitingShared {
     held: AtomicUsize,
-    /// Whether the cap was reached and no poll has ended since (logged
-    /// once when reached and once when there is room again).
-    full: AtomicBool,
+    /// The cap reached (logged when reached and when there is room again,
+    /// a warning a minute at most).
+    full: LimitNotice,
     /// `fcos_cincinnati_gb_scopes_waiting`.
     waiting: IntGauge,
     /// `fcos_cincinnati_gb_scopes_waiting_max`.
@@ -112,7 +113,7 @@ impl WaitingPolls {
             max,
             shared: Arc::new(WaitingShared {
                 held: AtomicUsize::new(0),
-                full: AtomicBool::new(false),
+                full: LimitNotice::default(),
                 waiting,
                 max_gauge,
                 refused,
@@ -137,11 +138,12 @@ impl WaitingPolls {
             });
         }
         shared.refused.inc();
-        if !shared.full.swap(true, Ordering::AcqRel) {
+        if let Some(unsaid) = shared.full.reached() {
             tracing::warn!(
                 max_waiting_polls = self.max,
-                "{} long polls of /v1/scopes held (service.max_waiting_polls): more are answered at once, without waiting, until one ends",
-                self.max
+                "{} long polls of /v1/scopes held (service.max_waiting_polls): more are answered at once, without waiting, until one ends{}",
+                self.max,
+                service_kit::logging::unsaid(unsaid)
             );
         }
         None
@@ -164,7 +166,7 @@ impl Drop for WaitSlot {
     fn drop(&mut self) {
         self.shared.held.fetch_sub(1, Ordering::AcqRel);
         self.shared.waiting.dec();
-        if self.shared.full.swap(false, Ordering::AcqRel) {
+        if self.shared.full.relieved() {
             tracing::info!("long polls of /v1/scopes below service.max_waiting_polls again: they wait for a change again");
         }
     }

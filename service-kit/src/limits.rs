@@ -27,11 +27,15 @@
 //! read (up to a head's worth) while answers are not refused, so that a
 //! client leaving ends a request held for it.
 //!
-//! A request line that cannot be HTTP (a control byte, as in a TLS hello)
-//! is handed to the parser at once, which refuses it with a 400. Once a
-//! request announces a body (no endpoint of the services takes one), the
-//! rest of the connection is passed through, and the connection must end
-//! within the head timeout of that request.
+//! No endpoint of the services takes a request body: a head that
+//! announces one (`Content-Length` other than 0, or `Transfer-Encoding`)
+//! is refused the same way, with a 413, and its body dropped. Empty lines
+//! before a request line are dropped as they come, and count against the
+//! head timeout. A request line that cannot be HTTP (a control byte, as
+//! in a TLS hello) is handed to the parser at once, which refuses it with
+//! a 400 and closes the connection; nothing after it reaches the parser.
+//! So every byte the parser reads belongs to a checked head, a stand-in or
+//! a line it refuses: the limits hold on every request of a connection.
 
 use bytes::{Buf, BytesMut};
 use std::future::Future;
@@ -52,9 +56,6 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const LIMIT_HEADER: &str = "x-fcos-request-limit";
 /// Room for the method and version around the request target.
 const LINE_SLACK: usize = 64;
-/// Empty lines allowed before a request line, in bytes (RFC 9112, 2.2,
-/// asks servers to ignore at least one).
-const MAX_EMPTY_LINE_BYTES: usize = 64;
 /// Most bytes of an oversized head read and dropped before the connection
 /// stops reading altogether.
 pub const MAX_DISCARD: usize = 1 << 20;
@@ -76,6 +77,8 @@ pub enum Limit {
     Headers,
     /// The head did not arrive whole within the head timeout.
     Timeout,
+    /// The head announces a request body, which no endpoint takes.
+    Body,
 }
 
 impl Limit {
@@ -85,6 +88,7 @@ impl Limit {
             Limit::Uri => "uri",
             Limit::Headers => "headers",
             Limit::Timeout => "timeout",
+            Limit::Body => "body",
         }
     }
 
@@ -94,6 +98,7 @@ impl Limit {
             b"uri" => Some(Limit::Uri),
             b"headers" => Some(Limit::Headers),
             b"timeout" => Some(Limit::Timeout),
+            b"body" => Some(Limit::Body),
             _ => None,
         }
     }
@@ -235,11 +240,14 @@ enum Mode {
     /// Heads are checked; `buf[..ready]` has been checked and can be
     /// handed to the parser.
     Checking,
-    /// The stand-in request is handed out; what the client sends is read
-    /// and dropped (up to [`MAX_DISCARD`] bytes).
+    /// The stand-in request, or a line for the parser to refuse, is
+    /// handed out; what the client sends is read and dropped (up to
+    /// [`MAX_DISCARD`] bytes). The parser answers and closes the
+    /// connection, within the head's deadline when it runs.
     Discarding { dropped: usize },
-    /// Everything is handed out unchecked, until the deadline.
-    Passing,
+    /// The client ended the stream within a head: what it sent is handed
+    /// to the parser, then the end of the stream.
+    Ended,
 }
 
 /// A connection whose request heads are checked against the limits and
@@ -255,8 +263,6 @@ pub struct HeadGuard<T> {
     deadline: Pin<Box<Sleep>>,
     /// Whether a head is being read (the deadline runs).
     timing: bool,
-    /// Bytes of empty lines dropped before the current head.
-    empty_lines: usize,
     /// Heads handed out since an answer was last written.
     heads_ahead: u8,
     /// Whether the last write found the socket full: the client is not
@@ -281,7 +287,6 @@ impl<T> HeadGuard<T> {
             timeout,
             deadline: Box::pin(tokio::time::sleep(timeout)),
             timing: true,
-            empty_lines: 0,
             heads_ahead: 0,
             write_blocked: false,
             waiting_for_write: false,
@@ -340,20 +345,20 @@ impl<T: AsyncRead + Unpin> AsyncRead for HeadGuard<T> {
                 return Poll::Ready(Ok(()));
             }
             match this.mode {
-                Mode::Passing => {
-                    if this.expired(cx) {
-                        return Poll::Ready(Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "the request did not end within the head timeout",
-                        )));
-                    }
+                Mode::Ended => {
                     if !this.buf.is_empty() {
                         this.ready = this.buf.len();
                         continue;
                     }
-                    return Pin::new(&mut this.inner).poll_read(cx, out);
+                    return Poll::Ready(Ok(()));
                 }
                 Mode::Discarding { dropped } => {
+                    if this.expired(cx) {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the refused request was not answered within the head timeout",
+                        )));
+                    }
                     if dropped >= MAX_DISCARD {
                         return Poll::Pending;
                     }
@@ -397,36 +402,34 @@ impl<T: AsyncRead + Unpin> AsyncRead for HeadGuard<T> {
                             Poll::Pending => return Poll::Pending,
                         }
                     }
-                    // Empty lines before a request line are dropped, up to
-                    // a few; more are for the parser to refuse.
+                    // Empty lines before a request line are dropped (RFC
+                    // 9112, 2.2); they count against the head's deadline,
+                    // which runs from the first byte after a request.
                     let empty = this
                         .buf
                         .iter()
                         .position(|b| !matches!(b, b'\r' | b'\n'))
                         .unwrap_or(this.buf.len());
-                    this.empty_lines += empty;
                     this.buf.advance(empty);
-                    let scanned = if this.empty_lines > MAX_EMPTY_LINE_BYTES {
-                        Scan::Invalid
-                    } else {
-                        scan(&this.buf)
-                    };
-                    match scanned {
-                        Scan::Head { len, body } => {
-                            if body {
-                                // The deadline goes on for the body.
-                                this.mode = Mode::Passing;
-                            } else {
-                                this.timing = false;
-                            }
-                            this.empty_lines = 0;
+                    match scan(&this.buf) {
+                        Scan::Head { len, body: true } => {
+                            this.buf.truncate(len);
+                            this.refuse(Limit::Body);
+                        }
+                        Scan::Head { len, body: false } => {
+                            this.timing = false;
                             this.heads_ahead += 1;
                             this.ready = len;
                         }
                         Scan::Over(limit) => this.refuse(limit),
-                        Scan::Invalid => this.mode = Mode::Passing,
+                        Scan::Invalid => {
+                            // For the parser to refuse; nothing after it
+                            // reaches the parser.
+                            this.ready = this.buf.len();
+                            this.mode = Mode::Discarding { dropped: 0 };
+                        }
                         Scan::Partial => {
-                            if !this.timing && (!this.buf.is_empty() || this.empty_lines > 0) {
+                            if !this.timing && !this.buf.is_empty() {
                                 this.start_head();
                             }
                             if this.expired(cx) {
@@ -437,11 +440,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for HeadGuard<T> {
                                 Poll::Ready(Ok(0)) => {
                                     // End of stream in a head: the parser
                                     // sees what there is.
-                                    this.mode = Mode::Passing;
+                                    this.mode = Mode::Ended;
                                     this.timing = false;
-                                    if this.buf.is_empty() {
-                                        return Poll::Ready(Ok(()));
-                                    }
                                 }
                                 Poll::Ready(Ok(_)) => {
                                     if !this.timing {
@@ -823,9 +823,68 @@ mod tests {
         let flood = vec![b"\r\n".repeat(8 * 1024); 64];
         let (out, held) = through_guard(flood, Duration::from_secs(60));
         assert!(held <= READ_CHUNK * 2, "{held}");
-        // Handed to the parser, which refuses a head over its own buffer.
-        assert!(out.len() > MAX_EMPTY_LINE_BYTES);
-        assert!(out.iter().all(|b| matches!(b, b'\r' | b'\n')));
+        // Dropped as they come: the parser sees only the end of the stream.
+        assert!(out.is_empty(), "{} bytes", out.len());
+    }
+
+    #[test]
+    fn empty_lines_before_heads_do_not_lift_the_limits() {
+        let head = b"GET /v1/graph HTTP/1.1\r\nhost: x\r\n\r\n";
+        let mut sent = b"\r\n".repeat(1000);
+        sent.extend(head.repeat(10));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            use futures_util::FutureExt;
+            use tokio::io::AsyncReadExt;
+            let mut guard = HeadGuard::new(Chunks(vec![sent].into()), Duration::from_secs(60));
+            let mut out = Vec::new();
+            let mut buf = vec![0; 4096];
+            while let Some(Ok(n @ 1..)) = guard.read(&mut buf).now_or_never() {
+                out.extend_from_slice(&buf[..n]);
+            }
+            // Still at most PIPELINE_DEPTH heads before an answer.
+            assert_eq!(out, head.repeat(usize::from(PIPELINE_DEPTH)));
+        });
+        // A head over a limit after them is still replaced.
+        let mut long = b"\r\n".repeat(1000);
+        long.extend(format!("GET /x?{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_URI_BYTES)).bytes());
+        let (out, _) = through_guard(vec![long], Duration::from_secs(60));
+        assert_eq!(out, stand_in(b"GET /x?", Limit::Uri));
+    }
+
+    #[test]
+    fn a_head_that_announces_a_body_is_replaced_and_nothing_after_it_passes() {
+        let head = "GET /v1/graph HTTP/1.1\r\nhost: x\r\n\r\n";
+        for announce in [
+            "content-length: 1",
+            "Transfer-Encoding: chunked",
+            "Content-Length: x",
+        ] {
+            let request = format!("GET /v1/graph?a=b HTTP/1.1\r\n{announce}\r\n\r\nX");
+            let sent = [request.as_bytes(), head.repeat(100).as_bytes()].concat();
+            let (out, held) = through_guard(vec![sent], Duration::from_secs(60));
+            assert_eq!(out, stand_in(b"GET /v1/graph?", Limit::Body), "{announce}");
+            assert!(held <= MAX_HELD, "{held}");
+        }
+        // Content-Length: 0 is no body.
+        let empty = format!("GET /a HTTP/1.1\r\ncontent-length: 0\r\n\r\n{head}");
+        let (out, _) = through_guard(vec![empty.clone().into_bytes()], Duration::from_secs(60));
+        assert_eq!(out, empty.into_bytes());
+    }
+
+    #[test]
+    fn nothing_after_a_line_for_the_parser_to_refuse_reaches_it() {
+        let head = b"GET /v1/graph HTTP/1.1\r\nhost: x\r\n\r\n";
+        let mut sent = b"GET /\x00 HTTP/1.1\r\n\r\n".to_vec();
+        sent.extend(head.repeat(100));
+        let (out, held) = through_guard(vec![sent.clone()], Duration::from_secs(60));
+        assert!(held <= MAX_HELD, "{held}");
+        // What was read with the bad line, and nothing read after it.
+        assert!(out.starts_with(b"GET /\x00 HTTP/1.1\r\n"));
+        assert!(sent.starts_with(&out));
     }
 
     #[test]

@@ -238,6 +238,7 @@ pub async fn record_http_metrics<B: MessageBody + 'static>(
                 crate::limits::Limit::Uri => GraphError::UriTooLong,
                 crate::limits::Limit::Headers => GraphError::HeadersTooLarge,
                 crate::limits::Limit::Timeout => GraphError::RequestTimeout,
+                crate::limits::Limit::Body => GraphError::BodyNotAccepted,
             };
             req.into_response(error.error_response())
                 .map_into_right_body()

@@ -239,7 +239,7 @@ where
     let occupancy = Arc::new(Occupancy {
         open: AtomicUsize::new(0),
         max: AtomicUsize::new(usize::MAX),
-        full: std::sync::atomic::AtomicBool::new(false),
+        full: crate::logging::LimitNotice::default(),
         name,
         metrics: Arc::clone(&metrics),
     });
@@ -308,7 +308,7 @@ where
 pub(crate) struct Occupancy {
     open: AtomicUsize,
     max: AtomicUsize,
-    full: std::sync::atomic::AtomicBool,
+    full: crate::logging::LimitNotice,
     name: &'static str,
     metrics: Arc<OnceLock<HttpMetrics>>,
 }
@@ -321,10 +321,11 @@ impl Occupancy {
             metrics.connections.inc();
         }
         let max = self.max.load(Ordering::Relaxed);
-        if open >= max && !self.full.swap(true, Ordering::Relaxed) {
+        if let Some(unsaid) = (open >= max).then(|| self.full.reached()).flatten() {
             tracing::warn!(
-                "{max} connections open on the {} port: new ones wait in the backlog until some close",
-                self.name
+                "{max} connections open on the {} port: new ones wait in the backlog until some close{}",
+                self.name,
+                crate::logging::unsaid(unsaid)
             );
         }
         ConnectionSlot(Arc::clone(self))
@@ -342,7 +343,7 @@ impl Drop for ConnectionSlot {
             metrics.connections.dec();
         }
         let max = occupancy.max.load(Ordering::Relaxed);
-        if open <= max - max / 10 && occupancy.full.swap(false, Ordering::Relaxed) {
+        if open <= max - max / 10 && occupancy.full.relieved() {
             tracing::info!("accepting connections on the {} port again", occupancy.name);
         }
     }

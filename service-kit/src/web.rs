@@ -80,6 +80,9 @@ pub enum GraphError {
         crate::server::HEAD_TIMEOUT.as_secs()
     )]
     RequestTimeout,
+    /// The request announces a body; no endpoint takes one.
+    #[error("the request has a body (Content-Length or Transfer-Encoding); no endpoint takes one")]
+    BodyNotAccepted,
 }
 
 impl GraphError {
@@ -100,6 +103,7 @@ impl GraphError {
             GraphError::RolloutsUnavailable(_) => "rollouts_unavailable",
             GraphError::HeadersTooLarge => "headers_too_large",
             GraphError::RequestTimeout => "request_timeout",
+            GraphError::BodyNotAccepted => "body_not_accepted",
         }
     }
 
@@ -121,6 +125,7 @@ impl ResponseError for GraphError {
             GraphError::UriTooLong => StatusCode::URI_TOO_LONG,
             GraphError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GraphError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            GraphError::BodyNotAccepted => StatusCode::PAYLOAD_TOO_LARGE,
             GraphError::NotReady(_)
             | GraphError::UpstreamUnavailable
             | GraphError::PolicyUnavailable(_)

@@ -185,7 +185,7 @@ async fn empty_version_in_release_index() {
 
 #[actix_web::test]
 async fn body_over_the_limit() {
-    // A 1 MiB limit (the default is 64 MiB), and a document over it: small
+    // A 1 MiB limit (the default is 8 MiB), and a document over it: small
     // enough to arrive well within the fetch timeout on a busy machine.
     let mut big = b"{\"releases\": [], \"padding\": \"".to_vec();
     big.resize(2 * 1024 * 1024, b'x');

@@ -20,8 +20,10 @@ pub const DEFAULT_UPDATES_URL: &str =
 pub const DEFAULT_SERVICE_PORT: u16 = 8080;
 /// Default status port.
 pub const DEFAULT_STATUS_PORT: u16 = 9080;
-/// Default largest accepted upstream document.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+/// Default largest accepted upstream document: 8 MiB, some 40 times a
+/// stream's release index today (about 200 KB); the memory a build takes
+/// (several times its documents) is sized from it in docs/operations.md.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 8 * 1024 * 1024;
 /// Default number of `/v1/scopes?wait=…` long polls held at once.
 pub const DEFAULT_MAX_WAITING_POLLS: usize = 256;
 /// Default seconds between two reads of the policy-engine's rollouts.

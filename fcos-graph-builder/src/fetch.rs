@@ -244,7 +244,10 @@ impl Fetcher {
         };
         let etag = header_text(header::ETAG);
         let last_modified = header_text(header::LAST_MODIFIED);
-        let mut body = BytesMut::new();
+        // Of its announced length at once (within the limit, checked
+        // above): a document is not copied as its buffer doubles.
+        let announced = response.content_length().unwrap_or(0);
+        let mut body = BytesMut::with_capacity(announced as usize);
         while let Some(chunk) = response.chunk().await.map_err(|e| self.classify(e))? {
             if (body.len() + chunk.len()) as u64 > self.max_body_bytes {
                 return Err(FetchError::TooLarge(self.max_body_bytes));

@@ -353,6 +353,10 @@ impl StreamScraper {
         let stream = self.stream.clone();
         let (index_body, updates_body) = (index.body.clone(), updates.body.clone());
         let build = self.build;
+        // One stream builds at a time: building holds several times its
+        // documents in memory, and the process's memory limit is sized for
+        // one build (see docs/operations.md).
+        let _building = BUILDS.acquire().await.expect("never closed");
         let built = tokio::task::spawn_blocking(move || build(&stream, &index_body, &updates_body))
             .await
             .map_err(|error| {
@@ -373,6 +377,9 @@ impl StreamScraper {
         Ok(Refreshed::Published)
     }
 }
+
+/// The builds of all streams of the process, one at a time.
+static BUILDS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 /// One graph of a stream, built, validated and serialized.
 #[derive(Debug)]

@@ -11,7 +11,7 @@ use prometheus::{GaugeVec, IntCounterVec, Opts, Registry};
 use siphasher::sip::SipHasher13;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 /// Window buckets: four of six hours, so a node is counted for 18 to 24
 /// hours after its last poll.
@@ -162,6 +162,8 @@ pub struct Census {
     unknown_requests: IntCounterVec,
     substitutions: IntCounterVec,
     scope_requests: IntCounterVec,
+    /// The scopes served, whose counters exist.
+    known: Mutex<HashSet<GraphScope>>,
     active_gauge: GaugeVec,
     unknown_nodes_gauge: GaugeVec,
     by_version_gauge: GaugeVec,
@@ -205,6 +207,7 @@ impl Census {
                 ),
                 &["stream", "basearch", "scheme"],
             )?,
+            known: Mutex::default(),
             active_gauge: GaugeVec::new(
                 Opts::new(
                     "fcos_cincinnati_pe_active_nodes",
@@ -242,18 +245,49 @@ impl Census {
         Ok(metrics)
     }
 
-    /// Creates the counters of `scope` at 0, so that `rate()` and
-    /// `increase()` see their first increment.
-    pub fn know_scope(&self, scope: &GraphScope) {
-        let (stream, basearch, scheme) = (
-            scope.stream.as_str(),
-            scope.basearch.as_str(),
-            scope.scheme.as_str(),
-        );
-        self.scope_requests
-            .with_label_values(&[stream, basearch, scheme]);
-        self.unknown_requests.with_label_values(&[stream, scheme]);
-        self.substitutions.with_label_values(&[stream, basearch]);
+    /// Creates the counters of `scopes`, the scopes now served, at 0 (so
+    /// that `rate()` and `increase()` see their first increment), and
+    /// removes those of scopes no longer served: the series follow the
+    /// graph-builder's scopes, however many come and go.
+    pub fn know_scopes(&self, scopes: &[&GraphScope]) {
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        let now: HashSet<&GraphScope> = scopes.iter().copied().collect();
+        let streams_schemes: HashSet<(&str, &str)> = now
+            .iter()
+            .map(|s| (s.stream.as_str(), s.scheme.as_str()))
+            .collect();
+        let streams_basearches: HashSet<(&str, &str)> = now
+            .iter()
+            .map(|s| (s.stream.as_str(), s.basearch.as_str()))
+            .collect();
+        for gone in known.iter().filter(|s| !now.contains(s)) {
+            let (stream, basearch, scheme) = (
+                gone.stream.as_str(),
+                gone.basearch.as_str(),
+                gone.scheme.as_str(),
+            );
+            let _ = self
+                .scope_requests
+                .remove_label_values(&[stream, basearch, scheme]);
+            if !streams_schemes.contains(&(stream, scheme)) {
+                let _ = self.unknown_requests.remove_label_values(&[stream, scheme]);
+            }
+            if !streams_basearches.contains(&(stream, basearch)) {
+                let _ = self.substitutions.remove_label_values(&[stream, basearch]);
+            }
+        }
+        for scope in now.iter().filter(|s| !known.contains(**s)) {
+            let (stream, basearch, scheme) = (
+                scope.stream.as_str(),
+                scope.basearch.as_str(),
+                scope.scheme.as_str(),
+            );
+            self.scope_requests
+                .with_label_values(&[stream, basearch, scheme]);
+            self.unknown_requests.with_label_values(&[stream, scheme]);
+            self.substitutions.with_label_values(&[stream, basearch]);
+        }
+        *known = now.into_iter().cloned().collect();
     }
 
     /// Records one answered request, at `now`.
@@ -382,6 +416,51 @@ mod tests {
         (0..count)
             .map(|_| format!("{:016x}{:016x}", next(), next()))
             .collect()
+    }
+
+    #[test]
+    fn per_scope_series_follow_the_scopes_served() {
+        let registry = Registry::new();
+        let census = Census::register(&registry).unwrap();
+        let scope = |stream: &str, basearch: &str, scheme| GraphScope {
+            stream: stream.into(),
+            basearch: basearch.into(),
+            scheme,
+        };
+        let series = || {
+            registry
+                .gather()
+                .iter()
+                .filter(|family| family.name().ends_with("_total"))
+                .flat_map(|family| family.get_metric())
+                .count()
+        };
+        let kept = [
+            scope("stable", "x86_64", Scheme::Checksum),
+            scope("stable", "x86_64", Scheme::Oci),
+        ];
+        census.know_scopes(&kept.iter().collect::<Vec<_>>());
+        let base = series();
+        assert_eq!(
+            base,
+            2 + 2 + 1,
+            "scope requests, unknown payloads, substitutions"
+        );
+        // A thousand scopes come and go, in ten listings.
+        for round in 0..10 {
+            let passing: Vec<GraphScope> = (0..100)
+                .map(|i| scope(&format!("s{round}x{i}"), "aarch64", Scheme::Oci))
+                .collect();
+            let listed: Vec<&GraphScope> = kept.iter().chain(&passing).collect();
+            census.know_scopes(&listed);
+            assert_eq!(series(), base + 300);
+        }
+        census.know_scopes(&kept.iter().collect::<Vec<_>>());
+        assert_eq!(series(), base);
+        // A basearch of a stream that stays keeps the stream's series.
+        census.know_scopes(&[&kept[0], &kept[1], &scope("stable", "s390x", Scheme::Oci)]);
+        census.know_scopes(&kept.iter().collect::<Vec<_>>());
+        assert_eq!(series(), base);
     }
 
     /// Series of 1,000 nodes and more, as Zincati's UUIDs: every census

@@ -14,9 +14,10 @@ pub const DEFAULT_GRAPH_URL: &str = "http://127.0.0.1:8080/v1/graph";
 pub const DEFAULT_SERVICE_PORT: u16 = 8081;
 /// Default status port.
 pub const DEFAULT_STATUS_PORT: u16 = 9081;
-/// Default largest answer taken from the graph-builder (as the
-/// graph-builder's own `upstream.max_body_bytes`).
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+/// Default largest answer taken from the graph-builder: 16 MiB, some 300
+/// times a stream's largest graph today (about 50 KB), and within the
+/// policy-engine's memory limit (128 MiB) with room to parse it.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The configuration file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -249,7 +250,7 @@ mod tests {
         assert_eq!(settings.service_addr.to_string(), "0.0.0.0:8081");
         assert_eq!(settings.status_addr.to_string(), "0.0.0.0:9081");
         assert_eq!(settings.graph_url.as_str(), DEFAULT_GRAPH_URL);
-        assert_eq!(settings.max_body_bytes, 67_108_864);
+        assert_eq!(settings.max_body_bytes, 16 << 20);
     }
 
     #[test]

@@ -95,7 +95,7 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
     let explain_state = state.clone();
     let census = Arc::clone(&state.census);
     let known = Arc::clone(&census);
-    replica.on_scopes(move |scope| known.know_scope(scope));
+    replica.on_scopes(move |scopes| known.know_scopes(scopes));
     let http_metrics = http_metrics.counting_requests("graph", state.incoming.clone());
 
     let service = service_kit::ports::bind_service(

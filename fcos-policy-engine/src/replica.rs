@@ -123,13 +123,14 @@ pub struct Replica {
     state_errors: IntCounterVec,
     age: GaugeVec,
     source: IntGaugeVec,
-    /// Called with each scope of every snapshot put in place, so that
-    /// per-scope counters exist (at 0) before the scope's first request.
+    /// Called with the scopes of every snapshot put in place, so that
+    /// per-scope counters exist (at 0) before the scope's first request,
+    /// and go with the scope.
     scope_hook: OnceLock<ScopeHook>,
 }
 
 /// See [`Replica::on_scopes`].
-type ScopeHook = Box<dyn Fn(&GraphScope) + Send + Sync>;
+type ScopeHook = Box<dyn Fn(&[&GraphScope]) + Send + Sync>;
 
 impl std::fmt::Debug for Replica {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -195,21 +196,18 @@ impl Replica {
         })
     }
 
-    /// Calls `hook` with every scope of the snapshot being served, and
-    /// from then on with every scope of each snapshot put in place (once
-    /// per replica; later calls are ignored).
-    pub fn on_scopes(&self, hook: impl Fn(&GraphScope) + Send + Sync + 'static) {
+    /// Calls `hook` with the scopes of the snapshot being served, and
+    /// from then on with those of each snapshot put in place (once per
+    /// replica; later calls are ignored).
+    pub fn on_scopes(&self, hook: impl Fn(&[&GraphScope]) + Send + Sync + 'static) {
         if self.scope_hook.set(Box::new(hook)).is_ok() {
-            self.snapshot()
-                .scopes
-                .keys()
-                .for_each(|s| self.call_scope_hook(s));
+            self.call_scope_hook(&self.snapshot());
         }
     }
 
-    fn call_scope_hook(&self, scope: &GraphScope) {
+    fn call_scope_hook(&self, snapshot: &Snapshot) {
         if let Some(hook) = self.scope_hook.get() {
-            hook(scope);
+            hook(&snapshot.scopes.keys().collect::<Vec<_>>());
         }
     }
 
@@ -219,7 +217,7 @@ impl Replica {
     }
 
     fn replace(&self, snapshot: Arc<Snapshot>, confirmed: i64, from_disk: bool) {
-        snapshot.scopes.keys().for_each(|s| self.call_scope_hook(s));
+        self.call_scope_hook(&snapshot);
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
         self.confirmed.store(confirmed, Ordering::Relaxed);
         self.from_disk.store(from_disk, Ordering::Relaxed);
@@ -377,6 +375,9 @@ pub enum ListingError {
     /// No scope at all: the graph-builder serves at least one stream.
     #[error("it lists no scope")]
     Empty,
+    /// More scopes than a replica takes.
+    #[error("it lists {0} scopes, more than the {MAX_SCOPES} a policy-engine takes")]
+    TooMany(usize),
     /// A stream or basearch name the graph-builder does not accept.
     #[error("entry {index}: '{name}' is not a stream or basearch name")]
     Name {
@@ -515,6 +516,13 @@ struct ListedScope {
     etag: Option<String>,
 }
 
+/// Most scopes a listing may hold: each scope served costs its graph, its
+/// prepared bodies and its metric series, so a listing of more (a faulty or
+/// hostile graph-builder) is refused whole. The graph-builder lists two
+/// scopes a basearch of each release-index stream: 1,024 is 128 such
+/// streams of four basearches.
+pub const MAX_SCOPES: usize = 1024;
+
 /// A scope listing the graph-builder can have sent: every scope with the
 /// `ETag` of its graph (`None` while it has none), in the order listed.
 struct Listing(Vec<(GraphScope, Option<String>)>);
@@ -531,6 +539,9 @@ impl Listing {
         let file: ListingFile = serde_json::from_slice(bytes)?;
         if file.scopes.is_empty() {
             return Err(ListingError::Empty);
+        }
+        if file.scopes.len() > MAX_SCOPES {
+            return Err(ListingError::TooMany(file.scopes.len()));
         }
         let mut scopes = Vec::with_capacity(file.scopes.len());
         let mut seen = HashSet::with_capacity(file.scopes.len());
@@ -826,14 +837,15 @@ impl Follower {
             what: what.to_string(),
             limit: self.max_body_bytes,
         };
-        if response
-            .content_length()
-            .is_some_and(|len| len > self.max_body_bytes)
-        {
+        let announced = response.content_length();
+        if announced.is_some_and(|len| len > self.max_body_bytes) {
             return Err(too_large());
         }
-        // Chunks are kept as they come (no buffer doubling past the limit),
-        // and joined once whole.
+        // The body is held once: read into a buffer of its announced
+        // length (the graph-builder announces it), or kept in chunks as
+        // they come and joined once whole (no buffer doubling past the
+        // limit).
+        let mut body = Vec::with_capacity(announced.unwrap_or(0) as usize);
         let mut chunks = Vec::new();
         let mut len = 0u64;
         while let Some(chunk) = response.chunk().await.map_err(FollowError::request)? {
@@ -841,9 +853,22 @@ impl Follower {
             if len > self.max_body_bytes {
                 return Err(too_large());
             }
-            chunks.push(chunk);
+            if len <= body.capacity() as u64 {
+                body.extend_from_slice(&chunk);
+            } else {
+                chunks.push(chunk);
+            }
         }
-        Ok(chunks.concat())
+        if chunks.is_empty() {
+            return Ok(body);
+        }
+        let mut whole = Vec::with_capacity(len as usize);
+        whole.extend_from_slice(&body);
+        drop(body);
+        chunks
+            .iter()
+            .for_each(|chunk| whole.extend_from_slice(chunk));
+        Ok(whole)
     }
 
     async fn fetch_graph(&self, scope: &GraphScope, etag: &str) -> Result<Entry, FollowError> {
@@ -1128,6 +1153,25 @@ mod tests {
                 scheme: Scheme::Oci,
                 ..
             }))
+        ));
+    }
+
+    #[test]
+    fn listings_of_more_scopes_than_a_replica_takes_are_refused() {
+        let listing = |n: usize| {
+            let scopes: Vec<_> = (0..n)
+                .map(|i| serde_json::json!({"stream": format!("s{i}"), "basearch": "x86_64", "oci": true, "etag": null}))
+                .collect();
+            Listing::parse(
+                serde_json::json!({ "scopes": scopes })
+                    .to_string()
+                    .as_bytes(),
+            )
+        };
+        assert_eq!(listing(MAX_SCOPES).unwrap().0.len(), MAX_SCOPES);
+        assert!(matches!(
+            listing(MAX_SCOPES + 1),
+            Err(ListingError::TooMany(n)) if n == MAX_SCOPES + 1
         ));
     }
 

@@ -535,7 +535,7 @@ async fn a_huge_answer_is_refused_at_the_limit_and_memory_stays_bounded() {
     let (one, two) = (graph("1"), graph("2"));
     fake.set_graph("stable", "x86_64", &one);
     fake.set_listing(listing(&[("stable", "x86_64", &one)]));
-    // The default limit, 64 MiB.
+    // The default limit, 16 MiB.
     let mut pe = PolicyEngine::start(&fake.graph_url(), "").await;
     pe.wait_serving("stable", "x86_64", false, "1").await;
     pe.wait_serving("stable", "x86_64", true, "1").await;
@@ -569,7 +569,7 @@ async fn a_huge_answer_is_refused_at_the_limit_and_memory_stays_bounded() {
         .process
         .line_with("larger than upstream.max_body_bytes")
         .await;
-    assert!(logged.contains("(67108864 bytes)"), "{logged}");
+    assert!(logged.contains("(16777216 bytes)"), "{logged}");
     for oci in [false, true] {
         pe.wait_serving("stable", "x86_64", oci, "1").await;
     }

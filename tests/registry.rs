@@ -1127,3 +1127,156 @@ async fn anonymous_pulls_go_through_the_token_flow() {
     );
     registry.handle.stop(false).await;
 }
+
+/// Pages of a tag list by path and query: a body, and the next page.
+type Pages = std::sync::Arc<std::sync::RwLock<BTreeMap<String, (Vec<u8>, Option<String>)>>>;
+
+/// A registry whose tag list the test writes page by page: each page (a
+/// path with its query) answers its body and, when given, a `Link` to the
+/// next page; other paths serve `documents` with their
+/// `Docker-Content-Digest`.
+struct PagedRegistry {
+    addr: SocketAddr,
+    pages: Pages,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl PagedRegistry {
+    fn start(documents: BTreeMap<String, Vec<u8>>) -> PagedRegistry {
+        use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+        use std::sync::atomic::Ordering;
+        let pages = Pages::default();
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let documents = std::sync::Arc::new(documents);
+        let (served_pages, counted) = (pages.clone(), requests.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = HttpServer::new(move || {
+            let (pages, documents, counted) =
+                (served_pages.clone(), documents.clone(), counted.clone());
+            App::new().default_service(web::to(move |req: HttpRequest| {
+                let (pages, documents, counted) =
+                    (pages.clone(), documents.clone(), counted.clone());
+                async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let page = format!("{}?{}", req.path(), req.query_string());
+                    if let Some((body, next)) = pages.read().unwrap().get(&page) {
+                        let mut answer = HttpResponse::Ok();
+                        if let Some(next) = next {
+                            answer.insert_header(("Link", format!("<{next}>; rel=\"next\"")));
+                        }
+                        return answer.body(body.clone());
+                    }
+                    match documents.get(req.path()) {
+                        Some(body) => HttpResponse::Ok()
+                            .insert_header(("Docker-Content-Digest", sha256(body)))
+                            .body(body.clone()),
+                        None => HttpResponse::NotFound().finish(),
+                    }
+                }
+            }))
+        })
+        .workers(1)
+        .shutdown_timeout(0)
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        PagedRegistry {
+            addr,
+            pages,
+            requests,
+            handle,
+        }
+    }
+
+    /// Answers `path_and_query` with `body`, and a `Link` to `next`.
+    fn page(&self, path_and_query: &str, body: Vec<u8>, next: Option<&str>) {
+        self.pages
+            .write()
+            .unwrap()
+            .insert(path_and_query.to_string(), (body, next.map(String::from)));
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[actix_web::test]
+async fn a_tag_list_that_never_ends_or_is_too_long_fails_the_refresh_at_once() {
+    let image = TestImage::new("43.20260105.3.0", "mine");
+    let documents = image.documents();
+    let prefix = format!("/v2/{NAME}");
+    let mut served = BTreeMap::new();
+    for blob in &documents.blobs {
+        served.insert(format!("{prefix}/blobs/{}", sha256(blob)), blob.clone());
+    }
+    for manifest in &documents.manifests {
+        served.insert(
+            format!("{prefix}/manifests/{}", sha256(manifest)),
+            manifest.clone(),
+        );
+    }
+    served.insert(
+        format!("{prefix}/manifests/43.20260105.3.0"),
+        documents.index.clone(),
+    );
+    let registry = PagedRegistry::start(served);
+    let first = format!("{prefix}/tags/list?n=1000");
+    let second = format!("{prefix}/tags/list?last=43.20260105.3.0&n=1000");
+    let list = |tags: &[&str]| serde_json::to_vec(&json!({"name": NAME, "tags": tags})).unwrap();
+    // Two pages, as a registry paginates.
+    registry.page(&first, list(&["43.20260105.3.0"]), Some(&second));
+    registry.page(&second, list(&[]), None);
+    let (mut scraper, store, metrics) =
+        scraper(registry_settings(&format!("{}/{NAME}", registry.addr), ""));
+    assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Published);
+    let good = stored_graph(&store, "mine", "x86_64");
+    assert_eq!(versions(&good), ["43.20260105.3.0"]);
+
+    let huge: Vec<String> = (0..=fcos_graph_builder::registry::client::MAX_TAGS)
+        .map(|i| format!("t{i}"))
+        .collect();
+    let huge: Vec<&str> = huge.iter().map(String::as_str).collect();
+    let not_a_tag = "../../x".to_string();
+    let pages: [(&str, Vec<u8>, Option<&str>, usize); 6] = [
+        // Every page a next link to itself: refused at the first repeat.
+        ("itself", list(&["43.20260105.3.0"]), Some(&first), 1),
+        // Back to the first page after the second: refused there.
+        ("a cycle", list(&["43.20260105.3.0"]), Some(&second), 2),
+        // No tags, yet a next page.
+        ("no progress", list(&[]), Some(&second), 1),
+        // More tags than a repository may list.
+        ("too many", list(&huge), None, 1),
+        // A tag that is no tag.
+        ("not a tag", list(&[&not_a_tag]), None, 1),
+        // A page over the limit of a document.
+        (
+            "too large",
+            vec![b' '; fcos_graph_builder::registry::client::MAX_DOCUMENT_BYTES as usize + 1],
+            None,
+            1,
+        ),
+    ];
+    for (count, (case, body, next, requests)) in pages.into_iter().enumerate() {
+        registry.page(&first, body, next);
+        registry.page(&second, list(&["43.20260105.3.0"]), Some(&first));
+        let before = registry.requests();
+        let error = scraper.refresh_once().await.unwrap_err();
+        assert_eq!(error.kind(), "invalid_tag_list", "{case}: {error}");
+        assert!(error.to_string().contains(&first), "{case}: {error}");
+        assert_eq!(scraper.last_requests(), requests, "{case}");
+        assert_eq!(registry.requests() - before, requests, "{case}");
+        assert_eq!(
+            error_count(&metrics, "invalid_tag_list"),
+            count as f64 + 1.0
+        );
+        assert_eq!(stored_graph(&store, "mine", "x86_64"), good, "{case}");
+    }
+    assert_eq!(error_count(&metrics, "invalid_manifest"), 0.0);
+    assert_eq!(error_count(&metrics, "request_cap"), 0.0);
+    registry.handle.stop(false).await;
+}

@@ -43,7 +43,7 @@ pub const ARCHITECTURES: [(&str, &str); 4] = [
 ];
 
 /// Every error kind counted, in `fcos_cincinnati_gb_registry_errors_total`.
-pub const ERROR_KINDS: [&str; 14] = [
+pub const ERROR_KINDS: [&str; 15] = [
     "connect",
     "timeout",
     "read",
@@ -51,6 +51,7 @@ pub const ERROR_KINDS: [&str; 14] = [
     "rate_limited",
     "not_found",
     "http_status",
+    "invalid_tag_list",
     "invalid_manifest",
     "request_cap",
     "missing_label",

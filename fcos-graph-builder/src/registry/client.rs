@@ -27,6 +27,15 @@ application/vnd.docker.distribution.manifest.v2+json";
 /// Tags asked for per page of the tag list.
 const TAGS_PAGE: usize = 1000;
 
+/// Most tags a repository may list: a longer list fails the refresh
+/// (`invalid_tag_list`), so that what a registry lists is bounded, as each
+/// page is (a tag is at most [`MAX_TAG_BYTES`] long, as the distribution
+/// spec says). Twenty years of nightly builds are 7,300 tags.
+pub const MAX_TAGS: usize = 100_000;
+
+/// Longest tag: the distribution spec's `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
+pub const MAX_TAG_BYTES: usize = 128;
+
 /// Why a request to the registry failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -95,6 +104,17 @@ pub enum RegistryError {
         /// What is wrong.
         message: String,
     },
+    /// A tag list that cannot be used: not a tag list, a page over
+    /// [`MAX_DOCUMENT_BYTES`], a tag that is no tag, more than
+    /// [`MAX_TAGS`] tags, or pages that do not end (a `next` page already
+    /// read, or a page without tags that has a `next`).
+    #[error("{url}: {message}")]
+    TagList {
+        /// The page.
+        url: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The refresh used `[registry] max_requests` requests.
     #[error(
         "the refresh reached registry.max_requests ({0} requests); it goes on at the next refresh"
@@ -114,6 +134,7 @@ impl RegistryError {
             RegistryError::NotFound { .. } => "not_found",
             RegistryError::Status { .. } => "http_status",
             RegistryError::Invalid { .. } => "invalid_manifest",
+            RegistryError::TagList { .. } => "invalid_tag_list",
             RegistryError::RequestCap(_) => "request_cap",
         }
     }
@@ -197,28 +218,39 @@ impl RegistryClient {
     }
 
     /// Every tag of the repository, following the list's pages; `304`
-    /// when `etag` (of an earlier first page) still matches.
+    /// when `etag` (of an earlier first page) still matches. The list is
+    /// bounded: at most [`MAX_TAGS`] tags of at most [`MAX_TAG_BYTES`],
+    /// no page read twice, no page without tags but with a next one.
     pub async fn tags(
         &self,
         budget: &mut Budget,
         etag: Option<&str>,
     ) -> Result<Tags, RegistryError> {
+        // Tags borrowed from the page (a tag needs no escapes), copied
+        // once counted and checked.
         #[derive(serde::Deserialize)]
-        struct Page {
-            #[serde(default)]
-            tags: Option<Vec<String>>,
+        struct Page<'a> {
+            #[serde(default, borrow)]
+            tags: Option<Vec<&'a str>>,
         }
         let mut url = format!("{}tags/list?n={TAGS_PAGE}", self.base);
         let mut tags = Vec::new();
         let mut first_etag = None;
         let mut first = true;
+        // The pages read, by the digest of their URL (a URL may be long).
+        let mut read = std::collections::HashSet::new();
         loop {
+            let refused = |url: &str, message: String| RegistryError::TagList {
+                url: url.to_string(),
+                message,
+            };
             let mut headers = HeaderMap::new();
             if let Some(etag) = etag.filter(|_| first) {
                 if let Ok(value) = HeaderValue::from_str(etag) {
                     headers.insert(header::IF_NONE_MATCH, value);
                 }
             }
+            read.insert(Sha256::digest(url.as_bytes()));
             let response = self.send(budget, Method::GET, &url, headers).await?;
             if first && response.status() == StatusCode::NOT_MODIFIED {
                 return Ok(Tags::NotModified);
@@ -231,14 +263,45 @@ impl RegistryClient {
                     .map(String::from);
             }
             let next = next_page(&url, response.headers());
-            let body = read_bounded(response, &url).await?;
-            let page: Page = serde_json::from_slice(&body).map_err(|e| RegistryError::Invalid {
-                url: url.clone(),
-                message: format!("not a tag list: {e}"),
-            })?;
-            tags.extend(page.tags.unwrap_or_default());
+            let body = read_bounded(response, &url)
+                .await
+                .map_err(|error| match error {
+                    RegistryError::Invalid { url, message } => {
+                        RegistryError::TagList { url, message }
+                    }
+                    other => other,
+                })?;
+            let page: Page = serde_json::from_slice(&body)
+                .map_err(|e| refused(&url, format!("not a tag list: {e}")))?;
+            let page = page.tags.unwrap_or_default();
+            if let Some(tag) = page.iter().find(|tag| !is_tag(tag)) {
+                let shown: String = tag.chars().take(MAX_TAG_BYTES).collect();
+                return Err(refused(&url, format!("{shown:?} is not a tag")));
+            }
+            if tags.len() + page.len() > MAX_TAGS {
+                return Err(refused(
+                    &url,
+                    format!("the repository lists more than {MAX_TAGS} tags"),
+                ));
+            }
+            let empty = page.is_empty();
+            tags.extend(page.into_iter().map(String::from));
             first = false;
             match next {
+                Some(next) if read.contains(&Sha256::digest(next.as_bytes())) => {
+                    return Err(refused(
+                        &url,
+                        format!("its next page {next} was read already: the pages do not end"),
+                    ));
+                }
+                Some(next) if empty => {
+                    return Err(refused(
+                        &url,
+                        format!(
+                            "a page without tags has a next page ({next}): the pages do not end"
+                        ),
+                    ));
+                }
                 Some(next) => url = next,
                 None => return Ok(Tags::List(tags, first_etag)),
             }
@@ -474,6 +537,18 @@ impl RegistryClient {
     }
 }
 
+/// Whether `tag` is a tag as the distribution spec has them:
+/// `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
+fn is_tag(tag: &str) -> bool {
+    let bytes = tag.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_TAG_BYTES
+        && (bytes[0].is_ascii_alphanumeric() || bytes[0] == b'_')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 fn manifest_accept() -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(header::ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
@@ -613,6 +688,22 @@ mod tests {
             next_page(url, &headers).as_deref(),
             Some("http://127.0.0.1:5000/v2/me/os/tags/list?last=b&n=2")
         );
+    }
+
+    #[test]
+    fn tags_are_the_distribution_specs() {
+        for tag in [
+            "latest",
+            "43.20260105.3.0",
+            "_x",
+            "v1.2-rc_3",
+            &"a".repeat(128),
+        ] {
+            assert!(is_tag(tag), "{tag}");
+        }
+        for tag in ["", ".x", "-x", "a/b", "a b", "é", &"a".repeat(129)] {
+            assert!(!is_tag(tag), "{tag}");
+        }
     }
 
     #[test]

@@ -1280,3 +1280,40 @@ async fn a_tag_list_that_never_ends_or_is_too_long_fails_the_refresh_at_once() {
     assert_eq!(error_count(&metrics, "request_cap"), 0.0);
     registry.handle.stop(false).await;
 }
+
+#[actix_web::test]
+async fn manifests_and_configs_kept_are_those_the_tags_name_now() {
+    let Some(registry) = LocalRegistry::start(false).await else {
+        return;
+    };
+    registry
+        .push(
+            "43.20260105.3.0",
+            &TestImage::new("43.20260105.3.0", "mine"),
+        )
+        .await;
+    let (mut scraper, store, _) = scraper(registry_settings(&registry.repository(), ""));
+    // Two tags of two arches: two indexes, four image manifests, four
+    // configs; `latest` moves to a new rebuild at every refresh.
+    for build in 0..6 {
+        let mut image = TestImage::new("43.20260119.3.0", "mine");
+        image.build = build;
+        registry.push("latest", &image).await;
+        scraper.refresh_once().await.unwrap();
+        assert_eq!(scraper.cached_documents(), (6, 4), "build {build}");
+        assert_eq!(
+            versions(&stored_graph(&store, "mine", "x86_64")),
+            ["43.20260105.3.0", "43.20260119.3.0"]
+        );
+    }
+    // A tag deleted: its documents go at the next refresh.
+    let mut image = TestImage::new("43.20260119.3.0", "mine");
+    image.build = 5;
+    registry.delete(&image.documents().pushed.index).await;
+    scraper.refresh_once().await.unwrap();
+    assert_eq!(scraper.cached_documents(), (3, 2));
+    assert_eq!(
+        versions(&stored_graph(&store, "mine", "x86_64")),
+        ["43.20260105.3.0"]
+    );
+}

@@ -7,8 +7,9 @@
 //!
 //! Polite to the registry: a tag that is a version is read once; any other
 //! tag costs one `HEAD` a refresh; manifests and configs are kept by
-//! digest; a refresh makes at most `[registry] max_requests` requests, and
-//! a `429` holds the next requests back for its `Retry-After`.
+//! digest (those the tags name now); a refresh makes at most
+//! `[registry] max_requests` requests, and a `429` holds the next requests
+//! back for its `Retry-After`.
 
 pub mod client;
 
@@ -21,7 +22,7 @@ use commons::graph::Scheme;
 use commons::metadata::{ImageRelease, ReleaseIndex, UpdatesMetadata};
 use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 /// The label giving an image's release version.
@@ -33,6 +34,11 @@ pub const STREAM_LABEL: &str = "com.coreos.stream";
 /// The manifest annotation giving an image's stream when its config has no
 /// stream label.
 pub const STREAM_ANNOTATION: &str = "fedora-coreos.stream";
+
+/// Longest label or annotation value kept (version, stream, created): an
+/// image with a longer one is left out (`invalid_manifest`), so that what
+/// is kept of each image is small whatever the registry holds.
+pub const MAX_LABEL_BYTES: usize = 256;
 
 /// Container platforms → Fedora CoreOS basearches.
 pub const ARCHITECTURES: [(&str, &str); 4] = [
@@ -190,7 +196,8 @@ pub struct RegistryScraper {
     tags_etag: Option<String>,
     /// The tag list last read.
     listed: Vec<String>,
-    /// Manifests and configs by digest.
+    /// Manifests and configs by digest: those the tags name now (directly,
+    /// or through an image index), pruned after each refresh.
     manifests: HashMap<String, Manifest>,
     configs: HashMap<String, Config>,
     /// stream → updates metadata last read (with `updates_url`).
@@ -259,6 +266,11 @@ impl RegistryScraper {
         self.metrics.last_requests.get() as usize
     }
 
+    /// Manifests and configs kept: those the tags name now.
+    pub fn cached_documents(&self) -> (usize, usize) {
+        (self.manifests.len(), self.configs.len())
+    }
+
     /// Refreshes forever, every `interval`.
     pub async fn run(mut self, interval: Duration) {
         let mut ticker = tokio::time::interval(interval);
@@ -281,6 +293,7 @@ impl RegistryScraper {
         }
         let mut budget = Budget::new(self.settings.max_requests);
         let result = self.refresh(&mut budget).await;
+        self.prune();
         self.metrics.requests.inc_by(budget.used as u64);
         self.metrics.last_requests.set(budget.used as i64);
         self.store.record_registry_refresh(result.is_ok());
@@ -333,42 +346,19 @@ impl RegistryScraper {
             .collect();
         self.metrics.tags.set(matched.len() as i64);
 
-        // Each tag's digest: version tags known are not asked again; other
-        // known tags cost a HEAD; new tags a GET (kept by digest).
+        // Each tag's digest. What a failed refresh read is kept for the
+        // next (of the tags listed now), so that a first build larger than
+        // `max_requests` goes on from there.
         let mut current = HashMap::with_capacity(matched.len());
-        for tag in &matched {
-            let known = self.tags.get(tag).cloned();
-            let digest = match known {
-                Some(digest) if is_version_tag(tag) => digest,
-                Some(_) => {
-                    let digest = match self.client.head_manifest(budget, tag).await {
-                        Ok(digest) => digest,
-                        Err(error) => match self.skip_tag(tag, error) {
-                            Ok(()) => continue,
-                            Err(error) => return Err(error),
-                        },
-                    };
-                    if !self.manifests.contains_key(&digest) {
-                        if let Err(error) = self.read_manifest(budget, &digest).await {
-                            match self.skip_tag(tag, error) {
-                                Ok(()) => continue,
-                                Err(error) => return Err(error),
-                            }
-                        }
-                    }
-                    digest
-                }
-                None => match self.read_manifest(budget, tag).await {
-                    Ok(digest) => digest,
-                    Err(error) => match self.skip_tag(tag, error) {
-                        Ok(()) => continue,
-                        Err(error) => return Err(error),
-                    },
-                },
-            };
-            current.insert(tag.clone(), digest);
+        let read = self.read_tags(budget, &matched, &mut current).await;
+        if read.is_err() {
+            let listed: HashSet<&String> = matched.iter().collect();
+            self.tags.retain(|tag, _| listed.contains(tag));
+            self.tags.extend(current);
+        } else {
+            self.tags = current;
         }
-        self.tags = current;
+        read?;
 
         // Each distinct digest is one release (several tags may name it).
         let mut digests: Vec<(&String, &String)> = self
@@ -404,6 +394,8 @@ impl RegistryScraper {
             };
             sources.insert(stream, (index, updates));
         }
+        self.updates
+            .retain(|stream, _| sources.contains_key(stream));
         if self.published.as_ref() == Some(&sources) {
             return Ok(Refreshed::Unchanged);
         }
@@ -446,6 +438,75 @@ impl RegistryScraper {
         self.store.publish_registry(found);
         self.published = Some(sources);
         Ok(Refreshed::Published)
+    }
+
+    /// The digest each tag of `matched` names, into `current`: version
+    /// tags known are not asked again; other known tags cost a HEAD; new
+    /// tags a GET (kept by digest).
+    async fn read_tags(
+        &mut self,
+        budget: &mut Budget,
+        matched: &[String],
+        current: &mut HashMap<String, String>,
+    ) -> Result<(), RegistryRefreshError> {
+        for tag in matched {
+            let known = self.tags.get(tag).cloned();
+            let digest = match known {
+                Some(digest) if is_version_tag(tag) => digest,
+                Some(_) => {
+                    let digest = match self.client.head_manifest(budget, tag).await {
+                        Ok(digest) => digest,
+                        Err(error) => {
+                            self.skip_tag(tag, error)?;
+                            continue;
+                        }
+                    };
+                    if !self.manifests.contains_key(&digest) {
+                        if let Err(error) = self.read_manifest(budget, &digest).await {
+                            self.skip_tag(tag, error)?;
+                            continue;
+                        }
+                    }
+                    digest
+                }
+                None => match self.read_manifest(budget, tag).await {
+                    Ok(digest) => digest,
+                    Err(error) => {
+                        self.skip_tag(tag, error)?;
+                        continue;
+                    }
+                },
+            };
+            current.insert(tag.clone(), digest);
+        }
+        Ok(())
+    }
+
+    /// Drops the manifests and configs that no tag names now (directly,
+    /// or through an image index): what is kept is bounded by what the
+    /// repository holds now, not by every digest a tag ever named.
+    fn prune(&mut self) {
+        let mut manifests: HashSet<&str> = HashSet::new();
+        let mut configs: HashSet<&str> = HashSet::new();
+        for digest in self.tags.values() {
+            manifests.insert(digest);
+            let images: Vec<&str> = match self.manifests.get(digest) {
+                Some(Manifest::Index(entries)) => entries.iter().map(|e| e.1.as_str()).collect(),
+                Some(Manifest::Image { .. }) => vec![digest.as_str()],
+                None => Vec::new(),
+            };
+            for image in images {
+                manifests.insert(image);
+                if let Some(Manifest::Image { config, .. }) = self.manifests.get(image) {
+                    configs.insert(config);
+                }
+            }
+        }
+        let manifests: HashSet<String> = manifests.into_iter().map(String::from).collect();
+        let configs: HashSet<String> = configs.into_iter().map(String::from).collect();
+        self.manifests
+            .retain(|digest, _| manifests.contains(digest));
+        self.configs.retain(|digest, _| configs.contains(digest));
     }
 
     /// Decides what an error reading one tag does: an image that cannot be
@@ -702,34 +763,31 @@ fn parse_manifest(body: &[u8]) -> Result<Manifest, String> {
     if is_index {
         let index: ImageIndex =
             serde_json::from_slice(body).map_err(|e| format!("not an image index: {e}"))?;
-        let entries = index
-            .manifests()
-            .iter()
-            .filter_map(|entry| {
-                let platform = entry.platform().as_ref()?;
-                if platform.os().to_string() != "linux" {
-                    return None;
-                }
-                let basearch = basearch_of(&platform.architecture().to_string())?;
-                let stream = entry
-                    .annotations()
-                    .as_ref()
-                    .and_then(|a| a.get(STREAM_ANNOTATION))
-                    .cloned();
-                Some((basearch.to_string(), entry.digest().to_string(), stream))
-            })
-            .collect();
+        // The first image of each known architecture.
+        let mut entries: Vec<(String, String, Option<String>)> = Vec::new();
+        for entry in index.manifests() {
+            let Some(platform) = entry.platform().as_ref() else {
+                continue;
+            };
+            if platform.os().to_string() != "linux" {
+                continue;
+            }
+            let Some(basearch) = basearch_of(&platform.architecture().to_string()) else {
+                continue;
+            };
+            if entries.iter().any(|(kept, _, _)| kept == basearch) {
+                continue;
+            }
+            let stream = bounded(STREAM_ANNOTATION, entry.annotations().as_ref())?;
+            entries.push((basearch.to_string(), entry.digest().to_string(), stream));
+        }
         Ok(Manifest::Index(entries))
     } else {
         let manifest: ImageManifest =
             serde_json::from_slice(body).map_err(|e| format!("not an image manifest: {e}"))?;
         Ok(Manifest::Image {
             config: manifest.config().digest().to_string(),
-            stream: manifest
-                .annotations()
-                .as_ref()
-                .and_then(|a| a.get(STREAM_ANNOTATION))
-                .cloned(),
+            stream: bounded(STREAM_ANNOTATION, manifest.annotations().as_ref())?,
         })
     }
 }
@@ -743,15 +801,31 @@ fn parse_config(body: &[u8]) -> Result<Config, String> {
         .as_ref()
         .and_then(|c| c.labels().clone())
         .unwrap_or_default();
+    let created = match bounded(CREATED_LABEL, Some(&labels))? {
+        Some(created) => Some(created),
+        None => config
+            .created()
+            .clone()
+            .filter(|created| created.len() <= MAX_LABEL_BYTES),
+    };
     Ok(Config {
         architecture: config.architecture().to_string(),
-        version: labels.get(VERSION_LABEL).filter(|v| !v.is_empty()).cloned(),
-        stream: labels.get(STREAM_LABEL).filter(|v| !v.is_empty()).cloned(),
-        created: labels
-            .get(CREATED_LABEL)
-            .cloned()
-            .or_else(|| config.created().clone()),
+        version: bounded(VERSION_LABEL, Some(&labels))?.filter(|v| !v.is_empty()),
+        stream: bounded(STREAM_LABEL, Some(&labels))?.filter(|v| !v.is_empty()),
+        created,
     })
+}
+
+/// The value of `name` in `values` (labels or annotations), refused when
+/// longer than [`MAX_LABEL_BYTES`].
+fn bounded(name: &str, values: Option<&HashMap<String, String>>) -> Result<Option<String>, String> {
+    match values.and_then(|values| values.get(name)) {
+        Some(value) if value.len() > MAX_LABEL_BYTES => Err(format!(
+            "{name} is {} bytes long, more than {MAX_LABEL_BYTES}",
+            value.len()
+        )),
+        value => Ok(value.cloned()),
+    }
 }
 
 /// Why a refresh of the registry failed.
@@ -824,6 +898,53 @@ mod tests {
         assert_eq!(config.version.as_deref(), Some("43.20260105.3.0"));
         assert_eq!(config.stream.as_deref(), Some("mine"));
         assert_eq!(config.created.as_deref(), Some("2026-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn what_is_kept_of_an_image_is_bounded() {
+        let entry = |arch: &str, digest: char, stream: &str| {
+            format!(
+                r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","size":1,
+                "digest":"sha256:{}","platform":{{"architecture":"{arch}","os":"linux"}},
+                "annotations":{{"fedora-coreos.stream":"{stream}"}}}}"#,
+                digest.to_string().repeat(64)
+            )
+        };
+        let index = |entries: &[String]| {
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{}]}}"#,
+                entries.join(",")
+            )
+        };
+        // One image per architecture: the first.
+        let two = index(&[entry("amd64", 'a', "mine"), entry("amd64", 'b', "mine")]);
+        let Manifest::Index(entries) = parse_manifest(two.as_bytes()).unwrap() else {
+            panic!("an index");
+        };
+        assert_eq!(entries.len(), 1);
+        assert!(entries[0].1.ends_with('a'));
+        // A stream annotation over the limit: refused, not kept.
+        let long = "s".repeat(MAX_LABEL_BYTES + 1);
+        let refused = parse_manifest(index(&[entry("amd64", 'a', &long)]).as_bytes());
+        assert!(refused.unwrap_err().contains("fedora-coreos.stream"));
+        let at_limit = "s".repeat(MAX_LABEL_BYTES);
+        assert!(parse_manifest(index(&[entry("amd64", 'a', &at_limit)]).as_bytes()).is_ok());
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+            "config":{{"mediaType":"application/vnd.oci.image.config.v1+json","size":1,
+                       "digest":"sha256:{}"}},
+            "layers":[],"annotations":{{"fedora-coreos.stream":"{long}"}}}}"#,
+            "c".repeat(64)
+        );
+        assert!(parse_manifest(manifest.as_bytes()).is_err());
+        // Labels over the limit: refused.
+        for label in [VERSION_LABEL, STREAM_LABEL, CREATED_LABEL] {
+            let config = format!(
+                r#"{{"architecture":"amd64","os":"linux","config":{{"Labels":{{"{label}":"{long}"}}}},
+                "rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+            );
+            assert!(parse_config(config.as_bytes()).unwrap_err().contains(label));
+        }
     }
 
     #[test]

@@ -1282,6 +1282,62 @@ async fn a_tag_list_that_never_ends_or_is_too_long_fails_the_refresh_at_once() {
 }
 
 #[actix_web::test]
+async fn a_release_keeps_its_payload_when_its_only_tag_moves() {
+    let Some(registry) = LocalRegistry::start(false).await else {
+        return;
+    };
+    let repository = registry.repository();
+    // One release, one tag, and that tag not a version: it is asked for
+    // every refresh.
+    let first = registry
+        .push("latest", &TestImage::new("43.1", "mine"))
+        .await;
+    let upstream = Upstream::start();
+    upstream.serve_fixture("stable");
+    let gb = fcos_graph_builder::start(side_by_side_settings(&upstream, &repository)).unwrap();
+    wait_ready(&gb).await;
+    let payload = |graph: &serde_json::Value| graph["nodes"][0]["payload"].clone();
+    let graph = wait_graph(gb.service_addr, "stream=mine&basearch=x86_64", |g| {
+        versions(g) == ["43.1"]
+    })
+    .await;
+    let served = json!(format!("{repository}@{}", first.images["x86_64"]));
+    assert_eq!(payload(&graph), served);
+
+    // The tag moves to a rebuild of the same version, again and again:
+    // the old digest is tagged no more, yet the release keeps it, and
+    // each refresh counts the refusal.
+    for build in 1..=3 {
+        let mut rebuild = TestImage::new("43.1", "mine");
+        rebuild.build = build;
+        let moved = registry.push("latest", &rebuild).await;
+        assert_ne!(moved.images["x86_64"], first.images["x86_64"]);
+        let seen = wait_metric(
+            gb.status_addr,
+            r#"fcos_cincinnati_gb_registry_errors_total{kind="moved_tag"}"#,
+            |v| v >= 2.0 * f64::from(build),
+        )
+        .await;
+        assert!(seen >= 2.0, "both architectures refused");
+        for basearch in ["x86_64", "aarch64"] {
+            let graph = get_graph(&format!(
+                "http://{}/v1/graph?stream=mine&basearch={basearch}&oci=true",
+                gb.service_addr
+            ))
+            .await;
+            assert_eq!(versions(&graph), ["43.1"]);
+            assert_eq!(
+                payload(&graph),
+                json!(format!("{repository}@{}", first.images[basearch])),
+                "build {build}, {basearch}"
+            );
+        }
+    }
+    gb.stop().await.unwrap();
+    upstream.stop().await;
+}
+
+#[actix_web::test]
 async fn manifests_and_configs_kept_are_those_the_tags_name_now() {
     let Some(registry) = LocalRegistry::start(false).await else {
         return;
@@ -1292,7 +1348,7 @@ async fn manifests_and_configs_kept_are_those_the_tags_name_now() {
             &TestImage::new("43.20260105.3.0", "mine"),
         )
         .await;
-    let (mut scraper, store, _) = scraper(registry_settings(&registry.repository(), ""));
+    let (mut scraper, store, metrics) = scraper(registry_settings(&registry.repository(), ""));
     // Two tags of two arches: two indexes, four image manifests, four
     // configs; `latest` moves to a new rebuild at every refresh.
     for build in 0..6 {
@@ -1306,6 +1362,7 @@ async fn manifests_and_configs_kept_are_those_the_tags_name_now() {
             ["43.20260105.3.0", "43.20260119.3.0"]
         );
     }
+    assert_eq!(error_count(&metrics, "moved_tag"), 10.0);
     // A tag deleted: its documents go at the next refresh.
     let mut image = TestImage::new("43.20260119.3.0", "mine");
     image.build = 5;

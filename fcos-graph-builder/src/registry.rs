@@ -609,9 +609,12 @@ impl RegistryScraper {
     }
 
     /// Groups images into releases by stream and version. An image without
-    /// a stream takes `[registry] stream`, or is left out; a second digest
-    /// for a version and architecture already seen is refused (counted as
-    /// `moved_tag`), the digest already served kept.
+    /// a stream takes `[registry] stream`, or is left out. A version and
+    /// architecture served keeps its digest while the repository has an
+    /// image of them: another digest for them is refused (counted as
+    /// `moved_tag`), whether the digest served is still tagged or not; of
+    /// two new digests for one version and architecture, the first (by
+    /// digest) is taken and the other refused.
     fn releases_by_stream(
         &self,
         images: Vec<(String, Image)>,
@@ -627,17 +630,6 @@ impl RegistryScraper {
                 .map(|i| i.digest_ref.clone())
         };
         let mut releases: BTreeMap<String, BTreeMap<String, ImageRelease>> = BTreeMap::new();
-        // Images already served first, so that they win over a moved tag.
-        let mut images = images;
-        images.sort_by_key(|(_, image)| {
-            let payload = format!("{}@{}", self.settings.repository, image.digest);
-            let stream = image
-                .stream
-                .clone()
-                .or_else(|| self.settings.default_stream.clone())
-                .unwrap_or_default();
-            served(&stream, &image.version, &image.basearch).as_deref() != Some(payload.as_str())
-        });
         for (tag, image) in images {
             let Some(stream) = image
                 .stream
@@ -673,6 +665,7 @@ impl RegistryScraper {
                 continue;
             }
             let payload = format!("{}@{}", self.settings.repository, image.digest);
+            let served = served(&stream, &image.version, &image.basearch);
             let release = releases
                 .entry(stream.clone())
                 .or_default()
@@ -682,24 +675,23 @@ impl RegistryScraper {
                     created: image.created.clone(),
                     images: BTreeMap::new(),
                 });
-            match release.images.get(&image.basearch) {
-                Some(kept) if *kept != payload => {
-                    tracing::warn!(
-                        repository = %self.settings.repository,
-                        tag,
-                        stream,
-                        version = image.version,
-                        basearch = image.basearch,
-                        kept = %kept,
-                        refused = %payload,
-                        "tag refused: another digest of the same version and architecture is served"
-                    );
-                    self.metrics.error("moved_tag");
-                }
-                Some(_) => {}
-                None => {
-                    release.images.insert(image.basearch.clone(), payload);
-                }
+            // The digest served, else the first seen this refresh.
+            let kept = release
+                .images
+                .entry(image.basearch.clone())
+                .or_insert_with(|| served.unwrap_or_else(|| payload.clone()));
+            if *kept != payload {
+                tracing::warn!(
+                    repository = %self.settings.repository,
+                    tag,
+                    stream,
+                    version = image.version,
+                    basearch = image.basearch,
+                    kept = %kept,
+                    refused = %payload,
+                    "tag refused: another digest of the same version and architecture is served"
+                );
+                self.metrics.error("moved_tag");
             }
         }
         releases

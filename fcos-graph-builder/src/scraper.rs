@@ -355,7 +355,7 @@ impl StreamScraper {
         let build = self.build;
         // One stream builds at a time: building holds several times its
         // documents in memory, and the process's memory limit is sized for
-        // one build (see docs/operations.md).
+        // one build (see docs/deploy.md).
         let _building = BUILDS.acquire().await.expect("never closed");
         let built = tokio::task::spawn_blocking(move || build(&stream, &index_body, &updates_body))
             .await

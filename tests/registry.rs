@@ -1012,79 +1012,9 @@ async fn the_graph_command_previews_a_registry_stream() {
     assert!(stderr.contains("mine (aarch64, x86_64)"), "{stderr}");
 }
 
-/// A registry that asks for a bearer token from its token service, as
-/// quay.io and ghcr.io do for anonymous pulls; it serves `documents` by
-/// path to requests bearing the token it hands out.
-struct TokenRegistry {
-    addr: SocketAddr,
-    tokens_issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    handle: actix_web::dev::ServerHandle,
-}
-
-impl TokenRegistry {
-    fn start(documents: BTreeMap<String, Vec<u8>>) -> TokenRegistry {
-        use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let tokens_issued = std::sync::Arc::new(AtomicUsize::new(0));
-        let issued = tokens_issued.clone();
-        let documents = std::sync::Arc::new(documents);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = HttpServer::new(move || {
-            let (issued, documents) = (issued.clone(), documents.clone());
-            App::new().default_service(web::to(move |req: HttpRequest| {
-                let (issued, documents) = (issued.clone(), documents.clone());
-                async move {
-                    if req.path() == "/token" {
-                        let query = req.query_string();
-                        assert!(
-                            query.contains("service=test") && query.contains("scope=repository"),
-                            "{query}"
-                        );
-                        issued.fetch_add(1, Ordering::SeqCst);
-                        return HttpResponse::Ok().body(r#"{"token":"t0k3n"}"#);
-                    }
-                    let authorized = req
-                        .headers()
-                        .get("authorization")
-                        .is_some_and(|v| v == "Bearer t0k3n");
-                    if !authorized {
-                        return HttpResponse::Unauthorized()
-                            .insert_header((
-                                "WWW-Authenticate",
-                                format!(
-                                    r#"Bearer realm="http://{addr}/token",service="test",scope="repository:{NAME}:pull""#
-                                ),
-                            ))
-                            .finish();
-                    }
-                    match documents.get(req.path()) {
-                        Some(body) => HttpResponse::Ok()
-                            .insert_header(("Docker-Content-Digest", sha256(body)))
-                            .body(body.clone()),
-                        None => HttpResponse::NotFound().finish(),
-                    }
-                }
-            }))
-        })
-        .workers(1)
-        .shutdown_timeout(0)
-        .listen(listener)
-        .unwrap()
-        .run();
-        let handle = server.handle();
-        actix_web::rt::spawn(server);
-        TokenRegistry {
-            addr,
-            tokens_issued,
-            handle,
-        }
-    }
-}
-
-#[actix_web::test]
-async fn anonymous_pulls_go_through_the_token_flow() {
-    let image = TestImage::new("43.20260105.3.0", "mine");
+/// The paths a registry serves `image` at, under the tag `tag`: its
+/// blobs and manifests by digest, its index by the tag.
+fn served_image(image: &TestImage, tag: &str) -> BTreeMap<String, Vec<u8>> {
     let documents = image.documents();
     let prefix = format!("/v2/{NAME}");
     let mut served = BTreeMap::new();
@@ -1097,9 +1027,102 @@ async fn anonymous_pulls_go_through_the_token_flow() {
             manifest.clone(),
         );
     }
-    served.insert(
-        format!("{prefix}/manifests/43.20260105.3.0"),
-        documents.index.clone(),
+    served.insert(format!("{prefix}/manifests/{tag}"), documents.index.clone());
+    served
+}
+
+/// A document of `documents` by `path`, with its `Docker-Content-Digest`;
+/// 404 for another path.
+fn serve_document(documents: &BTreeMap<String, Vec<u8>>, path: &str) -> actix_web::HttpResponse {
+    match documents.get(path) {
+        Some(body) => actix_web::HttpResponse::Ok()
+            .insert_header(("Docker-Content-Digest", sha256(body)))
+            .body(body.clone()),
+        None => actix_web::HttpResponse::NotFound().finish(),
+    }
+}
+
+/// Serves every request on `listener` with `handler` (one worker, stopped
+/// at once), until the handle returned stops it.
+fn serve<F, R>(listener: std::net::TcpListener, handler: F) -> actix_web::dev::ServerHandle
+where
+    F: Fn(actix_web::HttpRequest) -> R + Clone + Send + 'static,
+    R: std::future::Future<Output = actix_web::HttpResponse> + 'static,
+{
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new().default_service(actix_web::web::to(handler.clone()))
+    })
+    .workers(1)
+    .shutdown_timeout(0)
+    .listen(listener)
+    .unwrap()
+    .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    handle
+}
+
+/// A registry that asks for a bearer token from its token service, as
+/// quay.io and ghcr.io do for anonymous pulls; it serves `documents` by
+/// path to requests bearing the token it hands out.
+struct TokenRegistry {
+    addr: SocketAddr,
+    tokens_issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl TokenRegistry {
+    fn start(documents: BTreeMap<String, Vec<u8>>) -> TokenRegistry {
+        use actix_web::{HttpRequest, HttpResponse};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let tokens_issued = std::sync::Arc::new(AtomicUsize::new(0));
+        let issued = tokens_issued.clone();
+        let documents = std::sync::Arc::new(documents);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handle = serve(listener, move |req: HttpRequest| {
+            let (issued, documents) = (issued.clone(), documents.clone());
+            async move {
+                if req.path() == "/token" {
+                    let query = req.query_string();
+                    assert!(
+                        query.contains("service=test") && query.contains("scope=repository"),
+                        "{query}"
+                    );
+                    issued.fetch_add(1, Ordering::SeqCst);
+                    return HttpResponse::Ok().body(r#"{"token":"t0k3n"}"#);
+                }
+                let authorized = req
+                    .headers()
+                    .get("authorization")
+                    .is_some_and(|v| v == "Bearer t0k3n");
+                if !authorized {
+                    return HttpResponse::Unauthorized()
+                            .insert_header((
+                                "WWW-Authenticate",
+                                format!(
+                                    r#"Bearer realm="http://{addr}/token",service="test",scope="repository:{NAME}:pull""#
+                                ),
+                            ))
+                            .finish();
+                }
+                serve_document(&documents, req.path())
+            }
+        });
+        TokenRegistry {
+            addr,
+            tokens_issued,
+            handle,
+        }
+    }
+}
+
+#[actix_web::test]
+async fn anonymous_pulls_go_through_the_token_flow() {
+    let prefix = format!("/v2/{NAME}");
+    let mut served = served_image(
+        &TestImage::new("43.20260105.3.0", "mine"),
+        "43.20260105.3.0",
     );
     served.insert(
         format!("{prefix}/tags/list"),
@@ -1144,7 +1167,7 @@ struct PagedRegistry {
 
 impl PagedRegistry {
     fn start(documents: BTreeMap<String, Vec<u8>>) -> PagedRegistry {
-        use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+        use actix_web::{HttpRequest, HttpResponse};
         use std::sync::atomic::Ordering;
         let pages = Pages::default();
         let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -1152,38 +1175,22 @@ impl PagedRegistry {
         let (served_pages, counted) = (pages.clone(), requests.clone());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let server = HttpServer::new(move || {
+        let handle = serve(listener, move |req: HttpRequest| {
             let (pages, documents, counted) =
                 (served_pages.clone(), documents.clone(), counted.clone());
-            App::new().default_service(web::to(move |req: HttpRequest| {
-                let (pages, documents, counted) =
-                    (pages.clone(), documents.clone(), counted.clone());
-                async move {
-                    counted.fetch_add(1, Ordering::SeqCst);
-                    let page = format!("{}?{}", req.path(), req.query_string());
-                    if let Some((body, next)) = pages.read().unwrap().get(&page) {
-                        let mut answer = HttpResponse::Ok();
-                        if let Some(next) = next {
-                            answer.insert_header(("Link", format!("<{next}>; rel=\"next\"")));
-                        }
-                        return answer.body(body.clone());
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let page = format!("{}?{}", req.path(), req.query_string());
+                if let Some((body, next)) = pages.read().unwrap().get(&page) {
+                    let mut answer = HttpResponse::Ok();
+                    if let Some(next) = next {
+                        answer.insert_header(("Link", format!("<{next}>; rel=\"next\"")));
                     }
-                    match documents.get(req.path()) {
-                        Some(body) => HttpResponse::Ok()
-                            .insert_header(("Docker-Content-Digest", sha256(body)))
-                            .body(body.clone()),
-                        None => HttpResponse::NotFound().finish(),
-                    }
+                    return answer.body(body.clone());
                 }
-            }))
-        })
-        .workers(1)
-        .shutdown_timeout(0)
-        .listen(listener)
-        .unwrap()
-        .run();
-        let handle = server.handle();
-        actix_web::rt::spawn(server);
+                serve_document(&documents, req.path())
+            }
+        });
         PagedRegistry {
             addr,
             pages,
@@ -1207,22 +1214,10 @@ impl PagedRegistry {
 
 #[actix_web::test]
 async fn a_tag_list_that_never_ends_or_is_too_long_fails_the_refresh_at_once() {
-    let image = TestImage::new("43.20260105.3.0", "mine");
-    let documents = image.documents();
     let prefix = format!("/v2/{NAME}");
-    let mut served = BTreeMap::new();
-    for blob in &documents.blobs {
-        served.insert(format!("{prefix}/blobs/{}", sha256(blob)), blob.clone());
-    }
-    for manifest in &documents.manifests {
-        served.insert(
-            format!("{prefix}/manifests/{}", sha256(manifest)),
-            manifest.clone(),
-        );
-    }
-    served.insert(
-        format!("{prefix}/manifests/43.20260105.3.0"),
-        documents.index.clone(),
+    let served = served_image(
+        &TestImage::new("43.20260105.3.0", "mine"),
+        "43.20260105.3.0",
     );
     let registry = PagedRegistry::start(served);
     let first = format!("{prefix}/tags/list?n=1000");

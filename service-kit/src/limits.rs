@@ -751,8 +751,10 @@ mod tests {
             .prop_map(|(target, headers, lf)| {
                 let end = if lf { "\n" } else { "\r\n" };
                 let mut head = format!("GET /{target} HTTP/1.1{end}");
+                // Names prefixed, so that none announces a body (which
+                // the guard refuses) whatever the generator draws.
                 for (name, value) in headers {
-                    head.push_str(&format!("{name}: {value}{end}"));
+                    head.push_str(&format!("x-{name}: {value}{end}"));
                 }
                 head.push_str(end);
                 head.into_bytes()

@@ -1369,3 +1369,66 @@ async fn manifests_and_configs_kept_are_those_the_tags_name_now() {
         ["43.20260105.3.0"]
     );
 }
+
+#[actix_web::test]
+async fn streams_past_the_cap_are_left_out_and_gone_streams_lose_their_series() {
+    use fcos_graph_builder::registry::MAX_STREAMS;
+    let prefix = format!("/v2/{NAME}");
+    // One image per stream, s00 … s69 and a00, each under its own tag;
+    // the tag list says which exist.
+    let mut streams: Vec<String> = (0..MAX_STREAMS + 6).map(|i| format!("s{i:02}")).collect();
+    streams.push("a00".to_string());
+    let mut served = BTreeMap::new();
+    for stream in &streams {
+        let mut image = TestImage::new("43.20260105.3.0", stream);
+        image.arches = vec!["amd64"];
+        served.extend(served_image(&image, &format!("{stream}-1")));
+    }
+    let registry = PagedRegistry::start(served);
+    let list = |streams: &[String]| {
+        let tags: Vec<String> = streams.iter().map(|s| format!("{s}-1")).collect();
+        serde_json::to_vec(&json!({"name": NAME, "tags": tags})).unwrap()
+    };
+    let page = format!("{prefix}/tags/list?n=1000");
+    let (mut scraper, store, metrics) =
+        scraper(registry_settings(&format!("{}/{NAME}", registry.addr), ""));
+    let served_streams = |store: &GraphStore| -> Vec<String> {
+        streams
+            .iter()
+            .filter(|s| store.get(s, "x86_64", commons::graph::Scheme::Oci).is_ok())
+            .cloned()
+            .collect()
+    };
+    let series = |stream: &str| {
+        let text = String::from_utf8(service_kit::metrics::render(&metrics)).unwrap();
+        let series = format!(
+            r#"fcos_cincinnati_gb_scraper_graph_final_releases{{basearch="x86_64",stream="{stream}",type="oci"}} "#
+        );
+        text.lines().any(|l| l.starts_with(&series))
+    };
+
+    // 70 streams: the first 64 by name are served, 6 counted left out.
+    registry.page(&page, list(&streams[..MAX_STREAMS + 6]), None);
+    assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Published);
+    assert_eq!(served_streams(&store), streams[..MAX_STREAMS]);
+    assert_eq!(error_count(&metrics, "too_many_streams"), 6.0);
+    assert!(series("s00") && !series("s64"));
+
+    // A new stream first by name does not push out one served.
+    registry.page(&page, list(&streams), None);
+    scraper.refresh_once().await.unwrap();
+    assert_eq!(served_streams(&store), streams[..MAX_STREAMS]);
+    assert_eq!(error_count(&metrics, "too_many_streams"), 6.0 + 7.0);
+
+    // s00 goes: its graph and its series go, and of the streams waiting,
+    // the first by name comes in.
+    registry.page(&page, list(&streams[1..]), None);
+    assert_eq!(scraper.refresh_once().await.unwrap(), Refreshed::Published);
+    let mut expected = vec!["a00".to_string()];
+    expected.extend_from_slice(&streams[1..MAX_STREAMS]);
+    let mut now = served_streams(&store);
+    now.sort();
+    assert_eq!(now, expected);
+    assert!(!series("s00") && series("a00") && series("s01"));
+    registry.handle.stop(false).await;
+}

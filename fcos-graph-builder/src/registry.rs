@@ -40,6 +40,12 @@ pub const STREAM_ANNOTATION: &str = "fedora-coreos.stream";
 /// is kept of each image is small whatever the registry holds.
 pub const MAX_LABEL_BYTES: usize = 256;
 
+/// Most streams served from the registry: images of streams past it are
+/// left out (`too_many_streams`), so that the graphs and metric series
+/// kept are bounded whatever the images' labels say. The streams already
+/// served keep their place; new ones come in by name.
+pub const MAX_STREAMS: usize = 64;
+
 /// Container platforms → Fedora CoreOS basearches.
 pub const ARCHITECTURES: [(&str, &str); 4] = [
     ("amd64", "x86_64"),
@@ -49,7 +55,7 @@ pub const ARCHITECTURES: [(&str, &str); 4] = [
 ];
 
 /// Every error kind counted, in `fcos_cincinnati_gb_registry_errors_total`.
-pub const ERROR_KINDS: [&str; 15] = [
+pub const ERROR_KINDS: [&str; 16] = [
     "connect",
     "timeout",
     "read",
@@ -63,6 +69,7 @@ pub const ERROR_KINDS: [&str; 15] = [
     "missing_label",
     "moved_tag",
     "stream_conflict",
+    "too_many_streams",
     "updates",
     "invalid_graph",
 ];
@@ -435,9 +442,32 @@ impl RegistryScraper {
             requests = budget.used,
             "published new graphs from the registry"
         );
+        self.forget_series(&found);
         self.store.publish_registry(found);
         self.published = Some(sources);
         Ok(Refreshed::Published)
+    }
+
+    /// Removes the metric series of the graphs published before and not
+    /// in `found` (a stream or an architecture gone from the registry),
+    /// so that streams coming and going do not add up series.
+    fn forget_series(&self, found: &BTreeMap<String, (Vec<String>, StreamGraphs)>) {
+        let Some(published) = &self.published else {
+            return;
+        };
+        for (stream, (index, _)) in published {
+            let now = found.get(stream).map(|(basearches, _)| basearches);
+            for basearch in index.architectures() {
+                if now.is_some_and(|now| now.contains(&basearch)) {
+                    continue;
+                }
+                self.graph_metrics
+                    .forget_graph(stream, &basearch, Scheme::Oci);
+                if let Some(counter) = &self.graph_requests {
+                    let _ = counter.remove_label_values(&[&basearch, stream, Scheme::Oci.as_str()]);
+                }
+            }
+        }
     }
 
     /// The digest each tag of `matched` names, into `current`: version
@@ -694,10 +724,42 @@ impl RegistryScraper {
                 self.metrics.error("moved_tag");
             }
         }
+        self.within_stream_cap(&mut releases);
         releases
             .into_iter()
             .map(|(stream, releases)| (stream, releases.into_values().collect()))
             .collect()
+    }
+
+    /// Leaves out the streams past [`MAX_STREAMS`]: those served keep
+    /// their place, new ones come in by name. Each stream left out is
+    /// counted, and one warning names the first few.
+    fn within_stream_cap<T>(&self, releases: &mut BTreeMap<String, T>) {
+        if releases.len() <= MAX_STREAMS {
+            return;
+        }
+        let served = |stream: &String| {
+            self.published
+                .as_ref()
+                .is_some_and(|published| published.contains_key(stream))
+        };
+        let mut order: Vec<&String> = releases.keys().collect();
+        // Stable: by name within served and new.
+        order.sort_by_key(|stream| !served(stream));
+        let left_out: Vec<String> = order[MAX_STREAMS..].iter().map(|s| (*s).clone()).collect();
+        for stream in &left_out {
+            releases.remove(stream);
+        }
+        tracing::warn!(
+            repository = %self.settings.repository,
+            left_out = left_out.len(),
+            first = ?&left_out[..left_out.len().min(5)],
+            "streams left out: the registry's images name more than {MAX_STREAMS} streams"
+        );
+        self.metrics
+            .errors
+            .with_label_values(&["too_many_streams"])
+            .inc_by(left_out.len() as u64);
     }
 
     /// The updates metadata of `stream` (conditional on the copy kept).

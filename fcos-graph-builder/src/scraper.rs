@@ -144,6 +144,15 @@ impl ScraperMetrics {
         graphs
     }
 
+    /// Removes the series of a graph no longer published.
+    pub fn forget_graph(&self, stream: &str, basearch: &str, scheme: Scheme) {
+        let labels = [basearch, stream, scheme.as_str()];
+        // A series never set is not there to remove: not an error.
+        let _ = self.final_edges.remove_label_values(&labels);
+        let _ = self.final_releases.remove_label_values(&labels);
+        let _ = self.last_refresh.remove_label_values(&labels);
+    }
+
     /// Sets the seconds since each stream's last successful refresh, as of
     /// `now`; a stream that never had one counts from `started`.
     pub fn update_staleness(&self, streams: &[String], started: i64, now: i64) {

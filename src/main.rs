@@ -111,6 +111,14 @@ enum Format {
     Dot,
 }
 
+/// mimalloc rather than glibc's malloc: building and replacing large
+/// graphs on several threads left glibc's per-thread arenas holding freed
+/// memory the other threads could not reuse (a graph-builder with three
+/// streams of 9,279 releases reached 326 MB of RSS in five minutes of
+/// rebuilds, against 197 MB with mimalloc; docs/deploy.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     service_kit::logging::init(cli.verbose.max(1));

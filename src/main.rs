@@ -111,7 +111,7 @@ enum Format {
     Dot,
 }
 
-/// mimalloc rather than glibc's malloc: building and replacing large
+/// mimalloc rather than glibc's malloc (the graph-builder's): building and replacing large
 /// graphs on several threads left glibc's per-thread arenas holding freed
 /// memory the other threads could not reuse (a graph-builder with three
 /// streams of 9,279 releases reached 326 MB of RSS in five minutes of

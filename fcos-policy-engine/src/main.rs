@@ -13,14 +13,6 @@ struct Cli {
     service: service_kit::binary::ServiceArgs,
 }
 
-/// mimalloc rather than glibc's malloc: building and replacing large
-/// graphs on several threads left glibc's per-thread arenas holding freed
-/// memory the other threads could not reuse (a graph-builder with three
-/// streams of 9,279 releases reached 326 MB of RSS in five minutes of
-/// rebuilds, against 197 MB with mimalloc; docs/deploy.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     service_kit::binary::run(Cli::parse().service, fcos_policy_engine::start)
 }

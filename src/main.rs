@@ -111,11 +111,8 @@ enum Format {
     Dot,
 }
 
-/// mimalloc rather than glibc's malloc (the graph-builder's): building and replacing large
-/// graphs on several threads left glibc's per-thread arenas holding freed
-/// memory the other threads could not reuse (a graph-builder with three
-/// streams of 9,279 releases reached 326 MB of RSS in five minutes of
-/// rebuilds, against 197 MB with mimalloc; docs/deploy.md).
+/// The graph-builder's allocator (see its `main.rs`): this process runs
+/// one.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -133,7 +133,11 @@ impl RegistryMetrics {
     }
 
     fn error(&self, kind: &str) {
-        self.errors.with_label_values(&[kind]).inc();
+        self.errors_of(kind, 1);
+    }
+
+    fn errors_of(&self, kind: &str, count: usize) {
+        self.errors.with_label_values(&[kind]).inc_by(count as u64);
     }
 }
 
@@ -756,10 +760,7 @@ impl RegistryScraper {
             first = ?&left_out[..left_out.len().min(5)],
             "streams left out: the registry's images name more than {MAX_STREAMS} streams"
         );
-        self.metrics
-            .errors
-            .with_label_values(&["too_many_streams"])
-            .inc_by(left_out.len() as u64);
+        self.metrics.errors_of("too_many_streams", left_out.len());
     }
 
     /// The updates metadata of `stream` (conditional on the copy kept).

@@ -183,13 +183,17 @@ pub fn view(source: Source, viewer: &Viewer) -> anyhow::Result<Graph> {
             policy,
             group,
         } => {
-            use fcos_policy_engine::view::{Halted, PreparedGraph, Removal};
+            use fcos_policy_engine::view::{Halted, PreparedGraph, Removal, ViewCache};
             // A release's age index is its place in the release index, the
             // order the policy-engine reads from the graphs of the stream.
             let (rules, removal) =
                 Removal::of(Some(policy), group.as_deref(), &stream, *now, age_index);
             let wariness = rules.map_or(*wariness, |rules| rules.clamp(*wariness));
-            let body = PreparedGraph::new(graph).view(wariness, *now, &removal, &Halted::NONE);
+            let cache = std::sync::Arc::new(ViewCache::new(
+                fcos_policy_engine::view::DEFAULT_CACHE_BYTES,
+            ));
+            let body =
+                PreparedGraph::new(graph, &cache).view(wariness, *now, &removal, &Halted::NONE);
             serde_json::from_slice(body.json()).context("the policy-engine's view is a graph")?
         }
     })
@@ -205,9 +209,12 @@ pub fn explain(
     now: i64,
 ) -> serde_json::Value {
     use fcos_policy_engine::client::Client;
-    use fcos_policy_engine::view::{Halted, PreparedGraph};
+    use fcos_policy_engine::view::{Halted, PreparedGraph, ViewCache, DEFAULT_CACHE_BYTES};
     let Source { graph, ages, .. } = source;
-    let graph = PreparedGraph::new(graph);
+    let graph = PreparedGraph::new(
+        graph,
+        &std::sync::Arc::new(ViewCache::new(DEFAULT_CACHE_BYTES)),
+    );
     let client = Client::new(
         query,
         &graph,

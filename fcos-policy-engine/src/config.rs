@@ -35,7 +35,20 @@ pub struct FileConfig {
     pub policy: Option<PolicySection>,
     /// `[rollouts]`: tracking the outcomes of rollouts.
     pub rollouts: Option<RolloutsFile>,
+    /// `[cache]`: the per-client views kept ready.
+    pub cache: Option<CacheFile>,
 }
+
+/// The `[cache]` section as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheFile {
+    /// Bytes of serialized per-client views kept at most.
+    pub max_bytes: Option<u64>,
+}
+
+/// Least `cache.max_bytes`: 1 MiB, some twenty views of a real graph.
+const MIN_CACHE_BYTES: u64 = 1024 * 1024;
 
 /// The `[rollouts]` section as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -115,6 +128,8 @@ pub struct Settings {
     pub policy_path: Option<std::path::PathBuf>,
     /// Rollout tracking.
     pub rollouts: crate::rollouts::Settings,
+    /// Bytes of serialized per-client views kept at most (`cache.max_bytes`).
+    pub view_cache_bytes: u64,
 }
 
 impl Default for Settings {
@@ -169,6 +184,7 @@ impl ServiceSettings for Settings {
                 None => None,
             },
             rollouts: rollouts(file.rollouts.unwrap_or_default())?,
+            view_cache_bytes: cache_bytes(file.cache.unwrap_or_default())?,
             policy_path: match file.policy.and_then(|policy| policy.path) {
                 Some(path) => {
                     commons::fleet_policy::Policy::load(&path, 0)?;
@@ -178,6 +194,18 @@ impl ServiceSettings for Settings {
             },
         })
     }
+}
+
+/// `cache.max_bytes`: at least 1 MiB.
+fn cache_bytes(file: CacheFile) -> Result<u64, ConfigError> {
+    let bytes = file.max_bytes.unwrap_or(crate::view::DEFAULT_CACHE_BYTES);
+    if bytes < MIN_CACHE_BYTES {
+        return Err(ConfigError::Invalid {
+            key: "cache.max_bytes".to_string(),
+            message: format!("must be at least {MIN_CACHE_BYTES} (1 MiB)"),
+        });
+    }
+    Ok(bytes)
 }
 
 /// `[rollouts]`: at most 100,000,000 nodes; every 1 to 3,600 seconds.
@@ -251,6 +279,7 @@ mod tests {
         assert_eq!(settings.status_addr.to_string(), "0.0.0.0:9081");
         assert_eq!(settings.graph_url.as_str(), DEFAULT_GRAPH_URL);
         assert_eq!(settings.max_body_bytes, 16 << 20);
+        assert_eq!(settings.view_cache_bytes, 32 << 20);
     }
 
     #[test]
@@ -285,6 +314,7 @@ mod tests {
         assert!(parse("[servic]\nport = 1").contains("servic"));
         assert!(parse("[upstream]\nmax_body_bytes = 0").contains("upstream.max_body_bytes"));
         assert!(parse("[upstream]\nwait_secs = 61").contains("upstream.wait_secs"));
+        assert!(parse("[cache]\nmax_bytes = 1048575").contains("cache.max_bytes"));
         assert!(parse("[upstream]\nrefresh_secs = 61").contains("upstream.refresh_secs"));
         let both = parse("[upstream]\nwait_secs = 5\nrefresh_secs = 5");
         assert!(

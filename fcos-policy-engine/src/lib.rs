@@ -49,7 +49,9 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
         "fcos_cincinnati_pe",
         &["graph", "openapi"],
     )?;
-    let replica = Arc::new(replica::Replica::new(&registry)?);
+    let views = Arc::new(view::ViewCache::new(settings.view_cache_bytes));
+    views.register(&registry)?;
+    let replica = Arc::new(replica::Replica::new(&registry, Arc::clone(&views))?);
     if let Some(dir) = &settings.state_dir {
         ignore_file_size_signal();
         replica.load_state(dir);
@@ -123,6 +125,7 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
         ready: Arc::new(move || (ready.ready(), ready.status())),
         before_render: Arc::new(move || {
             rendered.update_age_metric();
+            views.update_gauges();
             census.update_gauges(clock(), &rendered.versions_by_stream());
         }),
     };

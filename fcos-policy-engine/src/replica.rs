@@ -17,7 +17,7 @@
 //! whose new graph is refused keeps its last good graph while the others
 //! move on.
 
-use crate::view::PreparedGraph;
+use crate::view::{PreparedGraph, ViewCache};
 use commons::graph::{Graph, GraphScope, InvalidGraph, Scheme};
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 use serde::{Deserialize, Serialize};
@@ -127,6 +127,8 @@ pub struct Replica {
     /// per-scope counters exist (at 0) before the scope's first request,
     /// and go with the scope.
     scope_hook: OnceLock<ScopeHook>,
+    /// Where the graphs' per-client views are kept.
+    views: Arc<ViewCache>,
 }
 
 /// See [`Replica::on_scopes`].
@@ -144,8 +146,9 @@ impl std::fmt::Debug for Replica {
 }
 
 impl Replica {
-    /// An empty replica registering its metrics in `registry`.
-    pub fn new(registry: &Registry) -> prometheus::Result<Self> {
+    /// An empty replica registering its metrics in `registry`, its graphs'
+    /// views kept in `views`.
+    pub fn new(registry: &Registry, views: Arc<ViewCache>) -> prometheus::Result<Self> {
         let errors = IntCounterVec::new(
             Opts::new(
                 "fcos_cincinnati_pe_upstream_errors_total",
@@ -193,6 +196,7 @@ impl Replica {
             age,
             source,
             scope_hook: OnceLock::new(),
+            views,
         })
     }
 
@@ -312,7 +316,7 @@ impl Replica {
     /// graph-builder confirms it.
     pub fn load_state(&self, state_dir: &Path) {
         let path = state_dir.join(STATE_FILE);
-        match read_state(&path) {
+        match read_state(&path, &self.views) {
             Ok(None) => tracing::info!(file = %path.display(), "no snapshot saved yet"),
             Ok(Some((snapshot, written))) => {
                 let now = commons::unix_now();
@@ -899,7 +903,7 @@ impl Follower {
             });
         }
         let body = self.read_body(response, &scope.to_string()).await?;
-        entry_of(body, etag).map_err(|source| FollowError::InvalidGraph {
+        entry_of(body, etag, &self.replica.views).map_err(|source| FollowError::InvalidGraph {
             scope: scope.clone(),
             source,
         })
@@ -936,7 +940,7 @@ fn header_text(response: &reqwest::Response, name: reqwest::header::HeaderName) 
 
 /// A snapshot entry from a graph's bytes, which must hash to `etag` (the
 /// graph-builder's [`GraphBody::etag`]) and follow the graph rules.
-fn entry_of(json: Vec<u8>, etag: &str) -> Result<Entry, GraphRefused> {
+fn entry_of(json: Vec<u8>, etag: &str, views: &Arc<ViewCache>) -> Result<Entry, GraphRefused> {
     let body = GraphBody::new(json);
     if body.etag() != etag {
         return Err(GraphRefused::EtagMismatch {
@@ -949,7 +953,7 @@ fn entry_of(json: Vec<u8>, etag: &str) -> Result<Entry, GraphRefused> {
     Ok(Entry {
         etag: body.etag().to_string(),
         body: Arc::new(body),
-        graph: Arc::new(PreparedGraph::new(graph)),
+        graph: Arc::new(PreparedGraph::new(graph, views)),
     })
 }
 
@@ -1067,7 +1071,7 @@ pub(crate) fn write_atomically(
 
 /// Reads and validates the snapshot file: `Ok(None)` when there is none.
 /// Every graph must parse, follow the graph rules and match its `ETag`.
-fn read_state(path: &Path) -> Result<Option<(Snapshot, i64)>, StateError> {
+fn read_state(path: &Path, views: &Arc<ViewCache>) -> Result<Option<(Snapshot, i64)>, StateError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -1085,10 +1089,12 @@ fn read_state(path: &Path) -> Result<Option<(Snapshot, i64)>, StateError> {
             scheme: Scheme::from_oci_flag(saved.oci),
         };
         let entry = match (saved.etag, saved.graph) {
-            (Some(etag), Some(graph)) => match entry_of(graph.get().as_bytes().to_vec(), &etag) {
-                Ok(entry) => Some(Arc::new(entry)),
-                Err(source) => return Err(StateError::Graph { scope, source }),
-            },
+            (Some(etag), Some(graph)) => {
+                match entry_of(graph.get().as_bytes().to_vec(), &etag, views) {
+                    Ok(entry) => Some(Arc::new(entry)),
+                    Err(source) => return Err(StateError::Graph { scope, source }),
+                }
+            }
             (None, None) => None,
             _ => return Err(StateError::Unpaired(scope)),
         };
@@ -1107,6 +1113,10 @@ fn read_state(path: &Path) -> Result<Option<(Snapshot, i64)>, StateError> {
 mod tests {
     use super::*;
 
+    fn views() -> Arc<ViewCache> {
+        Arc::new(ViewCache::new(crate::view::DEFAULT_CACHE_BYTES))
+    }
+
     const GRAPH: &str = r#"{"nodes":[{"version":"1","metadata":{"org.fedoraproject.coreos.releases.age_index":"0","org.fedoraproject.coreos.scheme":"checksum"},"payload":"a"}],"edges":[]}"#;
 
     fn snapshot() -> Snapshot {
@@ -1116,7 +1126,7 @@ mod tests {
             scheme: Scheme::from_oci_flag(oci),
         };
         let etag = GraphBody::new(GRAPH.as_bytes().to_vec()).etag().to_string();
-        let entry = Arc::new(entry_of(GRAPH.as_bytes().to_vec(), &etag).unwrap());
+        let entry = Arc::new(entry_of(GRAPH.as_bytes().to_vec(), &etag, &views()).unwrap());
         Snapshot {
             loaded: true,
             scopes: HashMap::from([
@@ -1194,9 +1204,9 @@ mod tests {
     fn the_state_file_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(STATE_FILE);
-        assert!(read_state(&path).unwrap().is_none());
+        assert!(read_state(&path, &views()).unwrap().is_none());
         write_state(&path, &snapshot(), 1_700_000_000).unwrap();
-        let (read, written) = read_state(&path).unwrap().unwrap();
+        let (read, written) = read_state(&path, &views()).unwrap().unwrap();
         assert_eq!(written, 1_700_000_000);
         assert_eq!(read.scopes.len(), 3);
         assert_eq!(read.listing_etag.as_deref(), Some("\"l\""));
@@ -1232,7 +1242,7 @@ mod tests {
             ("format", good.replace("\"format\":1", "\"format\":2")),
         ] {
             std::fs::write(&path, text).unwrap();
-            assert!(read_state(&path).is_err(), "{what}");
+            assert!(read_state(&path, &views()).is_err(), "{what}");
         }
     }
 }

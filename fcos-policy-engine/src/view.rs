@@ -6,9 +6,11 @@
 use commons::fleet_policy::{Group, Policy, Reason};
 use commons::graph::Graph;
 use commons::rollout::{self, RolloutParams};
+use prometheus::{IntCounter, IntGauge, Registry};
 use service_kit::web::GraphBody;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// What a client's group policy removes from its view.
 #[derive(Debug, Clone, Copy)]
@@ -166,10 +168,140 @@ impl EdgeOut {
 /// Most rollouts tracked by the per-client cache (one bit each); a graph
 /// with more is served by the plain computation.
 const MAX_CACHED_ROLLOUTS: usize = 64;
-/// Most cached views of one graph before the cache starts over: more than
-/// the `MAX_CACHED_ROLLOUTS + 1` sets of hidden rollouts that can be in use
-/// at one time (they are prefixes in progress order).
-const MAX_CACHED_VIEWS: usize = 128;
+
+/// Default of `[cache] max_bytes`: 32 MiB, some 600 views of a real
+/// stream's graph (about 44 KB, and 10 KB gzip), where the 24 graphs of
+/// the three streams need a few each.
+pub const DEFAULT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// What a view is charged in the cache: its JSON, a quarter of that for
+/// its gzip form (made on the first request that accepts gzip; 22% of the
+/// JSON on the real graphs), and the entry itself.
+fn view_weight(body: &GraphBody) -> u64 {
+    let json = body.json().len() as u64;
+    json + json / 4 + 512
+}
+
+#[derive(Clone)]
+struct ViewWeight;
+
+impl quick_cache::Weighter<ViewCacheKey, Arc<GraphBody>> for ViewWeight {
+    fn weight(&self, _key: &ViewCacheKey, body: &Arc<GraphBody>) -> u64 {
+        view_weight(body)
+    }
+}
+
+/// A view in the cache: its graph, its key, and the node whose payload is
+/// replaced by a digest alias, if one is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ViewCacheKey {
+    graph: u64,
+    view: ViewKey,
+    alias: Option<usize>,
+}
+
+/// The serialized per-client views of every graph, kept within one byte
+/// budget (`[cache] max_bytes`). Which views exist depends on what clients
+/// send (their wariness, their group), so the budget, not the clients,
+/// bounds the memory: over it, the views least used go first (quick_cache's
+/// S3-FIFO: a view asked for once leaves before the views every node
+/// polls), and a view evicted is rendered again when next asked for.
+pub struct ViewCache {
+    views: quick_cache::sync::Cache<ViewCacheKey, Arc<GraphBody>, ViewWeight>,
+    next_graph: AtomicU64,
+    renders: IntCounter,
+    bytes: IntGauge,
+    entries: IntGauge,
+    max_bytes: IntGauge,
+}
+
+impl std::fmt::Debug for ViewCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViewCache")
+            .field("views", &self.views.len())
+            .field("bytes", &self.views.weight())
+            .field("max_bytes", &self.views.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ViewCache {
+    /// A cache of at most `max_bytes` (see [`view_weight`]); its metrics
+    /// exist once [`ViewCache::register`]ed.
+    pub fn new(max_bytes: u64) -> Self {
+        let options = quick_cache::OptionsBuilder::new()
+            // One shard: a view may take up to the whole budget (a shard
+            // holds at most its share of it).
+            .shards(1)
+            .estimated_items_capacity((max_bytes / 50_000).clamp(16, 100_000) as usize)
+            .weight_capacity(max_bytes)
+            .build()
+            .expect("the cache's options are valid");
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("a valid gauge");
+        let max_bytes_gauge = gauge(
+            "fcos_cincinnati_pe_view_cache_max_bytes",
+            "Most bytes the cache of per-client views holds (cache.max_bytes).",
+        );
+        max_bytes_gauge.set(i64::try_from(max_bytes).unwrap_or(i64::MAX));
+        ViewCache {
+            views: quick_cache::sync::Cache::with_options(
+                options,
+                ViewWeight,
+                Default::default(),
+                Default::default(),
+            ),
+            next_graph: AtomicU64::new(0),
+            renders: IntCounter::new(
+                "fcos_cincinnati_pe_view_renders_total",
+                "Per-client views serialized: not found in the cache.",
+            )
+            .expect("a valid counter"),
+            bytes: gauge(
+                "fcos_cincinnati_pe_view_cache_bytes",
+                "Bytes held by the cache of per-client views.",
+            ),
+            entries: gauge(
+                "fcos_cincinnati_pe_view_cache_views",
+                "Views held by the cache of per-client views.",
+            ),
+            max_bytes: max_bytes_gauge,
+        }
+    }
+
+    /// Registers the cache's metrics in `registry`.
+    pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.renders.clone()))?;
+        registry.register(Box::new(self.bytes.clone()))?;
+        registry.register(Box::new(self.entries.clone()))?;
+        registry.register(Box::new(self.max_bytes.clone()))
+    }
+
+    /// Sets the gauges to what the cache holds now.
+    pub fn update_gauges(&self) {
+        self.bytes
+            .set(i64::try_from(self.views.weight()).unwrap_or(i64::MAX));
+        self.entries
+            .set(i64::try_from(self.views.len()).unwrap_or(i64::MAX));
+    }
+
+    /// The view of `key`, rendered by `make` when the cache lacks it.
+    fn get_or_render(&self, key: ViewCacheKey, make: impl FnOnce() -> GraphBody) -> Arc<GraphBody> {
+        if let Some(body) = self.views.get(&key) {
+            return body;
+        }
+        // Two requests for a view not held may both render it; neither
+        // waits for the other (the cache's waiting would block a worker).
+        self.renders.inc();
+        let body = Arc::new(make());
+        self.views.insert(key, Arc::clone(&body));
+        body
+    }
+
+    /// Drops the views of graph `graph`.
+    fn forget(&self, graph: u64) {
+        self.views.retain(|key, _| key.graph != graph);
+    }
+}
 
 /// A graph from the graph-builder, ready for per-client views.
 #[derive(Debug)]
@@ -177,11 +309,9 @@ pub struct PreparedGraph {
     graph: Graph,
     /// Rollout nodes and their parameters, in node order.
     rollouts: Vec<(u64, RolloutParams)>,
-    /// View key → serialized view.
-    views: RwLock<HashMap<ViewKey, Arc<GraphBody>>>,
-    /// (view key, node) → view with that node's payload replaced by a
-    /// digest alias (see [`crate::aliases`]).
-    alias_views: RwLock<HashMap<(ViewKey, usize), Arc<GraphBody>>>,
+    /// Where its serialized views are kept, under `id`.
+    cache: Arc<ViewCache>,
+    id: u64,
     /// Node → targets of its edges (dead-end edges removed).
     out_edges: Vec<Vec<u32>>,
     /// Node → its age index (position in the whole release index).
@@ -193,8 +323,9 @@ pub struct PreparedGraph {
 }
 
 impl PreparedGraph {
-    /// Prepares `graph` (edges out of dead-ends are removed here, once).
-    pub fn new(mut graph: Graph) -> Self {
+    /// Prepares `graph` (edges out of dead-ends are removed here, once),
+    /// its views to be kept in `cache`.
+    pub fn new(mut graph: Graph, cache: &Arc<ViewCache>) -> Self {
         rollout::filter_deadends(&mut graph);
         let rollouts = graph
             .nodes
@@ -232,8 +363,8 @@ impl PreparedGraph {
         PreparedGraph {
             graph,
             rollouts,
-            views: RwLock::default(),
-            alias_views: RwLock::default(),
+            id: cache.next_graph.fetch_add(1, Ordering::Relaxed),
+            cache: Arc::clone(cache),
             out_edges,
             age,
             by_payload,
@@ -389,8 +520,14 @@ impl PreparedGraph {
         if self.rollouts.len() > MAX_CACHED_ROLLOUTS {
             return Arc::new(self.plain_view(wariness, now, removal, halted, None));
         }
-        let key = self.key(wariness, now, removal, halted);
-        cached(&self.views, key, || self.render(key, removal, halted, None))
+        let view = self.key(wariness, now, removal, halted);
+        let key = ViewCacheKey {
+            graph: self.id,
+            view,
+            alias: None,
+        };
+        self.cache
+            .get_or_render(key, || self.render(view, removal, halted, None))
     }
 
     /// The view computed without the caches: the client view of
@@ -429,11 +566,16 @@ impl PreparedGraph {
             let replace = Some((node, payload));
             return Arc::new(self.plain_view(wariness, now, removal, halted, replace));
         }
-        let key = self.key(wariness, now, removal, halted);
+        let view = self.key(wariness, now, removal, halted);
         // A node has one alias per architecture, and a graph one
         // architecture, so (key, node) determines the payload.
-        cached(&self.alias_views, (key, node), || {
-            self.render(key, removal, halted, Some((node, payload)))
+        let key = ViewCacheKey {
+            graph: self.id,
+            view,
+            alias: Some(node),
+        };
+        self.cache.get_or_render(key, || {
+            self.render(view, removal, halted, Some((node, payload)))
         })
     }
 
@@ -478,22 +620,10 @@ impl PreparedGraph {
     }
 }
 
-/// The entry of `key` in `cache`, made by `make` when absent; the cache
-/// starts over when full.
-fn cached<K: std::hash::Hash + Eq + Copy>(
-    cache: &RwLock<HashMap<K, Arc<GraphBody>>>,
-    key: K,
-    make: impl FnOnce() -> GraphBody,
-) -> Arc<GraphBody> {
-    if let Some(body) = cache.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return Arc::clone(body);
+impl Drop for PreparedGraph {
+    fn drop(&mut self) {
+        self.cache.forget(self.id);
     }
-    let body = Arc::new(make());
-    let mut entries = cache.write().unwrap_or_else(|e| e.into_inner());
-    if entries.len() >= MAX_CACHED_VIEWS {
-        entries.clear();
-    }
-    Arc::clone(entries.entry(key).or_insert(body))
 }
 
 #[cfg(test)]
@@ -503,6 +633,11 @@ mod tests {
     use commons::metadata::{Commit, Reason, Release, ReleaseIndex, Rollout, UpdateMetadata};
     use proptest::prelude::*;
     use std::collections::HashMap;
+
+    /// `graph` prepared with a cache of the default size.
+    fn prepared(graph: Graph) -> PreparedGraph {
+        PreparedGraph::new(graph, &Arc::new(ViewCache::new(DEFAULT_CACHE_BYTES)))
+    }
 
     /// One release's update metadata: barrier, dead-end, and rollout
     /// (start epoch, start value, duration), each optional.
@@ -572,7 +707,7 @@ mod tests {
             ),
         ) {
             let graph = graph_of(&releases);
-            let prepared = PreparedGraph::new(graph.clone());
+            let prepared = prepared(graph.clone());
             for (i, (wariness, now)) in clients.into_iter().enumerate() {
                 let fast = prepared.view(wariness, now, &Removal::None, &Halted::NONE);
                 let plain = rollout::client_view(graph.clone(), wariness, now);
@@ -651,7 +786,7 @@ mod tests {
             ),
         ) {
             let graph = graph_of(&releases);
-            let prepared = PreparedGraph::new(graph.clone());
+            let prepared = prepared(graph.clone());
             let text = policy_text(&deny, pin, paused, window, freeze, wariness);
             let policy = commons::fleet_policy::Policy::parse(&text, std::path::Path::new("p.toml"), 7).unwrap();
             let group = policy.rules_for(Some("g")).unwrap();
@@ -682,13 +817,68 @@ mod tests {
         }
     }
 
+    /// Many views of many graphs: the cache keeps within its budget, what
+    /// it serves is right whether it was kept or rendered again, and a
+    /// graph dropped takes its views with it.
+    #[test]
+    fn the_cache_keeps_within_its_budget_and_forgets_dropped_graphs() {
+        let releases: Vec<Flags> = (0..200)
+            .map(|i| {
+                (
+                    false,
+                    false,
+                    (i % 50 == 0).then_some((Some(0), Some(0.0), Some(20))),
+                )
+            })
+            .collect();
+        let graph = graph_of(&releases);
+        let budget = 1024 * 1024;
+        let cache = Arc::new(ViewCache::new(budget));
+        let mut graphs: Vec<PreparedGraph> = (0..4)
+            .map(|_| PreparedGraph::new(graph.clone(), &cache))
+            .collect();
+        let one = view_weight(&graphs[0].view(0.5, 0, &Removal::None, &Halted::NONE));
+        // Each set of halted releases is a view of its own.
+        for round in 0..3 {
+            for (g, prepared) in graphs.iter().enumerate() {
+                for h in 0..40 {
+                    let halted = Halted::new(vec![h]);
+                    let now = 60 * (round + g as i64);
+                    let view = prepared.view(0.5, now, &Removal::None, &halted);
+                    let plain = prepared.plain_view(0.5, now, &Removal::None, &halted, None);
+                    assert_eq!(view.json(), plain.json());
+                    assert!(cache.views.weight() <= budget);
+                }
+            }
+        }
+        assert!(
+            cache.views.weight() >= budget / 2,
+            "{}",
+            cache.views.weight()
+        );
+        assert!(cache.views.len() as u64 <= budget / one);
+        let of = |graph: u64| {
+            cache
+                .views
+                .iter()
+                .filter(|(key, _)| key.graph == graph)
+                .count()
+        };
+        assert!(of(graphs[0].id) > 0 && of(graphs[3].id) > 0);
+        let first = graphs.remove(0);
+        let id = first.id;
+        drop(first);
+        assert_eq!(of(id), 0);
+        assert!(of(graphs[2].id) > 0);
+    }
+
     #[test]
     fn views_are_shared_between_clients_in_the_same_state() {
         let graph = graph_of(&[
             (false, false, None),
             (false, false, Some((Some(0), Some(0.5), None))),
         ]);
-        let prepared = PreparedGraph::new(graph);
+        let prepared = prepared(graph);
         let a = prepared.view(0.1, 10, &Removal::None, &Halted::NONE);
         let b = prepared.view(0.2, 10, &Removal::None, &Halted::NONE);
         let hidden = prepared.view(0.9, 10, &Removal::None, &Halted::NONE);

@@ -6,10 +6,16 @@ use fcos_policy_engine::service::ServiceState;
 use prometheus::{Encoder, Registry, TextEncoder};
 use std::sync::Arc;
 
+fn views() -> Arc<fcos_policy_engine::view::ViewCache> {
+    Arc::new(fcos_policy_engine::view::ViewCache::new(
+        fcos_policy_engine::view::DEFAULT_CACHE_BYTES,
+    ))
+}
+
 #[test]
 fn wariness_buckets_are_exact_decimals() {
     let registry = Registry::new();
-    let replica = Replica::new(&registry).unwrap();
+    let replica = Replica::new(&registry, views()).unwrap();
     let in_force =
         fcos_policy_engine::in_force::PolicyInForce::new(None, None, Arc::new(|| 0), &registry)
             .unwrap();
@@ -45,7 +51,7 @@ fn wariness_buckets_are_exact_decimals() {
 fn every_upstream_error_kind_is_exported_at_zero_and_documented() {
     use fcos_policy_engine::replica::FollowError;
     let registry = Registry::new();
-    Replica::new(&registry).unwrap();
+    Replica::new(&registry, views()).unwrap();
     let mut text = Vec::new();
     TextEncoder::new()
         .encode(&registry.gather(), &mut text)

@@ -11,6 +11,7 @@ use prometheus::{GaugeVec, IntCounterVec, Opts, Registry};
 use siphasher::sip::SipHasher13;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 /// Window buckets: four of six hours, so a node is counted for 18 to 24
@@ -26,6 +27,13 @@ pub const VERSION_PRECISION: u8 = 10;
 /// sketches, within 2% from a thousand nodes on (docs/metrics.md has the
 /// measured errors), 16 KiB a bucket.
 pub const GROUP_PRECISION: u8 = 14;
+
+/// Default of `census.max_group_series`: 256 series of 64 KiB, 16 MiB;
+/// every platform label of three streams for two groups and `other`.
+pub const DEFAULT_MAX_GROUP_SERIES: usize = 256;
+
+/// Seconds between two warnings that the census by group is full.
+const FULL_WARNING_SECS: i64 = 60;
 
 /// A 64-bit hash of a node UUID for the sketches (keys differ from the
 /// wariness hash so that sketch registers do not follow wariness).
@@ -46,11 +54,23 @@ fn census_key(stream: &str, group: &str, platform: &str) -> u64 {
     hasher.finish()
 }
 
-/// Sketches by key, created on first use.
+/// Sketches by key, created on first use, at most `max`.
 #[derive(Debug)]
 struct Sketches<K> {
     precision: u8,
+    max: usize,
     map: RwLock<hashbrown::HashMap<K, Arc<WindowedSketch>>>,
+}
+
+/// What [`Sketches::insert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    /// Into the key's sketch.
+    Existing,
+    /// Into a sketch made for the key.
+    Created,
+    /// Nothing: the key had no sketch, and `max` were held.
+    Full,
 }
 
 /// A key of a stream's sketches, `(stream, T)`, borrowed: a poll finds
@@ -68,42 +88,48 @@ impl<T: PartialEq<U>, U> Equivalent<(String, U)> for StreamKey<'_, T> {
 }
 
 impl<K: Hash + Eq + Clone> Sketches<K> {
+    /// As many sketches as keys (the keys are bounded elsewhere).
     fn new(precision: u8) -> Self {
+        Sketches::at_most(precision, usize::MAX)
+    }
+
+    fn at_most(precision: u8, max: usize) -> Self {
         Sketches {
             precision,
+            max,
             map: RwLock::default(),
         }
     }
 
     /// Records `hash` in the sketch of `key` (a borrowed form of the key:
-    /// `owned` makes the key, only when the sketch is new). True when this
-    /// call created the sketch.
-    fn insert<Q>(&self, key: &Q, owned: impl FnOnce() -> K, hash: u64, now: i64) -> bool
+    /// `owned` makes the key, only when the sketch is new).
+    fn insert<Q>(&self, key: &Q, owned: impl FnOnce() -> K, hash: u64, now: i64) -> Recorded
     where
         Q: Hash + Equivalent<K> + ?Sized,
     {
         if let Some(sketch) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(key) {
             sketch.insert(hash, now);
-            return false;
+            return Recorded::Existing;
         }
-        let (sketch, created) = match self
-            .map
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(owned())
-        {
-            hashbrown::hash_map::Entry::Occupied(entry) => (Arc::clone(entry.get()), false),
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let full = map.len() >= self.max;
+        let (sketch, recorded) = match map.entry(owned()) {
+            hashbrown::hash_map::Entry::Occupied(entry) => {
+                (Arc::clone(entry.get()), Recorded::Existing)
+            }
+            hashbrown::hash_map::Entry::Vacant(_) if full => return Recorded::Full,
             hashbrown::hash_map::Entry::Vacant(entry) => (
                 Arc::clone(entry.insert(Arc::new(WindowedSketch::new(
                     self.precision,
                     BUCKETS,
                     PERIOD_SECS,
                 )))),
-                true,
+                Recorded::Created,
             ),
         };
+        drop(map);
         sketch.insert(hash, now);
-        created
+        recorded
     }
 
     fn snapshot(&self) -> Vec<(K, Arc<WindowedSketch>)> {
@@ -159,6 +185,10 @@ pub struct Census {
     by_group: Sketches<u64>,
     group_labels: RwLock<HashMap<u64, [String; 3]>>,
     by_group_gauge: GaugeVec,
+    /// Polls not counted by group because `by_group` was full.
+    by_group_refused: prometheus::IntCounter,
+    /// When that was last logged (seconds since the epoch).
+    by_group_warned: AtomicI64,
     unknown_requests: IntCounterVec,
     substitutions: IntCounterVec,
     scope_requests: IntCounterVec,
@@ -171,13 +201,19 @@ pub struct Census {
 }
 
 impl Census {
-    /// Creates the census and registers its metrics.
-    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+    /// Creates the census, of at most `max_group_series` series by
+    /// (stream, group, platform), and registers its metrics.
+    pub fn register(registry: &Registry, max_group_series: usize) -> prometheus::Result<Self> {
         let metrics = Census {
             active: Sketches::new(SCOPE_PRECISION),
             unknown_nodes: Sketches::new(SCOPE_PRECISION),
             by_version: Sketches::new(VERSION_PRECISION),
-            by_group: Sketches::new(GROUP_PRECISION),
+            by_group: Sketches::at_most(GROUP_PRECISION, max_group_series),
+            by_group_refused: prometheus::IntCounter::new(
+                "fcos_cincinnati_pe_active_nodes_by_group_refused_total",
+                "Polls not counted in active_nodes_by_group: their (stream, group, platform) had no series, and census.max_group_series were held.",
+            )?,
+            by_group_warned: AtomicI64::new(i64::MIN),
             group_labels: RwLock::default(),
             by_group_gauge: GaugeVec::new(
                 Opts::new(
@@ -242,6 +278,7 @@ impl Census {
         registry.register(Box::new(metrics.unknown_nodes_gauge.clone()))?;
         registry.register(Box::new(metrics.by_version_gauge.clone()))?;
         registry.register(Box::new(metrics.by_group_gauge.clone()))?;
+        registry.register(Box::new(metrics.by_group_refused.clone()))?;
         Ok(metrics)
     }
 
@@ -314,18 +351,22 @@ impl Census {
         // The labels of a new census series are kept once its sketch is
         // made (outside the sketches' lock: the gauges read the labels,
         // then the sketches); until then its gauge is left out.
-        if self.by_group.insert(&census, || census, hash, now) {
-            self.group_labels
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(
-                    census,
-                    [
-                        scope.stream.clone(),
-                        poll.group.to_string(),
-                        poll.platform.to_string(),
-                    ],
-                );
+        match self.by_group.insert(&census, || census, hash, now) {
+            Recorded::Existing => {}
+            Recorded::Created => {
+                self.group_labels
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(
+                        census,
+                        [
+                            scope.stream.clone(),
+                            poll.group.to_string(),
+                            poll.platform.to_string(),
+                        ],
+                    );
+            }
+            Recorded::Full => self.refuse_group_series(&scope.stream, poll, now),
         }
         if poll.unknown_payload {
             self.unknown_nodes.insert(
@@ -341,6 +382,28 @@ impl Census {
                 || (scope.stream.clone(), version.to_owned()),
                 hash,
                 now,
+            );
+        }
+    }
+
+    /// Counts a poll of a new (stream, group, platform) series left out,
+    /// and says so at most once a minute.
+    fn refuse_group_series(&self, stream: &str, poll: &Poll<'_>, now: i64) {
+        self.by_group_refused.inc();
+        let last = self.by_group_warned.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= FULL_WARNING_SECS
+            && self
+                .by_group_warned
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                max = self.by_group.max,
+                refused_total = self.by_group_refused.get(),
+                "the census by group is full: {} series of (stream, group, platform) are held (census.max_group_series), so nodes of new ones, such as stream={stream} group={} platform={}, are not counted by group (they are counted everywhere else); a series none of whose nodes polled for a day is dropped",
+                self.by_group.max,
+                poll.group,
+                poll.platform
             );
         }
     }
@@ -378,15 +441,38 @@ impl Census {
                 .with_label_values(&[stream.as_str(), version.as_str()])
                 .set(sketch.estimate(now).round());
         }
-        let labels = self.group_labels.read().unwrap_or_else(|e| e.into_inner());
-        for (key, sketch) in self.by_group.snapshot() {
-            if let Some(labels) = labels.get(&key) {
-                self.by_group_gauge
-                    .with_label_values(labels)
-                    .set(sketch.estimate(now).round());
+        // A series none of whose nodes polled within the window is dropped,
+        // with its gauge: the room it took is free for another.
+        let series = self.by_group.snapshot();
+        let mut idle = Vec::new();
+        {
+            let labels = self.group_labels.read().unwrap_or_else(|e| e.into_inner());
+            for (key, sketch) in series {
+                let estimate = sketch.estimate(now).round();
+                if let Some(labels) = labels.get(&key) {
+                    if estimate == 0.0 {
+                        let _ = self.by_group_gauge.remove_label_values(labels);
+                    } else {
+                        self.by_group_gauge.with_label_values(labels).set(estimate);
+                    }
+                }
+                if estimate == 0.0 {
+                    idle.push((key, sketch));
+                }
             }
         }
-        drop(labels);
+        if !idle.is_empty() {
+            // The sketches, not only the keys: a series made again since
+            // the estimate stays.
+            let mut map = self.by_group.map.write().unwrap_or_else(|e| e.into_inner());
+            let mut labels = self.group_labels.write().unwrap_or_else(|e| e.into_inner());
+            for (key, sketch) in idle {
+                if map.get(&key).is_some_and(|held| Arc::ptr_eq(held, &sketch)) {
+                    map.remove(&key);
+                    labels.remove(&key);
+                }
+            }
+        }
         self.sketch_bytes_gauge.set(self.sketch_bytes() as i64);
     }
 
@@ -421,7 +507,7 @@ mod tests {
     #[test]
     fn per_scope_series_follow_the_scopes_served() {
         let registry = Registry::new();
-        let census = Census::register(&registry).unwrap();
+        let census = Census::register(&registry, DEFAULT_MAX_GROUP_SERIES).unwrap();
         let scope = |stream: &str, basearch: &str, scheme| GraphScope {
             stream: stream.into(),
             basearch: basearch.into(),
@@ -443,8 +529,8 @@ mod tests {
         let base = series();
         assert_eq!(
             base,
-            2 + 2 + 1,
-            "scope requests, unknown payloads, substitutions"
+            2 + 2 + 1 + 1,
+            "scope requests, unknown payloads, substitutions, polls refused by group"
         );
         // A thousand scopes come and go, in ten listings.
         for round in 0..10 {
@@ -463,13 +549,89 @@ mod tests {
         assert_eq!(series(), base);
     }
 
+    /// The census by group holds at most its series: polls of a new one
+    /// past the cap are counted as refused (and everywhere else as usual);
+    /// a series idle for a day leaves, with its gauge, and makes room.
+    #[test]
+    fn series_by_group_are_capped_and_idle_ones_leave() {
+        let registry = Registry::new();
+        let census = Census::register(&registry, 4).unwrap();
+        let scope = GraphScope {
+            stream: "stable".into(),
+            basearch: "x86_64".into(),
+            scheme: Scheme::Oci,
+        };
+        let poll = |uuid: &str, group, platform, now| {
+            census.record(
+                &Poll {
+                    scope: &scope,
+                    node_uuid: Some(uuid),
+                    known_version: None,
+                    unknown_payload: false,
+                    group,
+                    platform,
+                },
+                now,
+            )
+        };
+        let gauges = || {
+            let mut labels: Vec<String> = registry
+                .gather()
+                .iter()
+                .filter(|f| f.name() == "fcos_cincinnati_pe_active_nodes_by_group")
+                .flat_map(|f| f.get_metric())
+                .map(|m| {
+                    let l: Vec<&str> = m.get_label().iter().map(|l| l.value()).collect();
+                    // Sorted by name: group, platform, stream.
+                    format!("{}/{}/{}={}", l[0], l[1], l[2], m.get_gauge().get_value())
+                })
+                .collect();
+            labels.sort();
+            labels
+        };
+        let now = 1_800_000_000;
+        let platforms = ["aws", "gcp", "metal", "qemu", "azure", "vmware"];
+        for (i, platform) in platforms.iter().enumerate() {
+            poll(&format!("{i:032x}"), "default", *platform, now);
+        }
+        // The first four; the two others refused, three times in all.
+        poll(&format!("{:032x}", 9), "default", "vmware", now);
+        assert_eq!(census.by_group_refused.get(), 3);
+        census.update_gauges(now, &HashMap::new());
+        assert_eq!(
+            gauges(),
+            [
+                "default/aws/stable=1",
+                "default/gcp/stable=1",
+                "default/metal/stable=1",
+                "default/qemu/stable=1"
+            ]
+        );
+        // The series of every scope are not capped.
+        assert_eq!(census.active.snapshot()[0].1.estimate(now).round(), 7.0);
+        // A day later, only the series polled since are kept.
+        let later = now + 25 * 3600;
+        poll(&format!("{:032x}", 1), "default", "gcp", later);
+        census.update_gauges(later, &HashMap::new());
+        assert_eq!(gauges(), ["default/gcp/stable=1"]);
+        assert_eq!(census.by_group.snapshot().len(), 1);
+        assert_eq!(census.group_labels.read().unwrap().len(), 1);
+        poll(&format!("{:032x}", 5), "default", "vmware", later);
+        census.update_gauges(later, &HashMap::new());
+        assert_eq!(
+            gauges(),
+            ["default/gcp/stable=1", "default/vmware/stable=1"]
+        );
+        assert_eq!(census.by_group_refused.get(), 3);
+    }
+
     /// Series of 1,000 nodes and more, as Zincati's UUIDs: every census
     /// estimate (by scope, by group and platform, of unknown payloads)
     /// within 2% of the truth; by version (1 KiB a bucket) within 10%.
     #[test]
     fn estimates_of_a_thousand_nodes_and_more_are_within_two_percent() {
         let registry = Registry::new();
-        let census = Census::register(&registry).unwrap();
+        let census = Census::register(&registry, DEFAULT_MAX_GROUP_SERIES).unwrap();
         let now = 1_800_000_000;
         let sizes = [1_000, 1_500, 2_500, 4_586, 7_000, 10_000, 30_000];
         let mut worst = [0.0f64; 4];

@@ -37,6 +37,16 @@ pub struct FileConfig {
     pub rollouts: Option<RolloutsFile>,
     /// `[cache]`: the per-client views kept ready.
     pub cache: Option<CacheFile>,
+    /// `[census]`: the distinct-node estimates.
+    pub census: Option<CensusFile>,
+}
+
+/// The `[census]` section as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CensusFile {
+    /// Series of `active_nodes_by_group` kept at most.
+    pub max_group_series: Option<u64>,
 }
 
 /// The `[cache]` section as written.
@@ -130,6 +140,9 @@ pub struct Settings {
     pub rollouts: crate::rollouts::Settings,
     /// Bytes of serialized per-client views kept at most (`cache.max_bytes`).
     pub view_cache_bytes: u64,
+    /// Series of the census by (stream, group, platform) kept at most
+    /// (`census.max_group_series`).
+    pub census_max_group_series: usize,
 }
 
 impl Default for Settings {
@@ -185,6 +198,7 @@ impl ServiceSettings for Settings {
             },
             rollouts: rollouts(file.rollouts.unwrap_or_default())?,
             view_cache_bytes: cache_bytes(file.cache.unwrap_or_default())?,
+            census_max_group_series: max_group_series(file.census.unwrap_or_default())?,
             policy_path: match file.policy.and_then(|policy| policy.path) {
                 Some(path) => {
                     commons::fleet_policy::Policy::load(&path, 0)?;
@@ -206,6 +220,22 @@ fn cache_bytes(file: CacheFile) -> Result<u64, ConfigError> {
         });
     }
     Ok(bytes)
+}
+
+/// `census.max_group_series`: 1 to 65,536 (64 KiB each, 4 GiB).
+fn max_group_series(file: CensusFile) -> Result<usize, ConfigError> {
+    let series = at_least_one(
+        "census.max_group_series",
+        file.max_group_series,
+        crate::census::DEFAULT_MAX_GROUP_SERIES as u64,
+    )?;
+    if series > 65_536 {
+        return Err(ConfigError::Invalid {
+            key: "census.max_group_series".to_string(),
+            message: "must be at most 65536 (64 KiB of memory each)".to_string(),
+        });
+    }
+    Ok(series as usize)
 }
 
 /// `[rollouts]`: at most 100,000,000 nodes; every 1 to 3,600 seconds.
@@ -279,7 +309,8 @@ mod tests {
         assert_eq!(settings.status_addr.to_string(), "0.0.0.0:9081");
         assert_eq!(settings.graph_url.as_str(), DEFAULT_GRAPH_URL);
         assert_eq!(settings.max_body_bytes, 16 << 20);
-        assert_eq!(settings.view_cache_bytes, 32 << 20);
+        assert_eq!(settings.view_cache_bytes, 8 << 20);
+        assert_eq!(settings.census_max_group_series, 256);
     }
 
     #[test]
@@ -315,6 +346,8 @@ mod tests {
         assert!(parse("[upstream]\nmax_body_bytes = 0").contains("upstream.max_body_bytes"));
         assert!(parse("[upstream]\nwait_secs = 61").contains("upstream.wait_secs"));
         assert!(parse("[cache]\nmax_bytes = 1048575").contains("cache.max_bytes"));
+        assert!(parse("[census]\nmax_group_series = 0").contains("census.max_group_series"));
+        assert!(parse("[census]\nmax_group_series = 65537").contains("census.max_group_series"));
         assert!(parse("[upstream]\nrefresh_secs = 61").contains("upstream.refresh_secs"));
         let both = parse("[upstream]\nwait_secs = 5\nrefresh_secs = 5");
         assert!(

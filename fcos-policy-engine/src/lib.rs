@@ -92,6 +92,7 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
         settings.digest_aliases.clone(),
         Arc::clone(&in_force),
         Arc::clone(&rollouts),
+        settings.census_max_group_series,
         &registry,
     )?;
     let explain_state = state.clone();

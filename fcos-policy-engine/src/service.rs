@@ -60,13 +60,15 @@ impl std::fmt::Debug for ServiceState {
 }
 
 impl ServiceState {
-    /// Creates the state and registers its metrics.
+    /// Creates the state and registers its metrics; the census by group
+    /// holds at most `max_group_series` series.
     pub fn new(
         replica: Arc<Replica>,
         clock: Clock,
         aliases: Option<DigestAliases>,
         in_force: Arc<PolicyInForce>,
         rollouts: Arc<Rollouts>,
+        max_group_series: usize,
         registry: &Registry,
     ) -> prometheus::Result<Self> {
         let incoming = IntCounter::new(
@@ -98,7 +100,7 @@ impl ServiceState {
             replica,
             clock,
             aliases: aliases.map(Arc::new),
-            census: Arc::new(Census::register(registry)?),
+            census: Arc::new(Census::register(registry, max_group_series)?),
             in_force,
             rollouts,
             population: Arc::default(),

@@ -169,10 +169,10 @@ impl EdgeOut {
 /// with more is served by the plain computation.
 const MAX_CACHED_ROLLOUTS: usize = 64;
 
-/// Default of `[cache] max_bytes`: 32 MiB, some 600 views of a real
+/// Default of `[cache] max_bytes`: 8 MiB, some 150 views of a real
 /// stream's graph (about 44 KB, and 10 KB gzip), where the 24 graphs of
 /// the three streams need a few each.
-pub const DEFAULT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+pub const DEFAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// What a view is charged in the cache: its JSON, a quarter of that for
 /// its gzip form (made on the first request that accepts gzip; 22% of the

@@ -25,6 +25,7 @@ fn wariness_buckets_are_exact_decimals() {
         None,
         Arc::new(in_force),
         Arc::new(Rollouts::new(Default::default(), None, &registry).unwrap()),
+        fcos_policy_engine::census::DEFAULT_MAX_GROUP_SERIES,
         &registry,
     )
     .unwrap();

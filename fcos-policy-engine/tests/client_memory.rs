@@ -1,11 +1,12 @@
 //! What anonymous clients can make the real `fcos-policy-engine` binary
 //! keep: the per-client views they cause (one per group with target rules,
-//! per set of hidden rollouts, per graph) stay within `cache.max_bytes`
-//! however many they cause.
+//! per set of hidden rollouts, per graph) stay within `cache.max_bytes`,
+//! and the census series they cause (one per stream, group and platform)
+//! within `census.max_group_series`, however many they cause.
 
 mod stand_in;
 
-use stand_in::{get, graph_padded, listing, FakeGraphBuilder, PolicyEngine};
+use stand_in::{get, graph, graph_padded, listing, FakeGraphBuilder, PolicyEngine};
 use std::time::Instant;
 
 const MIB: u64 = 1024 * 1024;
@@ -190,5 +191,95 @@ async fn views_anonymous_clients_cause_stay_within_the_cache_budget() {
         })
         .await;
     assert!(held > 0.0, "the views of the new graphs are held");
+    fake.stop().await;
+}
+
+/// Every (stream, group, platform) series a client can name: 2 streams,
+/// 41 groups (40 of the policy and `other`), 26 platforms (25 and
+/// `other`), 2,132 series of 64 KiB, 136 MB before the cap. With the
+/// default cap, 256 series (16 MiB) are kept and the polls of the others
+/// counted as refused; every poll is answered as usual.
+#[actix_web::test]
+async fn census_series_anonymous_clients_cause_stay_within_their_cap() {
+    let fake = FakeGraphBuilder::start();
+    let one = graph("1");
+    let scopes: Vec<(&str, &str, &[u8])> =
+        vec![("stable", "x86_64", &one), ("testing", "x86_64", &one)];
+    for (stream, basearch, body) in &scopes {
+        fake.set_graph(stream, basearch, body);
+    }
+    fake.set_listing(listing(&scopes));
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    let text: String = (0..40).map(|g| format!("[groups.g{g}]\n")).collect();
+    std::fs::write(&policy, text).unwrap();
+    let engine = PolicyEngine::start(
+        &fake.graph_url(),
+        &format!("[policy]\npath = \"{}\"\n", policy.display()),
+    )
+    .await;
+    for (stream, basearch, _) in &scopes {
+        engine.wait_serving(stream, basearch, false, "1").await;
+    }
+    let platforms: Vec<String> = commons::fleet_policy::PLATFORMS
+        .iter()
+        .map(|p| p.to_string())
+        .chain(["unknown-platform".to_string()])
+        .collect();
+    let groups: Vec<String> = (0..40)
+        .map(|g| format!("g{g}"))
+        .chain(["not-in-the-policy".to_string()])
+        .collect();
+    let mut urls = Vec::new();
+    for (stream, basearch, _) in &scopes {
+        for group in &groups {
+            for platform in &platforms {
+                urls.push(format!(
+                    "{}&group={group}&platform={platform}&node_uuid={:032x}",
+                    engine.graph_url(stream, basearch, false),
+                    urls.len()
+                ));
+            }
+        }
+    }
+    let series = urls.len() as f64;
+    let before = engine.memory_kb("VmRSS") * 1024;
+    let client = reqwest::Client::new();
+    let tasks: Vec<_> = urls
+        .chunks(urls.len().div_ceil(4))
+        .map(|urls| {
+            let (client, urls) = (client.clone(), urls.to_vec());
+            actix_web::rt::spawn(async move {
+                for url in urls {
+                    let response = client.get(&url).send().await.unwrap();
+                    assert_eq!(response.status(), 200, "{url}");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let grown = (engine.memory_kb("VmRSS") * 1024).saturating_sub(before);
+    let refused = engine
+        .metric("fcos_cincinnati_pe_active_nodes_by_group_refused_total")
+        .await;
+    let sketches = engine
+        .metric("fcos_cincinnati_pe_fleet_sketch_bytes")
+        .await
+        .unwrap();
+    eprintln!(
+        "{series} series asked for: {refused:?} polls refused, sketches {:.1} MiB, RSS +{:.1} MiB",
+        sketches / MIB as f64,
+        grown as f64 / MIB as f64
+    );
+    assert!(
+        grown < 32 * MIB,
+        "RSS grew by {:.1} MiB",
+        grown as f64 / MIB as f64
+    );
+    assert_eq!(refused, Some(series - 256.0));
+    // 256 series by group of 64 KiB, and the 2 series by scope.
+    assert_eq!(sketches, (258 * 64 * 1024) as f64);
     fake.stop().await;
 }

@@ -110,6 +110,18 @@ impl WindowedSketch {
         }
     }
 
+    /// Whether nothing was inserted in the window ending at `now` (no
+    /// bucket holds a period of it): the estimate is then 0. Cheap: reads
+    /// no register.
+    pub fn is_idle(&self, now: i64) -> bool {
+        let current = now.div_euclid(self.period_secs);
+        let oldest = current - self.ring.len() as i64 + 1;
+        self.ring.iter().all(|bucket| {
+            let period = bucket.period.load(Ordering::Acquire);
+            period < oldest || period > current
+        })
+    }
+
     /// Estimated number of distinct values seen in the window ending at
     /// `now`.
     pub fn estimate(&self, now: i64) -> f64 {
@@ -204,6 +216,17 @@ mod tests {
         let mut h = siphasher::sip::SipHasher13::new_with_keys(7, 11);
         h.write_u64(i);
         h.finish()
+    }
+
+    #[test]
+    fn idle_once_the_window_has_passed() {
+        let sketch = WindowedSketch::new(4, 4, 100);
+        assert!(sketch.is_idle(1_000));
+        sketch.insert(hash(1), 1_000);
+        assert!(!sketch.is_idle(1_000));
+        assert!(!sketch.is_idle(1_399));
+        assert!(sketch.is_idle(1_400));
+        assert_eq!(sketch.estimate(1_400), 0.0);
     }
 
     #[test]

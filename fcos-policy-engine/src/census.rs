@@ -1,8 +1,10 @@
 //! The fleet census: distinct nodes per scope, per version and per group
 //! and platform over the last day (watching the fleet move from OSTree to
 //! OCI), nodes whose payload is in no graph, and digest alias
-//! substitutions. Memory is fixed per series, and series exist
-//! only for scopes the graph-builder serves and versions in its graphs.
+//! substitutions. Memory is fixed per series. Series by scope and version
+//! exist only for scopes the graph-builder serves and versions in its
+//! graphs; series by group and platform, which clients name, are capped
+//! (`census.max_group_series`), and leave a day after their last poll.
 
 use commons::graph::{GraphScope, Scheme};
 use commons::sketch::WindowedSketch;
@@ -54,23 +56,11 @@ fn census_key(stream: &str, group: &str, platform: &str) -> u64 {
     hasher.finish()
 }
 
-/// Sketches by key, created on first use, at most `max`.
+/// Sketches by key, created on first use.
 #[derive(Debug)]
 struct Sketches<K> {
     precision: u8,
-    max: usize,
     map: RwLock<hashbrown::HashMap<K, Arc<WindowedSketch>>>,
-}
-
-/// What [`Sketches::insert`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Recorded {
-    /// Into the key's sketch.
-    Existing,
-    /// Into a sketch made for the key.
-    Created,
-    /// Nothing: the key had no sketch, and `max` were held.
-    Full,
 }
 
 /// A key of a stream's sketches, `(stream, T)`, borrowed: a poll finds
@@ -88,48 +78,29 @@ impl<T: PartialEq<U>, U> Equivalent<(String, U)> for StreamKey<'_, T> {
 }
 
 impl<K: Hash + Eq + Clone> Sketches<K> {
-    /// As many sketches as keys (the keys are bounded elsewhere).
     fn new(precision: u8) -> Self {
-        Sketches::at_most(precision, usize::MAX)
-    }
-
-    fn at_most(precision: u8, max: usize) -> Self {
         Sketches {
             precision,
-            max,
             map: RwLock::default(),
         }
     }
 
     /// Records `hash` in the sketch of `key` (a borrowed form of the key:
     /// `owned` makes the key, only when the sketch is new).
-    fn insert<Q>(&self, key: &Q, owned: impl FnOnce() -> K, hash: u64, now: i64) -> Recorded
+    fn insert<Q>(&self, key: &Q, owned: impl FnOnce() -> K, hash: u64, now: i64)
     where
         Q: Hash + Equivalent<K> + ?Sized,
     {
         if let Some(sketch) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(key) {
             sketch.insert(hash, now);
-            return Recorded::Existing;
+            return;
         }
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        let full = map.len() >= self.max;
-        let (sketch, recorded) = match map.entry(owned()) {
-            hashbrown::hash_map::Entry::Occupied(entry) => {
-                (Arc::clone(entry.get()), Recorded::Existing)
-            }
-            hashbrown::hash_map::Entry::Vacant(_) if full => return Recorded::Full,
-            hashbrown::hash_map::Entry::Vacant(entry) => (
-                Arc::clone(entry.insert(Arc::new(WindowedSketch::new(
-                    self.precision,
-                    BUCKETS,
-                    PERIOD_SECS,
-                )))),
-                Recorded::Created,
-            ),
-        };
-        drop(map);
-        sketch.insert(hash, now);
-        recorded
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(owned())
+            .or_insert_with(|| Arc::new(WindowedSketch::new(self.precision, BUCKETS, PERIOD_SECS)))
+            .insert(hash, now);
     }
 
     fn snapshot(&self) -> Vec<(K, Arc<WindowedSketch>)> {
@@ -158,6 +129,143 @@ impl<K: Hash + Eq + Clone> Sketches<K> {
     }
 }
 
+/// The census by (stream, group, platform): at most `max` series, each a
+/// sketch and its labels. Clients name their group and platform, so the
+/// cap, not the labels' bounds, bounds the memory.
+#[derive(Debug)]
+struct GroupSeries {
+    max: usize,
+    /// Hash of (stream, group, platform) → the series.
+    map: RwLock<hashbrown::HashMap<u64, Series>>,
+    /// Held by whoever removes idle series and sets the gauges (a sweep,
+    /// a scrape), one at a time.
+    sweeping: Mutex<()>,
+}
+
+#[derive(Debug, Clone)]
+struct Series {
+    sketch: Arc<WindowedSketch>,
+    /// stream, group, platform.
+    labels: Arc<[String; 3]>,
+}
+
+/// What [`GroupSeries::insert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    /// Into the series.
+    Counted,
+    /// Nothing: the series did not exist, and `max` were held.
+    Full,
+}
+
+impl GroupSeries {
+    /// Records `hash` in the series of `key`, made with `labels` when new
+    /// and there is room. Polls of series held take the read lock only,
+    /// and so do polls refused.
+    fn insert(
+        &self,
+        key: u64,
+        labels: impl FnOnce() -> [String; 3],
+        hash: u64,
+        now: i64,
+    ) -> Recorded {
+        {
+            let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(series) = map.get(&key) {
+                series.sketch.insert(hash, now);
+                return Recorded::Counted;
+            }
+            if map.len() >= self.max {
+                return Recorded::Full;
+            }
+        }
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let full = map.len() >= self.max;
+        match map.entry(key) {
+            hashbrown::hash_map::Entry::Occupied(entry) => {
+                entry.get().sketch.insert(hash, now);
+                Recorded::Counted
+            }
+            hashbrown::hash_map::Entry::Vacant(_) if full => Recorded::Full,
+            hashbrown::hash_map::Entry::Vacant(entry) => {
+                // Counted before the lock is let go: a sweep never finds a
+                // new series idle.
+                let sketch = Arc::new(WindowedSketch::new(GROUP_PRECISION, BUCKETS, PERIOD_SECS));
+                sketch.insert(hash, now);
+                entry.insert(Series {
+                    sketch,
+                    labels: Arc::new(labels()),
+                });
+                Recorded::Counted
+            }
+        }
+    }
+
+    /// Removes the series none of whose nodes polled in the window ending
+    /// at `now`, with their gauges; with `estimates`, sets the gauges of
+    /// the others.
+    fn sweep(&self, now: i64, gauge: &GaugeVec, estimates: bool) {
+        let _sweeping = self.sweeping.lock().unwrap_or_else(PoisonError::into_inner);
+        let series: Vec<(u64, Series)> = self
+            .map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(key, series)| (*key, series.clone()))
+            .collect();
+        let idle: Vec<u64> = series
+            .iter()
+            .filter(|(_, series)| series.sketch.is_idle(now))
+            .map(|(key, _)| *key)
+            .collect();
+        if estimates {
+            for (_, series) in series.iter().filter(|(_, s)| !s.sketch.is_idle(now)) {
+                let labels: [&str; 3] = [&series.labels[0], &series.labels[1], &series.labels[2]];
+                gauge
+                    .with_label_values(&labels)
+                    .set(series.sketch.estimate(now).round());
+            }
+        }
+        if idle.is_empty() {
+            return;
+        }
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        for key in idle {
+            // Checked again under the lock: a poll since makes it stay.
+            if map
+                .get(&key)
+                .is_some_and(|series| series.sketch.is_idle(now))
+            {
+                if let Some(series) = map.remove(&key) {
+                    let labels: [&str; 3] =
+                        [&series.labels[0], &series.labels[1], &series.labels[2]];
+                    let _ = gauge.remove_label_values(&labels);
+                }
+            }
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|series| series.sketch.size_bytes())
+            .sum()
+    }
+
+    #[cfg(test)]
+    fn sketch(&self, key: u64) -> Option<Arc<WindowedSketch>> {
+        let map = self.map.read().unwrap();
+        map.get(&key).map(|series| Arc::clone(&series.sketch))
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.read().unwrap().len()
+    }
+}
+
 /// What a request said about the node that sent it.
 #[derive(Debug)]
 pub struct Poll<'a> {
@@ -182,8 +290,7 @@ pub struct Census {
     unknown_nodes: Sketches<(String, Scheme)>,
     by_version: Sketches<(String, String)>,
     /// Hash of (stream, group, platform) → the census sketch, and its labels.
-    by_group: Sketches<u64>,
-    group_labels: RwLock<HashMap<u64, [String; 3]>>,
+    by_group: GroupSeries,
     by_group_gauge: GaugeVec,
     /// Polls not counted by group because `by_group` was full.
     by_group_refused: prometheus::IntCounter,
@@ -208,13 +315,16 @@ impl Census {
             active: Sketches::new(SCOPE_PRECISION),
             unknown_nodes: Sketches::new(SCOPE_PRECISION),
             by_version: Sketches::new(VERSION_PRECISION),
-            by_group: Sketches::at_most(GROUP_PRECISION, max_group_series),
+            by_group: GroupSeries {
+                max: max_group_series,
+                map: RwLock::default(),
+                sweeping: Mutex::default(),
+            },
             by_group_refused: prometheus::IntCounter::new(
                 "fcos_cincinnati_pe_active_nodes_by_group_refused_total",
                 "Polls not counted in active_nodes_by_group: their (stream, group, platform) had no series, and census.max_group_series were held.",
             )?,
             by_group_warned: AtomicI64::new(i64::MIN),
-            group_labels: RwLock::default(),
             by_group_gauge: GaugeVec::new(
                 Opts::new(
                     "fcos_cincinnati_pe_active_nodes_by_group",
@@ -348,25 +458,15 @@ impl Census {
         let hash = node_hash(uuid);
         self.active.insert(scope, || scope.clone(), hash, now);
         let census = census_key(&scope.stream, poll.group, poll.platform);
-        // The labels of a new census series are kept once its sketch is
-        // made (outside the sketches' lock: the gauges read the labels,
-        // then the sketches); until then its gauge is left out.
-        match self.by_group.insert(&census, || census, hash, now) {
-            Recorded::Existing => {}
-            Recorded::Created => {
-                self.group_labels
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(
-                        census,
-                        [
-                            scope.stream.clone(),
-                            poll.group.to_string(),
-                            poll.platform.to_string(),
-                        ],
-                    );
-            }
-            Recorded::Full => self.refuse_group_series(&scope.stream, poll, now),
+        let labels = || {
+            [
+                scope.stream.clone(),
+                poll.group.to_string(),
+                poll.platform.to_string(),
+            ]
+        };
+        if self.by_group.insert(census, labels, hash, now) == Recorded::Full {
+            self.refuse_group_series(&scope.stream, poll, now);
         }
         if poll.unknown_payload {
             self.unknown_nodes.insert(
@@ -398,14 +498,20 @@ impl Census {
                 .is_ok()
         {
             tracing::warn!(
-                max = self.by_group.max,
+                max_group_series = self.by_group.max,
                 refused_total = self.by_group_refused.get(),
-                "the census by group is full: {} series of (stream, group, platform) are held (census.max_group_series), so nodes of new ones, such as stream={stream} group={} platform={}, are not counted by group (they are counted everywhere else); a series none of whose nodes polled for a day is dropped",
-                self.by_group.max,
-                poll.group,
-                poll.platform
+                stream,
+                group = poll.group,
+                platform = poll.platform,
+                "the census by group is full (census.max_group_series): nodes of a new (stream, group, platform), as this one, are not counted by group, only everywhere else; a series none of whose nodes polled for a day is dropped"
             );
         }
+    }
+
+    /// Removes the series by group none of whose nodes polled in the last
+    /// day (the window), making room for others; scrapes do it too.
+    pub fn forget_idle(&self, now: i64) {
+        self.by_group.sweep(now, &self.by_group_gauge, false);
     }
 
     /// Counts one digest alias substitution.
@@ -441,38 +547,7 @@ impl Census {
                 .with_label_values(&[stream.as_str(), version.as_str()])
                 .set(sketch.estimate(now).round());
         }
-        // A series none of whose nodes polled within the window is dropped,
-        // with its gauge: the room it took is free for another.
-        let series = self.by_group.snapshot();
-        let mut idle = Vec::new();
-        {
-            let labels = self.group_labels.read().unwrap_or_else(|e| e.into_inner());
-            for (key, sketch) in series {
-                let estimate = sketch.estimate(now).round();
-                if let Some(labels) = labels.get(&key) {
-                    if estimate == 0.0 {
-                        let _ = self.by_group_gauge.remove_label_values(labels);
-                    } else {
-                        self.by_group_gauge.with_label_values(labels).set(estimate);
-                    }
-                }
-                if estimate == 0.0 {
-                    idle.push((key, sketch));
-                }
-            }
-        }
-        if !idle.is_empty() {
-            // The sketches, not only the keys: a series made again since
-            // the estimate stays.
-            let mut map = self.by_group.map.write().unwrap_or_else(|e| e.into_inner());
-            let mut labels = self.group_labels.write().unwrap_or_else(|e| e.into_inner());
-            for (key, sketch) in idle {
-                if map.get(&key).is_some_and(|held| Arc::ptr_eq(held, &sketch)) {
-                    map.remove(&key);
-                    labels.remove(&key);
-                }
-            }
-        }
+        self.by_group.sweep(now, &self.by_group_gauge, true);
         self.sketch_bytes_gauge.set(self.sketch_bytes() as i64);
     }
 
@@ -614,8 +689,7 @@ mod tests {
         poll(&format!("{:032x}", 1), "default", "gcp", later);
         census.update_gauges(later, &HashMap::new());
         assert_eq!(gauges(), ["default/gcp/stable=1"]);
-        assert_eq!(census.by_group.snapshot().len(), 1);
-        assert_eq!(census.group_labels.read().unwrap().len(), 1);
+        assert_eq!(census.by_group.len(), 1);
         poll(&format!("{:032x}", 5), "default", "vmware", later);
         census.update_gauges(later, &HashMap::new());
         assert_eq!(
@@ -623,6 +697,69 @@ mod tests {
             ["default/gcp/stable=1", "default/vmware/stable=1"]
         );
         assert_eq!(census.by_group_refused.get(), 3);
+    }
+
+    /// Polls of new and held series, and two scrapes, all at once, around
+    /// the end of a series' window: every series held has its gauge once
+    /// swept, and no gauge is left without a series.
+    #[test]
+    fn polls_and_sweeps_at_once_keep_series_and_gauges_together() {
+        let registry = Registry::new();
+        let census = Census::register(&registry, 64).unwrap();
+        let scope = GraphScope {
+            stream: "stable".into(),
+            basearch: "x86_64".into(),
+            scheme: Scheme::Oci,
+        };
+        let platforms = commons::fleet_policy::PLATFORMS;
+        let start = 1_800_000_000;
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|threads| {
+            for t in 0..2u64 {
+                let (census, scope, stop) = (&census, &scope, &stop);
+                threads.spawn(move || {
+                    let mut i = t;
+                    // Each poll a little later, past the window of the
+                    // first ones, so that series leave while others come.
+                    while !stop.load(Ordering::Relaxed) {
+                        let uuid = format!("{i:032x}");
+                        let group = ["a", "b", "c", "d"][(i % 4) as usize];
+                        census.record(
+                            &Poll {
+                                scope,
+                                node_uuid: Some(&uuid),
+                                known_version: None,
+                                unknown_payload: false,
+                                group,
+                                platform: platforms[(i / 4) as usize % platforms.len()],
+                            },
+                            start + (i as i64) * 30,
+                        );
+                        i += 2;
+                    }
+                });
+            }
+            for _ in 0..2 {
+                let census = &census;
+                threads.spawn(move || {
+                    for step in 0..200 {
+                        census.update_gauges(start + step * 400, &HashMap::new());
+                    }
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            stop.store(true, Ordering::Relaxed);
+        });
+        let now = start + 10_000_000;
+        census.update_gauges(now, &HashMap::new());
+        assert_eq!(census.by_group.len(), 0, "every series idle by now");
+        let gauges = registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "fcos_cincinnati_pe_active_nodes_by_group")
+            .map(|f| f.get_metric().len())
+            .sum::<usize>();
+        assert_eq!(gauges, 0);
     }
 
     /// Series of 1,000 nodes and more, as Zincati's UUIDs: every census
@@ -663,10 +800,8 @@ mod tests {
                     .map(|(_, s)| s.estimate(now)),
                 census
                     .by_group
-                    .snapshot()
-                    .iter()
-                    .find(|(k, _)| *k == census_key(&stream, "default", "metal"))
-                    .map(|(_, s)| s.estimate(now)),
+                    .sketch(census_key(&stream, "default", "metal"))
+                    .map(|s| s.estimate(now)),
                 census
                     .unknown_nodes
                     .snapshot()

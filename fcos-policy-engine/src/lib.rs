@@ -97,6 +97,7 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
     )?;
     let explain_state = state.clone();
     let census = Arc::clone(&state.census);
+    let state_census = Arc::clone(&state.census);
     let known = Arc::clone(&census);
     replica.on_scopes(move |scopes| known.know_scopes(scopes));
     let http_metrics = http_metrics.counting_requests("graph", state.incoming.clone());
@@ -145,7 +146,18 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
         "policy-engine listening"
     );
     let versions = Arc::clone(&replica);
+    let swept = Arc::clone(&state_census);
+    let sweep_clock = Arc::clone(&watched_clock);
     Ok(Running::spawn(service, status)
+        .task("census sweep", async move {
+            // Idle census series leave even where nothing scrapes the
+            // metrics (which sweeps too).
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+            loop {
+                every.tick().await;
+                swept.forget_idle(sweep_clock());
+            }
+        })
         .task("graph-builder follower", follower.run())
         .task(
             "rollout guards",

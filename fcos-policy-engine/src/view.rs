@@ -230,8 +230,9 @@ impl ViewCache {
     /// exist once [`ViewCache::register`]ed.
     pub fn new(max_bytes: u64) -> Self {
         let options = quick_cache::OptionsBuilder::new()
-            // One shard: a view may take up to the whole budget (a shard
-            // holds at most its share of it).
+            // One shard: a view may take up to nearly the whole budget
+            // (97%, quick_cache's hot part; a shard holds at most its
+            // share of the budget).
             .shards(1)
             .estimated_items_capacity((max_bytes / 50_000).clamp(16, 100_000) as usize)
             .weight_capacity(max_bytes)
@@ -297,7 +298,10 @@ impl ViewCache {
         body
     }
 
-    /// Drops the views of graph `graph`.
+    /// Drops the views of graph `graph`: a scan of every view, under the
+    /// cache's lock, once per graph replaced (on the thread that lets the
+    /// graph go, a request's at times); a few hundred views at the
+    /// default budget.
     fn forget(&self, graph: u64) {
         self.views.retain(|key, _| key.graph != graph);
     }

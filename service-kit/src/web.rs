@@ -383,8 +383,10 @@ pub struct GraphBody {
 }
 
 impl GraphBody {
-    /// Prepares a body from its JSON bytes.
-    pub fn new(json: Vec<u8>) -> Self {
+    /// Prepares a body from its JSON bytes (their spare capacity given
+    /// back: a body is kept, and counted by its length).
+    pub fn new(mut json: Vec<u8>) -> Self {
+        json.shrink_to_fit();
         let mut hasher = siphasher::sip128::SipHasher13::new_with_keys(0, 0);
         std::hash::Hasher::write(&mut hasher, &json);
         let hash = siphasher::sip128::Hasher128::finish128(&hasher).as_u128();

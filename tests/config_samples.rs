@@ -101,12 +101,15 @@ fn graph_builder_sample_lists_every_registry_key() {
         file.insecure.is_some(),
         file.stream.is_some(),
         file.max_requests.is_some(),
+        file.state_dir.is_some(),
     ];
     assert!(listed.iter().all(|&l| l), "{block}");
-    // The auth file is read at start; the others are checked as written.
+    // The auth file is read and the state directory checked at start (on
+    // the host they are written for); the others are checked as written.
     let settings = fcos_graph_builder::config::RegistrySettings::from_file(
         fcos_graph_builder::config::RegistryFile {
             auth_file: None,
+            state_dir: None,
             ..file
         },
     )

@@ -1432,3 +1432,94 @@ async fn streams_past_the_cap_are_left_out_and_gone_streams_lose_their_series() 
     assert!(!series("s00") && series("a00") && series("s01"));
     registry.handle.stop(false).await;
 }
+
+/// The count of `fcos_cincinnati_gb_registry_state_errors_total` of
+/// `operation`.
+fn state_errors(registry: &prometheus::Registry, operation: &str) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "fcos_cincinnati_gb_registry_state_errors_total")
+        .flat_map(|f| f.get_metric())
+        .find(|m| m.get_label().iter().any(|l| l.value() == operation))
+        .map_or(0.0, |m| m.get_counter().get_value())
+}
+
+#[actix_web::test]
+async fn a_restart_with_a_state_directory_reads_only_what_is_new() {
+    let Some(registry) = LocalRegistry::start(false).await else {
+        return;
+    };
+    for version in ["43.20260105.3.0", "43.20260119.3.0"] {
+        registry
+            .push(version, &TestImage::new(version, "mine"))
+            .await;
+    }
+    registry
+        .push("latest", &TestImage::new("43.20260119.3.0", "mine"))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = registry_settings(
+        &registry.repository(),
+        &format!("state_dir = \"{}\"", dir.path().display()),
+    );
+    let state = dir.path().join(fcos_graph_builder::registry::STATE_FILE);
+
+    // The first run reads everything: the list, three tags, two indexes'
+    // two manifests and two configs each.
+    let (mut first, store, _) = scraper(settings.clone());
+    first.refresh_once().await.unwrap();
+    assert_eq!(first.last_requests(), 12);
+    let graph = stored_graph(&store, "mine", "x86_64");
+    assert_eq!(versions(&graph), ["43.20260105.3.0", "43.20260119.3.0"]);
+    let written = std::fs::metadata(&state).unwrap().modified().unwrap();
+    // Nothing new: the file is not written again.
+    first.refresh_once().await.unwrap();
+    assert_eq!(
+        std::fs::metadata(&state).unwrap().modified().unwrap(),
+        written
+    );
+    drop(first);
+
+    // Restarted: the list and the HEAD of `latest`, and the same graph.
+    let (mut second, store, metrics) = scraper(settings.clone());
+    let before = registry.requests();
+    assert_eq!(second.refresh_once().await.unwrap(), Refreshed::Published);
+    assert_eq!(registry.requests() - before, 2);
+    assert_eq!(stored_graph(&store, "mine", "x86_64"), graph);
+    assert_eq!(state_errors(&metrics, "read"), 0.0);
+    // A new version: its index, two manifests and two configs more.
+    let newest = "43.20260202.3.0";
+    registry.push(newest, &TestImage::new(newest, "mine")).await;
+    second.refresh_once().await.unwrap();
+    assert_eq!(second.last_requests(), 7);
+    drop(second);
+
+    // A damaged file is counted and ignored: everything is read again, as
+    // without a state directory, and the file is good again after.
+    std::fs::write(&state, "{\"format\": 1, \"repository\": ").unwrap();
+    let (mut third, store, metrics) = scraper(settings.clone());
+    third.refresh_once().await.unwrap();
+    assert_eq!(state_errors(&metrics, "read"), 1.0);
+    let (mut fresh, _, _) = scraper(registry_settings(&registry.repository(), ""));
+    fresh.refresh_once().await.unwrap();
+    assert_eq!(third.last_requests(), fresh.last_requests());
+    assert_eq!(versions(&stored_graph(&store, "mine", "x86_64")).len(), 3);
+    let (mut fourth, _, metrics) = scraper(settings);
+    fourth.refresh_once().await.unwrap();
+    assert_eq!(fourth.last_requests(), 2);
+    assert_eq!(state_errors(&metrics, "read"), 0.0);
+
+    // Another repository's file is not read.
+    let other = registry_settings(
+        &format!("{}-other", registry.repository()),
+        &format!("state_dir = \"{}\"", dir.path().display()),
+    );
+    let (mut elsewhere, _, metrics) = scraper(other);
+    let _ = elsewhere.refresh_once().await;
+    assert!(
+        elsewhere.last_requests() < 3,
+        "nothing of the first repository taken"
+    );
+    assert_eq!(state_errors(&metrics, "read"), 0.0);
+}

@@ -6,6 +6,7 @@
 //! The HTTP service kit built on it is the `service-kit` crate.
 
 pub mod config;
+pub mod files;
 pub mod fleet_policy;
 pub mod graph;
 pub mod metadata;

@@ -92,6 +92,9 @@ pub struct RegistryFile {
     pub stream: Option<String>,
     /// Most requests to the registry in one refresh.
     pub max_requests: Option<usize>,
+    /// Directory where what was read from the registry is kept across
+    /// restarts.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// Validated `[registry]` settings.
@@ -117,6 +120,9 @@ pub struct RegistrySettings {
     pub default_stream: Option<String>,
     /// Most requests to the registry in one refresh.
     pub max_requests: usize,
+    /// Where what was read from the registry is kept across restarts
+    /// (`registry.json`), when configured.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// A user and password for a registry; `Debug` does not show the password.
@@ -487,6 +493,10 @@ impl RegistrySettings {
             credentials,
             default_stream: file.stream,
             max_requests,
+            state_dir: match file.state_dir {
+                Some(dir) => Some(commons::config::writable_dir("registry.state_dir", dir)?),
+                None => None,
+            },
         })
     }
 

@@ -22,7 +22,9 @@ use commons::graph::Scheme;
 use commons::metadata::{ImageRelease, ReleaseIndex, UpdatesMetadata};
 use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
 use std::time::Duration;
 
 /// The label giving an image's release version.
@@ -78,6 +80,7 @@ pub const ERROR_KINDS: [&str; 16] = [
 #[derive(Clone)]
 pub struct RegistryMetrics {
     errors: IntCounterVec,
+    state_errors: IntCounterVec,
     requests: IntCounter,
     last_requests: IntGauge,
     tags: IntGauge,
@@ -104,6 +107,13 @@ impl RegistryMetrics {
                 ),
                 &["kind"],
             )?,
+            state_errors: IntCounterVec::new(
+                Opts::new(
+                    "fcos_cincinnati_gb_registry_state_errors_total",
+                    "State files of registry.state_dir that could not be read (damaged, ignored) or written.",
+                ),
+                &["operation"],
+            )?,
             requests: IntCounter::new(
                 "fcos_cincinnati_gb_registry_requests_total",
                 "Requests made to the container registry.",
@@ -122,6 +132,10 @@ impl RegistryMetrics {
             )?,
         };
         registry.register(Box::new(metrics.errors.clone()))?;
+        registry.register(Box::new(metrics.state_errors.clone()))?;
+        for operation in ["read", "write"] {
+            metrics.state_errors.with_label_values(&[operation]);
+        }
         registry.register(Box::new(metrics.requests.clone()))?;
         registry.register(Box::new(metrics.last_requests.clone()))?;
         registry.register(Box::new(metrics.tags.clone()))?;
@@ -154,7 +168,8 @@ struct Image {
 }
 
 /// What a manifest read by digest holds (kept across refreshes).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 enum Manifest {
     /// An image index: `(basearch, manifest digest, stream annotation)` of
     /// each known architecture.
@@ -167,12 +182,109 @@ enum Manifest {
 }
 
 /// What an image config gives.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Config {
     architecture: String,
     version: Option<String>,
     stream: Option<String>,
     created: Option<String>,
+}
+
+/// Name of the file in `registry.state_dir` that keeps what was read from
+/// the registry.
+pub const STATE_FILE: &str = "registry.json";
+/// Version of its format.
+const STATE_FORMAT: u32 = 1;
+/// Largest state file read back: some 200 times what 1,000 tags of two
+/// architectures take.
+const MAX_STATE_BYTES: u64 = 64 << 20;
+
+/// The state file: what was read from the repository, by tag and digest.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistryState {
+    format: u32,
+    repository: String,
+    /// tag → manifest digest.
+    tags: BTreeMap<String, String>,
+    manifests: BTreeMap<String, Manifest>,
+    configs: BTreeMap<String, Config>,
+}
+
+/// Why the state file cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum StateError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("not a regular file")]
+    NotAFile,
+    #[error("larger than {MAX_STATE_BYTES} bytes")]
+    TooLarge,
+    #[error("not a registry state file: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("format {0} is not {STATE_FORMAT}")]
+    Format(u32),
+    #[error("'{0}' is not a sha256 digest")]
+    Digest(String),
+}
+
+/// Tells state files apart within one run.
+fn state_hash(bytes: &[u8]) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hasher::write(&mut hasher, bytes);
+    std::hash::Hasher::finish(&hasher)
+}
+
+/// Reads and checks the state file: `Ok(None)` when there is none, or when
+/// it is another repository's (the configuration changed). Every digest
+/// must be a sha256 digest, as the registry client checks content against.
+fn read_state(path: &Path, repository: &str) -> Result<Option<(RegistryState, u64)>, StateError> {
+    use std::io::Read;
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if !file.metadata()?.is_file() {
+        return Err(StateError::NotAFile);
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_STATE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_STATE_BYTES {
+        return Err(StateError::TooLarge);
+    }
+    let state: RegistryState = serde_json::from_slice(&bytes)?;
+    if state.format != STATE_FORMAT {
+        return Err(StateError::Format(state.format));
+    }
+    if state.repository != repository {
+        tracing::info!(
+            file = %path.display(),
+            "registry: the state file is of another repository ({}), not read",
+            state.repository
+        );
+        return Ok(None);
+    }
+    let mut digests: Vec<&String> = state.tags.values().collect();
+    for (digest, manifest) in &state.manifests {
+        digests.push(digest);
+        match manifest {
+            Manifest::Index(entries) => digests.extend(entries.iter().map(|e| &e.1)),
+            Manifest::Image { config, .. } => digests.push(config),
+        }
+    }
+    digests.extend(state.configs.keys());
+    if let Some(bad) = digests.into_iter().find(|d| !is_sha256_digest(d)) {
+        return Err(StateError::Digest(bad.clone()));
+    }
+    Ok(Some((state, state_hash(&bytes))))
+}
+
+fn is_sha256_digest(digest: &str) -> bool {
+    digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
 }
 
 /// Whether a tag is a version, hence never moved and read once: numbers
@@ -220,6 +332,9 @@ pub struct RegistryScraper {
     /// `fcos_cincinnati_gb_cache_graph_requests_total`, whose series of a
     /// stream found are created at 0 when it is published.
     graph_requests: Option<IntCounterVec>,
+    /// A hash of the state file as last read or written (with
+    /// `registry.state_dir`): it is written again only when it changes.
+    saved: Option<u64>,
 }
 
 impl std::fmt::Debug for RegistryScraper {
@@ -245,7 +360,7 @@ impl RegistryScraper {
         metrics: RegistryMetrics,
         graph_metrics: ScraperMetrics,
     ) -> reqwest::Result<Self> {
-        Ok(RegistryScraper {
+        let scraper = RegistryScraper {
             client: RegistryClient::new(&settings, timeout)?,
             settings,
             fetcher,
@@ -262,7 +377,106 @@ impl RegistryScraper {
             published: None,
             not_before: None,
             graph_requests: None,
+            saved: None,
+        };
+        Ok(scraper.load_state())
+    }
+
+    /// Takes what an earlier run read from the registry from the state
+    /// directory, when there is one: digests named by version tags are not
+    /// asked again, nor manifests and configs by digest (their content is
+    /// their digest). A file that cannot be used is logged, counted and
+    /// ignored: everything is read from the registry.
+    fn load_state(mut self) -> Self {
+        let Some(dir) = &self.settings.state_dir else {
+            return self;
+        };
+        let path = dir.join(STATE_FILE);
+        match read_state(&path, &self.settings.repository) {
+            Ok(None) => {}
+            Ok(Some((state, hash))) => {
+                tracing::info!(
+                    file = %path.display(),
+                    tags = state.tags.len(),
+                    manifests = state.manifests.len(),
+                    configs = state.configs.len(),
+                    "registry: what an earlier run read is taken from the state directory"
+                );
+                self.tags = state.tags.into_iter().collect();
+                self.manifests = state.manifests.into_iter().collect();
+                self.configs = state.configs.into_iter().collect();
+                self.saved = Some(hash);
+            }
+            Err(error) => {
+                self.metrics.state_errors.with_label_values(&["read"]).inc();
+                tracing::warn!(
+                    file = %path.display(),
+                    "registry: the state file is ignored, everything is read from the registry: {error}"
+                );
+            }
+        }
+        self
+    }
+
+    /// Writes what is known of the registry to the state directory, when
+    /// it changed; a failure is logged and counted.
+    async fn save_state(&mut self) {
+        let Some(dir) = &self.settings.state_dir else {
+            return;
+        };
+        let state = RegistryState {
+            format: STATE_FORMAT,
+            repository: self.settings.repository.clone(),
+            tags: self
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            manifests: self
+                .manifests
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            configs: self
+                .configs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        let bytes = match serde_json::to_vec(&state) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                self.metrics
+                    .state_errors
+                    .with_label_values(&["write"])
+                    .inc();
+                tracing::warn!("registry: cannot serialize the state: {error}");
+                return;
+            }
+        };
+        let hash = state_hash(&bytes);
+        if self.saved == Some(hash) {
+            return;
+        }
+        let path = dir.join(STATE_FILE);
+        let written = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || {
+                commons::files::write_atomically(&path, ".registry.", |out| out.write_all(&bytes))
+            }
         })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match written {
+            Ok(()) => self.saved = Some(hash),
+            Err(error) => {
+                self.metrics
+                    .state_errors
+                    .with_label_values(&["write"])
+                    .inc();
+                tracing::warn!(file = %path.display(), "registry: cannot save the state: {error}");
+            }
+        }
     }
 
     /// Creates the series of `graph_requests` (the service's count of
@@ -305,6 +519,7 @@ impl RegistryScraper {
         let mut budget = Budget::new(self.settings.max_requests);
         let result = self.refresh(&mut budget).await;
         self.prune();
+        self.save_state().await;
         self.metrics.requests.inc_by(budget.used as u64);
         self.metrics.last_requests.set(budget.used as i64);
         self.store.record_registry_refresh(result.is_ok());

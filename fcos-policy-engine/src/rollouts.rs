@@ -229,7 +229,7 @@ impl Rollouts {
             }
         };
         if let Err(error) =
-            crate::replica::write_atomically(&path, ".halts.", |out| out.write_all(&bytes))
+            commons::files::write_atomically(&path, ".halts.", |out| out.write_all(&bytes))
         {
             self.state_errors.inc();
             tracing::warn!(file = %path.display(), "cannot save the halts: {error}");

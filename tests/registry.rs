@@ -1442,7 +1442,8 @@ fn state_errors(registry: &prometheus::Registry, operation: &str) -> f64 {
         .filter(|f| f.name() == "fcos_cincinnati_gb_registry_state_errors_total")
         .flat_map(|f| f.get_metric())
         .find(|m| m.get_label().iter().any(|l| l.value() == operation))
-        .map_or(0.0, |m| m.get_counter().get_value())
+        .map(|m| m.get_counter().get_value())
+        .expect("the series exists from start")
 }
 
 #[actix_web::test]
@@ -1472,21 +1473,44 @@ async fn a_restart_with_a_state_directory_reads_only_what_is_new() {
     assert_eq!(first.last_requests(), 12);
     let graph = stored_graph(&store, "mine", "x86_64");
     assert_eq!(versions(&graph), ["43.20260105.3.0", "43.20260119.3.0"]);
-    let written = std::fs::metadata(&state).unwrap().modified().unwrap();
-    // Nothing new: the file is not written again.
+    // Nothing new: the file is not written again (each write is a new
+    // file renamed over the old one).
+    let inode = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&state).unwrap());
+    let written = inode();
     first.refresh_once().await.unwrap();
-    assert_eq!(
-        std::fs::metadata(&state).unwrap().modified().unwrap(),
-        written
-    );
+    assert_eq!(inode(), written);
+    // A rebuild of a version served, pushed to `latest`: refused, the
+    // digest served kept. Its digest sorts first: without what is served,
+    // a fresh start would take it.
+    let served = TestImage::new("43.20260119.3.0", "mine")
+        .documents()
+        .pushed
+        .index;
+    let rebuild = (1..)
+        .map(|build| {
+            let mut image = TestImage::new("43.20260119.3.0", "mine");
+            image.build = build;
+            image
+        })
+        .find(|image| image.documents().pushed.index < served)
+        .unwrap();
+    registry.push("latest", &rebuild).await;
+    first.refresh_once().await.unwrap();
+    assert_eq!(stored_graph(&store, "mine", "x86_64"), graph);
     drop(first);
 
-    // Restarted: the list and the HEAD of `latest`, and the same graph.
+    // Restarted: the list and the HEAD of `latest`, and the same graph:
+    // the rebuild still refused, whichever digest sorts first.
     let (mut second, store, metrics) = scraper(settings.clone());
     let before = registry.requests();
     assert_eq!(second.refresh_once().await.unwrap(), Refreshed::Published);
     assert_eq!(registry.requests() - before, 2);
     assert_eq!(stored_graph(&store, "mine", "x86_64"), graph);
+    assert_eq!(
+        error_count(&metrics, "moved_tag"),
+        2.0,
+        "once per architecture"
+    );
     assert_eq!(state_errors(&metrics, "read"), 0.0);
     // A new version: its index, two manifests and two configs more.
     let newest = "43.20260202.3.0";
@@ -1505,7 +1529,7 @@ async fn a_restart_with_a_state_directory_reads_only_what_is_new() {
     fresh.refresh_once().await.unwrap();
     assert_eq!(third.last_requests(), fresh.last_requests());
     assert_eq!(versions(&stored_graph(&store, "mine", "x86_64")).len(), 3);
-    let (mut fourth, _, metrics) = scraper(settings);
+    let (mut fourth, _, metrics) = scraper(settings.clone());
     fourth.refresh_once().await.unwrap();
     assert_eq!(fourth.last_requests(), 2);
     assert_eq!(state_errors(&metrics, "read"), 0.0);
@@ -1515,11 +1539,23 @@ async fn a_restart_with_a_state_directory_reads_only_what_is_new() {
         &format!("{}-other", registry.repository()),
         &format!("state_dir = \"{}\"", dir.path().display()),
     );
+    let kept = std::fs::read(&state).unwrap();
     let (mut elsewhere, _, metrics) = scraper(other);
-    let _ = elsewhere.refresh_once().await;
     assert!(
-        elsewhere.last_requests() < 3,
-        "nothing of the first repository taken"
+        elsewhere.refresh_once().await.is_err(),
+        "no such repository"
     );
+    assert_eq!(elsewhere.cached_documents(), (0, 0));
     assert_eq!(state_errors(&metrics, "read"), 0.0);
+    // Nor overwritten before that repository's tag list is read.
+    assert_eq!(std::fs::read(&state).unwrap(), kept);
+
+    // A file that cannot be written is counted; the graphs are served.
+    std::fs::remove_file(&state).unwrap();
+    std::fs::create_dir(&state).unwrap();
+    let (mut fifth, store, metrics) = scraper(settings);
+    fifth.refresh_once().await.unwrap();
+    assert_eq!(state_errors(&metrics, "read"), 1.0, "a directory");
+    assert_eq!(state_errors(&metrics, "write"), 1.0);
+    assert_eq!(versions(&stored_graph(&store, "mine", "x86_64")).len(), 3);
 }

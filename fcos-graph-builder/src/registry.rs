@@ -194,13 +194,16 @@ struct Config {
 /// Name of the file in `registry.state_dir` that keeps what was read from
 /// the registry.
 pub const STATE_FILE: &str = "registry.json";
-/// Version of its format.
+/// Version of its format. Raise it when what is kept of a manifest or a
+/// config changes (what [`parse_manifest`] and [`parse_config`] take):
+/// a file of another format is ignored, and everything read again.
 const STATE_FORMAT: u32 = 1;
-/// Largest state file read back: some 200 times what 1,000 tags of two
-/// architectures take.
-const MAX_STATE_BYTES: u64 = 64 << 20;
+/// Largest state file written and read back: some 100 times what 1,000
+/// tags of two architectures take.
+const MAX_STATE_BYTES: u64 = 32 << 20;
 
-/// The state file: what was read from the repository, by tag and digest.
+/// The state file: what was read from the repository, by tag and digest,
+/// and the digest each release was served at.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RegistryState {
@@ -210,6 +213,7 @@ struct RegistryState {
     tags: BTreeMap<String, String>,
     manifests: BTreeMap<String, Manifest>,
     configs: BTreeMap<String, Config>,
+    served: Served,
 }
 
 /// Why the state file cannot be used.
@@ -227,19 +231,18 @@ enum StateError {
     Format(u32),
     #[error("'{0}' is not a sha256 digest")]
     Digest(String),
-}
-
-/// Tells state files apart within one run.
-fn state_hash(bytes: &[u8]) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
-    std::hash::Hasher::write(&mut hasher, bytes);
-    std::hash::Hasher::finish(&hasher)
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Reads and checks the state file: `Ok(None)` when there is none, or when
-/// it is another repository's (the configuration changed). Every digest
-/// must be a sha256 digest, as the registry client checks content against.
-fn read_state(path: &Path, repository: &str) -> Result<Option<(RegistryState, u64)>, StateError> {
+/// it is another repository's (the configuration changed). The file is the
+/// service's own, but what can be checked is: every digest a sha256
+/// digest (what the registry client checks content against), labels within
+/// [`MAX_LABEL_BYTES`], architectures known, stream names well formed, and
+/// payloads of this repository. A tag whose manifest it lacks is dropped
+/// (read again).
+fn read_state(path: &Path, repository: &str) -> Result<Option<RegistryState>, StateError> {
     use std::io::Read;
     let file = match std::fs::File::open(path) {
         Ok(file) => file,
@@ -254,15 +257,15 @@ fn read_state(path: &Path, repository: &str) -> Result<Option<(RegistryState, u6
     if bytes.len() as u64 > MAX_STATE_BYTES {
         return Err(StateError::TooLarge);
     }
-    let state: RegistryState = serde_json::from_slice(&bytes)?;
+    let mut state: RegistryState = serde_json::from_slice(&bytes)?;
     if state.format != STATE_FORMAT {
         return Err(StateError::Format(state.format));
     }
     if state.repository != repository {
         tracing::info!(
             file = %path.display(),
-            "registry: the state file is of another repository ({}), not read",
-            state.repository
+            kept_for = state.repository,
+            "registry: the state file is of another repository, not read (and not written before this one's tag list is read)"
         );
         return Ok(None);
     }
@@ -270,15 +273,74 @@ fn read_state(path: &Path, repository: &str) -> Result<Option<(RegistryState, u6
     for (digest, manifest) in &state.manifests {
         digests.push(digest);
         match manifest {
-            Manifest::Index(entries) => digests.extend(entries.iter().map(|e| &e.1)),
-            Manifest::Image { config, .. } => digests.push(config),
+            Manifest::Index(entries) => {
+                for (basearch, image, stream) in entries {
+                    digests.push(image);
+                    if !ARCHITECTURES.iter().any(|(_, known)| known == basearch) {
+                        return Err(StateError::Invalid(format!(
+                            "{digest}: '{basearch}' is not an architecture"
+                        )));
+                    }
+                    check_label(stream.as_deref())?;
+                }
+            }
+            Manifest::Image { config, stream } => {
+                digests.push(config);
+                check_label(stream.as_deref())?;
+            }
         }
     }
-    digests.extend(state.configs.keys());
+    for (digest, config) in &state.configs {
+        digests.push(digest);
+        for label in [&config.version, &config.stream, &config.created] {
+            check_label(label.as_deref())?;
+        }
+        if config.architecture.len() > MAX_LABEL_BYTES {
+            return Err(StateError::Invalid(format!(
+                "{digest}: an architecture too long"
+            )));
+        }
+    }
     if let Some(bad) = digests.into_iter().find(|d| !is_sha256_digest(d)) {
         return Err(StateError::Digest(bad.clone()));
     }
-    Ok(Some((state, state_hash(&bytes))))
+    let prefix = format!("{repository}@");
+    for (stream, releases) in &state.served {
+        if !commons::graph::is_well_formed_name(stream) {
+            return Err(StateError::Invalid(format!(
+                "'{stream}' is not a stream name"
+            )));
+        }
+        for (version, images) in releases {
+            check_label(Some(version))?;
+            for (basearch, payload) in images {
+                let digest = payload.strip_prefix(&prefix).unwrap_or_default();
+                if !ARCHITECTURES.iter().any(|(_, known)| known == basearch)
+                    || !is_sha256_digest(digest)
+                {
+                    return Err(StateError::Invalid(format!(
+                        "{stream} {version} {basearch}: '{payload}' is not an image of the repository"
+                    )));
+                }
+            }
+        }
+    }
+    let manifests = &state.manifests;
+    state
+        .tags
+        .retain(|_, digest| manifests.contains_key(digest));
+    Ok(Some(state))
+}
+
+/// A label kept of a manifest or config: at most [`MAX_LABEL_BYTES`].
+fn check_label(label: Option<&str>) -> Result<(), StateError> {
+    match label {
+        Some(label) if label.len() > MAX_LABEL_BYTES => Err(StateError::Invalid(format!(
+            "a label of {} bytes, more than {MAX_LABEL_BYTES}",
+            label.len()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn is_sha256_digest(digest: &str) -> bool {
@@ -332,10 +394,22 @@ pub struct RegistryScraper {
     /// `fcos_cincinnati_gb_cache_graph_requests_total`, whose series of a
     /// stream found are created at 0 when it is published.
     graph_requests: Option<IntCounterVec>,
-    /// A hash of the state file as last read or written (with
-    /// `registry.state_dir`): it is written again only when it changes.
-    saved: Option<u64>,
+    /// With `registry.state_dir`: whether the state file was read yet
+    /// (at the first refresh, off the runtime's thread), whether what it
+    /// keeps changed since last written, and whether this run has read
+    /// the tag list (no file is written before: a repository set wrong
+    /// does not overwrite the good one's).
+    state_loaded: bool,
+    dirty: bool,
+    listed_once: bool,
+    /// The digest each release was served at when the state was written
+    /// (stream → version → basearch → payload), until this run publishes:
+    /// a restart keeps them as a running graph-builder does.
+    served_before: Served,
 }
+
+/// stream → version → basearch → payload served.
+type Served = BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>;
 
 impl std::fmt::Debug for RegistryScraper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -377,24 +451,36 @@ impl RegistryScraper {
             published: None,
             not_before: None,
             graph_requests: None,
-            saved: None,
+            state_loaded: false,
+            dirty: false,
+            listed_once: false,
+            served_before: Served::new(),
         };
-        Ok(scraper.load_state())
+        Ok(scraper)
     }
 
     /// Takes what an earlier run read from the registry from the state
-    /// directory, when there is one: digests named by version tags are not
-    /// asked again, nor manifests and configs by digest (their content is
-    /// their digest). A file that cannot be used is logged, counted and
+    /// directory, when there is one (read off the runtime's thread): the
+    /// digests version tags named are not asked again, nor manifests and
+    /// configs by digest, and the releases keep the digests they were
+    /// served at. A file that cannot be used is logged, counted and
     /// ignored: everything is read from the registry.
-    fn load_state(mut self) -> Self {
+    async fn load_state(&mut self) {
+        self.state_loaded = true;
         let Some(dir) = &self.settings.state_dir else {
-            return self;
+            return;
         };
         let path = dir.join(STATE_FILE);
-        match read_state(&path, &self.settings.repository) {
+        let repository = self.settings.repository.clone();
+        let read = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || read_state(&path, &repository)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e).into()));
+        match read {
             Ok(None) => {}
-            Ok(Some((state, hash))) => {
+            Ok(Some(state)) => {
                 tracing::info!(
                     file = %path.display(),
                     tags = state.tags.len(),
@@ -405,7 +491,7 @@ impl RegistryScraper {
                 self.tags = state.tags.into_iter().collect();
                 self.manifests = state.manifests.into_iter().collect();
                 self.configs = state.configs.into_iter().collect();
-                self.saved = Some(hash);
+                self.served_before = state.served;
             }
             Err(error) => {
                 self.metrics.state_errors.with_label_values(&["read"]).inc();
@@ -413,17 +499,22 @@ impl RegistryScraper {
                     file = %path.display(),
                     "registry: the state file is ignored, everything is read from the registry: {error}"
                 );
+                // Written anew once this run has read the registry.
+                self.dirty = true;
             }
         }
-        self
     }
 
     /// Writes what is known of the registry to the state directory, when
-    /// it changed; a failure is logged and counted.
+    /// it changed since last written and this run has read the tag list;
+    /// a failure is logged and counted.
     async fn save_state(&mut self) {
         let Some(dir) = &self.settings.state_dir else {
             return;
         };
+        if !self.dirty || !self.listed_once {
+            return;
+        }
         let state = RegistryState {
             format: STATE_FORMAT,
             repository: self.settings.repository.clone(),
@@ -442,33 +533,26 @@ impl RegistryScraper {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            served: self.served(),
         };
-        let bytes = match serde_json::to_vec(&state) {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                self.metrics
-                    .state_errors
-                    .with_label_values(&["write"])
-                    .inc();
-                tracing::warn!("registry: cannot serialize the state: {error}");
-                return;
-            }
-        };
-        let hash = state_hash(&bytes);
-        if self.saved == Some(hash) {
-            return;
-        }
         let path = dir.join(STATE_FILE);
         let written = tokio::task::spawn_blocking({
             let path = path.clone();
             move || {
+                let bytes = serde_json::to_vec(&state).map_err(std::io::Error::from)?;
+                if bytes.len() as u64 > MAX_STATE_BYTES {
+                    return Err(std::io::Error::other(format!(
+                        "{} bytes, more than the {MAX_STATE_BYTES} a state file is read back up to",
+                        bytes.len()
+                    )));
+                }
                 commons::files::write_atomically(&path, ".registry.", |out| out.write_all(&bytes))
             }
         })
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         match written {
-            Ok(()) => self.saved = Some(hash),
+            Ok(()) => self.dirty = false,
             Err(error) => {
                 self.metrics
                     .state_errors
@@ -477,6 +561,33 @@ impl RegistryScraper {
                 tracing::warn!(file = %path.display(), "registry: cannot save the state: {error}");
             }
         }
+    }
+
+    /// The payload each release is served at: of the graphs published, or,
+    /// before this run publishes, as the state file kept them.
+    fn served(&self) -> Served {
+        let Some(published) = &self.published else {
+            return self.served_before.clone();
+        };
+        published
+            .iter()
+            .map(|(stream, (index, _))| {
+                let releases = index
+                    .releases
+                    .iter()
+                    .map(|release| {
+                        let images = release
+                            .oci_images
+                            .iter()
+                            .flatten()
+                            .map(|i| (i.architecture.clone(), i.digest_ref.clone()))
+                            .collect();
+                        (release.version.clone(), images)
+                    })
+                    .collect();
+                (stream.clone(), releases)
+            })
+            .collect()
     }
 
     /// Creates the series of `graph_requests` (the service's count of
@@ -515,6 +626,9 @@ impl RegistryScraper {
                 return Err(RegistryRefreshError::Waiting);
             }
             self.not_before = None;
+        }
+        if !self.state_loaded {
+            self.load_state().await;
         }
         let mut budget = Budget::new(self.settings.max_requests);
         let result = self.refresh(&mut budget).await;
@@ -559,6 +673,7 @@ impl RegistryScraper {
                 self.tags_etag = etag;
             }
         }
+        self.listed_once = true;
         let matched: Vec<String> = self
             .listed
             .iter()
@@ -577,6 +692,7 @@ impl RegistryScraper {
         // `max_requests` goes on from there.
         let mut current = HashMap::with_capacity(matched.len());
         let read = self.read_tags(budget, &matched, &mut current).await;
+        let before = self.tags.clone();
         if read.is_err() {
             let listed: HashSet<&String> = matched.iter().collect();
             self.tags.retain(|tag, _| listed.contains(tag));
@@ -584,6 +700,7 @@ impl RegistryScraper {
         } else {
             self.tags = current;
         }
+        self.dirty |= self.tags != before;
         read?;
 
         // Each distinct digest is one release (several tags may name it).
@@ -664,6 +781,8 @@ impl RegistryScraper {
         self.forget_series(&found);
         self.store.publish_registry(found);
         self.published = Some(sources);
+        self.served_before.clear();
+        self.dirty = true;
         Ok(Refreshed::Published)
     }
 
@@ -753,9 +872,11 @@ impl RegistryScraper {
         }
         let manifests: HashSet<String> = manifests.into_iter().map(String::from).collect();
         let configs: HashSet<String> = configs.into_iter().map(String::from).collect();
+        let held = (self.manifests.len(), self.configs.len());
         self.manifests
             .retain(|digest, _| manifests.contains(digest));
         self.configs.retain(|digest, _| configs.contains(digest));
+        self.dirty |= held != (self.manifests.len(), self.configs.len());
     }
 
     /// Decides what an error reading one tag does: an image that cannot be
@@ -789,6 +910,7 @@ impl RegistryScraper {
         let manifest = parse_manifest(&fetched.body)
             .map_err(|message| RegistryError::Invalid { url, message })?;
         self.manifests.insert(fetched.digest.clone(), manifest);
+        self.dirty = true;
         Ok(fetched.digest)
     }
 
@@ -828,6 +950,7 @@ impl RegistryScraper {
                         message,
                     })?;
                 self.configs.insert(config.clone(), parsed);
+                self.dirty = true;
             }
             let config = &self.configs[&config];
             let basearch = match basearch {
@@ -869,7 +992,15 @@ impl RegistryScraper {
         images: Vec<(String, Image)>,
     ) -> BTreeMap<String, Vec<ImageRelease>> {
         let served = |stream: &str, version: &str, basearch: &str| -> Option<String> {
-            let (index, _) = self.published.as_ref()?.get(stream)?;
+            let Some(published) = &self.published else {
+                return self
+                    .served_before
+                    .get(stream)?
+                    .get(version)?
+                    .get(basearch)
+                    .cloned();
+            };
+            let (index, _) = published.get(stream)?;
             let release = index.releases.iter().find(|r| r.version == version)?;
             release
                 .oci_images
@@ -1130,6 +1261,55 @@ impl RegistryRefreshError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the state file may hold is checked when it is read: a file
+    /// as written reads back; one of another format, with a digest that
+    /// is not one, an unknown architecture, an overlong label or a payload
+    /// of another repository is refused; another repository's is not read;
+    /// a tag whose manifest is missing is dropped.
+    #[test]
+    fn the_state_file_is_checked_when_read() {
+        let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let repository = "registry.example.com/me/my-fcos";
+        let state = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut value = serde_json::json!({
+                "format": STATE_FORMAT,
+                "repository": repository,
+                "tags": {"43.1": digest('a'), "gone": digest('f')},
+                "manifests": {
+                    digest('a'): {"index": [["x86_64", digest('b'), null]]},
+                    digest('b'): {"image": {"config": digest('c'), "stream": "mine"}},
+                },
+                "configs": {
+                    digest('c'): {"architecture": "amd64", "version": "43.1", "stream": null, "created": null},
+                },
+                "served": {"mine": {"43.1": {"x86_64": format!("{repository}@{}", digest('b'))}}},
+            });
+            edit(&mut value);
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(STATE_FILE);
+            std::fs::write(&path, value.to_string()).unwrap();
+            read_state(&path, repository).map(|s| s.map(|s| s.tags.len()))
+        };
+        assert_eq!(
+            state(&|_| {}).unwrap(),
+            Some(1),
+            "the tag without its manifest dropped"
+        );
+        assert!(state(&|v| v["format"] = 2.into()).is_err());
+        assert!(state(&|v| v["tags"]["43.1"] = "sha256:12".into()).is_err());
+        assert!(state(&|v| v["manifests"][digest('a')]["index"][0][0] = "mips".into()).is_err());
+        let long = "1".repeat(MAX_LABEL_BYTES + 1);
+        assert!(state(&|v| v["configs"][digest('c')]["version"] = long.clone().into()).is_err());
+        assert!(state(&|v| v["served"]["mine"]["43.1"]["x86_64"] =
+            format!("elsewhere.example.com/x@{}", digest('b')).into())
+        .is_err());
+        assert!(state(&|v| v["extra"] = 1.into()).is_err());
+        assert_eq!(
+            state(&|v| v["repository"] = "r.example.com/other".into()).unwrap(),
+            None
+        );
+    }
 
     #[test]
     fn version_tags() {

@@ -1559,3 +1559,75 @@ async fn a_restart_with_a_state_directory_reads_only_what_is_new() {
     assert_eq!(state_errors(&metrics, "write"), 1.0);
     assert_eq!(versions(&stored_graph(&store, "mine", "x86_64")).len(), 3);
 }
+
+/// The real `fcos-cincinnati serve`, restarted with `[registry] state_dir`:
+/// the second process serves the same graph after asking the registry for
+/// its tag list only, where the first read every image.
+#[actix_web::test]
+async fn the_real_service_restarted_reads_the_registry_state() {
+    let Some(registry) = LocalRegistry::start(false).await else {
+        return;
+    };
+    for version in ["43.20260105.3.0", "43.20260119.3.0"] {
+        registry
+            .push(version, &TestImage::new(version, "mine"))
+            .await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[graph-builder.service]\naddress = \"127.0.0.1\"\nport = 0\n[graph-builder.status]\naddress = \"127.0.0.1\"\nport = 0\n[graph-builder.upstream]\nrefresh_secs = 60\n[graph-builder.streams]\n[graph-builder.registry]\nrepository = \"{}\"\nstate_dir = \"{}\"\n[policy-engine.service]\naddress = \"127.0.0.1\"\nport = 0\n[policy-engine.status]\naddress = \"127.0.0.1\"\nport = 0\n",
+            registry.repository(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    // Starts the service; returns the graph it serves and the requests
+    // the registry had meanwhile.
+    let run = || async {
+        let before = registry.requests();
+        let mut process = test_support::Process::spawn(
+            std::process::Command::new(env!("CARGO_BIN_EXE_fcos-cincinnati"))
+                .args(["serve", "-c"])
+                .arg(&config),
+        );
+        let line = process.line_with("graph-builder listening").await;
+        let gb = test_support::logged_addr(&line, "service_addr");
+        let url = format!("http://{gb}/v1/graph?basearch=x86_64&stream=mine&oci=true");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let graph = loop {
+            let (status, body) = get(&url).await;
+            if status == 200 {
+                break serde_json::from_str::<serde_json::Value>(&body).unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{status} {body}\n{}",
+                process.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        (graph, registry.requests() - before, process)
+    };
+    let (first_graph, first_requests, first) = run().await;
+    assert_eq!(
+        first_requests, 11,
+        "the list, two indexes, four manifests, four configs"
+    );
+    // The state is written right after the graphs are published.
+    let state = dir.path().join(fcos_graph_builder::registry::STATE_FILE);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !state.exists() {
+        assert!(Instant::now() < deadline, "no state file written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(first);
+    let (graph, requests, mut second) = run().await;
+    assert_eq!(graph, first_graph);
+    assert_eq!(requests, 1, "the tag list");
+    second
+        .line_with("what an earlier run read is taken from the state directory")
+        .await;
+}

@@ -604,24 +604,51 @@ impl PreparedGraph {
             .filter(|(bit, _)| mask & (1 << bit) != 0)
             .map(|(_, (node, _))| *node)
             .collect();
-        let mut nodes = self.graph.nodes.clone();
-        if let Some((node, payload)) = replace {
-            nodes[node].payload = payload.to_string();
-        }
-        let view = Graph {
-            nodes,
-            edges: self
-                .graph
-                .edges
-                .iter()
-                .copied()
-                .filter(|(_, to)| {
-                    !hidden.contains(to) && self.removes(removal, halted, *to as usize).is_none()
-                })
-                .collect(),
-        };
-        GraphBody::new(view.to_json())
+        // The nodes borrowed, not cloned (each holds a map of metadata):
+        // serialized as `Graph::to_json` serializes them.
+        let nodes: Vec<NodeJson<'_>> = self
+            .graph
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| NodeJson {
+                version: &node.version,
+                metadata: &node.metadata,
+                payload: match replace {
+                    Some((replaced, payload)) if replaced == i => payload,
+                    _ => &node.payload,
+                },
+            })
+            .collect();
+        let edges: Vec<(u64, u64)> = self
+            .graph
+            .edges
+            .iter()
+            .copied()
+            .filter(|(_, to)| {
+                !hidden.contains(to) && self.removes(removal, halted, *to as usize).is_none()
+            })
+            .collect();
+        let mut json = Vec::with_capacity(nodes.len() * 256 + edges.len() * 12 + 32);
+        serde_json::to_writer(&mut json, &GraphJson { nodes, edges })
+            .expect("a graph of strings and integers always serializes");
+        GraphBody::new(json)
     }
+}
+
+/// A view as `Graph` serializes: the same fields in the same order.
+#[derive(serde::Serialize)]
+struct GraphJson<'a> {
+    nodes: Vec<NodeJson<'a>>,
+    edges: Vec<(u64, u64)>,
+}
+
+/// A node as `Node` serializes, borrowed.
+#[derive(serde::Serialize)]
+struct NodeJson<'a> {
+    version: &'a str,
+    metadata: &'a commons::graph::Metadata,
+    payload: &'a str,
 }
 
 impl Drop for PreparedGraph {

@@ -4,11 +4,10 @@
 //! serialized (and compressed) once and shared.
 
 use commons::fleet_policy::{Group, Policy, Reason};
-use commons::graph::Graph;
+use commons::graph::{Graph, Node};
 use commons::rollout::{self, RolloutParams};
 use prometheus::{IntCounter, IntGauge, Registry};
 use service_kit::web::GraphBody;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -320,10 +319,10 @@ pub struct PreparedGraph {
     out_edges: Vec<Vec<u32>>,
     /// Node → its age index (position in the whole release index).
     age: Vec<u64>,
-    /// Payload → node.
-    by_payload: HashMap<String, usize>,
-    /// Version → node.
-    by_version: HashMap<String, usize>,
+    /// Payload → node, and version → node: positions, the strings not
+    /// copied.
+    by_payload: NodeIndex,
+    by_version: NodeIndex,
 }
 
 impl PreparedGraph {
@@ -337,18 +336,8 @@ impl PreparedGraph {
             .enumerate()
             .filter_map(|(i, node)| RolloutParams::of(node).map(|r| (i as u64, r)))
             .collect();
-        let by_payload = graph
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.payload.clone(), i))
-            .collect();
-        let by_version = graph
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.version.clone(), i))
-            .collect();
+        let by_payload = NodeIndex::new(&graph.nodes, |node| &node.payload);
+        let by_version = NodeIndex::new(&graph.nodes, |node| &node.version);
         let mut out_edges = vec![Vec::new(); graph.nodes.len()];
         for &(from, to) in &graph.edges {
             out_edges[from as usize].push(to as u32);
@@ -489,12 +478,12 @@ impl PreparedGraph {
 
     /// The node whose payload is `payload`.
     pub fn node_by_payload(&self, payload: &str) -> Option<usize> {
-        self.by_payload.get(payload).copied()
+        self.by_payload.get(&self.graph.nodes, payload)
     }
 
     /// The node of release `version`.
     pub fn node_by_version(&self, version: &str) -> Option<usize> {
-        self.by_version.get(version).copied()
+        self.by_version.get(&self.graph.nodes, version)
     }
 
     /// The age index of release `version` (its place in the stream's
@@ -633,6 +622,51 @@ impl PreparedGraph {
         serde_json::to_writer(&mut json, &GraphJson { nodes, edges })
             .expect("a graph of strings and integers always serializes");
         GraphBody::new(json)
+    }
+}
+
+/// Positions of nodes by one of their strings (`key`: the payload, the
+/// version), found without a copy of the strings: a table of positions
+/// hashed by the string each names (with a per-process seed: clients
+/// choose what is looked up). Of nodes with the same string, the last.
+#[derive(Debug)]
+struct NodeIndex {
+    key: fn(&Node) -> &str,
+    hasher: hashbrown::DefaultHashBuilder,
+    table: hashbrown::HashTable<usize>,
+}
+
+impl NodeIndex {
+    fn hash(&self, text: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.hasher, text)
+    }
+
+    fn new(nodes: &[Node], key: fn(&Node) -> &str) -> Self {
+        let hasher = hashbrown::DefaultHashBuilder::default();
+        let hash = |text: &str| std::hash::BuildHasher::hash_one(&hasher, text);
+        let mut table = hashbrown::HashTable::with_capacity(nodes.len());
+        for (i, node) in nodes.iter().enumerate() {
+            let wanted = key(node);
+            match table.entry(
+                hash(wanted),
+                |&j: &usize| key(&nodes[j]) == wanted,
+                |&j: &usize| hash(key(&nodes[j])),
+            ) {
+                hashbrown::hash_table::Entry::Occupied(mut entry) => *entry.get_mut() = i,
+                hashbrown::hash_table::Entry::Vacant(entry) => {
+                    entry.insert(i);
+                }
+            }
+        }
+        NodeIndex { key, hasher, table }
+    }
+
+    /// The position of the node of `nodes` (those it was made from) whose
+    /// string is `wanted`.
+    fn get(&self, nodes: &[Node], wanted: &str) -> Option<usize> {
+        self.table
+            .find(self.hash(wanted), |&j| (self.key)(&nodes[j]) == wanted)
+            .copied()
     }
 }
 

@@ -78,6 +78,43 @@ impl fmt::Display for GraphScope {
 /// constants, borrowed rather than allocated for each node.
 pub type Metadata = BTreeMap<Cow<'static, str>, Cow<'static, str>>;
 
+/// The constant keys and values of node metadata: a graph read borrows
+/// them, as a graph built does, instead of keeping a copy in every node.
+const CONSTANTS: &[&str] = &[
+    metadata::AGE_INDEX,
+    metadata::SCHEME,
+    metadata::BARRIER,
+    metadata::BARRIER_REASON,
+    metadata::DEADEND,
+    metadata::DEADEND_REASON,
+    metadata::ROLLOUT,
+    metadata::START_EPOCH,
+    metadata::START_VALUE,
+    metadata::DURATION,
+    "true",
+    "false",
+    "checksum",
+    "oci",
+];
+
+fn borrowed_if_constant(text: String) -> Cow<'static, str> {
+    match CONSTANTS.iter().find(|constant| **constant == text) {
+        Some(constant) => Cow::Borrowed(constant),
+        None => Cow::Owned(text),
+    }
+}
+
+/// Reads node metadata, its constants borrowed.
+fn deserialize_metadata<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Metadata, D::Error> {
+    let read = BTreeMap::<String, String>::deserialize(deserializer)?;
+    Ok(read
+        .into_iter()
+        .map(|(key, value)| (borrowed_if_constant(key), borrowed_if_constant(value)))
+        .collect())
+}
+
 /// One release in the graph.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Node {
@@ -85,6 +122,7 @@ pub struct Node {
     pub version: String,
     /// Release metadata (see the key constants in [`crate::metadata`]);
     /// sorted so the same graph always serializes to the same bytes.
+    #[serde(deserialize_with = "deserialize_metadata")]
     pub metadata: Metadata,
     /// OSTree checksum or container pullspec, according to the scheme.
     pub payload: String,
@@ -581,6 +619,35 @@ mod tests {
 
     fn index(json: &str) -> ReleaseIndex {
         ReleaseIndex::parse(json.as_bytes(), None).unwrap()
+    }
+
+    /// A graph read borrows the constant keys and values of its nodes'
+    /// metadata and keeps the others, and serializes to the same bytes.
+    #[test]
+    fn metadata_constants_read_are_borrowed() {
+        let json = r#"{"nodes":[{"version":"1","metadata":{"org.fedoraproject.coreos.releases.age_index":"0","org.fedoraproject.coreos.scheme":"oci","org.fedoraproject.coreos.updates.rollout":"true","x.other":"y"},"payload":"p"}],"edges":[]}"#;
+        let graph: Graph = serde_json::from_str(json).unwrap();
+        let metadata = &graph.nodes[0].metadata;
+        let borrowed: Vec<(&str, bool, bool)> = metadata
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_ref(),
+                    matches!(k, Cow::Borrowed(_)),
+                    matches!(v, Cow::Borrowed(_)),
+                )
+            })
+            .collect();
+        assert_eq!(
+            borrowed,
+            [
+                (metadata::AGE_INDEX, true, false),
+                (metadata::SCHEME, true, true),
+                (metadata::ROLLOUT, true, true),
+                ("x.other", false, false),
+            ]
+        );
+        assert_eq!(graph.to_json(), json.as_bytes());
     }
 
     fn updates(json: &str) -> UpdatesMetadata {

@@ -221,10 +221,6 @@ struct RegistryState {
 enum StateError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
-    #[error("not a regular file")]
-    NotAFile,
-    #[error("larger than {MAX_STATE_BYTES} bytes")]
-    TooLarge,
     #[error("not a registry state file: {0}")]
     Json(#[from] serde_json::Error),
     #[error("format {0} is not {STATE_FORMAT}")]
@@ -243,20 +239,11 @@ enum StateError {
 /// payloads of this repository. A tag whose manifest it lacks is dropped
 /// (read again).
 fn read_state(path: &Path, repository: &str) -> Result<Option<RegistryState>, StateError> {
-    use std::io::Read;
-    let file = match std::fs::File::open(path) {
-        Ok(file) => file,
+    let bytes = match commons::files::read_regular(path, MAX_STATE_BYTES) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    if !file.metadata()?.is_file() {
-        return Err(StateError::NotAFile);
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_STATE_BYTES + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_STATE_BYTES {
-        return Err(StateError::TooLarge);
-    }
     let mut state: RegistryState = serde_json::from_slice(&bytes)?;
     if state.format != STATE_FORMAT {
         return Err(StateError::Format(state.format));
@@ -1309,6 +1296,13 @@ mod tests {
             state(&|v| v["repository"] = "r.example.com/other".into()).unwrap(),
             None
         );
+        // A FIFO planted at the path is refused at once, not waited on.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join(STATE_FILE);
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
+        let error = read_state(&fifo, repository).unwrap_err().to_string();
+        assert!(error.contains("it is a FIFO"), "{error}");
     }
 
     #[test]

@@ -3,8 +3,6 @@
 //! waits on a FIFO.
 
 use crate::config::ConfigError;
-use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 /// Largest policy file read: 4 MiB.
@@ -20,45 +18,10 @@ pub fn read(path: &Path) -> Result<Vec<u8>, ConfigError> {
 }
 
 fn read_at_most(path: &Path, limit: u64) -> Result<Vec<u8>, ConfigError> {
-    let refused = |reason: String| ConfigError::Unreadable {
+    crate::files::read_regular(path, limit).map_err(|e| ConfigError::Unreadable {
         path: path.display().to_string(),
-        reason,
-    };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| refused(e.to_string()))?;
-    let kind = file
-        .metadata()
-        .map_err(|e| refused(e.to_string()))?
-        .file_type();
-    if !kind.is_file() {
-        let what = if kind.is_dir() {
-            "a directory"
-        } else if kind.is_fifo() {
-            "a FIFO"
-        } else if kind.is_char_device() {
-            "a character device"
-        } else if kind.is_block_device() {
-            "a block device"
-        } else if kind.is_socket() {
-            "a socket"
-        } else {
-            "not a file"
-        };
-        return Err(refused(format!("it is {what}, not a regular file")));
-    }
-    let mut bytes = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| refused(e.to_string()))?;
-    if bytes.len() as u64 > limit {
-        return Err(refused(format!(
-            "it is larger than the limit of {limit} bytes"
-        )));
-    }
-    Ok(bytes)
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -228,6 +228,14 @@ pub struct ImageRelease {
     pub images: std::collections::BTreeMap<String, String>,
 }
 
+/// Whether `digest` is a container image digest as `sha256:` and 64
+/// lowercase hexadecimal digits.
+pub fn is_sha256_digest(digest: &str) -> bool {
+    digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
 /// The four numbers of a Fedora CoreOS version, `X.YYYYMMDD.S.N`
 /// (`43.20260105.3.0`), when `version` is one.
 pub fn fedora_coreos_version(version: &str) -> Option<[u64; 4]> {

@@ -19,7 +19,7 @@ use crate::scraper::{build_graphs, RefreshError, Refreshed, ScraperMetrics};
 use crate::store::{GraphStore, StreamGraphs};
 use client::{Budget, RegistryClient, RegistryError, Tags};
 use commons::graph::Scheme;
-use commons::metadata::{ImageRelease, ReleaseIndex, UpdatesMetadata};
+use commons::metadata::{is_sha256_digest, ImageRelease, ReleaseIndex, UpdatesMetadata};
 use oci_spec::image::{ImageConfiguration, ImageIndex, ImageManifest};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use serde::{Deserialize, Serialize};
@@ -328,12 +328,6 @@ fn check_label(label: Option<&str>) -> Result<(), StateError> {
         ))),
         _ => Ok(()),
     }
-}
-
-fn is_sha256_digest(digest: &str) -> bool {
-    digest.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    })
 }
 
 /// Whether a tag is a version, hence never moved and read once: numbers

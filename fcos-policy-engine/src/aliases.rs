@@ -48,7 +48,7 @@ impl DigestAliases {
         for (version, arches) in &table {
             for (arch, alias) in arches {
                 for (name, digest) in [("good", &alias.good), ("bad", &alias.bad)] {
-                    if !is_digest(digest) {
+                    if !commons::metadata::is_sha256_digest(digest) {
                         return Err(format!(
                             "{version}.{arch}.{name}: '{digest}' is not a digest of the form sha256:<64 lowercase hex digits>"
                         ));
@@ -96,12 +96,6 @@ impl DigestAliases {
                 .and_then(|rest| rest.strip_prefix('@'))
                 == Some(alias.bad.as_str())
     }
-}
-
-fn is_digest(digest: &str) -> bool {
-    digest.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    })
 }
 
 #[cfg(test)]

@@ -213,16 +213,13 @@ impl GroupSeries {
             .iter()
             .map(|(key, series)| (*key, series.clone()))
             .collect();
-        let idle: Vec<u64> = series
-            .iter()
-            .filter(|(_, series)| series.sketch.is_idle(now))
-            .map(|(key, _)| *key)
-            .collect();
-        if estimates {
-            for (_, series) in series.iter().filter(|(_, s)| !s.sketch.is_idle(now)) {
-                let labels: [&str; 3] = [&series.labels[0], &series.labels[1], &series.labels[2]];
+        let mut idle = Vec::new();
+        for (key, series) in &series {
+            if series.sketch.is_idle(now) {
+                idle.push(*key);
+            } else if estimates {
                 gauge
-                    .with_label_values(&labels)
+                    .with_label_values(&series.labels[..])
                     .set(series.sketch.estimate(now).round());
             }
         }
@@ -237,9 +234,7 @@ impl GroupSeries {
                 .is_some_and(|series| series.sketch.is_idle(now))
             {
                 if let Some(series) = map.remove(&key) {
-                    let labels: [&str; 3] =
-                        [&series.labels[0], &series.labels[1], &series.labels[2]];
-                    let _ = gauge.remove_label_values(&labels);
+                    let _ = gauge.remove_label_values(&series.labels[..]);
                 }
             }
         }
@@ -624,6 +619,33 @@ mod tests {
         assert_eq!(series(), base);
     }
 
+    /// The scope of the census-by-group tests.
+    fn stable_oci() -> GraphScope {
+        GraphScope {
+            stream: "stable".into(),
+            basearch: "x86_64".into(),
+            scheme: Scheme::Oci,
+        }
+    }
+
+    /// A poll of node `uuid` of `group` on `platform`, counted by group
+    /// only (no release, no unknown payload).
+    fn group_poll<'a>(
+        scope: &'a GraphScope,
+        uuid: &'a str,
+        group: &'a str,
+        platform: &'static str,
+    ) -> Poll<'a> {
+        Poll {
+            scope,
+            node_uuid: Some(uuid),
+            known_version: None,
+            unknown_payload: false,
+            group,
+            platform,
+        }
+    }
+
     /// The census by group holds at most its series: polls of a new one
     /// past the cap are counted as refused (and everywhere else as usual);
     /// a series idle for a day leaves, with its gauge, and makes room.
@@ -631,23 +653,9 @@ mod tests {
     fn series_by_group_are_capped_and_idle_ones_leave() {
         let registry = Registry::new();
         let census = Census::register(&registry, 4).unwrap();
-        let scope = GraphScope {
-            stream: "stable".into(),
-            basearch: "x86_64".into(),
-            scheme: Scheme::Oci,
-        };
+        let scope = stable_oci();
         let poll = |uuid: &str, group, platform, now| {
-            census.record(
-                &Poll {
-                    scope: &scope,
-                    node_uuid: Some(uuid),
-                    known_version: None,
-                    unknown_payload: false,
-                    group,
-                    platform,
-                },
-                now,
-            )
+            census.record(&group_poll(&scope, uuid, group, platform), now)
         };
         let gauges = || {
             let mut labels: Vec<String> = registry
@@ -706,11 +714,7 @@ mod tests {
     fn polls_and_sweeps_at_once_keep_series_and_gauges_together() {
         let registry = Registry::new();
         let census = Census::register(&registry, 64).unwrap();
-        let scope = GraphScope {
-            stream: "stable".into(),
-            basearch: "x86_64".into(),
-            scheme: Scheme::Oci,
-        };
+        let scope = stable_oci();
         let platforms = commons::fleet_policy::PLATFORMS;
         let start = 1_800_000_000;
         let stop = std::sync::atomic::AtomicBool::new(false);
@@ -724,15 +728,9 @@ mod tests {
                     while !stop.load(Ordering::Relaxed) {
                         let uuid = format!("{i:032x}");
                         let group = ["a", "b", "c", "d"][(i % 4) as usize];
+                        let platform = platforms[(i / 4) as usize % platforms.len()];
                         census.record(
-                            &Poll {
-                                scope,
-                                node_uuid: Some(&uuid),
-                                known_version: None,
-                                unknown_payload: false,
-                                group,
-                                platform: platforms[(i / 4) as usize % platforms.len()],
-                            },
+                            &group_poll(scope, &uuid, group, platform),
                             start + (i as i64) * 30,
                         );
                         i += 2;

@@ -200,6 +200,14 @@ impl LocalRegistry {
         sha256(body)
     }
 
+    /// Pushes an image of each of `versions`, of stream `mine`, under its
+    /// version as its tag.
+    async fn push_versions(&self, versions: &[&str]) {
+        for version in versions {
+            self.push(version, &TestImage::new(version, "mine")).await;
+        }
+    }
+
     /// Pushes `image` under `tag` and returns what it pushed.
     async fn push(&self, tag: &str, image: &TestImage) -> Pushed {
         let documents = image.documents();
@@ -932,11 +940,7 @@ async fn with_updates_metadata_fedora_rules_apply() {
         return;
     };
     let all = ["43.20260105.3.0", "43.20260119.3.0", "43.20260202.3.0"];
-    for version in all {
-        registry
-            .push(version, &TestImage::new(version, "mine"))
-            .await;
-    }
+    registry.push_versions(&all).await;
     let updates = Upstream::start();
     let path = "/updates/mine.json";
     let document = json!({"stream": "mine", "releases": [
@@ -982,11 +986,9 @@ async fn the_graph_command_previews_a_registry_stream() {
     let Some(registry) = LocalRegistry::start(false).await else {
         return;
     };
-    for version in ["43.20260105.3.0", "43.20260119.3.0"] {
-        registry
-            .push(version, &TestImage::new(version, "mine"))
-            .await;
-    }
+    registry
+        .push_versions(&["43.20260105.3.0", "43.20260119.3.0"])
+        .await;
     let graph = |stream: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_fcos-cincinnati"))
             .args(["graph", "--registry", &registry.repository()])
@@ -1451,11 +1453,9 @@ async fn a_restart_with_a_state_directory_reads_only_what_is_new() {
     let Some(registry) = LocalRegistry::start(false).await else {
         return;
     };
-    for version in ["43.20260105.3.0", "43.20260119.3.0"] {
-        registry
-            .push(version, &TestImage::new(version, "mine"))
-            .await;
-    }
+    registry
+        .push_versions(&["43.20260105.3.0", "43.20260119.3.0"])
+        .await;
     registry
         .push("latest", &TestImage::new("43.20260119.3.0", "mine"))
         .await;
@@ -1568,11 +1568,9 @@ async fn the_real_service_restarted_reads_the_registry_state() {
     let Some(registry) = LocalRegistry::start(false).await else {
         return;
     };
-    for version in ["43.20260105.3.0", "43.20260119.3.0"] {
-        registry
-            .push(version, &TestImage::new(version, "mine"))
-            .await;
-    }
+    registry
+        .push_versions(&["43.20260105.3.0", "43.20260119.3.0"])
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     std::fs::write(

@@ -21,11 +21,8 @@ corpus="${2:-../shared/corpus}"
 duration="${3:-5s}"
 source bench/targets.sh
 
-sed -e 's/^port = 18081$/port = 18082/' -e 's/^port = 18091$/port = 18092/' \
-  "$work/pe.toml" >"$work/pe-other.toml"
-"$other"/fcos-policy-engine -c "$work/pe-other.toml" 2>"$work/pe-other.log" & pids+=($!)
-other_pid=$!
-for _ in $(seq 100); do curl -sf http://127.0.0.1:18092/readyz >/dev/null && break; sleep 0.1; done
+second_policy_engine "$other" other
+other_pid=$second
 cmp <(curl -sf "http://127.0.0.1:18081$query&node_uuid=0") <(curl -sf "http://127.0.0.1:18082$query&node_uuid=0") ||
   echo "warning: the two builds answer different bytes" >&2
 echo "machine: $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg); rustc processes running: $(pgrep -c rustc || true)"

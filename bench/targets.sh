@@ -119,3 +119,14 @@ cmp <(curl -sf -H 'accept-encoding: gzip' "http://127.0.0.1:18088$query&node_uui
 gb=${pids[0]}
 pe=${pids[1]}
 nginx_pid=$(cat "$work/nginx.pid")
+
+# second_policy_engine BIN_DIR NAME: starts BIN_DIR's policy-engine with the
+# same configuration on ports 18082 (service) and 18092 (status), logging
+# to $work/pe-NAME.log, and waits until it is ready; sets $second (its pid).
+second_policy_engine() {
+  sed -e 's/^port = 18081$/port = 18082/' -e 's/^port = 18091$/port = 18092/' \
+    "$work/pe.toml" >"$work/pe-$2.toml"
+  "$1"/fcos-policy-engine -c "$work/pe-$2.toml" 2>"$work/pe-$2.log" & pids+=($!)
+  second=$!
+  for _ in $(seq 100); do curl -sf http://127.0.0.1:18092/readyz >/dev/null && break; sleep 0.1; done
+}

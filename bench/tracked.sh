@@ -20,11 +20,8 @@ duration="${2:-5s}"
 nodes_wanted="${NODES:-1000000}"
 source bench/targets.sh
 
-sed -e 's/^port = 18081$/port = 18082/' -e 's/^port = 18091$/port = 18092/' \
-  "$work/pe.toml" >"$work/pe-full.toml"
-"$bin"/fcos-policy-engine -c "$work/pe-full.toml" 2>"$work/pe-full.log" & pids+=($!)
-full=$!
-for _ in $(seq 100); do curl -sf http://127.0.0.1:18092/readyz >/dev/null && break; sleep 0.1; done
+second_policy_engine "$bin" full
+full=$second
 
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 tracked() {

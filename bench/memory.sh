@@ -52,7 +52,7 @@ with open(sys.argv[1], "w") as out:
                                   f"&group={group}&platform={platform}&node_uuid={n:032x}\n")
 PY
 BENCH_PATHS="$work/paths" BENCH_HOST=127.0.0.1:18081 BENCH_THREADS=2 \
-  wrk -t2 -c32 -d20s -s bench/paths.lua http://127.0.0.1:18081 | grep RESULT
+  wrk -t2 -c32 -d20s -s bench/zincati.lua http://127.0.0.1:18081 | grep RESULT
 curl -sf http://127.0.0.1:18091/metrics >/dev/null  # gauges updated
 echo "2. $(wc -l <"$work/paths") (scope, group, platform) asked for: views $(metric fcos_cincinnati_pe_view_cache_bytes) bytes ($(metric fcos_cincinnati_pe_view_cache_views) views, $(metric fcos_cincinnati_pe_view_renders_total) made), census sketches $(metric fcos_cincinnati_pe_fleet_sketch_bytes) bytes, $(metric fcos_cincinnati_pe_active_nodes_by_group_refused_total) polls refused by group: $(memory)"
 

@@ -16,6 +16,9 @@
 --                node(i) for each i < N in turn (thread t of BENCH_THREADS
 --                takes every i = t - 1 modulo BENCH_THREADS), then again
 --                from the start: N distinct nodes poll
+--   BENCH_PATHS  a file of request targets, one per line: the pool is
+--                those targets, in turn (thread t of BENCH_THREADS takes
+--                every line t - 1 modulo BENCH_THREADS), not Zincati's
 -- Prints one machine-readable summary line at the end.
 
 local query = os.getenv("BENCH_QUERY") or ""
@@ -26,6 +29,7 @@ local pool_size = tonumber(os.getenv("BENCH_POOL") or "4096")
 local nodes = tonumber(os.getenv("BENCH_NODES") or "0")
 local fill = tonumber(os.getenv("BENCH_FILL") or "0")
 local stride = tonumber(os.getenv("BENCH_THREADS") or "1")
+local paths = os.getenv("BENCH_PATHS")
 
 -- The i-th node_uuid of a fill: 32 hexadecimal digits, distinct for every
 -- i below 2^31 (each field below 2^31, exact in a double).
@@ -64,6 +68,17 @@ function init(args)
   target_prefix, request_headers = target, headers
   fill_index = (thread_id or 1) - 1
   if fill > 0 then
+    return
+  end
+  if paths then
+    local line_number = 0
+    for path in io.lines(paths) do
+      if line_number % stride == fill_index then
+        pool[#pool + 1] = "GET " .. path .. " HTTP/1.1\r\n" .. headers .. "\r\n"
+      end
+      line_number = line_number + 1
+    end
+    pool_size = #pool
     return
   end
   for i = 1, pool_size do

@@ -67,7 +67,7 @@ impl Served {
         let series = r#"fcos_cincinnati_pe_policy_reloads_total{result="failure"}"#;
         let deadline = Instant::now() + Duration::from_secs(15);
         while metric(self.pe_status, series).await != Some(n) {
-            let rss = resident_bytes(self.process.child.id());
+            let rss = self.process.memory("VmRSS");
             assert!(rss < 300 << 20, "{rss} bytes resident");
             assert!(Instant::now() < deadline, "never refused: {why}");
             actix_web::rt::time::sleep(Duration::from_millis(20)).await;
@@ -85,18 +85,6 @@ impl Served {
         let _ = std::fs::remove_file(&self.policy);
         make(&self.policy);
     }
-}
-
-/// Resident memory of a process, from `/proc`.
-fn resident_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kib * 1024
 }
 
 fn mkfifo(path: &Path) {

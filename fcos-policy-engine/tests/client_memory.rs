@@ -79,7 +79,7 @@ async fn views_anonymous_clients_cause_stay_within_the_cache_budget() {
             engine.wait_serving(stream, basearch, oci, "1.0").await;
         }
     }
-    let before = engine.memory_kb("VmRSS") * 1024;
+    let before = engine.process.memory("VmRSS");
     let client = reqwest::Client::new();
     let started = Instant::now();
     let urls: Vec<String> = (0..GROUPS)
@@ -112,7 +112,7 @@ async fn views_anonymous_clients_cause_stay_within_the_cache_budget() {
     for task in tasks {
         task.await.unwrap();
     }
-    let grown = (engine.memory_kb("VmRSS") * 1024).saturating_sub(before);
+    let grown = (engine.process.memory("VmRSS")).saturating_sub(before);
     assert!(
         grown < 16 * MIB,
         "RSS grew by {:.1} MiB in {:?}",
@@ -243,7 +243,7 @@ async fn census_series_anonymous_clients_cause_stay_within_their_cap() {
         }
     }
     let series = urls.len() as f64;
-    let before = engine.memory_kb("VmRSS") * 1024;
+    let before = engine.process.memory("VmRSS");
     let client = reqwest::Client::new();
     let tasks: Vec<_> = urls
         .chunks(urls.len().div_ceil(4))
@@ -260,7 +260,7 @@ async fn census_series_anonymous_clients_cause_stay_within_their_cap() {
     for task in tasks {
         task.await.unwrap();
     }
-    let grown = (engine.memory_kb("VmRSS") * 1024).saturating_sub(before);
+    let grown = (engine.process.memory("VmRSS")).saturating_sub(before);
     let refused = engine
         .metric("fcos_cincinnati_pe_active_nodes_by_group_refused_total")
         .await;

@@ -213,7 +213,7 @@ async fn a_huge_answer_is_refused_at_the_limit_and_memory_stays_bounded() {
     let mut pe = PolicyEngine::start(&fake.graph_url(), "").await;
     pe.wait_serving("stable", "x86_64", false, "1").await;
     pe.wait_serving("stable", "x86_64", true, "1").await;
-    let before = pe.memory_kb("VmRSS");
+    let before = pe.process.memory("VmRSS") / 1024;
 
     // 1 GB, announced for one scheme, chunked without a length for the
     // other.
@@ -234,7 +234,7 @@ async fn a_huge_answer_is_refused_at_the_limit_and_memory_stays_bounded() {
     );
     fake.set_listing(listing(&[("stable", "x86_64", &two)]));
     pe.wait_metric(&errors("too_large"), |v| v >= 4.0).await;
-    let peak = pe.memory_kb("VmHWM");
+    let peak = pe.process.memory("VmHWM") / 1024;
     assert!(
         peak < before + 100 * 1024,
         "resident memory rose from {before} kB to a peak of {peak} kB"

@@ -312,17 +312,6 @@ impl PolicyEngine {
         let (status, body) = get(&format!("http://{}/readyz", self.status)).await;
         (status, serde_json::from_str(&body).unwrap())
     }
-
-    /// A figure of `/proc/PID/status`, in kB (`VmRSS`, `VmHWM`).
-    pub fn memory_kb(&self, field: &str) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.process.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {field} in {status}"))
-    }
 }
 
 pub async fn get(url: &str) -> (u16, String) {

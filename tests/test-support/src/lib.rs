@@ -74,6 +74,17 @@ impl Process {
     pub fn log(&self) -> String {
         self.log.join("\n")
     }
+
+    /// A memory figure of `/proc/PID/status` (`VmRSS`, `VmHWM`), in bytes.
+    pub fn memory(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {field} in {status}"))
+            * 1024
+    }
 }
 
 impl Drop for Process {

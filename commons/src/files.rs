@@ -72,3 +72,82 @@ pub fn write_atomically(
     std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }
+
+/// A writer that takes at most `limit` bytes: a write past it fails with
+/// `ErrorKind::FileTooLarge`, so that a file is never written larger than
+/// [`read_regular`] reads it back.
+#[derive(Debug)]
+pub struct Capped<W> {
+    inner: W,
+    limit: u64,
+    left: u64,
+}
+
+impl<W: std::io::Write> Capped<W> {
+    /// Writes through `inner`, up to `limit` bytes.
+    pub fn new(inner: W, limit: u64) -> Self {
+        Capped {
+            inner,
+            limit,
+            left: limit,
+        }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Capped<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() as u64 > self.left {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!(
+                    "it would be larger than the limit of {} bytes it is read back up to",
+                    self.limit
+                ),
+            ));
+        }
+        let written = self.inner.write(buf)?;
+        self.left -= written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_capped_writer_takes_up_to_its_limit() {
+        let mut out = Vec::new();
+        let mut capped = Capped::new(&mut out, 5);
+        capped.write_all(b"abc").unwrap();
+        capped.write_all(b"de").unwrap();
+        let error = capped.write_all(b"f").unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::FileTooLarge);
+        assert!(error.to_string().contains("limit of 5 bytes"), "{error}");
+        assert_eq!(out, b"abcde");
+    }
+
+    #[test]
+    fn a_write_past_the_cap_leaves_the_old_file_and_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, "old").unwrap();
+        let error = write_atomically(&path, ".state.", |out| {
+            Capped::new(out, 4).write_all(b"too long")
+        })
+        .unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::FileTooLarge);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(read_regular(&path, 3).unwrap(), b"old");
+        assert_eq!(
+            read_regular(&path, 2).unwrap_err().kind(),
+            std::io::ErrorKind::FileTooLarge
+        );
+    }
+}

@@ -54,7 +54,7 @@ pub fn start_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Runn
     let replica = Arc::new(replica::Replica::new(&registry, Arc::clone(&views))?);
     if let Some(dir) = &settings.state_dir {
         ignore_file_size_signal();
-        replica.load_state(dir);
+        replica.load_state(dir, replica::state_limit(settings.max_body_bytes));
     }
     let follower = replica::Follower::new(
         Arc::clone(&replica),

@@ -33,6 +33,15 @@ use std::time::Duration;
 pub const STATE_FILE: &str = "snapshot.json";
 /// Version of the snapshot file's format.
 const STATE_FORMAT: u32 = 1;
+/// The snapshot file is read, and written, up to this many graphs as large
+/// as `upstream.max_body_bytes`: the 8 scopes (four basearches, two
+/// schemes) of 8 streams.
+pub const STATE_GRAPHS: u64 = 64;
+
+/// The largest snapshot file read or written with `max_body_bytes`.
+pub fn state_limit(max_body_bytes: u64) -> u64 {
+    max_body_bytes.saturating_mul(STATE_GRAPHS)
+}
 /// Longest pause between two attempts while the graph-builder fails.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -314,9 +323,9 @@ impl Replica {
     /// is served, its graphs being checked, but its age is unknown: it is
     /// reported as old as can be (counted from the epoch) until the
     /// graph-builder confirms it.
-    pub fn load_state(&self, state_dir: &Path) {
+    pub fn load_state(&self, state_dir: &Path, limit: u64) {
         let path = state_dir.join(STATE_FILE);
-        match read_state(&path, &self.views) {
+        match read_state(&path, limit, &self.views) {
             Ok(None) => tracing::info!(file = %path.display(), "no snapshot saved yet"),
             Ok(Some((snapshot, written))) => {
                 let now = commons::unix_now();
@@ -916,7 +925,8 @@ impl Follower {
         let written = commons::unix_now();
         let result = tokio::task::spawn_blocking({
             let path = path.clone();
-            move || write_state(&path, &snapshot, written)
+            let limit = state_limit(self.max_body_bytes);
+            move || write_state(&path, &snapshot, written, limit)
         })
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e).into()));
@@ -1006,8 +1016,15 @@ struct StateScope<'a> {
 /// Writes the snapshot file atomically: a new temporary file of a random
 /// name in the same directory (created exclusively, so nothing planted
 /// there is followed), synced, then renamed over the old one. On failure
-/// the temporary file is removed.
-fn write_state(path: &Path, snapshot: &Snapshot, written: i64) -> Result<(), StateError> {
+/// the temporary file is removed, as when the file would be larger than
+/// `limit`, which it could not be read back from.
+fn write_state(
+    path: &Path,
+    snapshot: &Snapshot,
+    written: i64,
+    limit: u64,
+) -> Result<(), StateError> {
+    use std::io::Write as _;
     let mut scopes: Vec<StateScope<'_>> = Vec::with_capacity(snapshot.scopes.len());
     let mut raws = Vec::with_capacity(snapshot.scopes.len());
     for entry in snapshot.scopes.values() {
@@ -1035,22 +1052,29 @@ fn write_state(path: &Path, snapshot: &Snapshot, written: i64) -> Result<(), Sta
         scopes,
     };
     commons::files::write_atomically(path, ".snapshot.", |out| {
+        let mut out = commons::files::Capped::new(out, limit);
         // An I/O error stays one (a full disk, a file-size limit).
-        serde_json::to_writer(&mut *out, &file).map_err(std::io::Error::from)?;
+        serde_json::to_writer(&mut out, &file).map_err(std::io::Error::from)?;
         out.write_all(b"\n")
     })?;
     Ok(())
 }
 
 /// Reads and validates the snapshot file: `Ok(None)` when there is none.
-/// Every graph must parse, follow the graph rules and match its `ETag`.
-fn read_state(path: &Path, views: &Arc<ViewCache>) -> Result<Option<(Snapshot, i64)>, StateError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
+/// It must be a regular file of at most `limit` bytes (anything else is
+/// refused without waiting on it); every graph must parse, follow the
+/// graph rules and match its `ETag`.
+fn read_state(
+    path: &Path,
+    limit: u64,
+    views: &Arc<ViewCache>,
+) -> Result<Option<(Snapshot, i64)>, StateError> {
+    let bytes = match commons::files::read_regular(path, limit) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let file: StateFile<'_> = serde_json::from_str(&text)?;
+    let file: StateFile<'_> = serde_json::from_slice(&bytes)?;
     if file.format != STATE_FORMAT {
         return Err(StateError::Format(file.format));
     }
@@ -1085,6 +1109,8 @@ fn read_state(path: &Path, views: &Arc<ViewCache>) -> Result<Option<(Snapshot, i
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const LIMIT: u64 = 1 << 20;
 
     fn views() -> Arc<ViewCache> {
         Arc::new(ViewCache::new(crate::view::DEFAULT_CACHE_BYTES))
@@ -1177,9 +1203,9 @@ mod tests {
     fn the_state_file_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(STATE_FILE);
-        assert!(read_state(&path, &views()).unwrap().is_none());
-        write_state(&path, &snapshot(), 1_700_000_000).unwrap();
-        let (read, written) = read_state(&path, &views()).unwrap().unwrap();
+        assert!(read_state(&path, LIMIT, &views()).unwrap().is_none());
+        write_state(&path, &snapshot(), 1_700_000_000, LIMIT).unwrap();
+        let (read, written) = read_state(&path, LIMIT, &views()).unwrap().unwrap();
         assert_eq!(written, 1_700_000_000);
         assert_eq!(read.scopes.len(), 3);
         assert_eq!(read.listing_etag.as_deref(), Some("\"l\""));
@@ -1199,7 +1225,7 @@ mod tests {
     fn a_damaged_state_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(STATE_FILE);
-        write_state(&path, &snapshot(), 1).unwrap();
+        write_state(&path, &snapshot(), 1, LIMIT).unwrap();
         let good = std::fs::read_to_string(&path).unwrap();
         for (what, text) in [
             ("truncated", good[..good.len() / 2].to_string()),
@@ -1215,7 +1241,58 @@ mod tests {
             ("format", good.replace("\"format\":1", "\"format\":2")),
         ] {
             std::fs::write(&path, text).unwrap();
-            assert!(read_state(&path, &views()).is_err(), "{what}");
+            assert!(read_state(&path, LIMIT, &views()).is_err(), "{what}");
         }
+    }
+    #[test]
+    fn a_state_file_over_the_limit_is_neither_written_nor_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        write_state(&path, &snapshot(), 1, LIMIT).unwrap();
+        let size = std::fs::metadata(&path).unwrap().len();
+        let error = read_state(&path, size - 1, &views()).err().unwrap();
+        assert!(
+            error.to_string().contains("larger than the limit"),
+            "{error}"
+        );
+        assert!(read_state(&path, size, &views()).unwrap().is_some());
+        // Too large to write: the good file stays, no temporary is left.
+        let error = write_state(&path, &snapshot(), 2, size - 1).unwrap_err();
+        assert!(
+            error.to_string().contains("larger than the limit"),
+            "{error}"
+        );
+        let (_, written) = read_state(&path, size, &views()).unwrap().unwrap();
+        assert_eq!(written, 1);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_fifo_or_a_directory_at_the_state_file_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        assert!(made.unwrap().success(), "mkfifo");
+        // Read on a thread: a reader that waited on the FIFO would hang.
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn({
+            let path = path.clone();
+            move || {
+                done.send(
+                    read_state(&path, LIMIT, &views())
+                        .err()
+                        .map(|e| e.to_string()),
+                )
+            }
+        });
+        let error = finished
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("the read does not wait on the FIFO")
+            .expect("a FIFO is refused");
+        assert!(error.contains("a FIFO"), "{error}");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let error = read_state(&path, LIMIT, &views()).err().unwrap();
+        assert!(error.to_string().contains("a directory"), "{error}");
     }
 }
